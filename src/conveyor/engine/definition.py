@@ -1,0 +1,157 @@
+"""Workflow definitions: one pydantic model, loaded from YAML or JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from conveyor.durations import Duration
+from conveyor.errors import DefinitionError, InputError, Problem
+
+NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ErrorStrategy(StrEnum):
+    STOP = "stop"
+    CONTINUE = "continue"
+    RETRY = "retry"
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=1, ge=1, le=1000)
+    initial_interval: Duration = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=100.0)
+    max_interval: Duration = timedelta(minutes=5)
+    non_retryable: list[str] = Field(
+        default_factory=list, description="error type names that are never retried"
+    )
+
+
+class WorkflowSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout: Duration | None = Field(default=None, description="default step timeout")
+    execution_timeout: Duration | None = None
+    on_error: ErrorStrategy = ErrorStrategy.STOP
+
+
+class Edge(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    branch: str | None = None
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    type: str
+    name: str | None = None
+    description: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    needs: list[str] = Field(
+        default_factory=list, description="upstream nodes; 'a.true' needs branch 'true' of a"
+    )
+    retry: RetryPolicy | None = None
+    timeout: Duration | None = None
+    on_error: ErrorStrategy | None = None
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class WorkflowDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str | None = None
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    nodes: list[Node] = Field(min_length=1)
+    edges: list[Edge] = Field(default_factory=list)
+
+    def all_edges(self) -> list[Edge]:
+        """Explicit edges plus those implied by each node's ``needs``."""
+        edges = list(self.edges)
+        for node in self.nodes:
+            for need in node.needs:
+                source, _, branch = need.partition(".")
+                edges.append(Edge(source=source, target=node.id, branch=branch or None))
+        return edges
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def retry_policy(self, node: Node) -> RetryPolicy:
+        return node.retry or self.settings.retry
+
+    def error_strategy(self, node: Node) -> ErrorStrategy:
+        return node.on_error or self.settings.on_error
+
+    def timeout(self, node: Node) -> timedelta | None:
+        return node.timeout or self.settings.timeout
+
+
+def _location(data: Any, loc: tuple[int | str, ...]) -> tuple[str | None, str]:
+    """Turn a pydantic error location into (node id, field path)."""
+    node_id: str | None = None
+    if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+        try:
+            raw_id = data["nodes"][loc[1]].get("id")
+            node_id = str(raw_id) if raw_id is not None else None
+        except (KeyError, IndexError, TypeError, AttributeError):
+            node_id = None
+        if node_id is not None:
+            loc = loc[2:]
+    return node_id, ".".join(str(p) for p in loc)
+
+
+def parse_definition(data: Any) -> WorkflowDefinition:
+    """Validate the shape of a definition; every shape problem is reported at once."""
+    if not isinstance(data, dict):
+        raise DefinitionError([Problem("a workflow definition must be a mapping")])
+    try:
+        return WorkflowDefinition.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            node_id, path = _location(data, tuple(err["loc"]))
+            problems.append(Problem(err["msg"], node_id=node_id, path=path))
+        raise DefinitionError(problems) from None
+
+
+def load_definition_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON definition file into plain data."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise InputError(f"{file} is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: "
+                         f"{exc}") from None
+    if not isinstance(data, dict):
+        raise DefinitionError([Problem(f"{file} must contain a mapping at the top level")])
+    return data
+
+
+def definition_schema() -> dict[str, Any]:
+    return WorkflowDefinition.model_json_schema(by_alias=True)

@@ -1,0 +1,128 @@
+"""What the runner needs from storage and time, as protocols over plain data."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from conveyor.engine.state import ExecutionStatus, StepStatus
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str
+    number: int
+
+
+@dataclass
+class StepRecord:
+    """The latest attempt of one node, as stored."""
+
+    node_id: str
+    attempt: int
+    status: StepStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    branch: str | None = None
+    continued: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    wait_until: datetime | None = None
+
+
+@dataclass
+class ClaimedExecution:
+    id: str
+    workspace_id: str
+    workflow_id: str
+    workflow_name: str
+    version: int
+    definition: dict[str, Any]
+    input: Any
+    status: ExecutionStatus
+    trigger_type: str
+    lease: Lease
+    created_at: datetime
+    started_at: datetime | None
+    deadline_at: datetime | None
+    cancel_requested: bool
+    recoveries: int
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+
+
+@dataclass
+class StepStart:
+    node_id: str
+    node_type: str
+    attempt: int
+    input: Any
+    started_at: datetime
+
+
+@dataclass
+class StepFinish:
+    node_id: str
+    attempt: int
+    status: StepStatus
+    finished_at: datetime
+    output: Any = None
+    error: dict[str, Any] | None = None
+    logs: list[dict[str, str]] | None = None
+    branch: str | None = None
+    continued: bool = False
+    wait_until: datetime | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Changes:
+    """Everything one transition writes, in one transaction fenced by the lease."""
+
+    started: list[StepStart] = field(default_factory=list)
+    finished: list[StepFinish] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    status: ExecutionStatus | None = None
+    started_at: datetime | None = None
+    deadline_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    available_at: datetime | None = None
+    wait_reason: str | None = None
+    release: bool = False
+
+    def count(self, name: str, delta: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + delta
+
+    def __bool__(self) -> bool:
+        return bool(self.started or self.finished or self.skipped or self.events
+                    or self.status or self.release)
+
+
+class ExecutionStore(Protocol):
+    async def apply(self, execution: ClaimedExecution, changes: Changes) -> None:
+        """Write ``changes`` in one transaction; raise LeaseLost if the lease is not held."""
+        ...
+
+    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str: ...
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return (end - start) / timedelta(seconds=1)

@@ -1,0 +1,45 @@
+"""Retry decisions as pure functions of the policy, the attempt and the error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from conveyor.engine.definition import ErrorStrategy, RetryPolicy
+
+DEFAULT_RETRY_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """What the runner knows of a failed attempt."""
+
+    error_type: str
+    non_retryable: bool = False
+    retry_after: timedelta | None = None
+
+
+def backoff(policy: RetryPolicy, attempt: int) -> timedelta:
+    """Delay before attempt ``attempt + 1``: initial * coefficient^(attempt-1), capped."""
+    seconds = policy.initial_interval.total_seconds() * policy.backoff_coefficient ** (attempt - 1)
+    return min(timedelta(seconds=seconds), policy.max_interval)
+
+
+def effective_attempts(policy: RetryPolicy, strategy: ErrorStrategy, explicit: bool) -> int:
+    """``on_error: retry`` without an explicit retry policy means three attempts."""
+    if strategy == ErrorStrategy.RETRY and not explicit and policy.max_attempts == 1:
+        return DEFAULT_RETRY_ATTEMPTS
+    return policy.max_attempts
+
+
+def next_retry(
+    policy: RetryPolicy, max_attempts: int, attempt: int, failure: StepFailure
+) -> timedelta | None:
+    """The delay before the next attempt, or None when the step has failed for good."""
+    if failure.non_retryable or failure.error_type in policy.non_retryable:
+        return None
+    if attempt >= max_attempts:
+        return None
+    if failure.retry_after is not None:
+        return max(failure.retry_after, backoff(policy, attempt))
+    return backoff(policy, attempt)

@@ -1,0 +1,137 @@
+"""Validation of a definition against the registry: every problem, located, at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from conveyor.engine.definition import NODE_ID, WorkflowDefinition, parse_definition
+from conveyor.engine.graph import Graph, find_cycle
+from conveyor.engine.templates import TemplateProblem, contains_template, node_references
+from conveyor.errors import DefinitionError, Problem
+from conveyor.nodes.registry import Registry
+
+
+def validate(data: Any, registry: Registry) -> WorkflowDefinition:
+    """Return the definition, or raise DefinitionError listing every problem found."""
+    definition = parse_definition(data)
+    problems = _node_problems(definition, registry)
+    problems += _edge_problems(definition, registry)
+    if not any(p.path.startswith(("needs", "edges")) for p in problems):
+        graph = Graph(definition)
+        cycle = find_cycle(graph)
+        if cycle:
+            problems.append(
+                Problem(f"the graph has a cycle: {' -> '.join(cycle)}", node_id=cycle[0],
+                        path="needs")
+            )
+        else:
+            problems += _template_problems(definition, graph)
+    if problems:
+        raise DefinitionError(problems)
+    return definition
+
+
+def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for node in definition.nodes:
+        if not NODE_ID.match(node.id):
+            problems.append(Problem(
+                "node ids start with a letter or '_' and hold only letters, digits and '_' "
+                "(they are used in templates as nodes.<id>)", node_id=node.id, path="id"))
+        if node.id in seen:
+            problems.append(Problem("duplicate node id", node_id=node.id, path="id"))
+        seen.add(node.id)
+        node_type = registry.get(node.type)
+        if node_type is None:
+            hint = registry.suggest(node.type)
+            message = f"unknown node type '{node.type}'"
+            message += f" (did you mean '{hint}'?)" if hint else ""
+            problems.append(Problem(message, node_id=node.id, path="type"))
+            continue
+        problems += config_problems(node_type.config_model, node.config, node.id)
+    return problems
+
+
+def config_problems(model: Any, config: dict[str, Any], node_id: str) -> list[Problem]:
+    """Problems in a node's config; a field holding a template is checked after rendering."""
+    try:
+        model.model_validate(config)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            if contains_template(err.get("input")):
+                continue
+            path = ".".join(["config", *(str(p) for p in err["loc"])])
+            problems.append(Problem(err["msg"], node_id=node_id, path=path))
+        return problems
+    return []
+
+
+def _edge_problems(definition: WorkflowDefinition, registry: Registry) -> list[Problem]:
+    problems: list[Problem] = []
+    nodes = {n.id: n for n in definition.nodes}
+    located = [(e, None, f"edges[{i}]") for i, e in enumerate(definition.edges)]
+    for node in definition.nodes:
+        for j, need in enumerate(node.needs):
+            source, _, branch = need.partition(".")
+            located.append((None, (node.id, source, branch or None), f"needs[{j}]"))
+    for edge, need, path in located:
+        if edge is not None:
+            source, target, branch, owner = edge.source, edge.target, edge.branch, None
+            for end, name in ((source, "from"), (target, "to")):
+                if end not in nodes:
+                    problems.append(Problem(f"edge refers to unknown node '{end}'",
+                                            path=f"{path}.{name}"))
+        else:
+            assert need is not None
+            owner, source, branch = need
+            target = owner
+            if source not in nodes:
+                problems.append(Problem(f"needs unknown node '{source}'", node_id=owner,
+                                        path=path))
+        if source in nodes and target in nodes and branch is not None:
+            problems += _branch_problem(registry, nodes[source], branch, owner, path)
+        if source == target:
+            problems.append(Problem("a node cannot depend on itself", node_id=target, path=path))
+    return problems
+
+
+def _branch_problem(
+    registry: Registry, source: Any, branch: str, owner: str | None, path: str
+) -> list[Problem]:
+    node_type = registry.get(source.type)
+    if node_type is None:
+        return []
+    labels = node_type.branches(source.config)
+    if labels is None:
+        message = f"node '{source.id}' ({source.type}) has no branches, so '{branch}' is invalid"
+    elif branch not in labels:
+        message = (f"node '{source.id}' cannot produce branch '{branch}' "
+                   f"(it has: {', '.join(sorted(labels))})")
+    else:
+        return []
+    return [Problem(message, node_id=owner, path=path)]
+
+
+def _template_problems(definition: WorkflowDefinition, graph: Graph) -> list[Problem]:
+    problems: list[Problem] = []
+    known = set(graph.node_ids)
+    for node in definition.nodes:
+        upstream = graph.ancestors(node.id)
+        try:
+            references = node_references(node.config, "config")
+        except TemplateProblem as exc:
+            problems.append(Problem(exc.message, node_id=node.id, path=exc.path))
+            continue
+        for path, ref in references:
+            if ref not in known:
+                problems.append(Problem(f"template refers to unknown node '{ref}'",
+                                        node_id=node.id, path=path))
+            elif ref not in upstream:
+                problems.append(Problem(
+                    f"template refers to node '{ref}', which is not upstream of '{node.id}'",
+                    node_id=node.id, path=path))
+    return problems

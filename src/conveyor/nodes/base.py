@@ -1,0 +1,171 @@
+"""The contract node authors see: node types, their context, and what a step returns."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EmptyConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass
+class Usage:
+    """What a step consumed, summed per execution and per user."""
+
+    tokens: int = 0
+    api_calls: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.tokens += other.tokens
+        self.api_calls += other.api_calls
+
+    def as_dict(self) -> dict[str, int]:
+        return {"tokens": self.tokens, "api_calls": self.api_calls}
+
+
+@dataclass
+class NodeResult:
+    """What a node returns when it needs more than a plain output.
+
+    ``branch`` names the outgoing branch taken (condition, switch). ``wait_until`` asks the
+    runner to finish the step at that time with ``output``; the runner decides whether to hold
+    the worker slot meanwhile.
+    """
+
+    output: Any = None
+    branch: str | None = None
+    wait_until: datetime | None = None
+
+
+class StepLog:
+    """A logger whose lines are stored with the step."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, str]] = []
+
+    def _add(self, level: str, message: str) -> None:
+        ts = datetime.now(UTC).isoformat()
+        self.lines.append({"ts": ts, "level": level, "message": str(message)})
+
+    def debug(self, message: str) -> None:
+        self._add("debug", message)
+
+    def info(self, message: str) -> None:
+        self._add("info", message)
+
+    def warning(self, message: str) -> None:
+        self._add("warning", message)
+
+    def error(self, message: str) -> None:
+        self._add("error", message)
+
+
+class Services(Protocol):
+    """What the runtime offers node code beyond its config (implemented by the store side)."""
+
+    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str: ...
+
+
+@dataclass
+class NodeContext:
+    """Everything a node may know about the step it runs."""
+
+    execution_id: str
+    workflow_id: str
+    node_id: str
+    attempt: int
+    services: Services
+    clock: Callable[[], datetime]
+    log: StepLog = field(default_factory=StepLog)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across every attempt of this step: ``execution id : node id``."""
+        return f"{self.execution_id}:{self.node_id}"
+
+    def report_usage(self, *, tokens: int = 0, api_calls: int = 0) -> None:
+        self.usage.add(Usage(tokens=tokens, api_calls=api_calls))
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+class NodeType:
+    """A kind of node. Subclass it, or use :func:`node` on a function.
+
+    ``config_model`` validates the node's config (after templates are rendered);
+    ``branches`` tells which branch labels the node can produce (``None``: no labels).
+    """
+
+    name: str = ""
+    description: str = ""
+    config_model: type[BaseModel] = EmptyConfig
+
+    def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
+        return None
+
+    async def run(self, ctx: NodeContext, config: Any) -> Any:
+        raise NotImplementedError
+
+
+NodeFunction = Callable[[NodeContext, Any], Any]
+
+
+class FunctionNode(NodeType):
+    """A node type made from a plain function; sync functions run in a worker thread."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: NodeFunction,
+        config_model: type[BaseModel],
+        branches: frozenset[str] | None,
+        description: str,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.config_model = config_model
+        self._branches = branches
+        self.description = description or (inspect.getdoc(fn) or "").split("\n")[0]
+
+    def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
+        return self._branches
+
+    async def run(self, ctx: NodeContext, config: Any) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(ctx, config)
+        result = await asyncio.to_thread(self.fn, ctx, config)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+
+def node(
+    name: str,
+    *,
+    config: type[BaseModel] = EmptyConfig,
+    branches: list[str] | None = None,
+    description: str = "",
+) -> Callable[[NodeFunction], FunctionNode]:
+    """Declare a node type from a function ``fn(ctx, config)``; register it with a Registry.
+
+    The decorated name becomes a :class:`NodeType`, so ``Registry.load_module`` finds it.
+    """
+
+    def wrap(fn: NodeFunction) -> FunctionNode:
+        labels = frozenset(branches) if branches is not None else None
+        return FunctionNode(name, fn, config, labels, description)
+
+    return wrap
+
+
+AsyncNodeFunction = Callable[[NodeContext, Any], Awaitable[Any]]

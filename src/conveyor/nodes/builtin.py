@@ -1,0 +1,27 @@
+"""The built-in node types, assembled into a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from conveyor.nodes.control import Condition, Fail, Switch, Wait
+from conveyor.nodes.data import Transform
+from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.messaging import Notify
+from conveyor.nodes.registry import Registry
+
+
+def build_registry(
+    *, allow_private_network: bool = False, plugins: Iterable[str] = (),
+    entry_points: bool = True,
+) -> Registry:
+    """The registry every interface uses: built-ins, entry points, then plugin modules."""
+    registry = Registry([
+        HttpRequest(allow_private_network=allow_private_network),
+        Condition(), Switch(), Wait(), Transform(), Notify(), Fail(),
+    ])
+    if entry_points:
+        registry.load_entry_points()
+    for module in plugins:
+        registry.load_module(module)
+    return registry

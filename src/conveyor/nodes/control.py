@@ -1,0 +1,112 @@
+"""Control-flow node types: condition, switch, wait, fail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from conveyor.durations import Duration
+from conveyor.errors import NodeError
+from conveyor.nodes.base import NodeContext, NodeResult, NodeType
+
+TRUE_FALSE = frozenset({"true", "false"})
+
+
+class ConditionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    if_: Any = Field(alias="if", description="a value or template; its truth picks the branch")
+
+
+class Condition(NodeType):
+    name = "condition"
+    description = "Take branch 'true' or 'false' depending on a value."
+    config_model = ConditionConfig
+
+    def branches(self, config: dict[str, Any]) -> frozenset[str]:
+        return TRUE_FALSE
+
+    async def run(self, ctx: NodeContext, config: ConditionConfig) -> NodeResult:
+        value = _truth(config.if_)
+        return NodeResult(output={"result": value}, branch="true" if value else "false")
+
+
+def _truth(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "off", "none", "null")
+    return bool(value)
+
+
+class SwitchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: Any
+    cases: dict[str, Any] = Field(
+        min_length=1, description="branch label -> value that selects it; else 'default'"
+    )
+
+    @model_validator(mode="after")
+    def _no_default_case(self) -> SwitchConfig:
+        if "default" in self.cases:
+            raise ValueError("'default' is implied; do not list it as a case")
+        return self
+
+
+class Switch(NodeType):
+    name = "switch"
+    description = "Take the branch whose case equals the value, or 'default'."
+    config_model = SwitchConfig
+
+    def branches(self, config: dict[str, Any]) -> frozenset[str]:
+        cases = config.get("cases")
+        labels = set(cases) if isinstance(cases, dict) else set()
+        return frozenset(labels | {"default"})
+
+    async def run(self, ctx: NodeContext, config: SwitchConfig) -> NodeResult:
+        for label, expected in config.cases.items():
+            if expected == config.value or str(expected) == str(config.value):
+                return NodeResult(output={"case": label, "value": config.value}, branch=label)
+        return NodeResult(output={"case": "default", "value": config.value}, branch="default")
+
+
+class WaitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration: Duration | None = None
+    until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WaitConfig:
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("give exactly one of 'duration' or 'until'")
+        if self.until is not None and self.until.tzinfo is None:
+            self.until = self.until.replace(tzinfo=UTC)
+        return self
+
+
+class Wait(NodeType):
+    name = "wait"
+    description = "Pause the execution for a duration or until a time."
+    config_model = WaitConfig
+
+    async def run(self, ctx: NodeContext, config: WaitConfig) -> NodeResult:
+        until = config.until or ctx.now() + (config.duration or timedelta(0))
+        return NodeResult(output={"waited_until": until.isoformat()}, wait_until=until)
+
+
+class FailConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = "failed on purpose"
+    non_retryable: bool = False
+
+
+class Fail(NodeType):
+    name = "fail"
+    description = "Fail with a message (for testing error paths)."
+    config_model = FailConfig
+
+    async def run(self, ctx: NodeContext, config: FailConfig) -> Any:
+        raise NodeError(config.message, non_retryable=config.non_retryable)

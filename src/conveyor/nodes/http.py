@@ -1,0 +1,97 @@
+"""The ``http.request`` node type."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from conveyor.durations import Duration
+from conveyor.errors import HttpStatusError, NodeError
+from conveyor.nodes.base import NodeContext, NodeType
+from conveyor.nodes.outbound import make_client
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class HttpRequestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method = "GET"
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    body: str | None = None
+    timeout: Duration = timedelta(seconds=30)
+    expected_status: list[int] | None = Field(
+        default=None, description="accepted status codes; default: any 2xx"
+    )
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpRequestConfig:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either 'json' or 'body', not both")
+        return self
+
+
+class HttpRequest(NodeType):
+    name = "http.request"
+    description = "Call an HTTP endpoint; JSON responses are parsed."
+    config_model = HttpRequestConfig
+
+    def __init__(self, *, allow_private_network: bool = False) -> None:
+        self.allow_private_network = allow_private_network
+
+    async def run(self, ctx: NodeContext, config: HttpRequestConfig) -> Any:
+        headers = {"Idempotency-Key": ctx.idempotency_key, **config.headers}
+        timeout = config.timeout.total_seconds()
+        async with make_client(allow_private_network=self.allow_private_network,
+                               timeout=timeout) as client:
+            try:
+                response = await client.request(
+                    config.method, config.url, headers=headers,
+                    params={k: str(v) for k, v in config.query.items()},
+                    json=config.json_body, content=config.body,
+                )
+            except httpx.TimeoutException as exc:
+                raise NodeError(f"{config.method} {config.url} timed out: {exc!r}") from exc
+            except httpx.TransportError as exc:
+                raise NodeError(f"{config.method} {config.url} failed: {exc}") from exc
+        ctx.report_usage(api_calls=1)
+        ctx.log.info(f"{config.method} {config.url} -> {response.status_code}")
+        output = {"status": response.status_code, "headers": dict(response.headers),
+                  "body": _body(response)}
+        _check_status(config, response, output)
+        return output
+
+
+def _body(response: httpx.Response) -> Any:
+    content_type = response.headers.get("content-type", "")
+    if "json" in content_type:
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+    return response.text
+
+
+def _check_status(config: HttpRequestConfig, response: httpx.Response, output: Any) -> None:
+    status = response.status_code
+    ok = status in config.expected_status if config.expected_status else 200 <= status < 300
+    if ok:
+        return
+    retryable = status >= 500 or status in (408, 425, 429)
+    raise HttpStatusError(
+        f"{config.method} {config.url} answered {status}",
+        non_retryable=not retryable,
+        retry_after=_retry_after(response),
+        details={"status": status, "body": output["body"]},
+    )
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    value = response.headers.get("retry-after", "")
+    return timedelta(seconds=float(value)) if value.replace(".", "", 1).isdigit() else None

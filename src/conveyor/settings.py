@@ -1,0 +1,31 @@
+"""Settings read from CONVEYOR_* environment variables, only at the edges (CLI, server)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///conveyor.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # Outbound HTTP to loopback/private/link-local/metadata addresses is refused unless this is
+    # set; tests that talk to a local server set it.
+    allow_private_network: bool = False
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    max_recoveries: int = Field(default=5, ge=1)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+    @property
+    def heartbeat(self) -> timedelta:
+        return timedelta(seconds=self.heartbeat_seconds)

@@ -1,0 +1,163 @@
+"""The database handle: URL handling, engine, read/write transactions, migrations."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.sql.elements import ColumnElement
+
+from conveyor.errors import InputError, StoreUnavailable
+from conveyor.store.postgres import PostgresDialect
+from conveyor.store.sqlite import WRITE_OPTION, SQLiteDialect
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StoreDialect(Protocol):
+    name: str
+    supports_skip_locked: bool
+
+    def normalize(self, url: URL) -> URL: ...
+    def create_engine(
+        self, url: URL, *, json_serializer: Any, json_deserializer: Any
+    ) -> Engine: ...
+    def now(self) -> ColumnElement[Any]: ...
+    def now_plus(self, seconds: float) -> ColumnElement[Any]: ...
+    def lock_suffix(self) -> str: ...
+    def database_exists_hint(self, url: URL) -> str: ...
+
+
+def new_id() -> str:
+    """A 32-hex-digit id whose first 12 digits are milliseconds: sortable by creation time."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def parse_url(raw: str) -> URL:
+    """Accept SQLAlchemy URLs, ``postgresql://`` / ``postgres://`` and bare SQLite file paths."""
+    if "://" not in raw:
+        raw = f"sqlite:///{raw}"
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://"):]
+    try:
+        return make_url(raw)
+    except ArgumentError as exc:
+        raise InputError(f"'{raw}' is not a database URL: {exc}") from None
+
+
+def dialect_for(url: URL) -> StoreDialect:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return SQLiteDialect()
+    if backend == "postgresql":
+        return PostgresDialect()
+    raise InputError(f"unsupported database '{backend}': use sqlite:///FILE or postgresql://...")
+
+
+class Database:
+    """One database: a pooled engine plus the dialect that knows its differences."""
+
+    def __init__(self, url: str) -> None:
+        parsed = parse_url(url)
+        self.dialect = dialect_for(parsed)
+        self.url = self.dialect.normalize(parsed)
+        if self.dialect.name == "sqlite" and self.url.database not in (None, "", ":memory:"):
+            folder = Path(self.url.database or "").resolve().parent
+            if not folder.is_dir():
+                raise StoreUnavailable(f"cannot open {url}: folder {folder} does not exist")
+        self.engine = self.dialect.create_engine(
+            self.url, json_serializer=dumps, json_deserializer=orjson.loads
+        )
+
+    @property
+    def name(self) -> str:
+        return self.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            if _is_connection_error(exc):
+                hint = self.dialect.database_exists_hint(self.url)
+                raise StoreUnavailable(
+                    f"cannot reach the database {self.url.render_as_string()}: "
+                    f"{str(exc.orig).strip().splitlines()[0]} ({hint})"
+                ) from exc
+            raise
+
+    def now(self) -> ColumnElement[Any]:
+        return self.dialect.now()
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest migration (cheap when it already is)."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        if self._current_revision() == head:
+            return
+        with self.write() as conn:
+            if self.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7244719)"))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def _current_revision(self) -> str | None:
+        from sqlalchemy import column, table
+
+        version = table("alembic_version", column("version_num"))
+        try:
+            with self.read() as conn:
+                return conn.execute(select(version.c.version_num)).scalar()
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, OperationalError) and _is_connection_error(exc):
+                raise StoreUnavailable(
+                    f"cannot open the database {self.url.render_as_string()}: "
+                    f"{str(exc.orig).strip().splitlines()[0]}"
+                ) from exc
+            return None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_connection_error(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    markers = ("connection", "could not connect", "unable to open", "does not exist",
+               "server closed", "terminating", "timeout expired", "refused")
+    return any(m in message for m in markers) and "no such table" not in message
+
+
+def database_from_env(default: str) -> Database:
+    return Database(os.environ.get("CONVEYOR_DATABASE_URL", default))

@@ -1,0 +1,82 @@
+"""Reading executions back: lists with filters and cursors, details with steps, events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, tuple_
+
+from conveyor.errors import NotFound
+from conveyor.store.tables import events, executions, steps, workflow_versions, workflows
+
+
+@dataclass
+class ExecutionFilter:
+    workspace_id: str
+    status: str | None = None
+    workflow_id: str | None = None
+    trigger_type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 50
+    cursor: tuple[datetime, str] | None = None
+
+
+def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]]:
+    """Newest first; the cursor is the (created_at, id) of the last row of the previous page."""
+    query = (
+        select(executions, workflows.c.name.label("workflow_name"))
+        .join(workflows, workflows.c.id == executions.c.workflow_id)
+        .where(executions.c.workspace_id == f.workspace_id)
+        .order_by(executions.c.created_at.desc(), executions.c.id.desc())
+        .limit(f.limit)
+    )
+    if f.status:
+        query = query.where(executions.c.status == f.status)
+    if f.workflow_id:
+        query = query.where(executions.c.workflow_id == f.workflow_id)
+    if f.trigger_type:
+        query = query.where(executions.c.trigger_type == f.trigger_type)
+    if f.created_after:
+        query = query.where(executions.c.created_at >= f.created_after)
+    if f.created_before:
+        query = query.where(executions.c.created_at < f.created_before)
+    if f.cursor:
+        query = query.where(
+            tuple_(executions.c.created_at, executions.c.id) < tuple_(*f.cursor))
+    return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
+def get_execution(conn: Connection, workspace_id: str, execution_id: str) -> dict[str, Any]:
+    """An execution with its workflow name, version and every step attempt."""
+    row = conn.execute(
+        select(executions, workflows.c.name.label("workflow_name"),
+               workflow_versions.c.version)
+        .join(workflows, workflows.c.id == executions.c.workflow_id)
+        .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
+        .where(executions.c.workspace_id == workspace_id,
+               executions.c.id.startswith(execution_id) if len(execution_id) < 32
+               else executions.c.id == execution_id)
+        .limit(2)
+    ).mappings().all()
+    if not row:
+        raise NotFound(f"execution '{execution_id}' not found")
+    if len(row) > 1:
+        raise NotFound(f"execution id prefix '{execution_id}' is ambiguous")
+    detail = dict(row[0])
+    detail["steps"] = [dict(s) for s in conn.execute(
+        select(steps).where(steps.c.execution_id == detail["id"])
+        .order_by(steps.c.id)
+    ).mappings().all()]
+    return detail
+
+
+def events_after(
+    conn: Connection, execution_id: str, after_seq: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(
+        select(events).where(events.c.execution_id == execution_id, events.c.seq > after_seq)
+        .order_by(events.c.seq).limit(limit)
+    ).mappings().all()]

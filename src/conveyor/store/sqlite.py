@@ -1,0 +1,70 @@
+"""SQLite specifics: WAL, busy timeout, BEGIN IMMEDIATE for writes, the clock as SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.sql.elements import ColumnElement
+
+from conveyor.store.tables import UTCDateTime
+
+WRITE_OPTION = "conveyor_write"
+BUSY_TIMEOUT_MS = 30_000
+_NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
+
+
+class SQLiteDialect:
+    name = "sqlite"
+    supports_skip_locked = False
+
+    def normalize(self, url: URL) -> URL:
+        return url.set(drivername="sqlite+pysqlite")
+
+    def create_engine(self, url: URL, *, json_serializer: Any, json_deserializer: Any) -> Engine:
+        engine = create_engine(
+            url,
+            json_serializer=json_serializer,
+            json_deserializer=json_deserializer,
+            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _on_connect)
+        event.listen(engine, "begin", _on_begin)
+        return engine
+
+    def now(self) -> ColumnElement[Any]:
+        return func.strftime(_NOW_FORMAT, "now", type_=UTCDateTime())
+
+    def now_plus(self, seconds: float) -> ColumnElement[Any]:
+        return func.strftime(_NOW_FORMAT, "now", f"{seconds:+.3f} seconds", type_=UTCDateTime())
+
+    def lock_suffix(self) -> str:
+        return ""
+
+    def database_exists_hint(self, url: URL) -> str:
+        return f"check that the folder of {url.database} exists and is writable"
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from pysqlite so BEGIN is emitted by _on_begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _on_begin(conn: Any) -> None:
+    # Writers take the write lock up front so two writers never deadlock on lock upgrade.
+    if conn.get_execution_options().get(WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def sqlite_url(path: str) -> URL:
+    return make_url(f"sqlite:///{path}")
+

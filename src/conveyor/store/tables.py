@@ -1,0 +1,213 @@
+"""The schema, declared once for both dialects; migrations must produce exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC everywhere: timestamptz on PostgreSQL, fixed-width text on SQLite.
+
+    The fixed width keeps SQLite's text comparisons in time order, so the same SQL compares
+    timestamps on both dialects.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(26))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.strftime(SQLITE_TIME_FORMAT)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.strptime(value, SQLITE_TIME_FORMAT).replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id = String(32)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    # Statistics kept O(1): maintained in the transaction that finishes an execution.
+    Column("executions_finished", BigInteger, nullable=False, server_default="0"),
+    Column("executions_succeeded", BigInteger, nullable=False, server_default="0"),
+    Column("executions_failed", BigInteger, nullable=False, server_default="0"),
+    Column("duration_total_ms", BigInteger, nullable=False, server_default="0"),
+    Column("last_executed_at", UTCDateTime()),
+    UniqueConstraint("workspace_id", "name"),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workflow_id", Id, ForeignKey("workflows.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("workflow_id", "version"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id"), nullable=False),
+    Column("workflow_id", Id, ForeignKey("workflows.id"), nullable=False),
+    Column("version_id", Id, ForeignKey("workflow_versions.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trigger_type", String(16), nullable=False),
+    Column("input", Json, nullable=False),
+    Column("result", Json),
+    Column("error", Json),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("available_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("deadline_at", UTCDateTime()),
+    Column("lease_owner", String(64)),
+    Column("lease_number", BigInteger, nullable=False, server_default="0"),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("recoveries", Integer, nullable=False, server_default="0"),
+    Column("idempotency_key", String(200)),
+    Column("concurrency_key", String(200)),
+    Column("wait_reason", Text),
+    Column("parent_execution_id", Id),
+    Column("retry_of", Id),
+    Column("created_by", Id),
+    Column("event_seq", BigInteger, nullable=False, server_default="0"),
+    Column("steps_total", Integer, nullable=False, server_default="0"),
+    Column("steps_succeeded", Integer, nullable=False, server_default="0"),
+    Column("steps_failed", Integer, nullable=False, server_default="0"),
+    Column("steps_skipped", Integer, nullable=False, server_default="0"),
+    Column("steps_running", Integer, nullable=False, server_default="0"),
+    Column("usage_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("usage_api_calls", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("workflow_id", "idempotency_key"),
+    Index("ix_executions_ready", "status", "available_at"),
+    Index("ix_executions_lease", "status", "lease_expires_at"),
+    Index("ix_executions_workspace_created", "workspace_id", "created_at"),
+    Index("ix_executions_workflow_created", "workflow_id", "created_at"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("node_id", String(100), nullable=False),
+    Column("node_type", String(100), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input", Json),
+    Column("output", Json),
+    Column("error", Json),
+    Column("logs", Json),
+    Column("branch", String(100)),
+    Column("continued", Boolean, nullable=False, server_default=text("false")),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("wait_until", UTCDateTime()),
+    Column("usage_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("usage_api_calls", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("execution_id", "node_id", "attempt"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("workspace_id", Id, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("data", Json, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("execution_id", "seq"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id"), nullable=False),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE")),
+    Column("node_id", String(100)),
+    Column("channel", String(100), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", Json),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_notifications_workspace_created", "workspace_id", "created_at"),
+)
