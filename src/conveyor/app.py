@@ -31,8 +31,13 @@ class Conveyor:
 
     @classmethod
     async def open(
-        cls, database_url: str, registry: Registry, *, clock: Clock | None = None,
-        workspace: str = DEFAULT_WORKSPACE, migrate: bool = True,
+        cls,
+        database_url: str,
+        registry: Registry,
+        *,
+        clock: Clock | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
+        migrate: bool = True,
     ) -> Conveyor:
         """Open (and migrate) the database and return the commands bound to a workspace."""
         db = Database(database_url)
@@ -76,9 +81,17 @@ class Conveyor:
             input = {}
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise InputError("an idempotency key has 1 to 200 characters")
-        execution_id, created = await self.store.enqueue(NewExecution(
-            workspace_id=self.workspace_id, workflow_id=ref.workflow_id,
-            version_id=ref.version_id, input=input, steps_total=len(definition.nodes),
-            trigger_type=trigger_type, priority=priority, idempotency_key=idempotency_key,
-            created_by=created_by))
+        execution_id, created = await self.store.enqueue(
+            NewExecution(
+                workspace_id=self.workspace_id,
+                workflow_id=ref.workflow_id,
+                version_id=ref.version_id,
+                input=input,
+                steps_total=len(definition.nodes),
+                trigger_type=trigger_type,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                created_by=created_by,
+            )
+        )
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)

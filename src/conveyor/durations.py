@@ -24,7 +24,9 @@ def parse_duration(value: Any) -> timedelta:
         text = value.strip().replace(" ", "")
         parts = _PART.findall(text)
         if not text or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"'{value}' is not a duration (use e.g. '500ms', '30s', '5m', '1h30m')")
+            raise ValueError(
+                f"'{value}' is not a duration (use e.g. '500ms', '30s', '5m', '1h30m')"
+            )
         seconds = sum(float(n) * _UNIT[u] for n, u in parts)
     else:
         raise ValueError("a duration must be a number of seconds or a string like '30s'")

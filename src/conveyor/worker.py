@@ -51,8 +51,9 @@ class Worker:
     async def run_one(self, execution_id: str) -> ExecutionStatus | None:
         """Claim one execution and run it in this process, holding its timers (CLI ``run``)."""
         self.runner.hold_timers_up_to = FOREVER
-        claimed = await self.store.claim(self.name, lease_seconds=self._lease_seconds,
-                                         execution_id=execution_id)
+        claimed = await self.store.claim(
+            self.name, lease_seconds=self._lease_seconds, execution_id=execution_id
+        )
         if not claimed:
             return None
         beat = asyncio.create_task(self._heartbeats())
@@ -78,8 +79,11 @@ class Worker:
                 stopper = asyncio.create_task(stop.wait())
                 waker = asyncio.create_task(self._wake.wait())
                 try:
-                    await asyncio.wait({stopper, waker}, timeout=self.poll.total_seconds(),
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {stopper, waker},
+                        timeout=self.poll.total_seconds(),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                 finally:
                     stopper.cancel()
                     waker.cancel()

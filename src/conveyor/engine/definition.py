@@ -146,8 +146,9 @@ def load_definition_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InputError(f"{file} is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: "
-                         f"{exc}") from None
+        raise InputError(
+            f"{file} is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise DefinitionError([Problem(f"{file} must contain a mapping at the top level")])
     return data

@@ -112,8 +112,14 @@ class Changes:
         self.counters[name] = self.counters.get(name, 0) + delta
 
     def __bool__(self) -> bool:
-        return bool(self.started or self.finished or self.skipped or self.events
-                    or self.status or self.release)
+        return bool(
+            self.started
+            or self.finished
+            or self.skipped
+            or self.events
+            or self.status
+            or self.release
+        )
 
 
 class ExecutionStore(Protocol):

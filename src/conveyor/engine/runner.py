@@ -120,8 +120,9 @@ class Runner:
             now = self.clock.now()
             deadline = run.execution.deadline_at
             if deadline is not None and now >= deadline:
-                return await self._abort(run, ExecutionStatus.TIMED_OUT,
-                                         "execution timed out", changes)
+                return await self._abort(
+                    run, ExecutionStatus.TIMED_OUT, "execution timed out", changes
+                )
             self._fire_timers(run, now, changes)
             starts = self._start_ready(run, changes)
             if run.failure is not None:
@@ -129,8 +130,11 @@ class Runner:
             if not run.tasks and not starts and not run.timers and not run.retry_now:
                 return await self._finish(run, changes)
             due = min((t.due for t in run.timers.values()), default=None)
-            if not run.tasks and not starts and due is not None and (
-                due - now > self.hold_timers_up_to
+            if (
+                not run.tasks
+                and not starts
+                and due is not None
+                and (due - now > self.hold_timers_up_to)
             ):
                 return await self._release_waiting(run, due, changes)
             if changes:
@@ -164,8 +168,10 @@ class Runner:
 
     def _interrupted(self, run: _Run, record: StepRecord, changes: Changes) -> None:
         """A step that was in flight when the previous owner stopped: retry or fail it."""
-        interrupted = NodeError("the worker running this step stopped before it finished",
-                                non_retryable=self._max_attempts(run, record.node_id) == 1)
+        interrupted = NodeError(
+            "the worker running this step stopped before it finished",
+            non_retryable=self._max_attempts(run, record.node_id) == 1,
+        )
         outcome = failed(interrupted)
         outcome.failure = StepFailure("Interrupted", interrupted.non_retryable)
         self._failure(run, record.node_id, outcome, changes, immediate=True)
@@ -181,9 +187,7 @@ class Runner:
             else:
                 run.retry_now.append(node_id)
 
-    def _start_ready(
-        self, run: _Run, changes: Changes
-    ) -> list[tuple[StepStart, Any]]:
+    def _start_ready(self, run: _Run, changes: Changes) -> list[tuple[StepStart, Any]]:
         if run.failure is not None:
             return []
         decision = run.graph.decide(run.states)
@@ -202,8 +206,13 @@ class Runner:
             attempt = run.attempts.get(node_id, 0) + 1
             run.attempts[node_id] = attempt
             prepared = self._render(run, node)
-            start = StepStart(node_id, node.type, attempt,
-                              None if isinstance(prepared, Exception) else prepared, now)
+            start = StepStart(
+                node_id,
+                node.type,
+                attempt,
+                None if isinstance(prepared, Exception) else prepared,
+                now,
+            )
             run.states[node_id] = NodeStatus(NodeState.RUNNING)
             changes.started.append(start)
             changes.count("steps_running")
@@ -217,10 +226,17 @@ class Runner:
             "trigger": execution.input,
             "input": execution.input,
             "nodes": run.nodes,
-            "execution": {"id": execution.id, "workflow": execution.workflow_name,
-                          "version": execution.version, "trigger_type": execution.trigger_type},
-            "workflow": {"id": execution.workflow_id, "name": execution.workflow_name,
-                         "version": execution.version},
+            "execution": {
+                "id": execution.id,
+                "workflow": execution.workflow_name,
+                "version": execution.version,
+                "trigger_type": execution.trigger_type,
+            },
+            "workflow": {
+                "id": execution.workflow_id,
+                "name": execution.workflow_name,
+                "version": execution.version,
+            },
         }
         try:
             return render(node.config, context, "config")
@@ -231,13 +247,21 @@ class Runner:
         node = run.node(start.node_id)
         execution = run.execution
         ctx = NodeContext(
-            execution_id=execution.id, workflow_id=execution.workflow_id, node_id=node.id,
-            attempt=start.attempt, services=self.store, clock=self.clock.now,
+            execution_id=execution.id,
+            workflow_id=execution.workflow_id,
+            node_id=node.id,
+            attempt=start.attempt,
+            services=self.store,
+            clock=self.clock.now,
         )
         node_type = self.registry.get(node.type)
         if node_type is None:
-            coro = _raise(NodeError(f"node type '{node.type}' is not registered in this "
-                                    "worker", non_retryable=True), ctx)
+            coro = _raise(
+                NodeError(
+                    f"node type '{node.type}' is not registered in this worker", non_retryable=True
+                ),
+                ctx,
+            )
         elif isinstance(prepared, Exception):
             coro = _raise(prepared, ctx)
         else:
@@ -246,7 +270,10 @@ class Runner:
         run.tasks[task] = node.id
 
     async def _wait(
-        self, run: _Run, cancel: asyncio.Event, due: datetime | None,
+        self,
+        run: _Run,
+        cancel: asyncio.Event,
+        due: datetime | None,
         deadline: datetime | None,
     ) -> None:
         if run.retry_now:
@@ -278,12 +305,21 @@ class Runner:
             run.timers[node_id] = _Timer(outcome.wait_until, "wait")
             run.waiting_output[node_id] = outcome.output
             run.states[node_id] = NodeStatus(NodeState.WAITING)
-            changes.finished.append(StepFinish(
-                node_id, run.attempts[node_id], StepStatus.WAITING, self.clock.now(),
-                output=outcome.output, logs=outcome.logs, wait_until=outcome.wait_until,
-                usage=outcome.usage))
-            changes.events.append(("step.waiting", {
-                "node_id": node_id, "until": outcome.wait_until.isoformat()}))
+            changes.finished.append(
+                StepFinish(
+                    node_id,
+                    run.attempts[node_id],
+                    StepStatus.WAITING,
+                    self.clock.now(),
+                    output=outcome.output,
+                    logs=outcome.logs,
+                    wait_until=outcome.wait_until,
+                    usage=outcome.usage,
+                )
+            )
+            changes.events.append(
+                ("step.waiting", {"node_id": node_id, "until": outcome.wait_until.isoformat()})
+            )
         else:
             self._succeeded(run, node_id, outcome, changes)
 
@@ -293,10 +329,18 @@ class Runner:
         attempt = run.attempts[node_id]
         run.states[node_id] = NodeStatus(NodeState.SUCCEEDED, outcome.branch)
         run.nodes[node_id] = {"status": "succeeded", "output": outcome.output}
-        changes.finished.append(StepFinish(
-            node_id, attempt, StepStatus.SUCCEEDED, self.clock.now(), output=outcome.output,
-            logs=None if waited else outcome.logs, branch=outcome.branch,
-            usage={} if waited else outcome.usage))
+        changes.finished.append(
+            StepFinish(
+                node_id,
+                attempt,
+                StepStatus.SUCCEEDED,
+                self.clock.now(),
+                output=outcome.output,
+                logs=None if waited else outcome.logs,
+                branch=outcome.branch,
+                usage={} if waited else outcome.usage,
+            )
+        )
         changes.count("steps_succeeded")
         event: dict[str, Any] = {"node_id": node_id, "attempt": attempt}
         if outcome.branch is not None:
@@ -305,28 +349,57 @@ class Runner:
 
     def _max_attempts(self, run: _Run, node_id: str) -> int:
         node = run.node(node_id)
-        return effective_attempts(run.definition.retry_policy(node),
-                                  run.definition.error_strategy(node), node.retry is not None)
+        return effective_attempts(
+            run.definition.retry_policy(node),
+            run.definition.error_strategy(node),
+            node.retry is not None,
+        )
 
     def _failure(
-        self, run: _Run, node_id: str, outcome: Outcome, changes: Changes,
+        self,
+        run: _Run,
+        node_id: str,
+        outcome: Outcome,
+        changes: Changes,
         immediate: bool = False,
     ) -> None:
         node = run.node(node_id)
         attempt = run.attempts[node_id]
         assert outcome.failure is not None and outcome.error is not None
-        delay = next_retry(run.definition.retry_policy(node), self._max_attempts(run, node_id),
-                           attempt, outcome.failure)
+        delay = next_retry(
+            run.definition.retry_policy(node),
+            self._max_attempts(run, node_id),
+            attempt,
+            outcome.failure,
+        )
         now = self.clock.now()
         status = StepStatus.INTERRUPTED if immediate else StepStatus.FAILED
         if delay is not None:
             due = now if immediate else now + delay
-            changes.finished.append(StepFinish(
-                node_id, attempt, status, now, error=outcome.error, logs=outcome.logs,
-                wait_until=due, usage=outcome.usage))
-            changes.events.append(("step.retrying", {
-                "node_id": node_id, "attempt": attempt, "error": outcome.error,
-                "retry_at": due.isoformat(), "delay_seconds": (due - now).total_seconds()}))
+            changes.finished.append(
+                StepFinish(
+                    node_id,
+                    attempt,
+                    status,
+                    now,
+                    error=outcome.error,
+                    logs=outcome.logs,
+                    wait_until=due,
+                    usage=outcome.usage,
+                )
+            )
+            changes.events.append(
+                (
+                    "step.retrying",
+                    {
+                        "node_id": node_id,
+                        "attempt": attempt,
+                        "error": outcome.error,
+                        "retry_at": due.isoformat(),
+                        "delay_seconds": (due - now).total_seconds(),
+                    },
+                )
+            )
             run.states[node_id] = NodeStatus(NodeState.RUNNING)
             if immediate:
                 run.retry_now.append(node_id)
@@ -336,43 +409,81 @@ class Runner:
         strategy = run.definition.error_strategy(node)
         continued = strategy == ErrorStrategy.CONTINUE
         output = {"error": outcome.error} if continued else None
-        changes.finished.append(StepFinish(
-            node_id, attempt, status, now, output=output, error=outcome.error,
-            logs=outcome.logs, continued=continued, usage=outcome.usage))
+        changes.finished.append(
+            StepFinish(
+                node_id,
+                attempt,
+                status,
+                now,
+                output=output,
+                error=outcome.error,
+                logs=outcome.logs,
+                continued=continued,
+                usage=outcome.usage,
+            )
+        )
         changes.count("steps_failed")
-        changes.events.append(("step.failed", {
-            "node_id": node_id, "attempt": attempt, "error": outcome.error,
-            "continued": continued}))
+        changes.events.append(
+            (
+                "step.failed",
+                {
+                    "node_id": node_id,
+                    "attempt": attempt,
+                    "error": outcome.error,
+                    "continued": continued,
+                },
+            )
+        )
         run.states[node_id] = NodeStatus(NodeState.FAILED, continued=continued)
         run.nodes[node_id] = {"status": "failed", "output": output, "error": outcome.error}
         if not continued and run.failure is None:
             run.failure = {"node_id": node_id, **outcome.error}
 
     async def _finish(self, run: _Run, changes: Changes) -> ExecutionStatus:
-        result = {n: run.nodes[n]["output"] for n in run.graph.sinks()
-                  if run.states.get(n, NodeStatus(NodeState.PENDING)).state
-                  in (NodeState.SUCCEEDED, NodeState.FAILED)}
+        result = {
+            n: run.nodes[n]["output"]
+            for n in run.graph.sinks()
+            if run.states.get(n, NodeStatus(NodeState.PENDING)).state
+            in (NodeState.SUCCEEDED, NodeState.FAILED)
+        }
         return await self._final(run, ExecutionStatus.SUCCEEDED, changes, result=result)
 
     async def _abort(
-        self, run: _Run, status: ExecutionStatus, reason: str | None,
+        self,
+        run: _Run,
+        status: ExecutionStatus,
+        reason: str | None,
         changes: Changes | None = None,
     ) -> ExecutionStatus:
         changes = changes or Changes()
         now = self.clock.now()
         for _task, node_id in await _cancel_tasks(run):
             changes.count("steps_running", -1)
-            changes.finished.append(StepFinish(
-                node_id, run.attempts[node_id], StepStatus.CANCELLED, now,
-                error={"type": "Cancelled", "message": reason or "execution stopped"}))
+            changes.finished.append(
+                StepFinish(
+                    node_id,
+                    run.attempts[node_id],
+                    StepStatus.CANCELLED,
+                    now,
+                    error={"type": "Cancelled", "message": reason or "execution stopped"},
+                )
+            )
             changes.events.append(("step.cancelled", {"node_id": node_id}))
-        error = run.failure if status == ExecutionStatus.FAILED else {
-            "type": status.value, "message": reason}
+        error = (
+            run.failure
+            if status == ExecutionStatus.FAILED
+            else {"type": status.value, "message": reason}
+        )
         return await self._final(run, status, changes, error=error)
 
     async def _final(
-        self, run: _Run, status: ExecutionStatus, changes: Changes, *,
-        result: Any = None, error: dict[str, Any] | None = None,
+        self,
+        run: _Run,
+        status: ExecutionStatus,
+        changes: Changes,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
     ) -> ExecutionStatus:
         run.timers.clear()
         changes.status = status
@@ -387,18 +498,18 @@ class Runner:
         await self.store.apply(run.execution, changes)
         return status
 
-    async def _release_waiting(
-        self, run: _Run, due: datetime, changes: Changes
-    ) -> ExecutionStatus:
+    async def _release_waiting(self, run: _Run, due: datetime, changes: Changes) -> ExecutionStatus:
         kinds = {t.kind for t in run.timers.values() if t.due == due}
-        reason = (f"waiting until {due.isoformat()}" if "wait" in kinds
-                  else f"retry backoff until {due.isoformat()}")
+        reason = (
+            f"waiting until {due.isoformat()}"
+            if "wait" in kinds
+            else f"retry backoff until {due.isoformat()}"
+        )
         changes.status = ExecutionStatus.WAITING
         changes.available_at = due
         changes.wait_reason = reason
         changes.release = True
-        changes.events.append(("execution.waiting", {"until": due.isoformat(),
-                                                     "reason": reason}))
+        changes.events.append(("execution.waiting", {"until": due.isoformat(), "reason": reason}))
         await self.store.apply(run.execution, changes)
         return ExecutionStatus.WAITING
 
@@ -417,14 +528,14 @@ def _restore(run: _Run, record: StepRecord) -> None:
         run.timers[node_id] = _Timer(record.wait_until, "wait")
         run.waiting_output[node_id] = record.output
     elif record.wait_until is not None and record.status in (
-        StepStatus.FAILED, StepStatus.INTERRUPTED
+        StepStatus.FAILED,
+        StepStatus.INTERRUPTED,
     ):
         run.states[node_id] = NodeStatus(NodeState.RUNNING)
         run.timers[node_id] = _Timer(record.wait_until, "retry")
     elif record.status == StepStatus.FAILED:
         run.states[node_id] = NodeStatus(NodeState.FAILED, continued=record.continued)
-        run.nodes[node_id] = {"status": "failed", "output": record.output,
-                              "error": record.error}
+        run.nodes[node_id] = {"status": "failed", "output": record.output, "error": record.error}
     elif record.status == StepStatus.RUNNING:
         run.states[node_id] = NodeStatus(NodeState.RUNNING)
 

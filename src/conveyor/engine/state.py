@@ -19,22 +19,36 @@ class ExecutionStatus(StrEnum):
         return self in TERMINAL
 
 
-TERMINAL = frozenset({
-    ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED,
-    ExecutionStatus.CANCELLED, ExecutionStatus.TIMED_OUT,
-})
+TERMINAL = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.TIMED_OUT,
+    }
+)
 
 _LEGAL: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
     ExecutionStatus.QUEUED: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED}),
-    ExecutionStatus.RUNNING: frozenset({ExecutionStatus.WAITING, ExecutionStatus.QUEUED} | TERMINAL),
-    ExecutionStatus.WAITING: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED,
-                                        ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED}),
+    ExecutionStatus.RUNNING: frozenset(
+        {ExecutionStatus.WAITING, ExecutionStatus.QUEUED} | TERMINAL
+    ),
+    ExecutionStatus.WAITING: frozenset(
+        {
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.CANCELLED,
+            ExecutionStatus.TIMED_OUT,
+            ExecutionStatus.FAILED,
+        }
+    ),
 }
 
 
 def can_transition(current: ExecutionStatus, target: ExecutionStatus) -> bool:
     """Terminal is final (G7); RUNNING may go back to QUEUED when a worker releases it."""
-    return target in _LEGAL.get(current, frozenset()) or current == target == ExecutionStatus.RUNNING
+    return (
+        target in _LEGAL.get(current, frozenset()) or current == target == ExecutionStatus.RUNNING
+    )
 
 
 class StepStatus(StrEnum):

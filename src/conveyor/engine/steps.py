@@ -65,29 +65,32 @@ def check_config(node_type: NodeType, rendered: Any) -> Any:
 
 
 async def run_attempt(
-    node_type: NodeType, ctx: NodeContext, rendered: Any, timeout: timedelta | None
+    node_type: NodeType, ctx: NodeContext, rendered: Any, step_timeout: timedelta | None
 ) -> Outcome:
     """Run one attempt. CancelledError propagates; every other error becomes an Outcome."""
     try:
         config = check_config(node_type, rendered)
-        if timeout is None:
+        if step_timeout is None:
             result = await node_type.run(ctx, config)
         else:
             try:
-                async with asyncio.timeout(timeout.total_seconds()) as scope:
+                async with asyncio.timeout(step_timeout.total_seconds()) as scope:
                     result = await node_type.run(ctx, config)
             except TimeoutError:
                 if not scope.expired():
                     raise
                 raise NodeTimeout(
-                    f"step timed out after {timeout.total_seconds():g}s"
+                    f"step timed out after {step_timeout.total_seconds():g}s"
                 ) from None
     except Exception as exc:
         return failed(exc, ctx)
     outcome = Outcome(logs=ctx.log.lines, usage=ctx.usage.as_dict())
     if isinstance(result, NodeResult):
         outcome.output, outcome.branch, outcome.wait_until = (
-            result.output, result.branch, result.wait_until)
+            result.output,
+            result.branch,
+            result.wait_until,
+        )
     else:
         outcome.output = result
     return outcome

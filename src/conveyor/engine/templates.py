@@ -15,7 +15,6 @@ from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
-
 class _DataEnvironment(ImmutableSandboxedEnvironment):
     """Keys win over methods: ``output.items`` is the key ``items``, not ``dict.items``."""
 

@@ -23,8 +23,9 @@ def validate(data: Any, registry: Registry) -> WorkflowDefinition:
         cycle = find_cycle(graph)
         if cycle:
             problems.append(
-                Problem(f"the graph has a cycle: {' -> '.join(cycle)}", node_id=cycle[0],
-                        path="needs")
+                Problem(
+                    f"the graph has a cycle: {' -> '.join(cycle)}", node_id=cycle[0], path="needs"
+                )
             )
         else:
             problems += _template_problems(definition, graph)
@@ -38,9 +39,14 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
     seen: set[str] = set()
     for node in definition.nodes:
         if not NODE_ID.match(node.id):
-            problems.append(Problem(
-                "node ids start with a letter or '_' and hold only letters, digits and '_' "
-                "(they are used in templates as nodes.<id>)", node_id=node.id, path="id"))
+            problems.append(
+                Problem(
+                    "node ids start with a letter or '_' and hold only letters, digits and '_' "
+                    "(they are used in templates as nodes.<id>)",
+                    node_id=node.id,
+                    path="id",
+                )
+            )
         if node.id in seen:
             problems.append(Problem("duplicate node id", node_id=node.id, path="id"))
         seen.add(node.id)
@@ -83,15 +89,15 @@ def _edge_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
             source, target, branch, owner = edge.source, edge.target, edge.branch, None
             for end, name in ((source, "from"), (target, "to")):
                 if end not in nodes:
-                    problems.append(Problem(f"edge refers to unknown node '{end}'",
-                                            path=f"{path}.{name}"))
+                    problems.append(
+                        Problem(f"edge refers to unknown node '{end}'", path=f"{path}.{name}")
+                    )
         else:
             assert need is not None
             owner, source, branch = need
             target = owner
             if source not in nodes:
-                problems.append(Problem(f"needs unknown node '{source}'", node_id=owner,
-                                        path=path))
+                problems.append(Problem(f"needs unknown node '{source}'", node_id=owner, path=path))
         if source in nodes and target in nodes and branch is not None:
             problems += _branch_problem(registry, nodes[source], branch, owner, path)
         if source == target:
@@ -109,8 +115,10 @@ def _branch_problem(
     if labels is None:
         message = f"node '{source.id}' ({source.type}) has no branches, so '{branch}' is invalid"
     elif branch not in labels:
-        message = (f"node '{source.id}' cannot produce branch '{branch}' "
-                   f"(it has: {', '.join(sorted(labels))})")
+        message = (
+            f"node '{source.id}' cannot produce branch '{branch}' "
+            f"(it has: {', '.join(sorted(labels))})"
+        )
     else:
         return []
     return [Problem(message, node_id=owner, path=path)]
@@ -128,10 +136,15 @@ def _template_problems(definition: WorkflowDefinition, graph: Graph) -> list[Pro
             continue
         for path, ref in references:
             if ref not in known:
-                problems.append(Problem(f"template refers to unknown node '{ref}'",
-                                        node_id=node.id, path=path))
+                problems.append(
+                    Problem(f"template refers to unknown node '{ref}'", node_id=node.id, path=path)
+                )
             elif ref not in upstream:
-                problems.append(Problem(
-                    f"template refers to node '{ref}', which is not upstream of '{node.id}'",
-                    node_id=node.id, path=path))
+                problems.append(
+                    Problem(
+                        f"template refers to node '{ref}', which is not upstream of '{node.id}'",
+                        node_id=node.id,
+                        path=path,
+                    )
+                )
     return problems

@@ -12,14 +12,23 @@ from conveyor.nodes.registry import Registry
 
 
 def build_registry(
-    *, allow_private_network: bool = False, plugins: Iterable[str] = (),
+    *,
+    allow_private_network: bool = False,
+    plugins: Iterable[str] = (),
     entry_points: bool = True,
 ) -> Registry:
     """The registry every interface uses: built-ins, entry points, then plugin modules."""
-    registry = Registry([
-        HttpRequest(allow_private_network=allow_private_network),
-        Condition(), Switch(), Wait(), Transform(), Notify(), Fail(),
-    ])
+    registry = Registry(
+        [
+            HttpRequest(allow_private_network=allow_private_network),
+            Condition(),
+            Switch(),
+            Wait(),
+            Transform(),
+            Notify(),
+            Fail(),
+        ]
+    )
     if entry_points:
         registry.load_entry_points()
     for module in plugins:

@@ -48,13 +48,17 @@ class HttpRequest(NodeType):
     async def run(self, ctx: NodeContext, config: HttpRequestConfig) -> Any:
         headers = {"Idempotency-Key": ctx.idempotency_key, **config.headers}
         timeout = config.timeout.total_seconds()
-        async with make_client(allow_private_network=self.allow_private_network,
-                               timeout=timeout) as client:
+        async with make_client(
+            allow_private_network=self.allow_private_network, timeout=timeout
+        ) as client:
             try:
                 response = await client.request(
-                    config.method, config.url, headers=headers,
+                    config.method,
+                    config.url,
+                    headers=headers,
                     params={k: str(v) for k, v in config.query.items()},
-                    json=config.json_body, content=config.body,
+                    json=config.json_body,
+                    content=config.body,
                 )
             except httpx.TimeoutException as exc:
                 raise NodeError(f"{config.method} {config.url} timed out: {exc!r}") from exc
@@ -62,8 +66,11 @@ class HttpRequest(NodeType):
                 raise NodeError(f"{config.method} {config.url} failed: {exc}") from exc
         ctx.report_usage(api_calls=1)
         ctx.log.info(f"{config.method} {config.url} -> {response.status_code}")
-        output = {"status": response.status_code, "headers": dict(response.headers),
-                  "body": _body(response)}
+        output = {
+            "status": response.status_code,
+            "headers": dict(response.headers),
+            "body": _body(response),
+        }
         _check_status(config, response, output)
         return output
 

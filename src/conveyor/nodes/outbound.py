@@ -47,7 +47,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore interface)
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
@@ -61,12 +61,17 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                     "CONVEYOR_ALLOW_PRIVATE_NETWORK=true to allow it"
                 )
         return await self._inner.connect_tcp(
-            addresses[0], port, timeout=timeout, local_address=local_address,
+            addresses[0],
+            port,
+            timeout=timeout,
+            local_address=local_address,
             socket_options=socket_options,
         )
 
     async def connect_unix_socket(
-        self, path: str, timeout: float | None = None,
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore interface)
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise BlockedAddress("unix sockets are not allowed for outbound requests")
@@ -91,5 +96,6 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
 def make_client(*, allow_private_network: bool, timeout: float) -> httpx.AsyncClient:
     transport = None if allow_private_network else GuardedTransport()
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False,
-                             trust_env=False)
+    return httpx.AsyncClient(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+    )

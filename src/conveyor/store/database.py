@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from conveyor.errors import InputError, StoreUnavailable
 from conveyor.store.postgres import PostgresDialect
 from conveyor.store.sqlite import WRITE_OPTION, SQLiteDialect
+from conveyor.store.tables import dumps
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,16 +45,12 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
-def dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
 def parse_url(raw: str) -> URL:
     """Accept SQLAlchemy URLs, ``postgresql://`` / ``postgres://`` and bare SQLite file paths."""
     if "://" not in raw:
         raw = f"sqlite:///{raw}"
     if raw.startswith("postgres://"):
-        raw = "postgresql://" + raw[len("postgres://"):]
+        raw = "postgresql://" + raw[len("postgres://") :]
     try:
         return make_url(raw)
     except ArgumentError as exc:
@@ -154,8 +151,16 @@ class Database:
 
 def _is_connection_error(exc: OperationalError) -> bool:
     message = str(exc.orig).lower()
-    markers = ("connection", "could not connect", "unable to open", "does not exist",
-               "server closed", "terminating", "timeout expired", "refused")
+    markers = (
+        "connection",
+        "could not connect",
+        "unable to open",
+        "does not exist",
+        "server closed",
+        "terminating",
+        "timeout expired",
+        "refused",
+    )
     return any(m in message for m in markers) and "no such table" not in message
 
 

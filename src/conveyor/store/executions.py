@@ -16,8 +16,14 @@ from conveyor.store.database import StoreDialect, new_id
 from conveyor.store.tables import events, executions, steps, workflow_versions, workflows
 
 _TERMINAL = [s.value for s in TERMINAL]
-_COUNTERS = ("steps_succeeded", "steps_failed", "steps_skipped", "steps_running",
-             "usage_tokens", "usage_api_calls")
+_COUNTERS = (
+    "steps_succeeded",
+    "steps_failed",
+    "steps_skipped",
+    "steps_running",
+    "usage_tokens",
+    "usage_api_calls",
+)
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,23 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
             return existing, False
     execution_id = new_id()
     row = {
-        "id": execution_id, "workspace_id": new.workspace_id, "workflow_id": new.workflow_id,
-        "version_id": new.version_id, "status": ExecutionStatus.QUEUED.value,
-        "trigger_type": new.trigger_type, "input": new.input, "priority": new.priority,
-        "available_at": now, "created_at": now, "idempotency_key": new.idempotency_key,
-        "concurrency_key": new.concurrency_key, "created_by": new.created_by,
-        "parent_execution_id": new.parent_execution_id, "retry_of": new.retry_of,
-        "steps_total": new.steps_total, "event_seq": 1,
+        "id": execution_id,
+        "workspace_id": new.workspace_id,
+        "workflow_id": new.workflow_id,
+        "version_id": new.version_id,
+        "status": ExecutionStatus.QUEUED.value,
+        "trigger_type": new.trigger_type,
+        "input": new.input,
+        "priority": new.priority,
+        "available_at": now,
+        "created_at": now,
+        "idempotency_key": new.idempotency_key,
+        "concurrency_key": new.concurrency_key,
+        "created_by": new.created_by,
+        "parent_execution_id": new.parent_execution_id,
+        "retry_of": new.retry_of,
+        "steps_total": new.steps_total,
+        "event_seq": 1,
     }
     try:
         with conn.begin_nested():
@@ -74,18 +90,25 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
         if existing is None:
             raise
         return existing, False
-    conn.execute(insert(events), {
-        "execution_id": execution_id, "workspace_id": new.workspace_id, "seq": 1,
-        "type": "execution.queued", "data": {"trigger_type": new.trigger_type},
-        "created_at": now,
-    })
+    conn.execute(
+        insert(events),
+        {
+            "execution_id": execution_id,
+            "workspace_id": new.workspace_id,
+            "seq": 1,
+            "type": "execution.queued",
+            "data": {"trigger_type": new.trigger_type},
+            "created_at": now,
+        },
+    )
     return execution_id, True
 
 
 def _by_key(conn: Connection, workflow_id: str, key: str | None) -> str | None:
     return conn.execute(
-        select(executions.c.id).where(executions.c.workflow_id == workflow_id,
-                                      executions.c.idempotency_key == key)
+        select(executions.c.id).where(
+            executions.c.workflow_id == workflow_id, executions.c.idempotency_key == key
+        )
     ).scalar()
 
 
@@ -105,8 +128,7 @@ def claim(
     expired (a recovery, counted in ``recoveries``). Priority first, then age.
     """
     due = and_(executions.c.status.in_(["queued", "waiting"]), executions.c.available_at <= now)
-    expired = and_(executions.c.status == "running",
-                   executions.c.lease_expires_at < dialect.now())
+    expired = and_(executions.c.status == "running", executions.c.lease_expires_at < dialect.now())
     candidates = (
         select(executions.c.id)
         .where(or_(due, expired), executions.c.cancel_requested.is_(False))
@@ -116,54 +138,96 @@ def claim(
     )
     if execution_id is not None:
         candidates = candidates.where(executions.c.id == execution_id)
-    claimed = conn.execute(
-        update(executions)
-        .where(executions.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            status="running",
-            lease_owner=owner,
-            lease_number=executions.c.lease_number + 1,
-            lease_expires_at=dialect.now_plus(lease_seconds),
-            recoveries=executions.c.recoveries
-            + case((executions.c.status == "running", 1), else_=0),
-            wait_reason=None,
+    claimed = (
+        conn.execute(
+            update(executions)
+            .where(executions.c.id.in_(candidates.scalar_subquery()))
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_number=executions.c.lease_number + 1,
+                lease_expires_at=dialect.now_plus(lease_seconds),
+                recoveries=executions.c.recoveries
+                + case((executions.c.status == "running", 1), else_=0),
+                wait_reason=None,
+            )
+            .returning(executions.c.id)
         )
-        .returning(executions.c.id)
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return load_claimed(conn, list(claimed), owner) if claimed else []
 
 
 def load_claimed(conn: Connection, ids: list[str], owner: str) -> list[ClaimedExecution]:
-    rows = conn.execute(
-        select(executions, workflow_versions.c.definition, workflow_versions.c.version,
-               workflows.c.name.label("workflow_name"))
-        .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
-        .join(workflows, workflows.c.id == executions.c.workflow_id)
-        .where(executions.c.id.in_(ids), executions.c.lease_owner == owner)
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            select(
+                executions,
+                workflow_versions.c.definition,
+                workflow_versions.c.version,
+                workflows.c.name.label("workflow_name"),
+            )
+            .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
+            .join(workflows, workflows.c.id == executions.c.workflow_id)
+            .where(executions.c.id.in_(ids), executions.c.lease_owner == owner)
+        )
+        .mappings()
+        .all()
+    )
     latest: dict[str, dict[str, StepRecord]] = {r["id"]: {} for r in rows}
-    step_rows = conn.execute(
-        select(steps.c.execution_id, steps.c.node_id, steps.c.attempt, steps.c.status,
-               steps.c.output, steps.c.error, steps.c.branch, steps.c.continued,
-               steps.c.started_at, steps.c.finished_at, steps.c.wait_until)
-        .where(steps.c.execution_id.in_(ids))
-        .order_by(steps.c.attempt)
-    ).mappings().all()
+    step_rows = (
+        conn.execute(
+            select(
+                steps.c.execution_id,
+                steps.c.node_id,
+                steps.c.attempt,
+                steps.c.status,
+                steps.c.output,
+                steps.c.error,
+                steps.c.branch,
+                steps.c.continued,
+                steps.c.started_at,
+                steps.c.finished_at,
+                steps.c.wait_until,
+            )
+            .where(steps.c.execution_id.in_(ids))
+            .order_by(steps.c.attempt)
+        )
+        .mappings()
+        .all()
+    )
     for s in step_rows:
         latest[s["execution_id"]][s["node_id"]] = StepRecord(
-            node_id=s["node_id"], attempt=s["attempt"], status=StepStatus(s["status"]),
-            output=s["output"], error=s["error"], branch=s["branch"],
-            continued=s["continued"], started_at=s["started_at"],
-            finished_at=s["finished_at"], wait_until=s["wait_until"])
+            node_id=s["node_id"],
+            attempt=s["attempt"],
+            status=StepStatus(s["status"]),
+            output=s["output"],
+            error=s["error"],
+            branch=s["branch"],
+            continued=s["continued"],
+            started_at=s["started_at"],
+            finished_at=s["finished_at"],
+            wait_until=s["wait_until"],
+        )
     return [
         ClaimedExecution(
-            id=r["id"], workspace_id=r["workspace_id"], workflow_id=r["workflow_id"],
-            workflow_name=r["workflow_name"], version=r["version"],
-            definition=r["definition"], input=r["input"], status=ExecutionStatus(r["status"]),
-            trigger_type=r["trigger_type"], lease=Lease(owner, r["lease_number"]),
-            created_at=r["created_at"], started_at=r["started_at"],
-            deadline_at=r["deadline_at"], cancel_requested=r["cancel_requested"],
-            recoveries=r["recoveries"], steps=latest[r["id"]],
+            id=r["id"],
+            workspace_id=r["workspace_id"],
+            workflow_id=r["workflow_id"],
+            workflow_name=r["workflow_name"],
+            version=r["version"],
+            definition=r["definition"],
+            input=r["input"],
+            status=ExecutionStatus(r["status"]),
+            trigger_type=r["trigger_type"],
+            lease=Lease(owner, r["lease_number"]),
+            created_at=r["created_at"],
+            started_at=r["started_at"],
+            deadline_at=r["deadline_at"],
+            cancel_requested=r["cancel_requested"],
+            recoveries=r["recoveries"],
+            steps=latest[r["id"]],
         )
         for r in rows
     ]
@@ -175,11 +239,18 @@ def apply(
     """Write one transition, fenced by the lease; raise LeaseLost when it is not held."""
     values: dict[str, Any] = {
         name: getattr(executions.c, name) + delta
-        for name, delta in changes.counters.items() if delta and name in _COUNTERS
+        for name, delta in changes.counters.items()
+        if delta and name in _COUNTERS
     }
     values["event_seq"] = executions.c.event_seq + len(changes.events)
-    for name in ("status", "started_at", "deadline_at", "finished_at", "available_at",
-                 "wait_reason"):
+    for name in (
+        "status",
+        "started_at",
+        "deadline_at",
+        "finished_at",
+        "available_at",
+        "wait_reason",
+    ):
         value = getattr(changes, name)
         if value is not None:
             values[name] = value
@@ -190,10 +261,12 @@ def apply(
         values.update(lease_owner=None, lease_expires_at=None)
     row = conn.execute(
         update(executions)
-        .where(executions.c.id == execution.id,
-               executions.c.lease_owner == execution.lease.owner,
-               executions.c.lease_number == execution.lease.number,
-               executions.c.status.not_in(_TERMINAL))
+        .where(
+            executions.c.id == execution.id,
+            executions.c.lease_owner == execution.lease.owner,
+            executions.c.lease_number == execution.lease.number,
+            executions.c.status.not_in(_TERMINAL),
+        )
         .values(values)
         .returning(executions.c.event_seq, executions.c.workflow_id, executions.c.started_at)
     ).first()
@@ -204,45 +277,101 @@ def apply(
         _count_finished(conn, row.workflow_id, changes, row.started_at)
     first_seq = row.event_seq - len(changes.events) + 1
     records = [
-        {"execution_id": execution.id, "workspace_id": execution.workspace_id,
-         "seq": first_seq + i, "type": kind, "data": data, "created_at": now}
+        {
+            "execution_id": execution.id,
+            "workspace_id": execution.workspace_id,
+            "seq": first_seq + i,
+            "type": kind,
+            "data": data,
+            "created_at": now,
+        }
         for i, (kind, data) in enumerate(changes.events)
     ]
     if not records:
         return []
-    ids = conn.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True),
-                       records).scalars().all()
-    return [EventRecord(id=i, execution_id=r["execution_id"], workspace_id=r["workspace_id"],
-                        seq=r["seq"], type=r["type"], data=r["data"], created_at=now)
-            for i, r in zip(ids, records, strict=True)]
+    ids = (
+        conn.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True), records)
+        .scalars()
+        .all()
+    )
+    return [
+        EventRecord(
+            id=i,
+            execution_id=r["execution_id"],
+            workspace_id=r["workspace_id"],
+            seq=r["seq"],
+            type=r["type"],
+            data=r["data"],
+            created_at=now,
+        )
+        for i, r in zip(ids, records, strict=True)
+    ]
 
 
 def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
     if changes.finished:
         conn.execute(
             update(steps)
-            .where(steps.c.execution_id == bindparam("x_id"),
-                   steps.c.node_id == bindparam("x_node"),
-                   steps.c.attempt == bindparam("x_attempt"))
-            .values(status=bindparam("status"), output=bindparam("output"),
-                    error=bindparam("error"), logs=bindparam("logs"),
-                    branch=bindparam("branch"), continued=bindparam("continued"),
-                    finished_at=bindparam("finished_at"), wait_until=bindparam("wait_until"),
-                    usage_tokens=bindparam("usage_tokens"),
-                    usage_api_calls=bindparam("usage_api_calls")),
-            [{"x_id": execution_id, "x_node": f.node_id, "x_attempt": f.attempt,
-              "status": f.status.value, "output": f.output, "error": f.error,
-              "logs": f.logs, "branch": f.branch, "continued": f.continued,
-              "finished_at": f.finished_at, "wait_until": f.wait_until,
-              "usage_tokens": f.usage.get("tokens", 0),
-              "usage_api_calls": f.usage.get("api_calls", 0)} for f in changes.finished],
+            .where(
+                steps.c.execution_id == bindparam("x_id"),
+                steps.c.node_id == bindparam("x_node"),
+                steps.c.attempt == bindparam("x_attempt"),
+            )
+            .values(
+                status=bindparam("status"),
+                output=bindparam("output"),
+                error=bindparam("error"),
+                logs=bindparam("logs"),
+                branch=bindparam("branch"),
+                continued=bindparam("continued"),
+                finished_at=bindparam("finished_at"),
+                wait_until=bindparam("wait_until"),
+                usage_tokens=bindparam("usage_tokens"),
+                usage_api_calls=bindparam("usage_api_calls"),
+            ),
+            [
+                {
+                    "x_id": execution_id,
+                    "x_node": f.node_id,
+                    "x_attempt": f.attempt,
+                    "status": f.status.value,
+                    "output": f.output,
+                    "error": f.error,
+                    "logs": f.logs,
+                    "branch": f.branch,
+                    "continued": f.continued,
+                    "finished_at": f.finished_at,
+                    "wait_until": f.wait_until,
+                    "usage_tokens": f.usage.get("tokens", 0),
+                    "usage_api_calls": f.usage.get("api_calls", 0),
+                }
+                for f in changes.finished
+            ],
         )
-    rows = [{"execution_id": execution_id, "node_id": s.node_id, "node_type": s.node_type,
-             "attempt": s.attempt, "status": StepStatus.RUNNING.value, "input": s.input,
-             "started_at": s.started_at} for s in changes.started]
-    rows += [{"execution_id": execution_id, "node_id": node_id, "node_type": node_type,
-              "attempt": 0, "status": StepStatus.SKIPPED.value, "input": None,
-              "started_at": None} for node_id, node_type in changes.skipped]
+    rows = [
+        {
+            "execution_id": execution_id,
+            "node_id": s.node_id,
+            "node_type": s.node_type,
+            "attempt": s.attempt,
+            "status": StepStatus.RUNNING.value,
+            "input": s.input,
+            "started_at": s.started_at,
+        }
+        for s in changes.started
+    ]
+    rows += [
+        {
+            "execution_id": execution_id,
+            "node_id": node_id,
+            "node_type": node_type,
+            "attempt": 0,
+            "status": StepStatus.SKIPPED.value,
+            "input": None,
+            "started_at": None,
+        }
+        for node_id, node_type in changes.skipped
+    ]
     if rows:
         conn.execute(insert(steps), rows)
 
@@ -256,7 +385,9 @@ def _count_finished(
         duration_ms = int((finished_at - started_at).total_seconds() * 1000)
     succeeded = int(changes.status == ExecutionStatus.SUCCEEDED)
     conn.execute(
-        update(workflows).where(workflows.c.id == workflow_id).values(
+        update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(
             executions_finished=workflows.c.executions_finished + 1,
             executions_succeeded=workflows.c.executions_succeeded + succeeded,
             executions_failed=workflows.c.executions_failed + (1 - succeeded),
@@ -283,10 +414,12 @@ def release(conn: Connection, execution: ClaimedExecution) -> bool:
     """Give an execution back to the queue at once (graceful shutdown)."""
     result = conn.execute(
         update(executions)
-        .where(executions.c.id == execution.id,
-               executions.c.lease_owner == execution.lease.owner,
-               executions.c.lease_number == execution.lease.number,
-               executions.c.status == "running")
+        .where(
+            executions.c.id == execution.id,
+            executions.c.lease_owner == execution.lease.owner,
+            executions.c.lease_number == execution.lease.number,
+            executions.c.status == "running",
+        )
         .values(lease_owner=None, lease_expires_at=None, status="queued")
     )
     return result.rowcount == 1

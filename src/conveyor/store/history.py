@@ -44,39 +44,55 @@ def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]
     if f.created_before:
         query = query.where(executions.c.created_at < f.created_before)
     if f.cursor:
-        query = query.where(
-            tuple_(executions.c.created_at, executions.c.id) < tuple_(*f.cursor))
+        query = query.where(tuple_(executions.c.created_at, executions.c.id) < tuple_(*f.cursor))
     return [dict(r) for r in conn.execute(query).mappings().all()]
 
 
 def get_execution(conn: Connection, workspace_id: str, execution_id: str) -> dict[str, Any]:
     """An execution with its workflow name, version and every step attempt."""
-    row = conn.execute(
-        select(executions, workflows.c.name.label("workflow_name"),
-               workflow_versions.c.version)
-        .join(workflows, workflows.c.id == executions.c.workflow_id)
-        .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
-        .where(executions.c.workspace_id == workspace_id,
-               executions.c.id.startswith(execution_id) if len(execution_id) < 32
-               else executions.c.id == execution_id)
-        .limit(2)
-    ).mappings().all()
+    row = (
+        conn.execute(
+            select(executions, workflows.c.name.label("workflow_name"), workflow_versions.c.version)
+            .join(workflows, workflows.c.id == executions.c.workflow_id)
+            .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
+            .where(
+                executions.c.workspace_id == workspace_id,
+                executions.c.id.startswith(execution_id)
+                if len(execution_id) < 32
+                else executions.c.id == execution_id,
+            )
+            .limit(2)
+        )
+        .mappings()
+        .all()
+    )
     if not row:
         raise NotFound(f"execution '{execution_id}' not found")
     if len(row) > 1:
         raise NotFound(f"execution id prefix '{execution_id}' is ambiguous")
     detail = dict(row[0])
-    detail["steps"] = [dict(s) for s in conn.execute(
-        select(steps).where(steps.c.execution_id == detail["id"])
-        .order_by(steps.c.id)
-    ).mappings().all()]
+    detail["steps"] = [
+        dict(s)
+        for s in conn.execute(
+            select(steps).where(steps.c.execution_id == detail["id"]).order_by(steps.c.id)
+        )
+        .mappings()
+        .all()
+    ]
     return detail
 
 
 def events_after(
     conn: Connection, execution_id: str, after_seq: int = 0, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(
-        select(events).where(events.c.execution_id == execution_id, events.c.seq > after_seq)
-        .order_by(events.c.seq).limit(limit)
-    ).mappings().all()]
+    return [
+        dict(r)
+        for r in conn.execute(
+            select(events)
+            .where(events.c.execution_id == execution_id, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        .mappings()
+        .all()
+    ]

@@ -39,4 +39,6 @@ class PostgresDialect:
         return " FOR UPDATE SKIP LOCKED"
 
     def database_exists_hint(self, url: URL) -> str:
-        return f"check that PostgreSQL runs at {url.host}:{url.port or 5432} and the database exists"
+        return (
+            f"check that PostgreSQL runs at {url.host}:{url.port or 5432} and the database exists"
+        )

@@ -67,4 +67,3 @@ def _on_begin(conn: Any) -> None:
 
 def sqlite_url(path: str) -> URL:
     return make_url(f"sqlite:///{path}")
-

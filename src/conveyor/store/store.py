@@ -39,7 +39,7 @@ class Store:
 
     async def _call(self, write: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         def work() -> T:
-            with (self.db.write() if write else self.db.read()) as conn:
+            with self.db.write() if write else self.db.read() as conn:
                 return fn(conn, *args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
@@ -60,14 +60,24 @@ class Store:
 
             from conveyor.store.tables import executions
 
-            workspace = conn.execute(select(executions.c.workspace_id)
-                                     .where(executions.c.id == execution_id)).scalar_one()
+            workspace = conn.execute(
+                select(executions.c.workspace_id).where(executions.c.id == execution_id)
+            ).scalar_one()
             notification_id = new_id()
-            conn.execute(insert(notifications), {
-                "id": notification_id, "workspace_id": workspace, "execution_id": execution_id,
-                "node_id": node_id, "channel": payload.get("channel", "in-app"),
-                "title": payload.get("title", ""), "message": payload.get("message", ""),
-                "data": payload.get("data"), "created_at": self.clock.now()})
+            conn.execute(
+                insert(notifications),
+                {
+                    "id": notification_id,
+                    "workspace_id": workspace,
+                    "execution_id": execution_id,
+                    "node_id": node_id,
+                    "channel": payload.get("channel", "in-app"),
+                    "title": payload.get("title", ""),
+                    "message": payload.get("message", ""),
+                    "data": payload.get("data"),
+                    "created_at": self.clock.now(),
+                },
+            )
             return notification_id
 
         return await self._write(write)
@@ -77,12 +87,22 @@ class Store:
         return await self._write(queue.enqueue, new, self.clock.now())
 
     async def claim(
-        self, owner: str, *, lease_seconds: float, limit: int = 1,
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int = 1,
         execution_id: str | None = None,
     ) -> list[ClaimedExecution]:
         return await self._write(
-            queue.claim, self.db.dialect, owner=owner, lease_seconds=lease_seconds,
-            limit=limit, now=self.clock.now(), execution_id=execution_id)
+            queue.claim,
+            self.db.dialect,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            limit=limit,
+            now=self.clock.now(),
+            execution_id=execution_id,
+        )
 
     async def heartbeat(self, owner: str, lease_seconds: float) -> list[tuple[str, bool]]:
         return await self._write(queue.heartbeat, self.db.dialect, owner, lease_seconds)
@@ -95,8 +115,9 @@ class Store:
         return await self._write(workflows.workspace_id, name, self.clock.now())
 
     async def apply_definition(self, workspace_id: str, definition: dict[str, Any]) -> VersionRef:
-        return await self._write(workflows.apply_definition, workspace_id, definition,
-                                 self.clock.now())
+        return await self._write(
+            workflows.apply_definition, workspace_id, definition, self.clock.now()
+        )
 
     async def find_version(
         self, workspace_id: str, workflow: str, version: int | None = None

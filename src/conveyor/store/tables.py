@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -35,6 +36,11 @@ metadata = MetaData(
 )
 
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def dumps(value: Any) -> str:
+    """JSON for stored data: fast, and anything unknown becomes its string form."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -71,7 +77,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+class JsonText(TypeDecorator[Any]):
+    """JSON kept in a TEXT column on SQLite: a column declared JSON has numeric affinity
+    there, which would turn the JSON text "1" into the integer 1."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else dumps(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else orjson.loads(value)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql").with_variant(JsonText(), "sqlite")
 Id = String(32)
 
 workspaces = Table(
@@ -160,10 +180,10 @@ executions = Table(
 steps = Table(
     "steps",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
-    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("node_id", String(100), nullable=False),
     Column("node_type", String(100), nullable=False),
     Column("attempt", Integer, nullable=False),
@@ -185,10 +205,10 @@ steps = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
-    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("workspace_id", Id, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("type", String(32), nullable=False),

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, or_, select, update
 
 from conveyor.errors import NotFound
-from conveyor.store.database import dumps, new_id
-from conveyor.store.tables import workflow_versions, workflows, workspaces
+from conveyor.store.database import new_id
+from conveyor.store.tables import dumps, workflow_versions, workflows, workspaces
 
 DEFAULT_WORKSPACE = "default"
 
@@ -42,7 +42,10 @@ def digest(definition: dict[str, Any]) -> str:
 
 
 def apply_definition(
-    conn: Connection, workspace: str, definition: dict[str, Any], now: datetime,
+    conn: Connection,
+    workspace: str,
+    definition: dict[str, Any],
+    now: datetime,
     status: str = "active",
 ) -> VersionRef:
     """Store a definition as the workflow's next version; unchanged definitions reuse the
@@ -56,25 +59,46 @@ def apply_definition(
     sha = digest(definition)
     if wf is None:
         workflow_id, version = new_id(), 1
-        conn.execute(insert(workflows), {
-            "id": workflow_id, "workspace_id": workspace, "name": name, "status": status,
-            "latest_version": 1, "created_at": now, "updated_at": now})
+        conn.execute(
+            insert(workflows),
+            {
+                "id": workflow_id,
+                "workspace_id": workspace,
+                "name": name,
+                "status": status,
+                "latest_version": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
     else:
         workflow_id, version = wf.id, wf.latest_version
         latest = conn.execute(
-            select(workflow_versions.c.id, workflow_versions.c.digest)
-            .where(workflow_versions.c.workflow_id == workflow_id,
-                   workflow_versions.c.version == version)
+            select(workflow_versions.c.id, workflow_versions.c.digest).where(
+                workflow_versions.c.workflow_id == workflow_id,
+                workflow_versions.c.version == version,
+            )
         ).first()
         if latest is not None and latest.digest == sha:
             return VersionRef(workflow_id, name, latest.id, version, definition)
         version += 1
-        conn.execute(update(workflows).where(workflows.c.id == workflow_id)
-                     .values(latest_version=version, updated_at=now))
+        conn.execute(
+            update(workflows)
+            .where(workflows.c.id == workflow_id)
+            .values(latest_version=version, updated_at=now)
+        )
     version_id = new_id()
-    conn.execute(insert(workflow_versions), {
-        "id": version_id, "workflow_id": workflow_id, "version": version,
-        "definition": definition, "digest": sha, "created_at": now})
+    conn.execute(
+        insert(workflow_versions),
+        {
+            "id": version_id,
+            "workflow_id": workflow_id,
+            "version": version,
+            "definition": definition,
+            "digest": sha,
+            "created_at": now,
+        },
+    )
     return VersionRef(workflow_id, name, version_id, version, definition, created=True)
 
 
@@ -83,17 +107,18 @@ def find_version(
 ) -> VersionRef:
     """A workflow (by id or name) at a version (default: latest)."""
     wf = conn.execute(
-        select(workflows.c.id, workflows.c.name, workflows.c.latest_version)
-        .where(workflows.c.workspace_id == workspace,
-               or_(workflows.c.id == workflow, workflows.c.name == workflow))
+        select(workflows.c.id, workflows.c.name, workflows.c.latest_version).where(
+            workflows.c.workspace_id == workspace,
+            or_(workflows.c.id == workflow, workflows.c.name == workflow),
+        )
     ).first()
     if wf is None:
         raise NotFound(f"workflow '{workflow}' not found")
     wanted = version or wf.latest_version
     row = conn.execute(
-        select(workflow_versions.c.id, workflow_versions.c.definition)
-        .where(workflow_versions.c.workflow_id == wf.id,
-               workflow_versions.c.version == wanted)
+        select(workflow_versions.c.id, workflow_versions.c.definition).where(
+            workflow_versions.c.workflow_id == wf.id, workflow_versions.c.version == wanted
+        )
     ).first()
     if row is None:
         raise NotFound(f"workflow '{wf.name}' has no version {wanted}")
@@ -101,8 +126,13 @@ def find_version(
 
 
 def list_workflows(conn: Connection, workspace: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(workflows).where(workflows.c.workspace_id == workspace)
-        .order_by(workflows.c.name)
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            select(workflows)
+            .where(workflows.c.workspace_id == workspace)
+            .order_by(workflows.c.name)
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
