@@ -1,0 +1,29 @@
+"""CLI exit codes, chosen in this one place."""
+
+from __future__ import annotations
+
+from conveyor.errors import (
+    ConveyorError,
+    DefinitionError,
+    InputError,
+    NotFound,
+    StoreUnavailable,
+)
+
+OK = 0
+FAILED = 1
+BAD_INPUT = 2
+INTERRUPTED = 130
+
+
+def exit_code(exc: ConveyorError) -> int:
+    if isinstance(exc, DefinitionError | InputError | StoreUnavailable | NotFound):
+        return BAD_INPUT
+    return FAILED
+
+
+def describe(exc: ConveyorError) -> list[str]:
+    """One precise line per problem."""
+    if isinstance(exc, DefinitionError):
+        return [f"invalid definition: {p}" for p in exc.problems]
+    return [f"error: {exc}"]
