@@ -14,13 +14,25 @@ from rich.text import Text
 from conveyor.store.executions import EventRecord
 
 STYLES = {
-    "pending": "dim", "running": "cyan", "retrying": "yellow", "waiting": "blue",
-    "succeeded": "green", "failed": "red", "skipped": "dim", "cancelled": "magenta",
-    "interrupted": "yellow", "queued": "dim", "timed_out": "red",
+    "pending": "dim",
+    "running": "cyan",
+    "retrying": "yellow",
+    "waiting": "blue",
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "dim",
+    "cancelled": "magenta",
+    "interrupted": "yellow",
+    "queued": "dim",
+    "timed_out": "red",
 }
 _EVENT_STATUS = {
-    "step.started": "running", "step.succeeded": "succeeded", "step.failed": "failed",
-    "step.retrying": "retrying", "step.skipped": "skipped", "step.waiting": "waiting",
+    "step.started": "running",
+    "step.succeeded": "succeeded",
+    "step.failed": "failed",
+    "step.retrying": "retrying",
+    "step.skipped": "skipped",
+    "step.waiting": "waiting",
     "step.cancelled": "cancelled",
 }
 
@@ -40,8 +52,12 @@ class LiveNodes:
         self.attempts = dict.fromkeys(self.order, 0)
         self.started: dict[str, float] = {}
         self.elapsed: dict[str, float] = {}
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TaskProgressColumn(), TextColumn("{task.completed}/{task.total}"))
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+        )
         self.task = self.progress.add_task("progress", total=len(self.order))
 
     def on_events(self, records: list[EventRecord]) -> None:
@@ -70,9 +86,13 @@ class LiveNodes:
             seconds = self.elapsed.get(node_id)
             if node_id in self.started:
                 seconds = now - self.started[node_id]
-            table.add_row(node_id, self.types[node_id], styled(self.status[node_id]),
-                          str(self.attempts[node_id] or ""),
-                          f"{seconds:.2f}s" if seconds is not None else "")
+            table.add_row(
+                node_id,
+                self.types[node_id],
+                styled(self.status[node_id]),
+                str(self.attempts[node_id] or ""),
+                f"{seconds:.2f}s" if seconds is not None else "",
+            )
         return Group(table, self.progress)
 
 
@@ -98,8 +118,13 @@ def summary_table(detail: dict[str, Any]) -> Table:
     for header in ("node", "type", "status", "attempts", "duration"):
         table.add_column(header)
     for node_id, row in per_node.items():
-        table.add_row(node_id, row["type"], styled(row["status"]), str(row["attempts"] or "-"),
-                      duration(row["first"], row["last"]))
+        table.add_row(
+            node_id,
+            row["type"],
+            styled(row["status"]),
+            str(row["attempts"] or "-"),
+            duration(row["first"], row["last"]),
+        )
     return table
 
 
@@ -109,9 +134,15 @@ def steps_table(detail: dict[str, Any]) -> Table:
         table.add_column(header, overflow="fold")
     for step in detail["steps"]:
         error = step["error"] or {}
-        started = step["started_at"].isoformat(timespec="milliseconds") if step[
-            "started_at"] else ""
-        table.add_row(step["node_id"], str(step["attempt"]), styled(step["status"]), started,
-                      duration(step["started_at"], step["finished_at"]),
-                      f"{error.get('type', '')}: {error.get('message', '')}" if error else "")
+        started = (
+            step["started_at"].isoformat(timespec="milliseconds") if step["started_at"] else ""
+        )
+        table.add_row(
+            step["node_id"],
+            str(step["attempt"]),
+            styled(step["status"]),
+            started,
+            duration(step["started_at"], step["finished_at"]),
+            f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
+        )
     return table

@@ -33,8 +33,11 @@ T = TypeVar("T")
 out = Console()
 err = Console(stderr=True)
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Conveyor: durable workflow automation on SQLite or PostgreSQL.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Conveyor: durable workflow automation on SQLite or PostgreSQL.",
+)
 executions_app = typer.Typer(no_args_is_help=True, help="Read and control executions.")
 workflows_app = typer.Typer(no_args_is_help=True, help="Store and list workflows.")
 db_app = typer.Typer(no_args_is_help=True, help="Manage the database.")
@@ -42,16 +45,30 @@ app.add_typer(executions_app, name="executions")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 
-DatabaseOpt = Annotated[str, typer.Option(
-    "--database", "-d", envvar="CONVEYOR_DATABASE_URL",
-    help="sqlite:///FILE, a file path, or postgresql://user@host/db")]
-PluginOpt = Annotated[list[str], typer.Option(
-    "--plugin", "-p", help="Python module defining node types (repeatable)")]
-PrivateOpt = Annotated[bool, typer.Option(
-    "--allow-private-network", envvar="CONVEYOR_ALLOW_PRIVATE_NETWORK",
-    help="let http.request reach loopback and private addresses")]
-InputOpt = Annotated[str | None, typer.Option(
-    "--input", "-i", help="input as JSON, or @FILE to read JSON from a file")]
+DatabaseOpt = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        "-d",
+        envvar="CONVEYOR_DATABASE_URL",
+        help="sqlite:///FILE, a file path, or postgresql://user@host/db",
+    ),
+]
+PluginOpt = Annotated[
+    list[str], typer.Option("--plugin", "-p", help="Python module defining node types (repeatable)")
+]
+PrivateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-network",
+        envvar="CONVEYOR_ALLOW_PRIVATE_NETWORK",
+        help="let http.request reach loopback and private addresses",
+    ),
+]
+InputOpt = Annotated[
+    str | None,
+    typer.Option("--input", "-i", help="input as JSON, or @FILE to read JSON from a file"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
 
@@ -141,8 +158,7 @@ async def _run(data: dict[str, Any], payload: Any, database: str, registry: Any)
         worker = Worker(conveyor.store, conveyor.registry, SystemClock())
         with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
             await worker.run_one(enqueued.execution_id)
-        detail = await conveyor.store.get_execution(conveyor.workspace_id,
-                                                    enqueued.execution_id)
+        detail = await conveyor.store.get_execution(conveyor.workspace_id, enqueued.execution_id)
     finally:
         conveyor.close()
     err.print(summary_table(detail))
@@ -170,8 +186,10 @@ def validate(
         from conveyor.engine.validation import validate as check
 
         definition = check(data, registry)
-        out.print(f"ok: {definition.name} ({len(definition.nodes)} nodes, "
-                  f"{len(definition.all_edges())} edges)")
+        out.print(
+            f"ok: {definition.name} ({len(definition.nodes)} nodes, "
+            f"{len(definition.all_edges())} edges)"
+        )
         return OK
 
     _guard(body)
@@ -200,9 +218,13 @@ def execute(
         async def go() -> str:
             conveyor = await _open(database)
             try:
-                enqueued = await conveyor.execute(workflow, payload, version=version,
-                                                  idempotency_key=idempotency_key,
-                                                  priority=priority)
+                enqueued = await conveyor.execute(
+                    workflow,
+                    payload,
+                    version=version,
+                    idempotency_key=idempotency_key,
+                    priority=priority,
+                )
                 return enqueued.execution_id
             finally:
                 conveyor.close()
@@ -236,9 +258,15 @@ def worker(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             try:
-                await Worker(conveyor.store, registry, SystemClock(), concurrency=concurrency,
-                             lease=settings.lease, heartbeat=settings.heartbeat,
-                             poll=timedelta(seconds=settings.poll_seconds)).serve(stop)
+                await Worker(
+                    conveyor.store,
+                    registry,
+                    SystemClock(),
+                    concurrency=concurrency,
+                    lease=settings.lease,
+                    heartbeat=settings.heartbeat,
+                    poll=timedelta(seconds=settings.poll_seconds),
+                ).serve(stop)
             finally:
                 conveyor.close()
 
@@ -294,8 +322,14 @@ def workflows_list(database: DatabaseOpt = DEFAULT_DATABASE_URL, as_json: JsonOp
         for header in ("name", "version", "status", "finished", "succeeded", "id"):
             table.add_column(header)
         for r in rows:
-            table.add_row(r["name"], str(r["latest_version"]), r["status"],
-                          str(r["executions_finished"]), str(r["executions_succeeded"]), r["id"])
+            table.add_row(
+                r["name"],
+                str(r["latest_version"]),
+                r["status"],
+                str(r["executions_finished"]),
+                str(r["executions_succeeded"]),
+                r["id"],
+            )
         out.print(table)
         return OK
 
@@ -320,9 +354,14 @@ def executions_list(
                 if workflow:
                     ref = await conveyor.store.find_version(conveyor.workspace_id, workflow)
                     workflow_id = ref.workflow_id
-                return await conveyor.store.list_executions(ExecutionFilter(
-                    workspace_id=conveyor.workspace_id, status=status,
-                    workflow_id=workflow_id, limit=limit))
+                return await conveyor.store.list_executions(
+                    ExecutionFilter(
+                        workspace_id=conveyor.workspace_id,
+                        status=status,
+                        workflow_id=workflow_id,
+                        limit=limit,
+                    )
+                )
             finally:
                 conveyor.close()
 
@@ -335,10 +374,15 @@ def executions_list(
             table.add_column(header)
         for r in rows:
             done = r["steps_succeeded"] + r["steps_failed"] + r["steps_skipped"]
-            table.add_row(r["id"], r["workflow_name"], styled(r["status"]), r["trigger_type"],
-                          r["created_at"].isoformat(timespec="seconds"),
-                          duration(r["started_at"], r["finished_at"]),
-                          f"{done}/{r['steps_total']}")
+            table.add_row(
+                r["id"],
+                r["workflow_name"],
+                styled(r["status"]),
+                r["trigger_type"],
+                r["created_at"].isoformat(timespec="seconds"),
+                duration(r["started_at"], r["finished_at"]),
+                f"{done}/{r['steps_total']}",
+            )
         out.print(table)
         return OK
 
@@ -372,10 +416,15 @@ def executions_show(
 
 
 def _print_detail(detail: dict[str, Any]) -> None:
-    out.print(f"[bold]{detail['id']}[/]  {detail['workflow_name']} v{detail['version']}  ",
-              styled(detail["status"]), f"  trigger: {detail['trigger_type']}")
-    out.print(f"created {detail['created_at'].isoformat()}  duration "
-              f"{duration(detail['started_at'], detail['finished_at']) or '-'}")
+    out.print(
+        f"[bold]{detail['id']}[/]  {detail['workflow_name']} v{detail['version']}  ",
+        styled(detail["status"]),
+        f"  trigger: {detail['trigger_type']}",
+    )
+    out.print(
+        f"created {detail['created_at'].isoformat()}  duration "
+        f"{duration(detail['started_at'], detail['finished_at']) or '-'}"
+    )
     if detail.get("wait_reason"):
         out.print(f"waiting: {detail['wait_reason']}")
     out.print("input:", _json(detail["input"]), markup=False, highlight=False)
@@ -387,8 +436,7 @@ def _print_detail(detail: dict[str, Any]) -> None:
     for step in detail["steps"]:
         if step["attempt"] == 0:
             continue
-        out.print(f"[bold]{step['node_id']}[/] attempt {step['attempt']} "
-                  f"({step['status']})")
+        out.print(f"[bold]{step['node_id']}[/] attempt {step['attempt']} ({step['status']})")
         for name in ("input", "output", "error", "logs"):
             if step[name] not in (None, [], {}):
                 out.print(f"  {name}: {_json(step[name])}", markup=False, highlight=False)
@@ -408,4 +456,3 @@ def db_upgrade(database: DatabaseOpt = DEFAULT_DATABASE_URL) -> None:
         return OK
 
     _guard(body)
-

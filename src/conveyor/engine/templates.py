@@ -100,13 +100,17 @@ def node_references(value: Any, path: str = "") -> list[tuple[str, str]]:
             tree = _ENV.parse(value)
         except TemplateError as exc:
             raise TemplateProblem(path, f"template syntax error: {exc.message or exc}") from None
-        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-            target = node.node
-            if isinstance(target, nodes.Name) and target.name == "nodes":
-                if isinstance(node, nodes.Getattr):
-                    found.append((path, node.attr))
-                elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                    found.append((path, node.arg.value))
+        for attr in tree.find_all(nodes.Getattr):
+            if isinstance(attr.node, nodes.Name) and attr.node.name == "nodes":
+                found.append((path, attr.attr))
+        for item in tree.find_all(nodes.Getitem):
+            if (
+                isinstance(item.node, nodes.Name)
+                and item.node.name == "nodes"
+                and isinstance(item.arg, nodes.Const)
+                and isinstance(item.arg.value, str)
+            ):
+                found.append((path, item.arg.value))
     elif isinstance(value, dict):
         for k, v in value.items():
             found += node_references(v, _join(path, k))

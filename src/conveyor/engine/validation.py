@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -76,32 +77,47 @@ def config_problems(model: Any, config: dict[str, Any], node_id: str) -> list[Pr
     return []
 
 
-def _edge_problems(definition: WorkflowDefinition, registry: Registry) -> list[Problem]:
-    problems: list[Problem] = []
-    nodes = {n.id: n for n in definition.nodes}
-    located = [(e, None, f"edges[{i}]") for i, e in enumerate(definition.edges)]
+@dataclass(frozen=True)
+class _Link:
+    """An edge as written: explicit (``edges[i]``) or implied by ``needs`` of ``owner``."""
+
+    source: str
+    target: str
+    branch: str | None
+    path: str
+    owner: str | None = None
+
+
+def _links(definition: WorkflowDefinition) -> list[_Link]:
+    links = [
+        _Link(e.source, e.target, e.branch, f"edges[{i}]") for i, e in enumerate(definition.edges)
+    ]
     for node in definition.nodes:
         for j, need in enumerate(node.needs):
             source, _, branch = need.partition(".")
-            located.append((None, (node.id, source, branch or None), f"needs[{j}]"))
-    for edge, need, path in located:
-        if edge is not None:
-            source, target, branch, owner = edge.source, edge.target, edge.branch, None
-            for end, name in ((source, "from"), (target, "to")):
-                if end not in nodes:
-                    problems.append(
-                        Problem(f"edge refers to unknown node '{end}'", path=f"{path}.{name}")
-                    )
-        else:
-            assert need is not None
-            owner, source, branch = need
-            target = owner
-            if source not in nodes:
-                problems.append(Problem(f"needs unknown node '{source}'", node_id=owner, path=path))
-        if source in nodes and target in nodes and branch is not None:
-            problems += _branch_problem(registry, nodes[source], branch, owner, path)
-        if source == target:
-            problems.append(Problem("a node cannot depend on itself", node_id=target, path=path))
+            links.append(_Link(source, node.id, branch or None, f"needs[{j}]", node.id))
+    return links
+
+
+def _edge_problems(definition: WorkflowDefinition, registry: Registry) -> list[Problem]:
+    problems: list[Problem] = []
+    nodes = {n.id: n for n in definition.nodes}
+    for link in _links(definition):
+        ends = [(link.source, "from"), (link.target, "to")]
+        for end, name in ends if link.owner is None else ends[:1]:
+            if end not in nodes:
+                where = link.path if link.owner else f"{link.path}.{name}"
+                problems.append(
+                    Problem(f"refers to unknown node '{end}'", node_id=link.owner, path=where)
+                )
+        if link.source == link.target:
+            problems.append(
+                Problem("a node cannot depend on itself", node_id=link.target, path=link.path)
+            )
+        elif link.source in nodes and link.target in nodes and link.branch is not None:
+            problems += _branch_problem(
+                registry, nodes[link.source], link.branch, link.owner, link.path
+            )
     return problems
 
 
