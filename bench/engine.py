@@ -115,7 +115,8 @@ def postgres_unavailable() -> str | None:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
             return None
     except psycopg.Error as exc:
-        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(exc).strip()}"
+        detail = " ".join(str(exc).split())
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {detail}"
 
 
 def _pg_admin(sql: str) -> None:

@@ -15,6 +15,8 @@ from conveyor.store import Database
 from tests.support import PG_TEMPLATE, FakeClock, admin, pg_url, require_postgres
 
 BACKENDS = ["sqlite", "postgres"]
+# One migrated template per pytest process, so concurrent sessions never share one.
+TEMPLATE = f"{PG_TEMPLATE}_{os.getpid()}"
 _template_ready = False
 
 
@@ -22,12 +24,17 @@ def _pg_template() -> None:
     global _template_ready
     if _template_ready:
         return
-    admin(f"DROP DATABASE IF EXISTS {PG_TEMPLATE} WITH (FORCE)")
-    admin(f"CREATE DATABASE {PG_TEMPLATE}")
-    db = Database(pg_url(PG_TEMPLATE))
+    admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+    admin(f"CREATE DATABASE {TEMPLATE}")
+    db = Database(pg_url(TEMPLATE))
     db.migrate()
     db.dispose()
     _template_ready = True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _template_ready:
+        admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -48,7 +55,7 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     require_postgres()
     _pg_template()
     name = f"conveyor_t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
+    admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     try:
         yield pg_url(name)
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Dialect,
     ForeignKey,
     Index,
@@ -156,10 +157,17 @@ executions = Table(
     Column("lease_expires_at", UTCDateTime()),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("recoveries", Integer, nullable=False, server_default="0"),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
     Column("idempotency_key", String(200)),
+    # Flow control, copied from the pinned version at enqueue and enforced at claim time.
     Column("concurrency_key", String(200)),
+    Column("key_limit", Integer),
+    Column("workflow_limit", Integer),
+    Column("rate_limit", Integer),
+    Column("rate_period_seconds", Float),
     Column("wait_reason", Text),
     Column("parent_execution_id", Id),
+    Column("parent_node_id", String(100)),
     Column("retry_of", Id),
     Column("created_by", Id),
     Column("event_seq", BigInteger, nullable=False, server_default="0"),
@@ -175,6 +183,9 @@ executions = Table(
     Index("ix_executions_lease", "status", "lease_expires_at"),
     Index("ix_executions_workspace_created", "workspace_id", "created_at"),
     Index("ix_executions_workflow_created", "workflow_id", "created_at"),
+    Index("ix_executions_workflow_status", "workflow_id", "status"),
+    Index("ix_executions_key_status", "concurrency_key", "status"),
+    Index("ix_executions_workflow_started", "workflow_id", "started_at"),
 )
 
 steps = Table(
@@ -215,6 +226,20 @@ events = Table(
     Column("data", Json, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("execution_id", "seq"),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("data", Json),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("consumed_by", String(100)),
+    Index("ix_signals_execution_name", "execution_id", "name"),
 )
 
 notifications = Table(

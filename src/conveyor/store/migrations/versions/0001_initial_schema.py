@@ -114,10 +114,16 @@ def upgrade() -> None:
             "cancel_requested", sa.Boolean(), server_default=sa.text("(false)"), nullable=False
         ),
         sa.Column("recoveries", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("paused", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("concurrency_key", sa.String(length=200), nullable=True),
+        sa.Column("key_limit", sa.Integer(), nullable=True),
+        sa.Column("workflow_limit", sa.Integer(), nullable=True),
+        sa.Column("rate_limit", sa.Integer(), nullable=True),
+        sa.Column("rate_period_seconds", sa.Float(), nullable=True),
         sa.Column("wait_reason", sa.Text(), nullable=True),
         sa.Column("parent_execution_id", sa.String(length=32), nullable=True),
+        sa.Column("parent_node_id", sa.String(length=100), nullable=True),
         sa.Column("retry_of", sa.String(length=32), nullable=True),
         sa.Column("created_by", sa.String(length=32), nullable=True),
         sa.Column("event_seq", sa.BigInteger(), server_default="0", nullable=False),
@@ -145,10 +151,19 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("executions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_executions_key_status", ["concurrency_key", "status"], unique=False
+        )
         batch_op.create_index("ix_executions_lease", ["status", "lease_expires_at"], unique=False)
         batch_op.create_index("ix_executions_ready", ["status", "available_at"], unique=False)
         batch_op.create_index(
             "ix_executions_workflow_created", ["workflow_id", "created_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_executions_workflow_started", ["workflow_id", "started_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_executions_workflow_status", ["workflow_id", "status"], unique=False
         )
         batch_op.create_index(
             "ix_executions_workspace_created", ["workspace_id", "created_at"], unique=False
@@ -219,6 +234,36 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "signals",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("execution_id", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column(
+            "data",
+            sa.JSON()
+            .with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+            .with_variant(conveyor.store.tables.JsonText(), "sqlite"),
+            nullable=True,
+        ),
+        sa.Column("created_at", conveyor.store.tables.UTCDateTime(), nullable=False),
+        sa.Column("consumed_by", sa.String(length=100), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["execution_id"],
+            ["executions.id"],
+            name=op.f("fk_signals_execution_id_executions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signals")),
+    )
+    with op.batch_alter_table("signals", schema=None) as batch_op:
+        batch_op.create_index("ix_signals_execution_name", ["execution_id", "name"], unique=False)
+
+    op.create_table(
         "steps",
         sa.Column(
             "id",
@@ -282,6 +327,10 @@ def upgrade() -> None:
 def downgrade() -> None:
 
     op.drop_table("steps")
+    with op.batch_alter_table("signals", schema=None) as batch_op:
+        batch_op.drop_index("ix_signals_execution_name")
+
+    op.drop_table("signals")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_workspace_created")
 
@@ -289,9 +338,12 @@ def downgrade() -> None:
     op.drop_table("events")
     with op.batch_alter_table("executions", schema=None) as batch_op:
         batch_op.drop_index("ix_executions_workspace_created")
+        batch_op.drop_index("ix_executions_workflow_status")
+        batch_op.drop_index("ix_executions_workflow_started")
         batch_op.drop_index("ix_executions_workflow_created")
         batch_op.drop_index("ix_executions_ready")
         batch_op.drop_index("ix_executions_lease")
+        batch_op.drop_index("ix_executions_key_status")
 
     op.drop_table("executions")
     op.drop_table("workflow_versions")
