@@ -6,7 +6,8 @@ Endpoints (any method):
 - ``/flaky?fail=N`` answers 503 to the first N calls carrying the same ``Idempotency-Key``
   header (calls without one share the key ``""``), then 200 with JSON
   ``{"ok": true, "calls": <calls so far for that key>, "query": {...}}``.
-- ``/slow?seconds=S`` waits S seconds (cut short when the server stops), then answers JSON.
+- ``/slow?seconds=S`` waits S seconds (default 30; cut short when the server stops), then
+  answers JSON.
 - ``/echo`` answers JSON with the method, path, query, headers and the parsed body.
 """
 
@@ -115,7 +116,7 @@ def _handler_for(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"ok": True, "calls": calls, "query": request.query})
 
         def _slow(self, request: ReceivedRequest) -> None:
-            seconds = float(request.query.get("seconds", "1"))
+            seconds = float(request.query.get("seconds", "30"))
             server.stopping.wait(seconds)
             self._send(200, {"slept": seconds})
 

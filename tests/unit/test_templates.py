@@ -99,7 +99,7 @@ def test_rendered_data_is_never_rendered_again() -> None:
 def test_undefined_names_are_template_problems_located_by_path(
     value: Any, path: str, expected_path: str
 ) -> None:
-    with pytest.raises(TemplateProblem, match="undefined|has no attribute") as info:
+    with pytest.raises(TemplateProblem, match=r"undefined|has no attribute") as info:
         render(value, CONTEXT, path)
     assert info.value.path == expected_path
 

@@ -207,7 +207,7 @@ def execute(
     input: InputOpt = None,
     database: DatabaseOpt = DEFAULT_DATABASE_URL,
     idempotency_key: Annotated[str | None, typer.Option(help="deduplicates enqueues")] = None,
-    priority: Annotated[int, typer.Option(help="higher runs first")] = 0,
+    priority: Annotated[int | None, typer.Option(help="higher runs first")] = None,
     version: Annotated[int | None, typer.Option(help="version (default: latest)")] = None,
 ) -> None:
     """Enqueue an execution of a stored workflow and print its id."""

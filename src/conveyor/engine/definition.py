@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.durations import Duration
 from conveyor.errors import DefinitionError, InputError, Problem
@@ -36,8 +43,41 @@ class RetryPolicy(BaseModel):
     )
 
 
+class Concurrency(BaseModel):
+    """Limits on running executions, enforced when workers claim, across all processes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int | None = Field(
+        default=None, ge=1, description="running executions of the workflow at once"
+    )
+    key: str | None = Field(
+        default=None,
+        max_length=200,
+        description="template giving a key, e.g. 'user:{{ trigger.user_id }}'",
+    )
+    key_limit: int | None = Field(default=None, ge=1, description="running executions per key")
+
+    @model_validator(mode="after")
+    def _key_and_limit(self) -> Concurrency:
+        if (self.key is None) != (self.key_limit is None):
+            raise ValueError("'key' and 'key_limit' go together")
+        return self
+
+
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(ge=1, description="executions started per period")
+    period: Duration
+
+
 class WorkflowSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    concurrency: Concurrency | None = None
+    rate_limit: RateLimit | None = None
+    priority: int = Field(default=0, ge=-1000, le=1000, description="higher runs first")
 
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout: Duration | None = Field(default=None, description="default step timeout")

@@ -63,6 +63,7 @@ class ClaimedExecution:
     cancel_requested: bool
     recoveries: int
     steps: dict[str, StepRecord] = field(default_factory=dict)
+    first_claim: bool = False
 
 
 @dataclass

@@ -153,12 +153,13 @@ class Runner:
         now = self.clock.now()
         if execution.status != ExecutionStatus.RUNNING:
             changes.status = ExecutionStatus.RUNNING
-        if execution.started_at is None:
-            changes.started_at = execution.started_at = now
+        if execution.first_claim or execution.started_at is None:
+            if execution.started_at is None:
+                changes.started_at = execution.started_at = now
             timeout = run.definition.settings.execution_timeout
-            if timeout is not None:
-                changes.deadline_at = execution.deadline_at = now + timeout
-            changes.events.append(("execution.started", {"attempt": execution.recoveries + 1}))
+            if timeout is not None and execution.deadline_at is None:
+                changes.deadline_at = execution.deadline_at = execution.started_at + timeout
+            changes.events.append(("execution.started", {}))
         elif execution.recoveries:
             changes.events.append(("execution.resumed", {"recoveries": execution.recoveries}))
         for record in execution.steps.values():

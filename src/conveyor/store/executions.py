@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.engine.interfaces import Changes, ClaimedExecution, Lease, StepRecord
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import LeaseLost
+from conveyor.store import flow
 from conveyor.store.database import StoreDialect, new_id
 from conveyor.store.tables import events, executions, steps, workflow_versions, workflows
 
@@ -48,8 +49,13 @@ class NewExecution:
     priority: int = 0
     idempotency_key: str | None = None
     concurrency_key: str | None = None
+    key_limit: int | None = None
+    workflow_limit: int | None = None
+    rate_limit: int | None = None
+    rate_period_seconds: float | None = None
     created_by: str | None = None
     parent_execution_id: str | None = None
+    parent_node_id: str | None = None
     retry_of: str | None = None
 
 
@@ -76,8 +82,13 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
         "created_at": now,
         "idempotency_key": new.idempotency_key,
         "concurrency_key": new.concurrency_key,
+        "key_limit": new.key_limit,
+        "workflow_limit": new.workflow_limit,
+        "rate_limit": new.rate_limit,
+        "rate_period_seconds": new.rate_period_seconds,
         "created_by": new.created_by,
         "parent_execution_id": new.parent_execution_id,
+        "parent_node_id": new.parent_node_id,
         "retry_of": new.retry_of,
         "steps_total": new.steps_total,
         "event_seq": 1,
@@ -112,6 +123,29 @@ def _by_key(conn: Connection, workflow_id: str, key: str | None) -> str | None:
     ).scalar()
 
 
+_CANDIDATE = (
+    executions.c.id,
+    executions.c.status,
+    executions.c.workflow_id,
+    executions.c.started_at,
+    executions.c.concurrency_key,
+    executions.c.key_limit,
+    executions.c.workflow_limit,
+    executions.c.rate_limit,
+    executions.c.rate_period_seconds,
+)
+
+
+def _running_count(column: Any) -> Any:
+    """Running executions sharing ``column`` with the candidate row (a correlated count)."""
+    other = executions.alias("other")
+    return (
+        select(func.count())
+        .where(getattr(other.c, column.name) == column, other.c.status == "running")
+        .scalar_subquery()
+    )
+
+
 def claim(
     conn: Connection,
     dialect: StoreDialect,
@@ -124,42 +158,61 @@ def claim(
 ) -> list[ClaimedExecution]:
     """Take up to ``limit`` ready executions (or the one given) under a new lease each.
 
-    Ready: queued or waiting and due, or running with a lease the database clock says has
-    expired (a recovery, counted in ``recoveries``). Priority first, then age.
+    Ready: queued or waiting and due (by the worker's clock), not paused, or running with a
+    lease the database clock says has expired (a recovery, counted in ``recoveries``).
+    Priority first, then age. Concurrency limits are pre-filtered in SQL and then checked
+    exactly under per-key locks (see :func:`conveyor.store.flow.admit`), so they hold across
+    processes.
     """
     due = and_(executions.c.status.in_(["queued", "waiting"]), executions.c.available_at <= now)
     expired = and_(executions.c.status == "running", executions.c.lease_expires_at < dialect.now())
-    candidates = (
-        select(executions.c.id)
-        .where(or_(due, expired), executions.c.cancel_requested.is_(False))
+    query = (
+        select(*_CANDIDATE)
+        .where(or_(due, expired), executions.c.paused.is_(False))
+        .where(
+            or_(
+                executions.c.key_limit.is_(None),
+                _running_count(executions.c.concurrency_key) < executions.c.key_limit,
+            )
+        )
+        .where(
+            or_(
+                executions.c.workflow_limit.is_(None),
+                _running_count(executions.c.workflow_id) < executions.c.workflow_limit,
+            )
+        )
         .order_by(executions.c.priority.desc(), executions.c.available_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=executions)
     )
     if execution_id is not None:
-        candidates = candidates.where(executions.c.id == execution_id)
-    claimed = (
-        conn.execute(
-            update(executions)
-            .where(executions.c.id.in_(candidates.scalar_subquery()))
-            .values(
-                status="running",
-                lease_owner=owner,
-                lease_number=executions.c.lease_number + 1,
-                lease_expires_at=dialect.now_plus(lease_seconds),
-                recoveries=executions.c.recoveries
-                + case((executions.c.status == "running", 1), else_=0),
-                wait_reason=None,
-            )
-            .returning(executions.c.id)
+        query = query.where(executions.c.id == execution_id)
+    candidates = conn.execute(query).mappings().all()
+    chosen = flow.admit(conn, dialect, [dict(c) for c in candidates], now)
+    if not chosen:
+        return []
+    ids = [c["id"] for c in chosen]
+    conn.execute(
+        update(executions)
+        .where(executions.c.id.in_(ids))
+        .values(
+            status="running",
+            lease_owner=owner,
+            lease_number=executions.c.lease_number + 1,
+            lease_expires_at=dialect.now_plus(lease_seconds),
+            recoveries=executions.c.recoveries
+            + case((executions.c.status == "running", 1), else_=0),
+            started_at=func.coalesce(executions.c.started_at, now),
+            wait_reason=None,
         )
-        .scalars()
-        .all()
     )
-    return load_claimed(conn, list(claimed), owner) if claimed else []
+    first = {c["id"] for c in chosen if c["started_at"] is None}
+    return load_claimed(conn, ids, owner, first)
 
 
-def load_claimed(conn: Connection, ids: list[str], owner: str) -> list[ClaimedExecution]:
+def load_claimed(
+    conn: Connection, ids: list[str], owner: str, first: set[str] | None = None
+) -> list[ClaimedExecution]:
     rows = (
         conn.execute(
             select(

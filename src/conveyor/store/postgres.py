@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, func
+from sqlalchemy import Engine, create_engine, func, text
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,6 +34,12 @@ class PostgresDialect:
     def now_plus(self, seconds: float) -> ColumnElement[Any]:
         interval = func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
         return func.clock_timestamp(type_=UTCDateTime()) + interval
+
+    def lock_keys(self, conn: Any, keys: list[str]) -> None:
+        """Transaction-scoped advisory locks, taken in sorted order so claimers never
+        deadlock."""
+        for key in keys:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
 
     def lock_suffix(self) -> str:
         return " FOR UPDATE SKIP LOCKED"

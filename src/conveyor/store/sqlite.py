@@ -39,6 +39,9 @@ class SQLiteDialect:
     def now_plus(self, seconds: float) -> ColumnElement[Any]:
         return func.strftime(_NOW_FORMAT, "now", f"{seconds:+.3f} seconds", type_=UTCDateTime())
 
+    def lock_keys(self, conn: Any, keys: list[str]) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already serializes every claimer."""
+
     def lock_suffix(self) -> str:
         return ""
 

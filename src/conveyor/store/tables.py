@@ -12,8 +12,8 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Float,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -231,10 +231,10 @@ events = Table(
 signals = Table(
     "signals",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
-    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("data", Json),
     Column("created_at", UTCDateTime(), nullable=False),
