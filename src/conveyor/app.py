@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.engine.definition import parse_definition
+from conveyor.engine.graph import Graph
 from conveyor.engine.interfaces import Clock
+from conveyor.engine.state import TERMINAL
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
-from conveyor.errors import InputError
+from conveyor.errors import Conflict, InputError
 from conveyor.nodes.registry import Registry
 from conveyor.store import Database, Store
 from conveyor.store.executions import NewExecution
@@ -88,6 +90,111 @@ class Conveyor:
         new.created_by = created_by
         execution_id, created = await self.store.enqueue(new)
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)
+
+    async def cancel(self, execution_id: str) -> str:
+        """Cancel an execution; returns ``cancelled``, or ``running`` when its worker has been
+        asked to stop it (within a second), or the final status it already had."""
+        return await self.store.cancel(self.workspace_id, execution_id)
+
+    async def pause(self, execution_id: str) -> str:
+        """A paused execution starts no new step; running steps finish and it waits."""
+        return await self.store.set_paused(self.workspace_id, execution_id, True)
+
+    async def resume(self, execution_id: str) -> str:
+        return await self.store.set_paused(self.workspace_id, execution_id, False)
+
+    async def signal(self, execution_id: str, name: str, data: Any = None) -> int:
+        """Deliver a signal to an execution (a ``wait_for_event`` node waiting for ``name``
+        takes it, now or when it gets there)."""
+        if not name or len(name) > 200 or name.startswith("child:"):
+            raise InputError(
+                "a signal name has 1 to 200 characters and does not start with 'child:'"
+            )
+        return await self.store.signal(self.workspace_id, execution_id, name, data)
+
+    async def retry(self, execution_id: str) -> Enqueued:
+        """A new execution of the same version and input that reuses every step that
+        succeeded, so only the failed step and what follows it run again."""
+        old = await self.store.get_execution(self.workspace_id, execution_id)
+        if old["status"] not in ("failed", "cancelled", "timed_out"):
+            raise Conflict(
+                f"execution {old['id']} is {old['status']}; only failed, cancelled "
+                "or timed-out executions can be retried"
+            )
+        reuse = {s["node_id"] for s in old["steps"] if s["status"] == "succeeded"}
+        return await self._rerun(old, old["version"], old["input"], reuse, "retry")
+
+    async def replay(
+        self, execution_id: str, from_node: str, *, input: Any = None, current: bool = False
+    ) -> Enqueued:
+        """A new execution that reuses the outputs of every succeeded step except
+        ``from_node`` and what depends on it, which run again (with ``input`` if given).
+
+        ``current`` replays on the workflow's latest version instead of the pinned one."""
+        old = await self.store.get_execution(self.workspace_id, execution_id)
+        if old["status"] not in TERMINAL:
+            raise Conflict(
+                f"execution {old['id']} is {old['status']}; wait for it to finish "
+                "or cancel it before replaying"
+            )
+        ref = await self.store.find_version(
+            self.workspace_id, old["workflow_id"], None if current else old["version"]
+        )
+        definition = parse_definition(ref.definition)
+        graph = Graph(definition)
+        if from_node not in graph.node_ids:
+            raise InputError(
+                f"node '{from_node}' does not exist in version {ref.version} of "
+                f"workflow '{ref.workflow_name}'"
+            )
+        rerun = {from_node} | graph.descendants(from_node)
+        reuse = {
+            s["node_id"]
+            for s in old["steps"]
+            if s["status"] == "succeeded"
+            and s["node_id"] in graph.node_ids
+            and s["node_id"] not in rerun
+        }
+        payload = old["input"] if input is None else input
+        return await self._rerun(old, ref.version, payload, reuse, "replay")
+
+    async def _rerun(
+        self, old: dict[str, Any], version: int, input: Any, reuse: set[str], trigger: str
+    ) -> Enqueued:
+        ref = await self.store.find_version(self.workspace_id, old["workflow_id"], version)
+        new = new_execution(ref, input, self.workspace_id)
+        new.trigger_type = trigger
+        new.retry_of = old["id"]
+        execution_id, created = await self.store.enqueue(new, seed_from=(old["id"], reuse))
+        return Enqueued(execution_id, created, ref.workflow_id, ref.version)
+
+
+class RuntimeServices:
+    """What node code may ask of the platform (the ``Services`` of ``NodeContext``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        return await self.store.notify(execution_id, node_id, payload)
+
+    async def start_child(
+        self,
+        parent_execution_id: str,
+        parent_node_id: str,
+        workflow: str,
+        input: Any,
+        idempotency_key: str,
+    ) -> str:
+        parent = await self.store.execution_row(parent_execution_id)
+        ref = await self.store.find_version(parent["workspace_id"], workflow)
+        new = new_execution(ref, input, parent["workspace_id"])
+        new.trigger_type = "workflow"
+        new.parent_execution_id = parent_execution_id
+        new.parent_node_id = parent_node_id
+        new.idempotency_key = f"child:{idempotency_key}"
+        execution_id, _created = await self.store.enqueue(new)
+        return execution_id
 
 
 def new_execution(ref: VersionRef, input: Any, workspace_id: str) -> NewExecution:

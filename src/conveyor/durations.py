@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+MAX_SECONDS = 100 * 365 * 86400.0
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -32,6 +33,8 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError("a duration must be a number of seconds or a string like '30s'")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not seconds <= MAX_SECONDS:
+        raise ValueError("a duration cannot be longer than 100 years")
     return timedelta(seconds=seconds)
 
 

@@ -1,4 +1,10 @@
-"""The worker: claims executions, runs them on slots, renews leases, notices cancellations."""
+"""The worker: claims executions into slots, renews their leases, notices controls (cancel,
+pause, signals), dead-letters crash loops, and shuts down gracefully.
+
+Wake-ups come from three places, cheapest first: commits in this process
+(``Store.wake_listeners``), PostgreSQL NOTIFY from other processes, and a slow poll that is
+only a safety net (and the cross-process path on SQLite).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ import logging
 import os
 import socket
 from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
+from conveyor.app import RuntimeServices
 from conveyor.engine.interfaces import ClaimedExecution, Clock
 from conveyor.engine.runner import FOREVER, Runner
 from conveyor.engine.state import ExecutionStatus
@@ -24,6 +33,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{new_id()[-6:]}"
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 8
+    lease: timedelta = timedelta(seconds=30)
+    heartbeat: timedelta = timedelta(seconds=10)
+    poll: timedelta = timedelta(seconds=1)
+    hold_timers_up_to: timedelta = timedelta(seconds=5)
+    max_recoveries: int = 5
+    shutdown_grace: timedelta = timedelta(seconds=10)
+
+
 class Worker:
     def __init__(
         self,
@@ -31,22 +51,26 @@ class Worker:
         registry: Registry,
         clock: Clock,
         *,
-        concurrency: int = 8,
-        lease: timedelta = timedelta(seconds=30),
-        heartbeat: timedelta = timedelta(seconds=10),
-        poll: timedelta = timedelta(seconds=1),
-        hold_timers_up_to: timedelta = timedelta(seconds=5),
+        settings: WorkerSettings | None = None,
         name: str | None = None,
+        **overrides: Any,
     ) -> None:
+        """``overrides`` replace single fields of ``settings`` (``concurrency=16``)."""
+        base = replace(settings or WorkerSettings(), **overrides)
+        self.settings = base
         self.store = store
         self.name = name or worker_name()
-        self.concurrency = concurrency
-        self.lease = lease
-        self.heartbeat_interval = heartbeat
-        self.poll = poll
-        self.runner = Runner(store, registry, clock, hold_timers_up_to=hold_timers_up_to)
+        self.runner = Runner(
+            store, registry, clock, RuntimeServices(store), hold_timers_up_to=base.hold_timers_up_to
+        )
         self.running: dict[str, asyncio.Task[ExecutionStatus | None]] = {}
         self._wake = asyncio.Event()
+        self._controls_due = asyncio.Event()
+        self._signals_seen: dict[str, int] = {}
+
+    @property
+    def _lease_seconds(self) -> float:
+        return self.settings.lease.total_seconds()
 
     async def run_one(self, execution_id: str) -> ExecutionStatus | None:
         """Claim one execution and run it in this process, holding its timers (CLI ``run``)."""
@@ -56,43 +80,46 @@ class Worker:
         )
         if not claimed:
             return None
-        beat = asyncio.create_task(self._heartbeats())
+        helpers = self._start_helpers()
         try:
             return await self._run(claimed[0])
         finally:
-            beat.cancel()
-            with suppress(asyncio.CancelledError):
-                await beat
+            await self._stop_helpers(helpers)
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Claim and run executions until ``stop`` is set."""
-        beat = asyncio.create_task(self._heartbeats())
+        """Claim and run executions until ``stop`` is set, then shut down gracefully: claim
+        nothing more, let running steps finish within the grace period, release the rest."""
+        helpers = self._start_helpers()
         try:
             while not stop.is_set():
-                free = self.concurrency - len(self.running)
-                if free > 0:
-                    for execution in await self.store.claim(
-                        self.name, lease_seconds=self._lease_seconds, limit=free
-                    ):
-                        self._start(execution)
-                self._wake.clear()
-                stopper = asyncio.create_task(stop.wait())
-                waker = asyncio.create_task(self._wake.wait())
-                try:
-                    await asyncio.wait(
-                        {stopper, waker},
-                        timeout=self.poll.total_seconds(),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    stopper.cancel()
-                    waker.cancel()
+                await self._claim()
+                await self._idle(stop)
         finally:
-            beat.cancel()
-            with suppress(asyncio.CancelledError):
-                await beat
-            if self.running:
-                await asyncio.gather(*self.running.values(), return_exceptions=True)
+            await self._shutdown()
+            await self._stop_helpers(helpers)
+
+    async def _claim(self) -> None:
+        free = self.settings.concurrency - len(self.running)
+        if free <= 0:
+            return
+        claimed = await self.store.claim(self.name, lease_seconds=self._lease_seconds, limit=free)
+        for execution in claimed:
+            self._start(execution)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep until woken, a waiting execution is due, or the poll interval passes."""
+        self._wake.clear()
+        timeout = self.settings.poll.total_seconds()
+        if len(self.running) < self.settings.concurrency:
+            due = await self.store.next_due()
+            if due is not None:
+                timeout = min(timeout, max((due - self.store.clock.now()).total_seconds(), 0))
+        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     def _start(self, execution: ClaimedExecution) -> None:
         task = asyncio.create_task(self._run(execution), name=f"execution:{execution.id}")
@@ -100,24 +127,67 @@ class Worker:
 
         def done(_: asyncio.Task[ExecutionStatus | None]) -> None:
             self.running.pop(execution.id, None)
+            self._signals_seen.pop(execution.id, None)
             self._wake.set()
 
         task.add_done_callback(done)
 
     async def _run(self, execution: ClaimedExecution) -> ExecutionStatus | None:
         try:
+            if execution.recoveries > self.settings.max_recoveries:
+                return await self.runner.dead_letter(
+                    execution,
+                    f"dead-lettered: its worker stopped {execution.recoveries} "
+                    f"times while running it (limit {self.settings.max_recoveries}); retry "
+                    "it by hand once the cause is fixed",
+                )
             return await self.runner.run(execution)
         except LeaseLost:
-            log.warning("lease lost", extra={"action": "lease_lost", "execution": execution.id})
+            log.warning(
+                "lease lost on %s",
+                execution.id,
+                extra={"action": "lease_lost", "execution": execution.id},
+            )
             return None
 
-    @property
-    def _lease_seconds(self) -> float:
-        return self.lease.total_seconds()
+    async def _shutdown(self) -> None:
+        if not self.running:
+            return
+        self.runner.drain()
+        tasks = list(self.running.values())
+        _done, pending = await asyncio.wait(
+            tasks, timeout=self.settings.shutdown_grace.total_seconds()
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- helpers: heartbeats, controls, wake-ups -----------------------------------------------
+    def _start_helpers(self) -> list[asyncio.Task[None]]:
+        self.store.wake_listeners.append(self._on_wake)
+        helpers = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._controls())]
+        listener = self.store.listener(self._on_wake)
+        if listener is not None:
+            helpers.append(asyncio.create_task(listener))
+        return helpers
+
+    async def _stop_helpers(self, helpers: list[asyncio.Task[None]]) -> None:
+        self.store.wake_listeners.remove(self._on_wake)
+        for task in helpers:
+            task.cancel()
+        for task in helpers:
+            with suppress(asyncio.CancelledError):
+                await task
+
+    def _on_wake(self, message: str) -> None:
+        if message.startswith("control:") and message[8:] in self.running:
+            self._controls_due.set()
+        elif not message.startswith("finished:"):
+            self._wake.set()
 
     async def _heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_interval.total_seconds())
+            await asyncio.sleep(self.settings.heartbeat.total_seconds())
             try:
                 for execution_id, cancel in await self.store.heartbeat(
                     self.name, self._lease_seconds
@@ -126,3 +196,39 @@ class Worker:
                         self.runner.request_cancel(execution_id)
             except ConveyorError:
                 log.exception("heartbeat failed", extra={"action": "heartbeat_failed"})
+
+    async def _controls(self) -> None:
+        """Notice cancel, pause and signals for running executions: at once on a wake-up,
+        else every poll interval (only while something runs)."""
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._controls_due.wait(), self.settings.poll.total_seconds()
+                )
+            self._controls_due.clear()
+            if not self.running:
+                continue
+            try:
+                states = await self.store.control_state(self.name)
+            except ConveyorError:
+                log.exception("control poll failed", extra={"action": "control_failed"})
+                continue
+            for execution_id, cancel, paused, newest_signal in states:
+                self._apply_control(execution_id, cancel, paused, newest_signal)
+
+    def _apply_control(
+        self, execution_id: str, cancel: bool, paused: bool, newest_signal: int | None
+    ) -> None:
+        control = self.runner.control(execution_id)
+        if control is None:
+            return
+        changed = False
+        if cancel and not control.cancel:
+            control.cancel = changed = True
+        if paused != control.pause:
+            control.pause, changed = paused, True
+        if newest_signal is not None and newest_signal > self._signals_seen.get(execution_id, 0):
+            self._signals_seen[execution_id] = newest_signal
+            control.signals_changed = changed = True
+        if changed:
+            control.poke()

@@ -241,4 +241,6 @@ def test_built_in_registry_holds_the_built_in_node_types() -> None:
         "switch",
         "transform",
         "wait",
+        "wait_for_event",
+        "workflow.call",
     ]

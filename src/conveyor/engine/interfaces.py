@@ -43,6 +43,14 @@ class StepRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     wait_until: datetime | None = None
+    wait_signal: str | None = None
+
+
+@dataclass
+class Signal:
+    id: int
+    name: str
+    data: Any
 
 
 @dataclass
@@ -64,6 +72,8 @@ class ClaimedExecution:
     recoveries: int
     steps: dict[str, StepRecord] = field(default_factory=dict)
     first_claim: bool = False
+    signals: list[Signal] = field(default_factory=list)
+    paused: bool = False
 
 
 @dataclass
@@ -87,6 +97,7 @@ class StepFinish:
     branch: str | None = None
     continued: bool = False
     wait_until: datetime | None = None
+    wait_signal: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
 
 
@@ -108,6 +119,7 @@ class Changes:
     available_at: datetime | None = None
     wait_reason: str | None = None
     release: bool = False
+    consumed_signals: list[tuple[int, str]] = field(default_factory=list)
 
     def count(self, name: str, delta: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + delta
@@ -128,7 +140,7 @@ class ExecutionStore(Protocol):
         """Write ``changes`` in one transaction; raise LeaseLost if the lease is not held."""
         ...
 
-    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str: ...
+    async def pending_signals(self, execution_id: str) -> list[Signal]: ...
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

@@ -21,8 +21,14 @@ class StepFailure:
 
 def backoff(policy: RetryPolicy, attempt: int) -> timedelta:
     """Delay before attempt ``attempt + 1``: initial * coefficient^(attempt-1), capped."""
-    seconds = policy.initial_interval.total_seconds() * policy.backoff_coefficient ** (attempt - 1)
-    return min(timedelta(seconds=seconds), policy.max_interval)
+    cap = policy.max_interval.total_seconds()
+    try:
+        seconds = policy.initial_interval.total_seconds() * policy.backoff_coefficient ** (
+            attempt - 1
+        )
+    except OverflowError:
+        seconds = cap
+    return timedelta(seconds=min(seconds, cap))
 
 
 def effective_attempts(policy: RetryPolicy, strategy: ErrorStrategy, explicit: bool) -> int:

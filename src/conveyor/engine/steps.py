@@ -21,6 +21,7 @@ class Outcome:
     output: Any = None
     branch: str | None = None
     wait_until: datetime | None = None
+    wait_signal: str | None = None
     error: dict[str, Any] | None = None
     failure: StepFailure | None = None
     logs: list[dict[str, str]] = field(default_factory=list)
@@ -86,11 +87,10 @@ async def run_attempt(
         return failed(exc, ctx)
     outcome = Outcome(logs=ctx.log.lines, usage=ctx.usage.as_dict())
     if isinstance(result, NodeResult):
-        outcome.output, outcome.branch, outcome.wait_until = (
-            result.output,
-            result.branch,
-            result.wait_until,
-        )
+        outcome.output = result.output
+        outcome.branch = result.branch
+        outcome.wait_until = result.wait_until
+        outcome.wait_signal = result.wait_signal
     else:
         outcome.output = result
     return outcome

@@ -69,7 +69,10 @@ def config_problems(model: Any, config: dict[str, Any], node_id: str) -> list[Pr
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            if contains_template(err.get("input")):
+            # A field holding a template is checked once rendered; a missing or forbidden
+            # field is wrong whatever the templates render to.
+            structural = err["type"] in ("missing", "extra_forbidden")
+            if not structural and contains_template(err.get("input")):
                 continue
             path = ".".join(["config", *(str(p) for p in err["loc"])])
             problems.append(Problem(err["msg"], node_id=node_id, path=path))

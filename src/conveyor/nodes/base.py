@@ -36,13 +36,16 @@ class NodeResult:
     """What a node returns when it needs more than a plain output.
 
     ``branch`` names the outgoing branch taken (condition, switch). ``wait_until`` asks the
-    runner to finish the step at that time with ``output``; the runner decides whether to hold
-    the worker slot meanwhile.
+    runner to finish the step at that time with ``output``. ``wait_signal`` asks it to
+    finish the step when a signal of that name arrives (its data becomes the output), or to
+    fail it at ``wait_until`` if one is given. The runner decides whether to hold the
+    worker slot meanwhile.
     """
 
     output: Any = None
     branch: str | None = None
     wait_until: datetime | None = None
+    wait_signal: str | None = None
 
 
 class StepLog:
@@ -69,9 +72,21 @@ class StepLog:
 
 
 class Services(Protocol):
-    """What the runtime offers node code beyond its config (implemented by the store side)."""
+    """What the runtime offers node code beyond its config."""
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str: ...
+
+    async def start_child(
+        self,
+        parent_execution_id: str,
+        parent_node_id: str,
+        workflow: str,
+        input: Any,
+        idempotency_key: str,
+    ) -> str:
+        """Enqueue a child execution (once per key); its outcome arrives as the signal
+        ``child:<id>``."""
+        ...
 
 
 @dataclass

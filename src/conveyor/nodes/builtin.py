@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from conveyor.nodes.control import Condition, Fail, Switch, Wait
+from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.http import HttpRequest
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
+from conveyor.nodes.workflow import WorkflowCall
 
 
 def build_registry(
@@ -24,9 +25,11 @@ def build_registry(
             Condition(),
             Switch(),
             Wait(),
+            WaitForEvent(),
             Transform(),
             Notify(),
             Fail(),
+            WorkflowCall(),
         ]
     )
     if entry_points:

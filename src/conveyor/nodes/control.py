@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.durations import Duration
 from conveyor.errors import NodeError
@@ -110,3 +110,29 @@ class Fail(NodeType):
 
     async def run(self, ctx: NodeContext, config: FailConfig) -> Any:
         raise NodeError(config.message, non_retryable=config.non_retryable)
+
+
+class WaitForEventConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(min_length=1, max_length=200, description="the signal name to wait for")
+    timeout: Duration | None = Field(default=None, description="fail the step after this long")
+
+    @field_validator("event")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("child:"):
+            raise ValueError("signal names starting with 'child:' are reserved")
+        return value
+
+
+class WaitForEvent(NodeType):
+    name = "wait_for_event"
+    description = "Wait for a signal sent to the execution; its data becomes the output."
+    config_model = WaitForEventConfig
+
+    async def run(self, ctx: NodeContext, config: WaitForEventConfig) -> NodeResult:
+        until = ctx.now() + config.timeout if config.timeout is not None else None
+        return NodeResult(
+            output={"waiting_for": config.event}, wait_signal=config.event, wait_until=until
+        )

@@ -9,12 +9,19 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from conveyor.engine.interfaces import Changes, ClaimedExecution, Lease, StepRecord
+from conveyor.engine.interfaces import Changes, ClaimedExecution, Lease, Signal, StepRecord
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import LeaseLost
-from conveyor.store import flow
+from conveyor.store import controls, flow
 from conveyor.store.database import StoreDialect, new_id
-from conveyor.store.tables import events, executions, steps, workflow_versions, workflows
+from conveyor.store.tables import (
+    events,
+    executions,
+    signals,
+    steps,
+    workflow_versions,
+    workflows,
+)
 
 _TERMINAL = [s.value for s in TERMINAL]
 _COUNTERS = (
@@ -210,9 +217,27 @@ def claim(
     return load_claimed(conn, ids, owner, first)
 
 
+_STEP_STATE = (
+    steps.c.execution_id,
+    steps.c.node_id,
+    steps.c.attempt,
+    steps.c.status,
+    steps.c.output,
+    steps.c.error,
+    steps.c.branch,
+    steps.c.continued,
+    steps.c.started_at,
+    steps.c.finished_at,
+    steps.c.wait_until,
+    steps.c.wait_signal,
+)
+
+
 def load_claimed(
     conn: Connection, ids: list[str], owner: str, first: set[str] | None = None
 ) -> list[ClaimedExecution]:
+    """Everything the runner needs to resume: the pinned definition, the latest attempt of
+    every node, and the signals not yet consumed."""
     rows = (
         conn.execute(
             select(
@@ -229,28 +254,9 @@ def load_claimed(
         .all()
     )
     latest: dict[str, dict[str, StepRecord]] = {r["id"]: {} for r in rows}
-    step_rows = (
-        conn.execute(
-            select(
-                steps.c.execution_id,
-                steps.c.node_id,
-                steps.c.attempt,
-                steps.c.status,
-                steps.c.output,
-                steps.c.error,
-                steps.c.branch,
-                steps.c.continued,
-                steps.c.started_at,
-                steps.c.finished_at,
-                steps.c.wait_until,
-            )
-            .where(steps.c.execution_id.in_(ids))
-            .order_by(steps.c.attempt)
-        )
-        .mappings()
-        .all()
-    )
-    for s in step_rows:
+    for s in conn.execute(
+        select(*_STEP_STATE).where(steps.c.execution_id.in_(ids)).order_by(steps.c.attempt)
+    ).mappings():
         latest[s["execution_id"]][s["node_id"]] = StepRecord(
             node_id=s["node_id"],
             attempt=s["attempt"],
@@ -262,7 +268,15 @@ def load_claimed(
             started_at=s["started_at"],
             finished_at=s["finished_at"],
             wait_until=s["wait_until"],
+            wait_signal=s["wait_signal"],
         )
+    pending: dict[str, list[Signal]] = {r["id"]: [] for r in rows}
+    for g in conn.execute(
+        select(signals.c.id, signals.c.execution_id, signals.c.name, signals.c.data)
+        .where(signals.c.execution_id.in_(ids), signals.c.consumed_by.is_(None))
+        .order_by(signals.c.id)
+    ):
+        pending[g.execution_id].append(Signal(g.id, g.name, g.data))
     return [
         ClaimedExecution(
             id=r["id"],
@@ -281,13 +295,20 @@ def load_claimed(
             cancel_requested=r["cancel_requested"],
             recoveries=r["recoveries"],
             steps=latest[r["id"]],
+            first_claim=r["id"] in (first or set()),
+            signals=pending[r["id"]],
+            paused=r["paused"],
         )
         for r in rows
     ]
 
 
 def apply(
-    conn: Connection, execution: ClaimedExecution, changes: Changes, now: datetime
+    conn: Connection,
+    dialect: StoreDialect,
+    execution: ClaimedExecution,
+    changes: Changes,
+    now: datetime,
 ) -> list[EventRecord]:
     """Write one transition, fenced by the lease; raise LeaseLost when it is not held."""
     values: dict[str, Any] = {
@@ -312,6 +333,10 @@ def apply(
         values["error"] = changes.error
     if changes.release:
         values.update(lease_owner=None, lease_expires_at=None)
+    final = changes.status is not None and changes.status.terminal
+    if final:
+        # A cancel that lands between the last step and this write still wins (G9).
+        values["status"] = case((executions.c.cancel_requested, "cancelled"), else_=changes.status)
     row = conn.execute(
         update(executions)
         .where(
@@ -321,13 +346,39 @@ def apply(
             executions.c.status.not_in(_TERMINAL),
         )
         .values(values)
-        .returning(executions.c.event_seq, executions.c.workflow_id, executions.c.started_at)
+        .returning(
+            executions.c.event_seq,
+            executions.c.workflow_id,
+            executions.c.started_at,
+            executions.c.status,
+        )
     ).first()
     if row is None:
         raise LeaseLost(execution.id)
     _write_steps(conn, execution.id, changes)
-    if changes.status is not None and changes.status.terminal:
-        _count_finished(conn, row.workflow_id, changes, row.started_at)
+    if changes.consumed_signals:
+        conn.execute(
+            update(signals)
+            .where(signals.c.id == bindparam("x_id"))
+            .values(consumed_by=bindparam("node")),
+            [{"x_id": i, "node": n} for i, n in changes.consumed_signals],
+        )
+    if final:
+        status = ExecutionStatus(row.status)
+        error = changes.error
+        if status != changes.status:
+            error = {"type": "cancelled", "message": "cancelled by request"}
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == execution.id)
+                .values(error=error, result=None)
+            )
+            changes.events[-1] = ("execution.cancelled", {"status": "cancelled", "error": error})
+        assert changes.finished_at is not None
+        controls.count_finished(conn, row.workflow_id, status, row.started_at, changes.finished_at)
+        controls.notify_parent(
+            conn, dialect, execution.id, status.value, None if error else changes.result, error, now
+        )
     first_seq = row.event_seq - len(changes.events) + 1
     records = [
         {
@@ -379,6 +430,7 @@ def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
                 continued=bindparam("continued"),
                 finished_at=bindparam("finished_at"),
                 wait_until=bindparam("wait_until"),
+                wait_signal=bindparam("wait_signal"),
                 usage_tokens=bindparam("usage_tokens"),
                 usage_api_calls=bindparam("usage_api_calls"),
             ),
@@ -395,6 +447,7 @@ def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
                     "continued": f.continued,
                     "finished_at": f.finished_at,
                     "wait_until": f.wait_until,
+                    "wait_signal": f.wait_signal,
                     "usage_tokens": f.usage.get("tokens", 0),
                     "usage_api_calls": f.usage.get("api_calls", 0),
                 }
@@ -429,27 +482,6 @@ def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
         conn.execute(insert(steps), rows)
 
 
-def _count_finished(
-    conn: Connection, workflow_id: str, changes: Changes, started_at: datetime | None
-) -> None:
-    finished_at = changes.finished_at
-    duration_ms = 0
-    if finished_at is not None and started_at is not None:
-        duration_ms = int((finished_at - started_at).total_seconds() * 1000)
-    succeeded = int(changes.status == ExecutionStatus.SUCCEEDED)
-    conn.execute(
-        update(workflows)
-        .where(workflows.c.id == workflow_id)
-        .values(
-            executions_finished=workflows.c.executions_finished + 1,
-            executions_succeeded=workflows.c.executions_succeeded + succeeded,
-            executions_failed=workflows.c.executions_failed + (1 - succeeded),
-            duration_total_ms=workflows.c.duration_total_ms + duration_ms,
-            last_executed_at=finished_at,
-        )
-    )
-
-
 def heartbeat(
     conn: Connection, dialect: StoreDialect, owner: str, lease_seconds: float
 ) -> list[tuple[str, bool]]:
@@ -476,3 +508,29 @@ def release(conn: Connection, execution: ClaimedExecution) -> bool:
         .values(lease_owner=None, lease_expires_at=None, status="queued")
     )
     return result.rowcount == 1
+
+
+def control_state(conn: Connection, owner: str) -> list[tuple[str, bool, bool, int | None]]:
+    """For each execution ``owner`` runs: (id, cancel requested, paused, newest pending
+    signal id). One cheap read that lets a worker notice controls without NOTIFY."""
+    newest = (
+        select(func.max(signals.c.id))
+        .where(signals.c.execution_id == executions.c.id, signals.c.consumed_by.is_(None))
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(executions.c.id, executions.c.cancel_requested, executions.c.paused, newest).where(
+            executions.c.lease_owner == owner, executions.c.status == "running"
+        )
+    ).all()
+    return [(r[0], bool(r[1]), bool(r[2]), r[3]) for r in rows]
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the next waiting execution becomes due (lets an idle worker sleep until then)."""
+    value: datetime | None = conn.execute(
+        select(func.min(executions.c.available_at)).where(
+            executions.c.status == "waiting", executions.c.paused.is_(False)
+        )
+    ).scalar()
+    return value

@@ -96,3 +96,11 @@ def events_after(
         .mappings()
         .all()
     ]
+
+
+def execution_row(conn: Connection, execution_id: str) -> dict[str, Any]:
+    """The bare execution row, any workspace (for the runtime, never for callers)."""
+    row = conn.execute(select(executions).where(executions.c.id == execution_id)).first()
+    if row is None:
+        raise NotFound(f"execution '{execution_id}' not found")
+    return dict(row._mapping)

@@ -1,14 +1,21 @@
-"""PostgreSQL specifics: psycopg 3, SKIP LOCKED, the clock as SQL."""
+"""PostgreSQL specifics: psycopg 3, SKIP LOCKED, advisory locks, LISTEN/NOTIFY, the clock."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import psycopg
+from psycopg import sql
 from sqlalchemy import Engine, create_engine, func, text
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnElement
 
 from conveyor.store.tables import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 
 class PostgresDialect:
@@ -35,6 +42,15 @@ class PostgresDialect:
         interval = func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
         return func.clock_timestamp(type_=UTCDateTime()) + interval
 
+    def notify(self, conn: Any, channel: str, payload: str) -> None:
+        """Delivered to listeners when the transaction commits."""
+        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+
+    def listener(
+        self, url: URL, channel: str, on_message: Callable[[str], None]
+    ) -> Coroutine[Any, Any, None] | None:
+        return listen(url, channel, on_message)
+
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Transaction-scoped advisory locks, taken in sorted order so claimers never
         deadlock."""
@@ -48,3 +64,28 @@ class PostgresDialect:
         return (
             f"check that PostgreSQL runs at {url.host}:{url.port or 5432} and the database exists"
         )
+
+
+async def listen(url: URL, channel: str, on_message: Callable[[str], None]) -> None:
+    """Deliver every NOTIFY on ``channel`` to ``on_message`` until cancelled; reconnects
+    with backoff when the connection drops (polling covers the gap)."""
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    delay = 0.5
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, connect_timeout=5
+            ) as conn:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                delay = 0.5
+                on_message("listening")
+                async for note in conn.notifies():
+                    on_message(note.payload)
+        except psycopg.Error as exc:
+            log.warning(
+                "notification listener lost its connection: %s",
+                exc,
+                extra={"action": "listen_reconnect"},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

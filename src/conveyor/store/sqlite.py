@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func
@@ -38,6 +39,15 @@ class SQLiteDialect:
 
     def now_plus(self, seconds: float) -> ColumnElement[Any]:
         return func.strftime(_NOW_FORMAT, "now", f"{seconds:+.3f} seconds", type_=UTCDateTime())
+
+    def notify(self, conn: Any, channel: str, payload: str) -> None:
+        """SQLite has no notification bus; workers poll (and in-process wake-ups)."""
+
+    def listener(
+        self, url: URL, channel: str, on_message: Callable[[str], None]
+    ) -> Coroutine[Any, Any, None] | None:
+        """No notification bus: other processes are noticed by polling."""
+        return None
 
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every claimer."""

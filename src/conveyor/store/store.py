@@ -4,20 +4,21 @@ thread pool, so the event loop never blocks on I/O and no connection is set up p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 
-from conveyor.engine.interfaces import Changes, ClaimedExecution, Clock, SystemClock
+from conveyor.engine.interfaces import Changes, ClaimedExecution, Clock, Signal, SystemClock
+from conveyor.store import controls, history, workflows
 from conveyor.store import executions as queue
-from conveyor.store import history, workflows
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import EventRecord, NewExecution
 from conveyor.store.history import ExecutionFilter
-from conveyor.store.tables import notifications
+from conveyor.store.tables import executions, notifications
 from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
@@ -29,6 +30,8 @@ class Store:
         self.db = db
         self.clock: Clock = clock or SystemClock()
         self.listeners: list[EventListener] = []
+        # Called after a commit that may give workers in this process something to do.
+        self.wake_listeners: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -44,6 +47,10 @@ class Store:
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
 
+    def _wake(self, reason: str) -> None:
+        for listener in self.wake_listeners:
+            listener(reason)
+
     def _publish(self, records: list[EventRecord]) -> None:
         if records:
             for listener in self.listeners:
@@ -51,15 +58,19 @@ class Store:
 
     # -- the runner's interface ------------------------------------------------------------
     async def apply(self, execution: ClaimedExecution, changes: Changes) -> None:
-        records = await self._write(queue.apply, execution, changes, self.clock.now())
+        records = await self._write(
+            queue.apply, self.db.dialect, execution, changes, self.clock.now()
+        )
         self._publish(records)
+        if changes.status is not None and changes.status.terminal:
+            self._wake(f"finished:{execution.id}")
+
+    async def pending_signals(self, execution_id: str) -> list[Signal]:
+        rows = await self._read(controls.pending_signals, execution_id)
+        return [Signal(i, name, data) for i, name, data in rows]
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
         def write(conn: Connection) -> str:
-            from sqlalchemy import select
-
-            from conveyor.store.tables import executions
-
             workspace = conn.execute(
                 select(executions.c.workspace_id).where(executions.c.id == execution_id)
             ).scalar_one()
@@ -83,8 +94,65 @@ class Store:
         return await self._write(write)
 
     # -- the queue ---------------------------------------------------------------------------
-    async def enqueue(self, new: NewExecution) -> tuple[str, bool]:
-        return await self._write(queue.enqueue, new, self.clock.now())
+    async def enqueue(
+        self, new: NewExecution, seed_from: tuple[str, set[str]] | None = None
+    ) -> tuple[str, bool]:
+        """Enqueue; ``seed_from`` (execution id, node ids) reuses committed step outputs."""
+
+        def write(conn: Connection) -> tuple[str, bool]:
+            now = self.clock.now()
+            execution_id, created = queue.enqueue(conn, new, now)
+            if created and seed_from is not None:
+                controls.seed_steps(conn, seed_from[0], execution_id, seed_from[1], now)
+            if created:
+                self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "queued")
+            return execution_id, created
+
+        result = await self._write(write)
+        self._wake("queued")
+        return result
+
+    async def cancel(self, workspace_id: str, execution_id: str) -> str:
+        status = await self._write(
+            controls.cancel, self.db.dialect, workspace_id, execution_id, self.clock.now()
+        )
+        self._wake(f"control:{execution_id}")
+        return status
+
+    async def set_paused(self, workspace_id: str, execution_id: str, paused: bool) -> str:
+        status = await self._write(
+            controls.set_paused,
+            self.db.dialect,
+            workspace_id,
+            execution_id,
+            paused,
+            self.clock.now(),
+        )
+        self._wake(f"control:{execution_id}")
+        return status
+
+    async def signal(self, workspace_id: str, execution_id: str, name: str, data: Any) -> int:
+        signal_id = await self._write(
+            controls.signal,
+            self.db.dialect,
+            workspace_id,
+            execution_id,
+            name,
+            data,
+            self.clock.now(),
+        )
+        self._wake(f"control:{execution_id}")
+        return signal_id
+
+    def listener(self, on_message: Callable[[str], None]) -> Coroutine[Any, Any, None] | None:
+        """A coroutine delivering cross-process wake-ups (PostgreSQL NOTIFY), or None."""
+        return self.db.dialect.listener(self.db.url, controls.WAKE_CHANNEL, on_message)
+
+    async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:
+        return await self._read(queue.control_state, owner)
+
+    async def next_due(self) -> datetime | None:
+        return await self._read(queue.next_due)
 
     async def claim(
         self,
@@ -130,6 +198,9 @@ class Store:
     # -- history -----------------------------------------------------------------------------
     async def get_execution(self, workspace_id: str, execution_id: str) -> dict[str, Any]:
         return await self._read(history.get_execution, workspace_id, execution_id)
+
+    async def execution_row(self, execution_id: str) -> dict[str, Any]:
+        return await self._read(history.execution_row, execution_id)
 
     async def list_executions(self, f: ExecutionFilter) -> list[dict[str, Any]]:
         return await self._read(history.list_executions, f)

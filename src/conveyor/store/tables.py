@@ -208,6 +208,7 @@ steps = Table(
     Column("started_at", UTCDateTime()),
     Column("finished_at", UTCDateTime()),
     Column("wait_until", UTCDateTime()),
+    Column("wait_signal", String(200)),
     Column("usage_tokens", BigInteger, nullable=False, server_default="0"),
     Column("usage_api_calls", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("execution_id", "node_id", "attempt"),

@@ -309,6 +309,7 @@ def upgrade() -> None:
         sa.Column("started_at", conveyor.store.tables.UTCDateTime(), nullable=True),
         sa.Column("finished_at", conveyor.store.tables.UTCDateTime(), nullable=True),
         sa.Column("wait_until", conveyor.store.tables.UTCDateTime(), nullable=True),
+        sa.Column("wait_signal", sa.String(length=200), nullable=True),
         sa.Column("usage_tokens", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("usage_api_calls", sa.BigInteger(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(

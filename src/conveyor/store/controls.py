@@ -1,0 +1,285 @@
+"""Run controls that act without holding the lease: cancel, pause, resume, signal, and the
+seeding of steps that lets retry and replay reuse outputs that were already committed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
+from conveyor.errors import Conflict, NotFound
+from conveyor.store.database import StoreDialect
+from conveyor.store.tables import events, executions, signals, steps, workflows
+
+WAKE_CHANNEL = "conveyor"
+_TERMINAL = [s.value for s in TERMINAL]
+
+
+def _row(conn: Connection, workspace_id: str, execution_id: str) -> Any:
+    row = conn.execute(
+        select(
+            executions.c.id,
+            executions.c.status,
+            executions.c.workflow_id,
+            executions.c.started_at,
+            executions.c.workspace_id,
+        ).where(executions.c.id == execution_id, executions.c.workspace_id == workspace_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"execution '{execution_id}' not found")
+    return row
+
+
+def add_event(
+    conn: Connection,
+    execution_id: str,
+    workspace_id: str,
+    kind: str,
+    data: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Append an event to an execution nobody holds (its seq comes from the row itself)."""
+    seq = conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id)
+        .values(event_seq=executions.c.event_seq + 1)
+        .returning(executions.c.event_seq)
+    ).scalar_one()
+    conn.execute(
+        insert(events),
+        {
+            "execution_id": execution_id,
+            "workspace_id": workspace_id,
+            "seq": seq,
+            "type": kind,
+            "data": data,
+            "created_at": now,
+        },
+    )
+
+
+def cancel(
+    conn: Connection, dialect: StoreDialect, workspace_id: str, execution_id: str, now: datetime
+) -> str:
+    """Cancel: at once when queued or waiting; a running one is flagged for its worker.
+
+    Returns the status after the call (``running`` means the worker will finish the job).
+    Cancelling twice, or cancelling a finished execution, changes nothing.
+    """
+    row = _row(conn, workspace_id, execution_id)
+    if row.status in _TERMINAL:
+        return str(row.status)
+    error = {"type": "cancelled", "message": "cancelled by request"}
+    done = conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.status.in_(["queued", "waiting"]))
+        .values(
+            status="cancelled",
+            cancel_requested=True,
+            finished_at=now,
+            error=error,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    ).rowcount
+    if done:
+        conn.execute(
+            update(steps)
+            .where(
+                steps.c.execution_id == execution_id,
+                steps.c.status.in_([StepStatus.WAITING.value, StepStatus.RUNNING.value]),
+            )
+            .values(status=StepStatus.CANCELLED.value, finished_at=now, wait_until=None)
+        )
+        add_event(
+            conn,
+            execution_id,
+            workspace_id,
+            "execution.cancelled",
+            {"status": "cancelled", "error": error},
+            now,
+        )
+        count_finished(conn, row.workflow_id, ExecutionStatus.CANCELLED, row.started_at, now)
+        notify_parent(conn, dialect, execution_id, "cancelled", None, error, now)
+        return "cancelled"
+    conn.execute(
+        update(executions).where(executions.c.id == execution_id).values(cancel_requested=True)
+    )
+    dialect.notify(conn, WAKE_CHANNEL, f"control:{execution_id}")
+    return "running"
+
+
+def set_paused(
+    conn: Connection,
+    dialect: StoreDialect,
+    workspace_id: str,
+    execution_id: str,
+    paused: bool,
+    now: datetime,
+) -> str:
+    row = _row(conn, workspace_id, execution_id)
+    if row.status in _TERMINAL:
+        raise Conflict(
+            f"execution {execution_id} is {row.status}; it cannot be "
+            f"{'paused' if paused else 'resumed'}"
+        )
+    conn.execute(update(executions).where(executions.c.id == execution_id).values(paused=paused))
+    add_event(
+        conn,
+        execution_id,
+        workspace_id,
+        "execution.paused" if paused else "execution.unpaused",
+        {},
+        now,
+    )
+    dialect.notify(conn, WAKE_CHANNEL, f"control:{execution_id}")
+    return str(row.status)
+
+
+def signal(
+    conn: Connection,
+    dialect: StoreDialect,
+    workspace_id: str,
+    execution_id: str,
+    name: str,
+    data: Any,
+    now: datetime,
+) -> int:
+    """Record a signal for an execution and wake it; return the signal id."""
+    row = _row(conn, workspace_id, execution_id)
+    if row.status in _TERMINAL:
+        raise Conflict(f"execution {execution_id} is {row.status}; it takes no more signals")
+    return deliver(conn, dialect, execution_id, workspace_id, name, data, now)
+
+
+def deliver(
+    conn: Connection,
+    dialect: StoreDialect,
+    execution_id: str,
+    workspace_id: str,
+    name: str,
+    data: Any,
+    now: datetime,
+) -> int:
+    signal_id = conn.execute(
+        insert(signals).returning(signals.c.id),
+        {"execution_id": execution_id, "name": name, "data": data, "created_at": now},
+    ).scalar_one()
+    conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.status == "waiting")
+        .values(available_at=now)
+    )
+    add_event(conn, execution_id, workspace_id, "execution.signal", {"name": name}, now)
+    dialect.notify(conn, WAKE_CHANNEL, f"control:{execution_id}")
+    return int(signal_id)
+
+
+def notify_parent(
+    conn: Connection,
+    dialect: StoreDialect,
+    execution_id: str,
+    status: str,
+    result: Any,
+    error: Any,
+    now: datetime,
+) -> None:
+    """A child execution finished: signal its parent with the outcome."""
+    parent = conn.execute(
+        select(executions.c.parent_execution_id, executions.c.workspace_id).where(
+            executions.c.id == execution_id
+        )
+    ).first()
+    if parent is None or parent.parent_execution_id is None:
+        return
+    parent_status = conn.execute(
+        select(executions.c.status).where(executions.c.id == parent.parent_execution_id)
+    ).scalar()
+    if parent_status is None or parent_status in _TERMINAL:
+        return
+    deliver(
+        conn,
+        dialect,
+        parent.parent_execution_id,
+        parent.workspace_id,
+        f"child:{execution_id}",
+        {"execution_id": execution_id, "status": status, "result": result, "error": error},
+        now,
+    )
+
+
+def count_finished(
+    conn: Connection,
+    workflow_id: str,
+    status: ExecutionStatus,
+    started_at: datetime | None,
+    finished_at: datetime,
+) -> None:
+    """Per-workflow statistics, kept O(1) in the finishing transaction."""
+    duration_ms = 0
+    if started_at is not None:
+        duration_ms = max(int((finished_at - started_at).total_seconds() * 1000), 0)
+    succeeded = int(status == ExecutionStatus.SUCCEEDED)
+    conn.execute(
+        update(workflows)
+        .where(workflows.c.id == workflow_id)
+        .values(
+            executions_finished=workflows.c.executions_finished + 1,
+            executions_succeeded=workflows.c.executions_succeeded + succeeded,
+            executions_failed=workflows.c.executions_failed + (1 - succeeded),
+            duration_total_ms=workflows.c.duration_total_ms + duration_ms,
+            last_executed_at=finished_at,
+        )
+    )
+
+
+def pending_signals(conn: Connection, execution_id: str) -> list[tuple[int, str, Any]]:
+    rows = conn.execute(
+        select(signals.c.id, signals.c.name, signals.c.data)
+        .where(signals.c.execution_id == execution_id, signals.c.consumed_by.is_(None))
+        .order_by(signals.c.id)
+    ).all()
+    return [(r.id, r.name, r.data) for r in rows]
+
+
+def seed_steps(
+    conn: Connection, source_id: str, target_id: str, node_ids: set[str], now: datetime
+) -> int:
+    """Copy the succeeded steps of ``node_ids`` from one execution to a new one, so the new
+    execution reuses their outputs instead of running them again (retry and replay)."""
+    rows = (
+        conn.execute(
+            select(steps).where(
+                steps.c.execution_id == source_id,
+                steps.c.status == StepStatus.SUCCEEDED.value,
+                steps.c.node_id.in_(node_ids),
+            )
+        )
+        .mappings()
+        .all()
+    )
+    copies = []
+    for r in rows:
+        copy = {k: v for k, v in r.items() if k != "id"}
+        copy.update(
+            execution_id=target_id,
+            attempt=1,
+            logs=[
+                {
+                    "ts": now.isoformat(),
+                    "level": "info",
+                    "message": f"output reused from execution {source_id}",
+                }
+            ],
+        )
+        copies.append(copy)
+    if copies:
+        conn.execute(insert(steps), copies)
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == target_id)
+            .values(steps_succeeded=len(copies))
+        )
+    return len(copies)
