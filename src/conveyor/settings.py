@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     max_recoveries: int = Field(default=5, ge=1)
+    # A wait or retry due later than this releases the worker slot (status waiting).
+    hold_timers_seconds: float = Field(default=5.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     @property
     def lease(self) -> timedelta:

@@ -44,7 +44,12 @@ def styled(status: str) -> Text:
 class LiveNodes:
     """Node statuses of one execution, updated from its events."""
 
-    def __init__(self, execution_id: str, nodes: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        execution_id: str,
+        nodes: list[tuple[str, str]],
+        steps: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.execution_id = execution_id
         self.order = [n for n, _ in nodes]
         self.types = dict(nodes)
@@ -59,6 +64,11 @@ class LiveNodes:
             TextColumn("{task.completed}/{task.total}"),
         )
         self.task = self.progress.add_task("progress", total=len(self.order))
+        for step in steps or []:
+            if step["node_id"] in self.status:
+                self.status[step["node_id"]] = step["status"]
+                self.attempts[step["node_id"]] = step["attempt"]
+        self._count()
 
     def on_events(self, records: list[EventRecord]) -> None:
         for record in records:
@@ -74,6 +84,9 @@ class LiveNodes:
                 self.started[node_id] = time.monotonic()
             elif node_id in self.started and status != "retrying":
                 self.elapsed[node_id] = time.monotonic() - self.started.pop(node_id)
+        self._count()
+
+    def _count(self) -> None:
         done = sum(s in ("succeeded", "failed", "skipped") for s in self.status.values())
         self.progress.update(self.task, completed=done)
 
@@ -103,11 +116,13 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
-def summary_table(detail: dict[str, Any]) -> Table:
-    """One row per node: final status, attempts, total duration."""
-    per_node: dict[str, dict[str, Any]] = {}
+def summary_table(detail: dict[str, Any], order: list[str] | None = None) -> Table:
+    """One row per node (in definition order when given): status, attempts, duration."""
+    per_node: dict[str, dict[str, Any]] = {n: {} for n in order or []}
     for step in detail["steps"]:
-        row = per_node.setdefault(step["node_id"], {"attempts": 0, "first": None, "last": None})
+        row = per_node.setdefault(step["node_id"], {})
+        if not row:
+            row.update(attempts=0, first=None, last=None)
         row["status"] = step["status"]
         row["type"] = step["node_type"]
         if step["attempt"]:
@@ -118,6 +133,8 @@ def summary_table(detail: dict[str, Any]) -> Table:
     for header in ("node", "type", "status", "attempts", "duration"):
         table.add_column(header)
     for node_id, row in per_node.items():
+        if not row:
+            continue
         table.add_row(
             node_id,
             row["type"],

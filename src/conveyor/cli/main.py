@@ -152,16 +152,32 @@ async def _run(data: dict[str, Any], payload: Any, database: str, registry: Any)
         conveyor.validate(data)
         ref = await conveyor.apply(data)
         enqueued = await conveyor.execute(ref.workflow_id, payload)
-        nodes = [(n["id"], n["type"]) for n in ref.definition["nodes"]]
-        live = LiveNodes(enqueued.execution_id, nodes)
-        conveyor.store.listeners.append(live.on_events)
-        worker = Worker(conveyor.store, conveyor.registry, SystemClock())
-        with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
-            await worker.run_one(enqueued.execution_id)
-        detail = await conveyor.store.get_execution(conveyor.workspace_id, enqueued.execution_id)
+        detail = await _watch(conveyor, enqueued.execution_id)
     finally:
         conveyor.close()
-    err.print(summary_table(detail))
+    return _report(detail)
+
+
+async def _watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
+    """Run an enqueued execution in this process with the live node table."""
+    detail = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+    ref = await conveyor.store.find_version(
+        conveyor.workspace_id, detail["workflow_id"], detail["version"]
+    )
+    order = [(n["id"], n["type"]) for n in ref.definition["nodes"]]
+    live = LiveNodes(execution_id, order, detail["steps"])
+    conveyor.store.listeners.append(live.on_events)
+    worker = Worker(conveyor.store, conveyor.registry, SystemClock())
+    with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
+        await worker.run_one(execution_id)
+    final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+    final["order"] = [n for n, _ in order]
+    return final
+
+
+def _report(detail: dict[str, Any]) -> int:
+    """Summary on stderr, result (or error) as JSON on stdout; the exit code."""
+    err.print(summary_table(detail, detail.get("order")))
     status = detail["status"]
     err.print("status:", styled(status), duration(detail["started_at"], detail["finished_at"]))
     if status == "succeeded":
@@ -209,8 +225,12 @@ def execute(
     idempotency_key: Annotated[str | None, typer.Option(help="deduplicates enqueues")] = None,
     priority: Annotated[int | None, typer.Option(help="higher runs first")] = None,
     version: Annotated[int | None, typer.Option(help="version (default: latest)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="run it here and follow it live")] = False,
+    plugin: PluginOpt = [],  # noqa: B006
+    allow_private_network: PrivateOpt = False,
 ) -> None:
-    """Enqueue an execution of a stored workflow and print its id."""
+    """Enqueue an execution of a stored workflow and print its id (or, with --wait, run it
+    in this process with live progress; exit codes as for ``run``)."""
 
     def body() -> int:
         payload = parse_input(input)
@@ -229,7 +249,10 @@ def execute(
             finally:
                 conveyor.close()
 
-        print(_async(go()))
+        execution_id = _async(go())
+        if wait:
+            return _follow(database, execution_id, _registry(plugin, allow_private_network))
+        print(execution_id)
         return OK
 
     _guard(body)
@@ -247,6 +270,7 @@ def worker(
     def body() -> int:
         settings = Settings()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         registry = _registry(plugin, allow_private_network)
 
         async def go() -> None:
@@ -425,8 +449,8 @@ def _print_detail(detail: dict[str, Any]) -> None:
         f"created {detail['created_at'].isoformat()}  duration "
         f"{duration(detail['started_at'], detail['finished_at']) or '-'}"
     )
-    if detail.get("wait_reason"):
-        out.print(f"waiting: {detail['wait_reason']}")
+    if detail.get("blocked_reason"):
+        out.print(f"not running because: {detail['blocked_reason']}", markup=False, soft_wrap=True)
     out.print("input:", _json(detail["input"]), markup=False, highlight=False)
     if detail["result"] is not None:
         out.print("result:", _json(detail["result"]), markup=False, highlight=False)
@@ -440,6 +464,156 @@ def _print_detail(detail: dict[str, Any]) -> None:
         for name in ("input", "output", "error", "logs"):
             if step[name] not in (None, [], {}):
                 out.print(f"  {name}: {_json(step[name])}", markup=False, highlight=False)
+
+
+def _control(database: str, action: Callable[[Conveyor], Awaitable[T]]) -> T:
+    async def go() -> T:
+        conveyor = await _open(database)
+        try:
+            return await action(conveyor)
+        finally:
+            conveyor.close()
+
+    return _async(go())
+
+
+ExecutionArg = Annotated[str, typer.Argument(help="execution id (or a unique prefix)")]
+
+
+async def _full_id(conveyor: Conveyor, execution_id: str) -> str:
+    detail = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+    return str(detail["id"])
+
+
+@executions_app.command("cancel")
+def executions_cancel(
+    execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
+) -> None:
+    """Cancel: queued or waiting ones at once, running ones within a second."""
+
+    async def act(c: Conveyor) -> str:
+        return await c.cancel(await _full_id(c, execution_id))
+
+    _guard(
+        lambda: _say(
+            {
+                "cancelled": "cancelled",
+                "running": "cancel requested; its worker stops it within a second",
+            },
+            _control(database, act),
+        )
+    )
+
+
+def _say(messages: dict[str, str], status: str) -> int:
+    out.print(messages.get(status, f"nothing to do: the execution is already {status}"))
+    return OK
+
+
+@executions_app.command("pause")
+def executions_pause(
+    execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
+) -> None:
+    """Pause: start no new step (running steps finish) until resumed."""
+
+    async def act(c: Conveyor) -> str:
+        return await c.pause(await _full_id(c, execution_id))
+
+    _guard(lambda: _say({}, "paused") if _control(database, act) else OK)
+
+
+@executions_app.command("resume")
+def executions_resume(
+    execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
+) -> None:
+    """Resume a paused execution."""
+
+    async def act(c: Conveyor) -> str:
+        return await c.resume(await _full_id(c, execution_id))
+
+    _guard(lambda: _say({}, "resumed") if _control(database, act) else OK)
+
+
+@executions_app.command("signal")
+def executions_signal(
+    execution_id: ExecutionArg,
+    name: Annotated[str, typer.Argument(help="signal name (a wait_for_event 'event')")],
+    data: Annotated[str | None, typer.Option("--data", help="JSON payload or @FILE")] = None,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Send a signal to an execution; a wait_for_event node waiting for it resumes."""
+
+    def body() -> int:
+        payload = parse_input(data) if data is not None else None
+
+        async def act(c: Conveyor) -> int:
+            return await c.signal(await _full_id(c, execution_id), name, payload)
+
+        out.print(f"signal {name} delivered (#{_control(database, act)})")
+        return OK
+
+    _guard(body)
+
+
+@executions_app.command("retry")
+def executions_retry(
+    execution_id: ExecutionArg,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    wait: Annotated[bool, typer.Option("--wait", help="run it here and follow it")] = False,
+) -> None:
+    """Retry from the failed step: a new execution reusing every step that succeeded."""
+
+    async def act(c: Conveyor) -> Any:
+        return await c.retry(await _full_id(c, execution_id))
+
+    _guard(lambda: _enqueued(database, _control(database, act), wait))
+
+
+@executions_app.command("replay")
+def executions_replay(
+    execution_id: ExecutionArg,
+    from_node: Annotated[str, typer.Option("--from", help="node to run again (and below)")],
+    input: InputOpt = None,
+    current: Annotated[
+        bool,
+        typer.Option("--current/--pinned", help="replay on the latest version or the pinned one"),
+    ] = False,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    wait: Annotated[bool, typer.Option("--wait", help="run it here and follow it")] = False,
+) -> None:
+    """Replay from a node: reuse the outputs above it, run it and everything below again."""
+
+    def body() -> int:
+        payload = parse_input(input) if input is not None else None
+
+        async def act(c: Conveyor) -> Any:
+            return await c.replay(
+                await _full_id(c, execution_id), from_node, input=payload, current=current
+            )
+
+        return _enqueued(database, _control(database, act), wait)
+
+    _guard(body)
+
+
+def _enqueued(database: str, enqueued: Any, wait: bool) -> int:
+    if not wait:
+        print(enqueued.execution_id)
+        return OK
+    return _follow(database, enqueued.execution_id)
+
+
+def _follow(database: str, execution_id: str, registry: Any = None) -> int:
+    """Run an enqueued execution in this process with live progress (``--wait``)."""
+
+    async def go() -> dict[str, Any]:
+        conveyor = await Conveyor.open(database, registry or _registry([], False))
+        try:
+            return await _watch(conveyor, execution_id)
+        finally:
+            conveyor.close()
+
+    return _report(_async(go()))
 
 
 @db_app.command("upgrade")

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select, tuple_
 
 from conveyor.errors import NotFound
+from conveyor.store import flow
 from conveyor.store.tables import events, executions, steps, workflow_versions, workflows
 
 
@@ -48,7 +49,9 @@ def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]
     return [dict(r) for r in conn.execute(query).mappings().all()]
 
 
-def get_execution(conn: Connection, workspace_id: str, execution_id: str) -> dict[str, Any]:
+def get_execution(
+    conn: Connection, workspace_id: str, execution_id: str, now: datetime
+) -> dict[str, Any]:
     """An execution with its workflow name, version and every step attempt."""
     row = (
         conn.execute(
@@ -71,6 +74,13 @@ def get_execution(conn: Connection, workspace_id: str, execution_id: str) -> dic
     if len(row) > 1:
         raise NotFound(f"execution id prefix '{execution_id}' is ambiguous")
     detail = dict(row[0])
+    detail["blocked_reason"] = None
+    if detail["status"] in ("queued", "waiting"):
+        detail["blocked_reason"] = (
+            flow.blocked_reason(conn, detail, now)
+            if detail["status"] == "queued"
+            else detail["wait_reason"] or flow.blocked_reason(conn, detail, now)
+        )
     detail["steps"] = [
         dict(s)
         for s in conn.execute(

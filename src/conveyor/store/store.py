@@ -197,7 +197,7 @@ class Store:
 
     # -- history -----------------------------------------------------------------------------
     async def get_execution(self, workspace_id: str, execution_id: str) -> dict[str, Any]:
-        return await self._read(history.get_execution, workspace_id, execution_id)
+        return await self._read(history.get_execution, workspace_id, execution_id, self.clock.now())
 
     async def execution_row(self, execution_id: str) -> dict[str, Any]:
         return await self._read(history.execution_row, execution_id)
