@@ -27,7 +27,7 @@ from conveyor.nodes.builtin import build_registry
 from conveyor.settings import DEFAULT_DATABASE_URL, Settings
 from conveyor.store import Database
 from conveyor.store.history import ExecutionFilter
-from conveyor.worker import Worker
+from conveyor.worker import Worker, WorkerSettings
 
 T = TypeVar("T")
 out = Console()
@@ -95,6 +95,18 @@ def _registry(plugins: list[str], allow_private: bool) -> Any:
     if plugins and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     return build_registry(allow_private_network=allow_private, plugins=plugins)
+
+
+def worker_settings(settings: Settings, concurrency: int) -> WorkerSettings:
+    return WorkerSettings(
+        concurrency=concurrency,
+        lease=settings.lease,
+        heartbeat=settings.heartbeat,
+        poll=timedelta(seconds=settings.poll_seconds),
+        hold_timers_up_to=timedelta(seconds=settings.hold_timers_seconds),
+        max_recoveries=settings.max_recoveries,
+        shutdown_grace=timedelta(seconds=settings.shutdown_grace_seconds),
+    )
 
 
 def parse_input(raw: str | None) -> Any:
@@ -286,10 +298,7 @@ def worker(
                     conveyor.store,
                     registry,
                     SystemClock(),
-                    concurrency=concurrency,
-                    lease=settings.lease,
-                    heartbeat=settings.heartbeat,
-                    poll=timedelta(seconds=settings.poll_seconds),
+                    settings=worker_settings(settings, concurrency),
                 ).serve(stop)
             finally:
                 conveyor.close()
