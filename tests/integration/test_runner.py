@@ -209,7 +209,9 @@ async def test_a_join_runs_exactly_once(conveyor: Conveyor) -> None:
                 "id": "join",
                 "type": "test.count_runs",
                 "needs": list(seconds),
-                "config": {"total": "{{ nodes.fast.output + nodes.medium.output + nodes.slow.output }}"},
+                "config": {
+                    "total": "{{ nodes.fast.output + nodes.medium.output + nodes.slow.output }}"
+                },
             },
         ),
     )
@@ -244,9 +246,7 @@ async def test_retries_follow_the_backoff_schedule_on_the_injected_clock(
     wall = time.monotonic()
     finished = await execute(
         fake_time_app,
-        workflow(
-            "backoff", {"id": "flaky", "type": "test.fails_three_times", "retry": policy}
-        ),
+        workflow("backoff", {"id": "flaky", "type": "test.fails_three_times", "retry": policy}),
         clock=clock,
     )
     wall = time.monotonic() - wall
@@ -257,9 +257,7 @@ async def test_retries_follow_the_backoff_schedule_on_the_injected_clock(
     gaps = [later["started_at"] - earlier["started_at"] for earlier, later in pairwise(rows)]
     assert gaps == [timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4)]
     for failed in rows[:3]:
-        assert failed["wait_until"] == failed["finished_at"] + (
-            gaps[failed["attempt"] - 1]
-        )
+        assert failed["wait_until"] == failed["finished_at"] + (gaps[failed["attempt"] - 1])
         assert failed["error"]["message"] == f"attempt {failed['attempt']} failed"
     assert clock.sleeps == [1.0, 2.0, 4.0]
     retrying = finished.events_of("step.retrying")
@@ -298,8 +296,10 @@ async def test_a_step_timeout_fails_the_step_with_node_timeout(
     assert row["status"] == "failed"
     assert row["error"]["type"] == "NodeTimeout"
     assert row["error"]["message"] == "step timed out after 0.3s"
-    assert timedelta(milliseconds=300) <= row["finished_at"] - row["started_at"] < timedelta(
-        seconds=QUICK
+    assert (
+        timedelta(milliseconds=300)
+        <= row["finished_at"] - row["started_at"]
+        < timedelta(seconds=QUICK)
     )
     assert finished.execution["error"]["node_id"] == "slow_call"
     assert finished.execution["error"]["type"] == "NodeTimeout"
@@ -402,7 +402,11 @@ async def test_a_notify_node_writes_a_notification_row(conveyor: Conveyor) -> No
     [row] = rows
     assert row["workspace_id"] == conveyor.workspace_id
     assert (row["execution_id"], row["node_id"]) == (finished.id, "tell")
-    assert (row["channel"], row["title"], row["message"]) == ("ops", "Deploy 1.4.2 done", "by grace")
+    assert (row["channel"], row["title"], row["message"]) == (
+        "ops",
+        "Deploy 1.4.2 done",
+        "by grace",
+    )
     assert row["data"] == {"version": "1.4.2"}
     assert finished.step("tell")["output"] == {"notification_id": row["id"], "channel": "ops"}
 
@@ -634,9 +638,7 @@ async def test_events_are_numbered_one_to_n_without_gaps_per_execution(
     definition = _busy_workflow("events")
     ids = [await start(conveyor, definition, {"n": n}) for n in range(3)]
     worker = Worker(conveyor.store, conveyor.registry, SystemClock())
-    returned = await asyncio.wait_for(
-        asyncio.gather(*(worker.run_one(i) for i in ids)), timeout=30
-    )
+    returned = await asyncio.wait_for(asyncio.gather(*(worker.run_one(i) for i in ids)), timeout=30)
     assert returned == ["succeeded"] * 3
     event_ids: set[int] = set()
     total = 0

@@ -176,6 +176,24 @@ def parse_definition(data: Any) -> WorkflowDefinition:
         raise DefinitionError(problems) from None
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false, so ``id: no`` or ``case: on`` stay strings."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_definition_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON definition file into plain data."""
     file = Path(path)
@@ -184,7 +202,7 @@ def load_definition_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if file.suffix == ".json" else load_yaml(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise InputError(
             f"{file} is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: {exc}"
