@@ -1,0 +1,135 @@
+"""What every command shares: options, error mapping to exit codes, opening Conveyor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from conveyor.app import Conveyor
+from conveyor.cli.exits import describe, exit_code
+from conveyor.errors import ConveyorError, InputError
+from conveyor.nodes.builtin import build_registry
+from conveyor.settings import Settings
+from conveyor.worker import WorkerSettings
+
+T = TypeVar("T")
+out = Console()
+err = Console(stderr=True)
+
+DatabaseOpt = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        "-d",
+        envvar="CONVEYOR_DATABASE_URL",
+        help="sqlite:///FILE, a file path, or postgresql://user@host/db",
+    ),
+]
+
+
+PluginOpt = Annotated[
+    list[str], typer.Option("--plugin", "-p", help="Python module defining node types (repeatable)")
+]
+
+
+PrivateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-network",
+        envvar="CONVEYOR_ALLOW_PRIVATE_NETWORK",
+        help="let http.request reach loopback and private addresses",
+    ),
+]
+
+
+InputOpt = Annotated[
+    str | None,
+    typer.Option("--input", "-i", help="input as JSON, or @FILE to read JSON from a file"),
+]
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+ExecutionArg = Annotated[str, typer.Argument(help="execution id (or a unique prefix)")]
+
+
+def guard(action: Callable[[], int]) -> None:
+    """Run a command body; map Conveyor errors to one-line messages and exit codes."""
+    try:
+        code = action()
+    except ConveyorError as exc:
+        for line in describe(exc):
+            err.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(exc)) from None
+    raise typer.Exit(code)
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def registry_for(plugins: list[str], allow_private: bool) -> Any:
+    if plugins and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return build_registry(allow_private_network=allow_private, plugins=plugins)
+
+
+def worker_settings(settings: Settings, concurrency: int) -> WorkerSettings:
+    return WorkerSettings(
+        concurrency=concurrency,
+        lease=settings.lease,
+        heartbeat=settings.heartbeat,
+        poll=timedelta(seconds=settings.poll_seconds),
+        hold_timers_up_to=timedelta(seconds=settings.hold_timers_seconds),
+        max_recoveries=settings.max_recoveries,
+        shutdown_grace=timedelta(seconds=settings.shutdown_grace_seconds),
+    )
+
+
+def parse_input(raw: str | None) -> Any:
+    if raw is None:
+        return {}
+    text = raw
+    if raw.startswith("@"):
+        try:
+            text = Path(raw[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read input file {raw[1:]}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--input is not valid JSON: {exc}") from None
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+async def open_conveyor(database: str, plugins: list[str] | None = None) -> Conveyor:
+    return await Conveyor.open(database, registry_for(plugins or [], False))
+
+
+def with_conveyor(database: str, action: Callable[[Conveyor], Awaitable[T]]) -> T:
+    async def go() -> T:
+        conveyor = await open_conveyor(database)
+        try:
+            return await action(conveyor)
+        finally:
+            conveyor.close()
+
+    return run_async(go())
+
+
+async def full_id(conveyor: Conveyor, execution_id: str) -> str:
+    detail = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+    return str(detail["id"])

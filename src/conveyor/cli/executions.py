@@ -1,0 +1,314 @@
+"""``conveyor executions ...`` and ``conveyor workflows ...``: history and run controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from conveyor.app import Conveyor
+from conveyor.cli.base import (
+    DatabaseOpt,
+    ExecutionArg,
+    InputOpt,
+    JsonOpt,
+    PluginOpt,
+    as_json,
+    full_id,
+    guard,
+    open_conveyor,
+    out,
+    parse_input,
+    run_async,
+    with_conveyor,
+)
+from conveyor.cli.display import duration, steps_table, styled
+from conveyor.cli.exits import OK
+from conveyor.cli.follow import enqueued_or_follow
+from conveyor.engine.definition import load_definition_file
+from conveyor.settings import DEFAULT_DATABASE_URL
+from conveyor.store.history import ExecutionFilter
+
+executions_app = typer.Typer(no_args_is_help=True, help="Read and control executions.")
+workflows_app = typer.Typer(no_args_is_help=True, help="Store and list workflows.")
+
+
+@workflows_app.command("apply")
+def workflows_apply(
+    file: Annotated[Path, typer.Argument(help="workflow definition (YAML or JSON)")],
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    plugin: PluginOpt = [],  # noqa: B006
+) -> None:
+    """Store a definition as the next version of its workflow."""
+
+    def body() -> int:
+        data = load_definition_file(file)
+
+        async def go() -> Any:
+            conveyor = await open_conveyor(database, plugin)
+            try:
+                return await conveyor.apply(data)
+            finally:
+                conveyor.close()
+
+        ref = run_async(go())
+        state = "stored" if ref.created else "unchanged"
+        out.print(f"{ref.workflow_name} version {ref.version} {state} ({ref.workflow_id})")
+        return OK
+
+    guard(body)
+
+
+@workflows_app.command("list")
+def workflows_list(
+    database: DatabaseOpt = DEFAULT_DATABASE_URL, json_output: JsonOpt = False
+) -> None:
+    """List the workflows of the workspace."""
+
+    def body() -> int:
+        async def go() -> list[dict[str, Any]]:
+            conveyor = await open_conveyor(database)
+            try:
+                return await conveyor.store.list_workflows(conveyor.workspace_id)
+            finally:
+                conveyor.close()
+
+        rows = run_async(go())
+        if json_output:
+            print(as_json(rows))
+            return OK
+        table = Table()
+        for header in ("name", "version", "status", "finished", "succeeded", "id"):
+            table.add_column(header)
+        for r in rows:
+            table.add_row(
+                r["name"],
+                str(r["latest_version"]),
+                r["status"],
+                str(r["executions_finished"]),
+                str(r["executions_succeeded"]),
+                r["id"],
+            )
+        out.print(table)
+        return OK
+
+    guard(body)
+
+
+@executions_app.command("list")
+def executions_list(
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    status: Annotated[str | None, typer.Option(help="only this status")] = None,
+    workflow: Annotated[str | None, typer.Option(help="only this workflow (name or id)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    json_output: JsonOpt = False,
+) -> None:
+    """List executions, newest first."""
+
+    def body() -> int:
+        async def go() -> list[dict[str, Any]]:
+            conveyor = await open_conveyor(database)
+            try:
+                workflow_id = None
+                if workflow:
+                    ref = await conveyor.store.find_version(conveyor.workspace_id, workflow)
+                    workflow_id = ref.workflow_id
+                return await conveyor.store.list_executions(
+                    ExecutionFilter(
+                        workspace_id=conveyor.workspace_id,
+                        status=status,
+                        workflow_id=workflow_id,
+                        limit=limit,
+                    )
+                )
+            finally:
+                conveyor.close()
+
+        rows = run_async(go())
+        if json_output:
+            print(as_json(rows))
+            return OK
+        table = Table()
+        for header in ("id", "workflow", "status", "trigger", "created", "duration", "steps"):
+            table.add_column(header)
+        for r in rows:
+            done = r["steps_succeeded"] + r["steps_failed"] + r["steps_skipped"]
+            table.add_row(
+                r["id"],
+                r["workflow_name"],
+                styled(r["status"]),
+                r["trigger_type"],
+                r["created_at"].isoformat(timespec="seconds"),
+                duration(r["started_at"], r["finished_at"]),
+                f"{done}/{r['steps_total']}",
+            )
+        out.print(table)
+        return OK
+
+    guard(body)
+
+
+@executions_app.command("show")
+def executions_show(
+    execution_id: Annotated[str, typer.Argument(help="execution id (or a unique prefix)")],
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    json_output: JsonOpt = False,
+) -> None:
+    """Show one execution: status, trigger data, and every step's input, output and error."""
+
+    def body() -> int:
+        async def go() -> dict[str, Any]:
+            conveyor = await open_conveyor(database)
+            try:
+                return await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+            finally:
+                conveyor.close()
+
+        detail = run_async(go())
+        if json_output:
+            print(as_json(detail))
+            return OK
+        _print_detail(detail)
+        return OK
+
+    guard(body)
+
+
+def _print_detail(detail: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]{detail['id']}[/]  {detail['workflow_name']} v{detail['version']}  ",
+        styled(detail["status"]),
+        f"  trigger: {detail['trigger_type']}",
+    )
+    out.print(
+        f"created {detail['created_at'].isoformat()}  duration "
+        f"{duration(detail['started_at'], detail['finished_at']) or '-'}"
+    )
+    if detail.get("blocked_reason"):
+        out.print(f"not running because: {detail['blocked_reason']}", markup=False, soft_wrap=True)
+    out.print("input:", as_json(detail["input"]), markup=False, highlight=False)
+    if detail["result"] is not None:
+        out.print("result:", as_json(detail["result"]), markup=False, highlight=False)
+    if detail["error"] is not None:
+        out.print("error:", as_json(detail["error"]), markup=False, highlight=False, style="red")
+    out.print(steps_table(detail))
+    for step in detail["steps"]:
+        if step["attempt"] == 0:
+            continue
+        out.print(f"[bold]{step['node_id']}[/] attempt {step['attempt']} ({step['status']})")
+        for name in ("input", "output", "error", "logs"):
+            if step[name] not in (None, [], {}):
+                out.print(f"  {name}: {as_json(step[name])}", markup=False, highlight=False)
+
+
+@executions_app.command("cancel")
+def executions_cancel(
+    execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
+) -> None:
+    """Cancel: queued or waiting ones at once, running ones within a second."""
+
+    async def act(c: Conveyor) -> str:
+        return await c.cancel(await full_id(c, execution_id))
+
+    guard(
+        lambda: _say(
+            {
+                "cancelled": "cancelled",
+                "running": "cancel requested; its worker stops it within a second",
+            },
+            with_conveyor(database, act),
+        )
+    )
+
+
+def _say(messages: dict[str, str], status: str) -> int:
+    out.print(messages.get(status, f"nothing to do: the execution is already {status}"))
+    return OK
+
+
+@executions_app.command("pause")
+def executions_pause(
+    execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
+) -> None:
+    """Pause: start no new step (running steps finish) until resumed."""
+
+    async def act(c: Conveyor) -> str:
+        return await c.pause(await full_id(c, execution_id))
+
+    guard(lambda: _say({}, "paused") if with_conveyor(database, act) else OK)
+
+
+@executions_app.command("resume")
+def executions_resume(
+    execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
+) -> None:
+    """Resume a paused execution."""
+
+    async def act(c: Conveyor) -> str:
+        return await c.resume(await full_id(c, execution_id))
+
+    guard(lambda: _say({}, "resumed") if with_conveyor(database, act) else OK)
+
+
+@executions_app.command("signal")
+def executions_signal(
+    execution_id: ExecutionArg,
+    name: Annotated[str, typer.Argument(help="signal name (a wait_for_event 'event')")],
+    data: Annotated[str | None, typer.Option("--data", help="JSON payload or @FILE")] = None,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Send a signal to an execution; a wait_for_event node waiting for it resumes."""
+
+    def body() -> int:
+        payload = parse_input(data) if data is not None else None
+
+        async def act(c: Conveyor) -> int:
+            return await c.signal(await full_id(c, execution_id), name, payload)
+
+        out.print(f"signal {name} delivered (#{with_conveyor(database, act)})")
+        return OK
+
+    guard(body)
+
+
+@executions_app.command("retry")
+def executions_retry(
+    execution_id: ExecutionArg,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    wait: Annotated[bool, typer.Option("--wait", help="run it here and follow it")] = False,
+) -> None:
+    """Retry from the failed step: a new execution reusing every step that succeeded."""
+
+    async def act(c: Conveyor) -> Any:
+        return await c.retry(await full_id(c, execution_id))
+
+    guard(lambda: enqueued_or_follow(database, with_conveyor(database, act), wait))
+
+
+@executions_app.command("replay")
+def executions_replay(
+    execution_id: ExecutionArg,
+    from_node: Annotated[str, typer.Option("--from", help="node to run again (and below)")],
+    input: InputOpt = None,
+    current: Annotated[
+        bool,
+        typer.Option("--current/--pinned", help="replay on the latest version or the pinned one"),
+    ] = False,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    wait: Annotated[bool, typer.Option("--wait", help="run it here and follow it")] = False,
+) -> None:
+    """Replay from a node: reuse the outputs above it, run it and everything below again."""
+
+    def body() -> int:
+        payload = parse_input(input) if input is not None else None
+
+        async def act(c: Conveyor) -> Any:
+            return await c.replay(
+                await full_id(c, execution_id), from_node, input=payload, current=current
+            )
+
+        return enqueued_or_follow(database, with_conveyor(database, act), wait)
+
+    guard(body)

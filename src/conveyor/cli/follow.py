@@ -1,0 +1,65 @@
+"""Running an execution in this process with the live node table, and the final report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.live import Live
+
+from conveyor.app import Conveyor
+from conveyor.cli.base import as_json, err, registry_for, run_async
+from conveyor.cli.display import LiveNodes, duration, styled, summary_table
+from conveyor.cli.exits import FAILED, OK
+from conveyor.engine.interfaces import SystemClock
+from conveyor.worker import Worker
+
+
+async def watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
+    """Run an enqueued execution in this process with the live node table."""
+    detail = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+    ref = await conveyor.store.find_version(
+        conveyor.workspace_id, detail["workflow_id"], detail["version"]
+    )
+    order = [(n["id"], n["type"]) for n in ref.definition["nodes"]]
+    live = LiveNodes(execution_id, order, detail["steps"])
+    conveyor.store.listeners.append(live.on_events)
+    worker = Worker(conveyor.store, conveyor.registry, SystemClock())
+    with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
+        await worker.run_one(execution_id)
+    final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
+    final["order"] = [n for n, _ in order]
+    return final
+
+
+def report(detail: dict[str, Any]) -> int:
+    """Summary on stderr, result (or error) as JSON on stdout; the exit code."""
+    err.print(summary_table(detail, detail.get("order")))
+    status = detail["status"]
+    err.print("status:", styled(status), duration(detail["started_at"], detail["finished_at"]))
+    if status == "succeeded":
+        print(as_json(detail["result"]))
+        return OK
+    if detail["error"]:
+        err.print(f"error: {detail['error'].get('message')}", style="red", markup=False)
+    print(as_json({"status": status, "error": detail["error"]}))
+    return FAILED
+
+
+def follow(database: str, execution_id: str, registry: Any = None) -> int:
+    """Run an enqueued execution in this process with live progress (``--wait``)."""
+
+    async def go() -> dict[str, Any]:
+        conveyor = await Conveyor.open(database, registry or registry_for([], False))
+        try:
+            return await watch(conveyor, execution_id)
+        finally:
+            conveyor.close()
+
+    return report(run_async(go()))
+
+
+def enqueued_or_follow(database: str, enqueued: Any, wait: bool) -> int:
+    if not wait:
+        print(enqueued.execution_id)
+        return OK
+    return follow(database, enqueued.execution_id)
