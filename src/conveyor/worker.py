@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from conveyor.app import RuntimeServices
 from conveyor.engine.interfaces import ClaimedExecution, Clock
 from conveyor.engine.runner import FOREVER, Runner
@@ -92,7 +94,10 @@ class Worker:
         helpers = self._start_helpers()
         try:
             while not stop.is_set():
-                await self._claim()
+                try:
+                    await self._claim()
+                except (ConveyorError, SQLAlchemyError) as exc:
+                    log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
                 await self._idle(stop)
         finally:
             await self._shutdown()
@@ -111,7 +116,10 @@ class Worker:
         self._wake.clear()
         timeout = self.settings.poll.total_seconds()
         if len(self.running) < self.settings.concurrency:
-            due = await self.store.next_due()
+            try:
+                due = await self.store.next_due()
+            except (ConveyorError, SQLAlchemyError):
+                due = None
             if due is not None:
                 timeout = min(timeout, max((due - self.store.clock.now()).total_seconds(), 0))
         waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
@@ -147,6 +155,17 @@ class Worker:
                 "lease lost on %s",
                 execution.id,
                 extra={"action": "lease_lost", "execution": execution.id},
+            )
+            return None
+        except (ConveyorError, SQLAlchemyError) as exc:
+            # The database is unreachable or refused a write: abandon the execution. Its
+            # lease expires and a worker that can reach the database resumes it from the
+            # last committed step (G12); nothing uncommitted is reported as done.
+            log.error(
+                "abandoning %s: %s",
+                execution.id,
+                exc,
+                extra={"action": "abandon", "execution": execution.id},
             )
             return None
 
@@ -186,16 +205,22 @@ class Worker:
             self._wake.set()
 
     async def _heartbeats(self) -> None:
+        """Renew every lease in one statement. A worker that cannot renew for a whole lease
+        stops starting steps: its executions may already belong to someone else."""
+        last_renewal = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(self.settings.heartbeat.total_seconds())
             try:
-                for execution_id, cancel in await self.store.heartbeat(
-                    self.name, self._lease_seconds
-                ):
-                    if cancel:
-                        self.runner.request_cancel(execution_id)
-            except ConveyorError:
-                log.exception("heartbeat failed", extra={"action": "heartbeat_failed"})
+                renewed = await self.store.heartbeat(self.name, self._lease_seconds)
+            except (ConveyorError, SQLAlchemyError) as exc:
+                log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
+                if asyncio.get_running_loop().time() - last_renewal > self._lease_seconds:
+                    self.runner.drain()
+                continue
+            last_renewal = asyncio.get_running_loop().time()
+            for execution_id, cancel in renewed:
+                if cancel:
+                    self.runner.request_cancel(execution_id)
 
     async def _controls(self) -> None:
         """Notice cancel, pause and signals for running executions: at once on a wake-up,
