@@ -66,6 +66,15 @@ async def test_random_sigkills_lose_nothing_and_repeat_only_in_flight_steps(
             interval=0.05,
             diagnose=workers.logs,
         )
+        # The replacement starts first and is claiming before the kill, so what is measured
+        # is how soon the engine recovers, not how long a Python process takes to boot.
+        replacement = workers.start(concurrency=8)
+        await eventually(
+            lambda r=replacement: side.held_by(r.pid),  # type: ignore[misc]
+            timeout=20,
+            what=f"replacement worker {replacement.pid} starts claiming",
+            diagnose=workers.logs,
+        )
         await asyncio.sleep(rng.uniform(0, 0.3))
         victim = rng.choice(workers.alive)
         # A worker holding nothing would prove nothing: kill it while it holds leases.
@@ -78,7 +87,6 @@ async def test_random_sigkills_lose_nothing_and_repeat_only_in_flight_steps(
         )
         killed_at = victim.kill()
         kills.append((victim.pid, killed_at, side.held_by(victim.pid)))
-        workers.start(concurrency=8)
 
     await eventually(
         lambda: finished() == count,

@@ -552,6 +552,10 @@ async def test_execution_timeout_on_the_injected_clock(
     )
     assert finished.execution["finished_at"] == finished.execution["deadline_at"]
     assert clock.sleeps == [10.0]
+    [hold] = finished.rows("hold")
+    assert hold["status"] == "cancelled"
+    assert hold["error"] == {"type": "Cancelled", "message": "execution timed out"}
+    assert [e["node_id"] for e in finished.events_of("step.cancelled")] == ["hold"]
     assert finished.rows("after") == []
     assert finished.events[-1]["type"] == "execution.timed_out"
     assert time.monotonic() - wall < QUICK
