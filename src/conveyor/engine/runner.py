@@ -334,6 +334,7 @@ class Runner:
                         error={"type": "Cancelled", "message": reason or "execution stopped"},
                     )
                 )
+                changes.events.append(("step.cancelled", {"node_id": node_id}))
         error = (
             state.failure
             if status == ExecutionStatus.FAILED

@@ -56,7 +56,7 @@ class HttpRequest(NodeType):
                     config.method,
                     config.url,
                     headers=headers,
-                    params={k: str(v) for k, v in config.query.items()},
+                    params=_query(config),
                     json=config.json_body,
                     content=config.body,
                 )
@@ -73,6 +73,14 @@ class HttpRequest(NodeType):
         }
         _check_status(config, response, output)
         return output
+
+
+def _query(config: HttpRequestConfig) -> httpx.QueryParams:
+    """The URL's own query string, with ``query`` added (httpx would replace it)."""
+    params = httpx.URL(config.url).params
+    for key, value in config.query.items():
+        params = params.set(key, str(value))
+    return params
 
 
 def _body(response: httpx.Response) -> Any:
