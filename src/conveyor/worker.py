@@ -14,7 +14,7 @@ import os
 import socket
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -69,6 +69,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._controls_due = asyncio.Event()
         self._signals_seen: dict[str, int] = {}
+        self._listening = False
 
     @property
     def _lease_seconds(self) -> float:
@@ -94,34 +95,35 @@ class Worker:
         helpers = self._start_helpers()
         try:
             while not stop.is_set():
-                try:
-                    await self._claim()
-                except (ConveyorError, SQLAlchemyError) as exc:
-                    log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
-                await self._idle(stop)
+                due = await self._claim()
+                await self._idle(stop, due)
         finally:
             await self._shutdown()
             await self._stop_helpers(helpers)
 
-    async def _claim(self) -> None:
+    async def _claim(self) -> datetime | None:
+        """Fill free slots; return when the next waiting execution is due, if known."""
         free = self.settings.concurrency - len(self.running)
         if free <= 0:
-            return
-        claimed = await self.store.claim(self.name, lease_seconds=self._lease_seconds, limit=free)
+            return None
+        try:
+            claimed, due = await self.store.claim_or_next_due(
+                self.name, lease_seconds=self._lease_seconds, limit=free
+            )
+        except (ConveyorError, SQLAlchemyError) as exc:
+            log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
+            return None
         for execution in claimed:
             self._start(execution)
+        return due
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        """Sleep until woken, a waiting execution is due, or the poll interval passes."""
+    async def _idle(self, stop: asyncio.Event, due: datetime | None) -> None:
+        """Sleep until woken, the next waiting execution is due, or the poll interval passes
+        (longer while NOTIFY delivers wake-ups: polling is then only a safety net)."""
         self._wake.clear()
-        timeout = self.settings.poll.total_seconds()
-        if len(self.running) < self.settings.concurrency:
-            try:
-                due = await self.store.next_due()
-            except (ConveyorError, SQLAlchemyError):
-                due = None
-            if due is not None:
-                timeout = min(timeout, max((due - self.store.clock.now()).total_seconds(), 0))
+        timeout = self.settings.poll.total_seconds() * (5 if self._listening else 1)
+        if due is not None:
+            timeout = min(timeout, max((due - self.store.clock.now()).total_seconds(), 0))
         waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -199,7 +201,10 @@ class Worker:
                 await task
 
     def _on_wake(self, message: str) -> None:
-        if message.startswith("control:") and message[8:] in self.running:
+        if message in ("listening", "not-listening"):
+            self._listening = message == "listening"
+            self._wake.set()
+        elif message.startswith("control:") and message[8:] in self.running:
             self._controls_due.set()
         elif not message.startswith("finished:"):
             self._wake.set()

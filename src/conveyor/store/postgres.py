@@ -82,6 +82,7 @@ async def listen(url: URL, channel: str, on_message: Callable[[str], None]) -> N
                 async for note in conn.notifies():
                     on_message(note.payload)
         except psycopg.Error as exc:
+            on_message("not-listening")
             log.warning(
                 "notification listener lost its connection: %s",
                 exc,

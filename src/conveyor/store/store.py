@@ -151,9 +151,6 @@ class Store:
     async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:
         return await self._read(queue.control_state, owner)
 
-    async def next_due(self) -> datetime | None:
-        return await self._read(queue.next_due)
-
     async def claim(
         self,
         owner: str,
@@ -171,6 +168,25 @@ class Store:
             now=self.clock.now(),
             execution_id=execution_id,
         )
+
+    async def claim_or_next_due(
+        self, owner: str, *, lease_seconds: float, limit: int
+    ) -> tuple[list[ClaimedExecution], datetime | None]:
+        """Claim ready executions; when there are none, say when the next waiting one is due
+        (one transaction either way, so an idle worker costs one round trip per poll)."""
+
+        def work(conn: Connection) -> tuple[list[ClaimedExecution], datetime | None]:
+            claimed = queue.claim(
+                conn,
+                self.db.dialect,
+                owner=owner,
+                lease_seconds=lease_seconds,
+                limit=limit,
+                now=self.clock.now(),
+            )
+            return claimed, None if claimed else queue.next_due(conn)
+
+        return await self._write(work)
 
     async def heartbeat(self, owner: str, lease_seconds: float) -> list[tuple[str, bool]]:
         return await self._write(queue.heartbeat, self.db.dialect, owner, lease_seconds)
