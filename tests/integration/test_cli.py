@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,35 @@ def test_plugin_node_types_load(workdir: Path) -> None:
                     database=f"sqlite:///{workdir / 'x.db'}")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"hi": {"hello": "hi"}}
+
+
+def test_ctrl_c_cancels_the_execution_and_exits_130(workdir: Path, database_url: str) -> None:
+    (workdir / "slow.yaml").write_text(
+        "name: slow\nnodes:\n  - {id: first, type: transform, config: {output: 1}}\n"
+        "  - {id: hold, type: wait, needs: [first], config: {duration: 1h}}\n")
+    env = {"CONVEYOR_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    process = subprocess.Popen([*CLI, "run", "slow.yaml"], cwd=workdir, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listed = conveyor("executions", "list", "--json", cwd=workdir,
+                              database=database_url)
+            rows = json.loads(listed.stdout) if listed.returncode == 0 else []
+            if rows and rows[0]["steps_succeeded"] == 1:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the execution never reached its wait")
+        process.send_signal(signal.SIGINT)
+        _out, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    [row] = json.loads(conveyor("executions", "list", "--json", cwd=workdir,
+                                database=database_url).stdout)
+    assert row["status"] == "cancelled"
+    detail = json.loads(conveyor("executions", "show", row["id"], "--json", cwd=workdir,
+                                 database=database_url).stdout)
+    assert {s["node_id"]: s["status"] for s in detail["steps"]} == {
+        "first": "succeeded", "hold": "cancelled"}
