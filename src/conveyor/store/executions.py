@@ -6,7 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.engine.interfaces import Changes, ClaimedExecution, Lease, Signal, StepRecord
@@ -36,7 +48,8 @@ _COUNTERS = (
 
 @dataclass(frozen=True)
 class EventRecord:
-    id: int
+    """A committed event; ``(execution_id, seq)`` identifies it."""
+
     execution_id: str
     workspace_id: str
     seq: int
@@ -303,6 +316,49 @@ def load_claimed(
     ]
 
 
+def _fenced_update() -> Any:
+    """The one statement every runner write starts with, built once so SQLAlchemy compiles it
+    once: counters move by bound deltas, fields change only when a value is bound, and the
+    WHERE clause is the lease fence."""
+    c = executions.c
+    keep = {
+        name: func.coalesce(bindparam(name, type_=getattr(c, name).type), getattr(c, name))
+        for name in ("started_at", "deadline_at", "finished_at", "available_at", "wait_reason")
+    }
+    final = bindparam("final", type_=Boolean())
+    release = bindparam("release", type_=Boolean())
+    return (
+        update(executions)
+        .where(
+            c.id == bindparam("x_id"),
+            c.lease_owner == bindparam("x_owner"),
+            c.lease_number == bindparam("x_lease"),
+            c.status.not_in(_TERMINAL),
+        )
+        .values(
+            **{
+                name: getattr(c, name) + bindparam(f"d_{name}", type_=Integer())
+                for name in _COUNTERS
+            },
+            event_seq=c.event_seq + bindparam("d_events", type_=Integer()),
+            # A cancel that lands between the last step and the final write still wins (G9).
+            status=case(
+                (and_(final, c.cancel_requested), "cancelled"),
+                else_=func.coalesce(bindparam("status", type_=c.status.type), c.status),
+            ),
+            result=case((final, bindparam("result", type_=c.result.type)), else_=c.result),
+            error=case((final, bindparam("error", type_=c.error.type)), else_=c.error),
+            lease_owner=case((release, None), else_=c.lease_owner),
+            lease_expires_at=case((release, None), else_=c.lease_expires_at),
+            **keep,
+        )
+        .returning(c.event_seq, c.workflow_id, c.started_at, c.status, c.parent_execution_id)
+    )
+
+
+_FENCED_UPDATE = _fenced_update()
+
+
 def apply(
     conn: Connection,
     dialect: StoreDialect,
@@ -311,48 +367,25 @@ def apply(
     now: datetime,
 ) -> list[EventRecord]:
     """Write one transition, fenced by the lease; raise LeaseLost when it is not held."""
-    values: dict[str, Any] = {
-        name: getattr(executions.c, name) + delta
-        for name, delta in changes.counters.items()
-        if delta and name in _COUNTERS
-    }
-    values["event_seq"] = executions.c.event_seq + len(changes.events)
-    for name in (
-        "status",
-        "started_at",
-        "deadline_at",
-        "finished_at",
-        "available_at",
-        "wait_reason",
-    ):
-        value = getattr(changes, name)
-        if value is not None:
-            values[name] = value
-    if changes.status is not None and changes.status.terminal:
-        values["result"] = changes.result
-        values["error"] = changes.error
-    if changes.release:
-        values.update(lease_owner=None, lease_expires_at=None)
     final = changes.status is not None and changes.status.terminal
-    if final:
-        # A cancel that lands between the last step and this write still wins (G9).
-        values["status"] = case((executions.c.cancel_requested, "cancelled"), else_=changes.status)
-    row = conn.execute(
-        update(executions)
-        .where(
-            executions.c.id == execution.id,
-            executions.c.lease_owner == execution.lease.owner,
-            executions.c.lease_number == execution.lease.number,
-            executions.c.status.not_in(_TERMINAL),
-        )
-        .values(values)
-        .returning(
-            executions.c.event_seq,
-            executions.c.workflow_id,
-            executions.c.started_at,
-            executions.c.status,
-        )
-    ).first()
+    params: dict[str, Any] = {f"d_{name}": changes.counters.get(name, 0) for name in _COUNTERS}
+    params.update(
+        x_id=execution.id,
+        x_owner=execution.lease.owner,
+        x_lease=execution.lease.number,
+        d_events=len(changes.events),
+        final=final,
+        release=changes.release,
+        status=changes.status.value if changes.status is not None else None,
+        result=changes.result if final else None,
+        error=changes.error if final else None,
+        started_at=changes.started_at,
+        deadline_at=changes.deadline_at,
+        finished_at=changes.finished_at,
+        available_at=changes.available_at,
+        wait_reason=changes.wait_reason,
+    )
+    row = conn.execute(_FENCED_UPDATE, params).first()
     if row is None:
         raise LeaseLost(execution.id)
     _write_steps(conn, execution.id, changes)
@@ -364,52 +397,55 @@ def apply(
             [{"x_id": i, "node": n} for i, n in changes.consumed_signals],
         )
     if final:
-        status = ExecutionStatus(row.status)
-        error = changes.error
-        if status != changes.status:
-            error = {"type": "cancelled", "message": "cancelled by request"}
-            conn.execute(
-                update(executions)
-                .where(executions.c.id == execution.id)
-                .values(error=error, result=None)
-            )
-            changes.events[-1] = ("execution.cancelled", {"status": "cancelled", "error": error})
-        assert changes.finished_at is not None
-        controls.count_finished(conn, row.workflow_id, status, row.started_at, changes.finished_at)
+        _finished(conn, dialect, execution, changes, row, now)
+    first_seq = row.event_seq - len(changes.events) + 1
+    records = [
+        EventRecord(execution.id, execution.workspace_id, first_seq + i, kind, data, now)
+        for i, (kind, data) in enumerate(changes.events)
+    ]
+    if records:
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "execution_id": r.execution_id,
+                    "workspace_id": r.workspace_id,
+                    "seq": r.seq,
+                    "type": r.type,
+                    "data": r.data,
+                    "created_at": now,
+                }
+                for r in records
+            ],
+        )
+    return records
+
+
+def _finished(
+    conn: Connection,
+    dialect: StoreDialect,
+    execution: ClaimedExecution,
+    changes: Changes,
+    row: Any,
+    now: datetime,
+) -> None:
+    """Statistics and the parent's signal, in the finishing transaction."""
+    status = ExecutionStatus(row.status)
+    error = changes.error
+    if status != changes.status:
+        error = {"type": "cancelled", "message": "cancelled by request"}
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == execution.id)
+            .values(error=error, result=None)
+        )
+        changes.events[-1] = ("execution.cancelled", {"status": "cancelled", "error": error})
+    assert changes.finished_at is not None
+    controls.count_finished(conn, row.workflow_id, status, row.started_at, changes.finished_at)
+    if row.parent_execution_id is not None:
         controls.notify_parent(
             conn, dialect, execution.id, status.value, None if error else changes.result, error, now
         )
-    first_seq = row.event_seq - len(changes.events) + 1
-    records = [
-        {
-            "execution_id": execution.id,
-            "workspace_id": execution.workspace_id,
-            "seq": first_seq + i,
-            "type": kind,
-            "data": data,
-            "created_at": now,
-        }
-        for i, (kind, data) in enumerate(changes.events)
-    ]
-    if not records:
-        return []
-    ids = (
-        conn.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True), records)
-        .scalars()
-        .all()
-    )
-    return [
-        EventRecord(
-            id=i,
-            execution_id=r["execution_id"],
-            workspace_id=r["workspace_id"],
-            seq=r["seq"],
-            type=r["type"],
-            data=r["data"],
-            created_at=now,
-        )
-        for i, r in zip(ids, records, strict=True)
-    ]
 
 
 def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
