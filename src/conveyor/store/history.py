@@ -76,11 +76,11 @@ def get_execution(
     detail = dict(row[0])
     detail["blocked_reason"] = None
     if detail["status"] in ("queued", "waiting"):
-        detail["blocked_reason"] = (
-            flow.blocked_reason(conn, detail, now)
-            if detail["status"] == "queued"
-            else detail["wait_reason"] or flow.blocked_reason(conn, detail, now)
-        )
+        reason = detail["wait_reason"] if detail["status"] == "waiting" else None
+        reason = reason or flow.blocked_reason(conn, detail, now)
+        if detail["paused"]:
+            reason = "paused" + (f" ({reason})" if reason and reason != "paused" else "")
+        detail["blocked_reason"] = reason
     detail["steps"] = [
         dict(s)
         for s in conn.execute(
