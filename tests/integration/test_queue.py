@@ -57,7 +57,8 @@ async def test_a_stale_lease_writes_nothing(conveyor: Conveyor) -> None:
     with conveyor.store.db.read() as conn:
         kinds = conn.execute(
             select(events.c.seq, events.c.type)
-            .where(events.c.execution_id == enqueued.execution_id).order_by(events.c.seq)
+            .where(events.c.execution_id == enqueued.execution_id)
+            .order_by(events.c.seq)
         ).all()
     assert [tuple(k) for k in kinds] == [(1, "execution.queued"), (2, "execution.resumed")]
 
@@ -66,8 +67,12 @@ async def test_a_finished_execution_is_never_claimed_or_changed(conveyor: Convey
     await conveyor.apply(LINEAR)
     await conveyor.execute("linear")
     [claimed] = await conveyor.store.claim("w1", lease_seconds=30)
-    done = Changes(status=ExecutionStatus.SUCCEEDED, finished_at=claimed.created_at,
-                   release=True, events=[("execution.succeeded", {})])
+    done = Changes(
+        status=ExecutionStatus.SUCCEEDED,
+        finished_at=claimed.created_at,
+        release=True,
+        events=[("execution.succeeded", {})],
+    )
     await conveyor.store.apply(claimed, done)
     assert await conveyor.store.claim("w1", lease_seconds=30) == []
     with pytest.raises(LeaseLost):
@@ -85,8 +90,13 @@ async def test_cancel_of_a_queued_execution_is_immediate_and_idempotent(
     assert detail["status"] == "cancelled"
     assert await conveyor.store.claim("w1", lease_seconds=30) == []
     with conveyor.store.db.read() as conn:
-        kinds = conn.execute(select(events.c.type).where(
-            events.c.execution_id == enqueued.execution_id)).scalars().all()
+        kinds = (
+            conn.execute(
+                select(events.c.type).where(events.c.execution_id == enqueued.execution_id)
+            )
+            .scalars()
+            .all()
+        )
     assert kinds.count("execution.cancelled") == 1
 
 
@@ -95,9 +105,54 @@ async def test_a_cancel_that_lands_before_the_final_write_wins(conveyor: Conveyo
     enqueued = await conveyor.execute("linear")
     [claimed] = await conveyor.store.claim("w1", lease_seconds=30)
     assert await conveyor.cancel(enqueued.execution_id) == "running"
-    done = Changes(status=ExecutionStatus.SUCCEEDED, finished_at=claimed.created_at,
-                   release=True, result={"b": 2}, events=[("execution.succeeded", {})])
+    done = Changes(
+        status=ExecutionStatus.SUCCEEDED,
+        finished_at=claimed.created_at,
+        release=True,
+        result={"b": 2},
+        events=[("execution.succeeded", {})],
+    )
     await conveyor.store.apply(claimed, done)
     detail = await conveyor.store.get_execution(conveyor.workspace_id, enqueued.execution_id)
     assert detail["status"] == "cancelled"
     assert detail["result"] is None
+
+
+async def test_parking_after_a_signal_already_landed_makes_it_due_at_once(
+    conveyor: Conveyor,
+) -> None:
+    await conveyor.apply(LINEAR)
+    enqueued = await conveyor.execute("linear")
+    [claimed] = await conveyor.store.claim("w1", lease_seconds=30)
+    # The signal lands while the runner still holds the execution (nothing to wake yet)...
+    await conveyor.signal(enqueued.execution_id, "approved", {"ok": True})
+    # ...and the runner, which looked before it landed, parks the execution for the signal.
+    never = claimed.created_at.replace(year=9999)
+    park = Changes(
+        status=ExecutionStatus.WAITING,
+        available_at=never,
+        release=True,
+        wake_signals=["approved"],
+        events=[("execution.waiting", {})],
+    )
+    await conveyor.store.apply(claimed, park)
+    [again] = await conveyor.store.claim("w2", lease_seconds=30)
+    assert again.id == enqueued.execution_id
+    assert [s.name for s in again.signals] == ["approved"]
+
+
+async def test_parking_for_an_unrelated_signal_stays_parked(conveyor: Conveyor) -> None:
+    await conveyor.apply(LINEAR)
+    enqueued = await conveyor.execute("linear")
+    [claimed] = await conveyor.store.claim("w1", lease_seconds=30)
+    await conveyor.signal(enqueued.execution_id, "something-else")
+    never = claimed.created_at.replace(year=9999)
+    park = Changes(
+        status=ExecutionStatus.WAITING,
+        available_at=never,
+        release=True,
+        wake_signals=["approved"],
+        events=[("execution.waiting", {})],
+    )
+    await conveyor.store.apply(claimed, park)
+    assert await conveyor.store.claim("w2", lease_seconds=30) == []

@@ -120,6 +120,9 @@ class Changes:
     wait_reason: str | None = None
     release: bool = False
     consumed_signals: list[tuple[int, str]] = field(default_factory=list)
+    # Parking as waiting: signal names that must make the execution due at once if one is
+    # already there (a signal can land between the runner's last look and this write).
+    wake_signals: list[str] = field(default_factory=list)
 
     def count(self, name: str, delta: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + delta

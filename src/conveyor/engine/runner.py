@@ -378,6 +378,7 @@ class Runner:
         changes.available_at = available_at or self.clock.now()
         changes.wait_reason = reason
         changes.release = True
+        changes.wake_signals = sorted(set(state.signal_waiters().values()))
         event: dict[str, Any] = {"reason": reason}
         if available_at is not None and available_at != NEVER:
             event["until"] = available_at.isoformat()

@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import Conflict, NotFound
 from conveyor.store.database import StoreDialect
-from conveyor.store.tables import events, executions, signals, steps, workflows
+from conveyor.store.tables import events, executions, signals, steps, user_usage, workflows
 
 WAKE_CHANNEL = "conveyor"
 _TERMINAL = [s.value for s in TERMINAL]
@@ -25,6 +26,9 @@ def _row(conn: Connection, workspace_id: str, execution_id: str) -> Any:
             executions.c.workflow_id,
             executions.c.started_at,
             executions.c.workspace_id,
+            executions.c.created_by,
+            executions.c.usage_tokens,
+            executions.c.usage_api_calls,
         ).where(executions.c.id == execution_id, executions.c.workspace_id == workspace_id)
     ).first()
     if row is None:
@@ -101,7 +105,7 @@ def cancel(
             {"status": "cancelled", "error": error},
             now,
         )
-        count_finished(conn, row.workflow_id, ExecutionStatus.CANCELLED, row.started_at, now)
+        count_finished(conn, _row(conn, workspace_id, execution_id), ExecutionStatus.CANCELLED, now)
         notify_parent(conn, dialect, execution_id, "cancelled", None, error, now)
         return "cancelled"
     conn.execute(
@@ -211,28 +215,69 @@ def notify_parent(
 
 
 def count_finished(
-    conn: Connection,
-    workflow_id: str,
-    status: ExecutionStatus,
-    started_at: datetime | None,
-    finished_at: datetime,
+    conn: Connection, row: Any, status: ExecutionStatus, finished_at: datetime
 ) -> None:
-    """Per-workflow statistics, kept O(1) in the finishing transaction."""
+    """Per-workflow and per-user statistics, kept O(1) in the finishing transaction.
+
+    ``row`` carries the execution's workspace_id, workflow_id, started_at, created_by,
+    usage_tokens and usage_api_calls."""
     duration_ms = 0
-    if started_at is not None:
-        duration_ms = max(int((finished_at - started_at).total_seconds() * 1000), 0)
-    succeeded = int(status == ExecutionStatus.SUCCEEDED)
+    if row.started_at is not None:
+        duration_ms = max(int((finished_at - row.started_at).total_seconds() * 1000), 0)
+    w = workflows.c
+    by_status = {
+        ExecutionStatus.SUCCEEDED: w.executions_succeeded,
+        ExecutionStatus.FAILED: w.executions_failed,
+        ExecutionStatus.CANCELLED: w.executions_cancelled,
+        ExecutionStatus.TIMED_OUT: w.executions_timed_out,
+    }
+    column = by_status[status]
     conn.execute(
         update(workflows)
-        .where(workflows.c.id == workflow_id)
+        .where(w.id == row.workflow_id)
         .values(
-            executions_finished=workflows.c.executions_finished + 1,
-            executions_succeeded=workflows.c.executions_succeeded + succeeded,
-            executions_failed=workflows.c.executions_failed + (1 - succeeded),
-            duration_total_ms=workflows.c.duration_total_ms + duration_ms,
+            {
+                w.executions_finished: w.executions_finished + 1,
+                column: column + 1,
+                w.duration_total_ms: w.duration_total_ms + duration_ms,
+                w.last_executed_at: finished_at,
+            }
+        )
+    )
+    if row.created_by is not None:
+        _count_usage(conn, row, finished_at)
+
+
+def _count_usage(conn: Connection, row: Any, finished_at: datetime) -> None:
+    u = user_usage.c
+    where = (u.workspace_id == row.workspace_id) & (u.user_id == row.created_by)
+    bump = (
+        update(user_usage)
+        .where(where)
+        .values(
+            executions=u.executions + 1,
+            tokens=u.tokens + row.usage_tokens,
+            api_calls=u.api_calls + row.usage_api_calls,
             last_executed_at=finished_at,
         )
     )
+    if conn.execute(bump).rowcount:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(user_usage),
+                {
+                    "workspace_id": row.workspace_id,
+                    "user_id": row.created_by,
+                    "executions": 1,
+                    "tokens": row.usage_tokens,
+                    "api_calls": row.usage_api_calls,
+                    "last_executed_at": finished_at,
+                },
+            )
+    except IntegrityError:
+        conn.execute(bump)
 
 
 def pending_signals(conn: Connection, execution_id: str) -> list[tuple[int, str, Any]]:

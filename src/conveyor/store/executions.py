@@ -352,7 +352,17 @@ def _fenced_update() -> Any:
             lease_expires_at=case((release, None), else_=c.lease_expires_at),
             **keep,
         )
-        .returning(c.event_seq, c.workflow_id, c.started_at, c.status, c.parent_execution_id)
+        .returning(
+            c.event_seq,
+            c.workflow_id,
+            c.workspace_id,
+            c.started_at,
+            c.status,
+            c.parent_execution_id,
+            c.created_by,
+            c.usage_tokens,
+            c.usage_api_calls,
+        )
     )
 
 
@@ -398,6 +408,8 @@ def apply(
         )
     if final:
         _finished(conn, dialect, execution, changes, row, now)
+    elif changes.status == ExecutionStatus.WAITING:
+        _wake_if_already_signalled(conn, execution.id, changes.wake_signals, now)
     first_seq = row.event_seq - len(changes.events) + 1
     records = [
         EventRecord(execution.id, execution.workspace_id, first_seq + i, kind, data, now)
@@ -421,6 +433,27 @@ def apply(
     return records
 
 
+def _wake_if_already_signalled(
+    conn: Connection, execution_id: str, names: list[str], now: datetime
+) -> None:
+    """Close the gap between the runner's last look and parking: a signal it waits for, or
+    a cancel request, that landed meanwhile makes the execution due at once."""
+    pending = (
+        select(signals.c.id)
+        .where(
+            signals.c.execution_id == execution_id,
+            signals.c.consumed_by.is_(None),
+            signals.c.name.in_(names),
+        )
+        .exists()
+    )
+    conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, or_(executions.c.cancel_requested, pending))
+        .values(available_at=now)
+    )
+
+
 def _finished(
     conn: Connection,
     dialect: StoreDialect,
@@ -441,7 +474,7 @@ def _finished(
         )
         changes.events[-1] = ("execution.cancelled", {"status": "cancelled", "error": error})
     assert changes.finished_at is not None
-    controls.count_finished(conn, row.workflow_id, status, row.started_at, changes.finished_at)
+    controls.count_finished(conn, row, status, changes.finished_at)
     if row.parent_execution_id is not None:
         controls.notify_parent(
             conn, dialect, execution.id, status.value, None if error else changes.result, error, now

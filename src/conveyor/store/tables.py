@@ -117,6 +117,8 @@ workflows = Table(
     Column("executions_finished", BigInteger, nullable=False, server_default="0"),
     Column("executions_succeeded", BigInteger, nullable=False, server_default="0"),
     Column("executions_failed", BigInteger, nullable=False, server_default="0"),
+    Column("executions_cancelled", BigInteger, nullable=False, server_default="0"),
+    Column("executions_timed_out", BigInteger, nullable=False, server_default="0"),
     Column("duration_total_ms", BigInteger, nullable=False, server_default="0"),
     Column("last_executed_at", UTCDateTime()),
     UniqueConstraint("workspace_id", "name"),
@@ -186,6 +188,9 @@ executions = Table(
     Index("ix_executions_workflow_status", "workflow_id", "status"),
     Index("ix_executions_key_status", "concurrency_key", "status"),
     Index("ix_executions_workflow_started", "workflow_id", "started_at"),
+    Index("ix_executions_workflow_finished", "workflow_id", "finished_at"),
+    Index("ix_executions_workspace_status", "workspace_id", "status"),
+    Index("ix_executions_created_by", "workspace_id", "created_by", "created_at"),
 )
 
 steps = Table(
@@ -256,4 +261,63 @@ notifications = Table(
     Column("data", Json),
     Column("created_at", UTCDateTime(), nullable=False),
     Index("ix_notifications_workspace_created", "workspace_id", "created_at"),
+)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("password_hash", Text, nullable=False),
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_login_at", UTCDateTime()),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime()),
+    Column("revoked_at", UTCDateTime()),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# Per-user usage kept O(1): maintained in the transaction that finishes an execution.
+user_usage = Table(
+    "user_usage",
+    metadata,
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Id, primary_key=True),
+    Column("executions", BigInteger, nullable=False, server_default="0"),
+    Column("tokens", BigInteger, nullable=False, server_default="0"),
+    Column("api_calls", BigInteger, nullable=False, server_default="0"),
+    Column("last_executed_at", UTCDateTime()),
 )
