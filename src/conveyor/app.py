@@ -57,6 +57,10 @@ class Conveyor:
     def close(self) -> None:
         self.store.close()
 
+    def scoped(self, workspace_id: str) -> Conveyor:
+        """The same commands acting in another workspace (shares the store and registry)."""
+        return Conveyor(self.store, self.registry, workspace_id)
+
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validate a definition and return its normalized form (what gets stored)."""
         definition = validate(data, self.registry)
@@ -79,6 +83,8 @@ class Conveyor:
     ) -> Enqueued:
         """Enqueue an execution of a stored workflow (one transaction; durable on return)."""
         ref = await self.store.find_version(self.workspace_id, workflow, version)
+        if ref.status == "archived":
+            raise Conflict(f"workflow '{ref.workflow_name}' is archived; restore it first")
         if input is None:
             input = {}
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:

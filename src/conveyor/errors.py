@@ -6,6 +6,8 @@
     ├── StoreUnavailable         the database cannot be opened or reached
     ├── NotFound                 an object does not exist (or is in another workspace)
     ├── Conflict                 a command that the current state does not allow
+    ├── Unauthorized             no valid credentials
+    ├── Forbidden                valid credentials, but the role does not allow the action
     ├── LeaseLost                a fenced write matched no row: another worker owns the execution
     └── NodeError                a node failed; ``non_retryable`` and ``retry_after`` steer retries
         ├── NodeTimeout          a step ran past its timeout
@@ -67,6 +69,14 @@ class NotFound(ConveyorError):
 
 
 class Conflict(ConveyorError):
+    pass
+
+
+class Unauthorized(ConveyorError):
+    pass
+
+
+class Forbidden(ConveyorError):
     pass
 
 

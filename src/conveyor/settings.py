@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     # A wait or retry due later than this releases the worker slot (status waiting).
     hold_timers_seconds: float = Field(default=5.0, ge=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    # Creates the first admin on an empty database (never overwrites anyone).
+    admin_email: str | None = None
+    admin_password: str | None = None
+    # Finished executions are deleted after this many days (0 keeps them forever).
+    retention_succeeded_days: float = Field(default=14, ge=0)
+    retention_failed_days: float = Field(default=90, ge=0)
 
     @property
     def lease(self) -> timedelta:

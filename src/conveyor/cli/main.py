@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.app import Conveyor
+from conveyor.cli.accounts import keys_app, users_app
 from conveyor.cli.base import (
     DatabaseOpt,
     InputOpt,
@@ -43,6 +44,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Manage the database.")
 app.add_typer(executions_app, name="executions")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:
@@ -208,6 +211,44 @@ def db_upgrade(database: DatabaseOpt = DEFAULT_DATABASE_URL) -> None:
         finally:
             db.dispose()
         out.print(f"database at {db.url.render_as_string()} is up to date")
+        return OK
+
+    guard(body)
+
+
+@app.command()
+def server(
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=0, max=10_000, help="embedded worker slots (0: none)")
+    ] = 8,
+    plugin: PluginOpt = [],  # noqa: B006
+    allow_private_network: PrivateOpt = False,
+) -> None:
+    """Serve the REST API (and dashboard) with an embedded worker and housekeeping."""
+
+    def body() -> int:
+        import uvicorn
+
+        from conveyor.server import build
+
+        settings = Settings()
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        registry = registry_for(plugin, allow_private_network)
+        conveyor = run_async(Conveyor.open(database, registry))
+        worker = worker_settings(settings, concurrency) if concurrency else None
+        try:
+            uvicorn.run(
+                build(conveyor, settings, worker),
+                host=host or settings.host,
+                port=port or settings.port,
+                log_level="info",
+            )
+        finally:
+            conveyor.close()
         return OK
 
     guard(body)

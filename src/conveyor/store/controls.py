@@ -15,6 +15,7 @@ from conveyor.store.database import StoreDialect
 from conveyor.store.tables import events, executions, signals, steps, user_usage, workflows
 
 WAKE_CHANNEL = "conveyor"
+EVENTS_CHANNEL = "conveyor_events"
 _TERMINAL = [s.value for s in TERMINAL]
 
 

@@ -416,6 +416,7 @@ def apply(
         for i, (kind, data) in enumerate(changes.events)
     ]
     if records:
+        dialect.notify(conn, controls.EVENTS_CHANNEL, f"{execution.workspace_id}:{execution.id}")
         conn.execute(
             insert(events),
             [

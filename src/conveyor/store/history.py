@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, Select, Text, cast, func, select, tuple_
 
 from conveyor.errors import NotFound
 from conveyor.store import flow
@@ -19,31 +19,48 @@ class ExecutionFilter:
     status: str | None = None
     workflow_id: str | None = None
     trigger_type: str | None = None
+    created_by: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    error_contains: str | None = None
     limit: int = 50
     cursor: tuple[datetime, str] | None = None
+
+
+def filtered(query: Select[Any], f: ExecutionFilter) -> Select[Any]:
+    """Apply a filter (always scoped to the workspace) to a query over executions."""
+    c = executions.c
+    query = query.where(c.workspace_id == f.workspace_id)
+    for column, value in (
+        (c.status, f.status),
+        (c.workflow_id, f.workflow_id),
+        (c.trigger_type, f.trigger_type),
+        (c.created_by, f.created_by),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if f.created_after is not None:
+        query = query.where(c.created_at >= f.created_after)
+    if f.created_before is not None:
+        query = query.where(c.created_at < f.created_before)
+    if f.error_contains:
+        needle = f.error_contains.lower().replace("\\", "").replace("%", "").replace("_", "")
+        query = query.where(func.lower(cast(c.error, Text)).contains(needle))
+    return query
 
 
 def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]]:
     """Newest first; the cursor is the (created_at, id) of the last row of the previous page."""
     query = (
-        select(executions, workflows.c.name.label("workflow_name"))
-        .join(workflows, workflows.c.id == executions.c.workflow_id)
-        .where(executions.c.workspace_id == f.workspace_id)
+        filtered(
+            select(executions, workflows.c.name.label("workflow_name")).join(
+                workflows, workflows.c.id == executions.c.workflow_id
+            ),
+            f,
+        )
         .order_by(executions.c.created_at.desc(), executions.c.id.desc())
         .limit(f.limit)
     )
-    if f.status:
-        query = query.where(executions.c.status == f.status)
-    if f.workflow_id:
-        query = query.where(executions.c.workflow_id == f.workflow_id)
-    if f.trigger_type:
-        query = query.where(executions.c.trigger_type == f.trigger_type)
-    if f.created_after:
-        query = query.where(executions.c.created_at >= f.created_after)
-    if f.created_before:
-        query = query.where(executions.c.created_at < f.created_before)
     if f.cursor:
         query = query.where(tuple_(executions.c.created_at, executions.c.id) < tuple_(*f.cursor))
     return [dict(r) for r in conn.execute(query).mappings().all()]

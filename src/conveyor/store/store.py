@@ -34,10 +34,12 @@ class Store:
         self.wake_listeners: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
 
-    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(connection, *args, **kwargs)`` in one write transaction."""
         return await self._call(True, fn, *args, **kwargs)
 
-    async def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(connection, *args, **kwargs)`` in one read transaction."""
         return await self._call(False, fn, *args, **kwargs)
 
     async def _call(self, write: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -58,7 +60,7 @@ class Store:
 
     # -- the runner's interface ------------------------------------------------------------
     async def apply(self, execution: ClaimedExecution, changes: Changes) -> None:
-        records = await self._write(
+        records = await self.write(
             queue.apply, self.db.dialect, execution, changes, self.clock.now()
         )
         self._publish(records)
@@ -66,7 +68,7 @@ class Store:
             self._wake(f"finished:{execution.id}")
 
     async def pending_signals(self, execution_id: str) -> list[Signal]:
-        rows = await self._read(controls.pending_signals, execution_id)
+        rows = await self.read(controls.pending_signals, execution_id)
         return [Signal(i, name, data) for i, name, data in rows]
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
@@ -91,7 +93,7 @@ class Store:
             )
             return notification_id
 
-        return await self._write(write)
+        return await self.write(write)
 
     # -- the queue ---------------------------------------------------------------------------
     async def enqueue(
@@ -108,19 +110,19 @@ class Store:
                 self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "queued")
             return execution_id, created
 
-        result = await self._write(write)
+        result = await self.write(write)
         self._wake("queued")
         return result
 
     async def cancel(self, workspace_id: str, execution_id: str) -> str:
-        status = await self._write(
+        status = await self.write(
             controls.cancel, self.db.dialect, workspace_id, execution_id, self.clock.now()
         )
         self._wake(f"control:{execution_id}")
         return status
 
     async def set_paused(self, workspace_id: str, execution_id: str, paused: bool) -> str:
-        status = await self._write(
+        status = await self.write(
             controls.set_paused,
             self.db.dialect,
             workspace_id,
@@ -132,7 +134,7 @@ class Store:
         return status
 
     async def signal(self, workspace_id: str, execution_id: str, name: str, data: Any) -> int:
-        signal_id = await self._write(
+        signal_id = await self.write(
             controls.signal,
             self.db.dialect,
             workspace_id,
@@ -144,12 +146,15 @@ class Store:
         self._wake(f"control:{execution_id}")
         return signal_id
 
-    def listener(self, on_message: Callable[[str], None]) -> Coroutine[Any, Any, None] | None:
-        """A coroutine delivering cross-process wake-ups (PostgreSQL NOTIFY), or None."""
-        return self.db.dialect.listener(self.db.url, controls.WAKE_CHANNEL, on_message)
+    def listener(
+        self, on_message: Callable[[str], None], channel: str = controls.WAKE_CHANNEL
+    ) -> Coroutine[Any, Any, None] | None:
+        """A coroutine delivering cross-process notifications (PostgreSQL NOTIFY), or None
+        where the database has no notification bus (then: poll)."""
+        return self.db.dialect.listener(self.db.url, channel, on_message)
 
     async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:
-        return await self._read(queue.control_state, owner)
+        return await self.read(queue.control_state, owner)
 
     async def claim(
         self,
@@ -159,7 +164,7 @@ class Store:
         limit: int = 1,
         execution_id: str | None = None,
     ) -> list[ClaimedExecution]:
-        return await self._write(
+        return await self.write(
             queue.claim,
             self.db.dialect,
             owner=owner,
@@ -186,43 +191,43 @@ class Store:
             )
             return claimed, None if claimed else queue.next_due(conn)
 
-        return await self._write(work)
+        return await self.write(work)
 
     async def heartbeat(self, owner: str, lease_seconds: float) -> list[tuple[str, bool]]:
-        return await self._write(queue.heartbeat, self.db.dialect, owner, lease_seconds)
+        return await self.write(queue.heartbeat, self.db.dialect, owner, lease_seconds)
 
     async def release(self, execution: ClaimedExecution) -> bool:
-        return await self._write(queue.release, execution)
+        return await self.write(queue.release, execution)
 
     # -- workflows ---------------------------------------------------------------------------
     async def workspace(self, name: str) -> str:
-        return await self._write(workflows.workspace_id, name, self.clock.now())
+        return await self.write(workflows.workspace_id, name, self.clock.now())
 
     async def apply_definition(self, workspace_id: str, definition: dict[str, Any]) -> VersionRef:
-        return await self._write(
+        return await self.write(
             workflows.apply_definition, workspace_id, definition, self.clock.now()
         )
 
     async def find_version(
         self, workspace_id: str, workflow: str, version: int | None = None
     ) -> VersionRef:
-        return await self._read(workflows.find_version, workspace_id, workflow, version)
+        return await self.read(workflows.find_version, workspace_id, workflow, version)
 
     async def list_workflows(self, workspace_id: str) -> list[dict[str, Any]]:
-        return await self._read(workflows.list_workflows, workspace_id)
+        return await self.read(workflows.list_workflows, workspace_id)
 
     # -- history -----------------------------------------------------------------------------
     async def get_execution(self, workspace_id: str, execution_id: str) -> dict[str, Any]:
-        return await self._read(history.get_execution, workspace_id, execution_id, self.clock.now())
+        return await self.read(history.get_execution, workspace_id, execution_id, self.clock.now())
 
     async def execution_row(self, execution_id: str) -> dict[str, Any]:
-        return await self._read(history.execution_row, execution_id)
+        return await self.read(history.execution_row, execution_id)
 
     async def list_executions(self, f: ExecutionFilter) -> list[dict[str, Any]]:
-        return await self._read(history.list_executions, f)
+        return await self.read(history.list_executions, f)
 
     async def events_after(self, execution_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
-        return await self._read(history.events_after, execution_id, after_seq)
+        return await self.read(history.events_after, execution_id, after_seq)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

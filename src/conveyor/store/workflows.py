@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
 
-from conveyor.errors import NotFound
+from conveyor.errors import InputError, NotFound
 from conveyor.store.database import new_id
 from conveyor.store.tables import dumps, workflow_versions, workflows, workspaces
 
@@ -24,6 +24,7 @@ class VersionRef:
     version: int
     definition: dict[str, Any]
     created: bool = False
+    status: str = "active"
 
 
 def workspace_id(conn: Connection, name: str, now: datetime) -> str:
@@ -107,7 +108,9 @@ def find_version(
 ) -> VersionRef:
     """A workflow (by id or name) at a version (default: latest)."""
     wf = conn.execute(
-        select(workflows.c.id, workflows.c.name, workflows.c.latest_version).where(
+        select(
+            workflows.c.id, workflows.c.name, workflows.c.latest_version, workflows.c.status
+        ).where(
             workflows.c.workspace_id == workspace,
             or_(workflows.c.id == workflow, workflows.c.name == workflow),
         )
@@ -122,7 +125,7 @@ def find_version(
     ).first()
     if row is None:
         raise NotFound(f"workflow '{wf.name}' has no version {wanted}")
-    return VersionRef(wf.id, wf.name, row.id, wanted, row.definition)
+    return VersionRef(wf.id, wf.name, row.id, wanted, row.definition, status=wf.status)
 
 
 def list_workflows(conn: Connection, workspace: str) -> list[dict[str, Any]]:
@@ -136,3 +139,66 @@ def list_workflows(conn: Connection, workspace: str) -> list[dict[str, Any]]:
         .all()
     )
     return [dict(r) for r in rows]
+
+
+WORKFLOW_STATUSES = ("draft", "active", "paused", "archived")
+
+
+def get_workflow(conn: Connection, workspace: str, ref: str) -> dict[str, Any]:
+    row = (
+        conn.execute(
+            select(workflows).where(
+                workflows.c.workspace_id == workspace,
+                or_(workflows.c.id == ref, workflows.c.name == ref),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"workflow '{ref}' not found")
+    return dict(row)
+
+
+def list_page(
+    conn: Connection, workspace: str, limit: int, after: str | None
+) -> list[dict[str, Any]]:
+    """Workflows by name; ``after`` is the last name of the previous page."""
+    query = select(workflows).where(workflows.c.workspace_id == workspace)
+    if after is not None:
+        query = query.where(workflows.c.name > after)
+    rows = conn.execute(query.order_by(workflows.c.name).limit(limit)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def list_versions(conn: Connection, workspace: str, ref: str) -> list[dict[str, Any]]:
+    workflow = get_workflow(conn, workspace, ref)
+    rows = (
+        conn.execute(
+            select(
+                workflow_versions.c.id,
+                workflow_versions.c.version,
+                workflow_versions.c.digest,
+                workflow_versions.c.created_at,
+            )
+            .where(workflow_versions.c.workflow_id == workflow["id"])
+            .order_by(workflow_versions.c.version.desc())
+        )
+        .mappings()
+        .all()
+    )
+    return [dict(r) for r in rows]
+
+
+def set_status(
+    conn: Connection, workspace: str, ref: str, status: str, now: datetime
+) -> dict[str, Any]:
+    if status not in WORKFLOW_STATUSES:
+        raise InputError(f"unknown workflow status '{status}'")
+    workflow = get_workflow(conn, workspace, ref)
+    conn.execute(
+        update(workflows)
+        .where(workflows.c.id == workflow["id"])
+        .values(status=status, updated_at=now)
+    )
+    return {**workflow, "status": status, "updated_at": now}

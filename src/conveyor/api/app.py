@@ -1,0 +1,55 @@
+"""The FastAPI application: REST under /api/v1, streams, problem+json errors, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from conveyor import __version__
+from conveyor.api import problems
+from conveyor.api.routes import accounts, executions, ops, streams, workflows
+from conveyor.app import Conveyor
+from conveyor.live import Feed
+
+API = "/api/v1"
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+def create_app(
+    conveyor: Conveyor, *, on_start: Hook | None = None, on_stop: Hook | None = None
+) -> FastAPI:
+    """An API serving ``conveyor``'s database; the caller owns ``conveyor``'s lifetime.
+
+    ``on_start``/``on_stop`` let the server run an embedded worker and housekeeping."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        feed = Feed(conveyor.store)
+        await feed.start()
+        app.state.feed = feed
+        if on_start is not None:
+            await on_start(app)
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                await on_stop(app)
+            await feed.stop()
+
+    app = FastAPI(
+        title="Conveyor",
+        version=__version__,
+        lifespan=lifespan,
+        description="Durable workflow automation. Errors are application/problem+json.",
+        openapi_url=f"{API}/openapi.json",
+        docs_url=f"{API}/docs",
+        redoc_url=None,
+    )
+    app.state.conveyor = conveyor
+    problems.install(app)
+    for module in (accounts, workflows, executions, streams):
+        app.include_router(module.router, prefix=API)
+    app.include_router(ops.router)
+    return app

@@ -1,0 +1,86 @@
+"""Who is calling and what they may do: bearer API keys or a session cookie, then a role
+check per workspace. Another workspace's objects are always a 404, never a 403."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+
+from conveyor.app import Conveyor
+from conveyor.errors import Forbidden, NotFound, Unauthorized
+from conveyor.store import accounts
+from conveyor.store.accounts import Principal, Role
+
+SESSION_COOKIE = "conveyor_session"
+bearer = HTTPBearer(auto_error=False, description="an API key: `cvk_...`")
+cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="the session cookie set by POST /api/v1/auth/login",
+)
+
+
+def base_app(request: Request) -> Conveyor:
+    conveyor: Conveyor = request.app.state.conveyor
+    return conveyor
+
+
+async def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    session: Annotated[str | None, Depends(cookie)],
+) -> Principal:
+    conveyor = base_app(request)
+    now = conveyor.store.clock.now()
+    found: Principal | None = None
+    if credentials is not None:
+        found = await conveyor.store.write(accounts.api_key_principal, credentials.credentials, now)
+    elif session:
+        found = await conveyor.store.read(accounts.session_principal, session, now)
+    if found is None:
+        raise Unauthorized("send an API key (Authorization: Bearer cvk_...) or log in")
+    return found
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A request acting in one workspace with a role."""
+
+    conveyor: Conveyor
+    principal: Principal
+    workspace_id: str
+    workspace: str
+    role: Role
+
+
+def workspace(needed: Role) -> Callable[..., Awaitable[Scope]]:
+    """Dependency: the ``{ws}`` path workspace, if the caller may act there with ``needed``."""
+
+    async def scope(
+        request: Request,
+        ws: Annotated[str, Path(description="workspace name or id", max_length=200)],
+        principal: Annotated[Principal, Depends(caller)],
+    ) -> Scope:
+        conveyor = base_app(request)
+        row = await conveyor.store.read(accounts.find_workspace, ws)
+        role = principal.role_in(row["id"]) if row else None
+        if row is not None and role is None and principal.is_admin and not principal.api_key_id:
+            role = Role.OWNER
+        if row is None or role is None:
+            raise NotFound(f"workspace '{ws}' not found")
+        if not role.allows(needed):
+            raise Forbidden(
+                f"your role in '{row['name']}' is {role.value}; this needs {needed.value} or above"
+            )
+        return Scope(conveyor.scoped(row["id"]), principal, row["id"], row["name"], role)
+
+    return scope
+
+
+read_access = workspace(Role.VIEWER)
+write_access = workspace(Role.MEMBER)
+admin_access = workspace(Role.ADMIN)

@@ -1,0 +1,177 @@
+"""Login, the caller, workspaces, members, API keys and per-user statistics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.api.auth import SESSION_COOKIE, Scope, admin_access, base_app, caller, read_access
+from conveyor.errors import Forbidden, InputError, NotFound, Unauthorized
+from conveyor.store import accounts, statistics
+from conveyor.store.accounts import Principal, Role
+from conveyor.store.tables import users
+from conveyor.store.workflows import workspace_id
+
+router = APIRouter(tags=["accounts"])
+SESSION_TTL = timedelta(days=7)
+Caller = Annotated[Principal, Depends(caller)]
+Admin = Annotated[Scope, Depends(admin_access)]
+Read = Annotated[Scope, Depends(read_access)]
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class NewWorkspace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+
+class Member(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=320)
+    role: Role
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = Role.MEMBER
+
+
+def _me(principal: Principal, names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": principal.user_id,
+        "email": principal.email,
+        "is_admin": principal.is_admin,
+        "workspaces": [
+            {"id": w, "name": names.get(w, w), "role": r.value} for w, r in principal.roles.items()
+        ],
+    }
+
+
+async def _names(request: Request, principal: Principal) -> dict[str, str]:
+    store = base_app(request).store
+    found = {}
+    for ws in principal.roles:
+        row = await store.read(accounts.find_workspace, ws)
+        if row:
+            found[ws] = row["name"]
+    return found
+
+
+@router.post("/auth/login", summary="Log in; sets the session cookie the dashboard uses")
+async def login(request: Request, body: Login, response: Response) -> dict[str, Any]:
+    store = base_app(request).store
+    now = store.clock.now()
+    user_id = await store.write(accounts.authenticate, body.email, body.password, now)
+    if user_id is None:
+        raise Unauthorized("wrong email or password")
+    token = await store.write(accounts.create_session, user_id, now, SESSION_TTL)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    principal = await store.read(accounts.principal, user_id)
+    assert principal is not None
+    return _me(principal, await _names(request, principal))
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(request: Request, principal: Caller, response: Response) -> None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await base_app(request).store.write(accounts.end_session, token)
+    response.delete_cookie(SESSION_COOKIE)
+
+
+@router.get("/me", summary="The caller and their workspaces")
+async def me(request: Request, principal: Caller) -> dict[str, Any]:
+    return _me(principal, await _names(request, principal))
+
+
+@router.post("/workspaces", status_code=201, summary="Create a workspace; you become owner")
+async def create_workspace(
+    request: Request, principal: Caller, body: NewWorkspace
+) -> dict[str, Any]:
+    if principal.api_key_id:
+        raise Forbidden("API keys act inside one workspace; log in to create workspaces")
+    store = base_app(request).store
+    now = store.clock.now()
+    if await store.read(accounts.find_workspace, body.name):
+        raise InputError(f"a workspace named '{body.name}' already exists")
+    ws = await store.write(workspace_id, body.name, now)
+    await store.write(accounts.set_role, principal.user_id, ws, Role.OWNER, now)
+    return {"id": ws, "name": body.name, "role": "owner"}
+
+
+@router.put("/workspaces/{ws}/members", summary="Add a user to the workspace or change their role")
+async def set_member(scope: Admin, body: Member) -> dict[str, Any]:
+    if body.role == Role.OWNER and scope.role != Role.OWNER:
+        raise Forbidden("only an owner can make owners")
+    store = scope.conveyor.store
+
+    def find(conn: Any) -> str | None:
+        from sqlalchemy import select
+
+        value = conn.execute(
+            select(users.c.id).where(users.c.email == body.email.strip().lower())
+        ).scalar()
+        return str(value) if value is not None else None
+
+    user_id = await store.read(find)
+    if user_id is None:
+        raise NotFound(f"no user with email {body.email}")
+    await store.write(accounts.set_role, user_id, scope.workspace_id, body.role, store.clock.now())
+    return {"user_id": user_id, "email": body.email, "role": body.role.value}
+
+
+@router.get("/workspaces/{ws}/api-keys", summary="API keys (never the keys themselves)")
+async def list_keys(scope: Admin) -> list[dict[str, Any]]:
+    return await scope.conveyor.store.read(accounts.list_api_keys, scope.workspace_id)
+
+
+@router.post(
+    "/workspaces/{ws}/api-keys",
+    status_code=201,
+    summary="Create an API key; the key is in this answer and nowhere else",
+)
+async def create_key(scope: Admin, body: NewKey) -> dict[str, Any]:
+    if not scope.role.allows(body.role):
+        raise Forbidden("a key cannot have a higher role than yours")
+    store = scope.conveyor.store
+    key, row = await store.write(
+        accounts.create_api_key,
+        scope.workspace_id,
+        scope.principal.user_id,
+        body.name,
+        body.role,
+        store.clock.now(),
+    )
+    return {**row, "key": key}
+
+
+@router.delete("/workspaces/{ws}/api-keys/{key_id}", status_code=204)
+async def revoke_key(scope: Admin, key_id: str) -> None:
+    await scope.conveyor.store.write(
+        accounts.revoke_api_key, scope.workspace_id, key_id, scope.conveyor.store.clock.now()
+    )
+
+
+@router.get("/workspaces/{ws}/stats/users", summary="Per user: executions, tokens, API calls")
+async def user_stats(scope: Read) -> list[dict[str, Any]]:
+    return await scope.conveyor.store.read(statistics.user_stats, scope.workspace_id)

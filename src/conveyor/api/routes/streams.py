@@ -1,0 +1,239 @@
+"""Live streams: Server-Sent Events per execution and per workspace, and a WebSocket.
+
+Every message is read from the events table, so a client that reconnects with
+``Last-Event-ID`` (the execution's event ``seq``) receives every later event exactly once.
+The feed only says *when* to read (in-process commits, NOTIFY, or a short poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import Connection, func, select
+
+from conveyor.api import views
+from conveyor.api.auth import Scope, read_access
+from conveyor.engine.state import TERMINAL
+from conveyor.errors import ConveyorError, InputError
+from conveyor.live import Feed
+from conveyor.store.history import events_after
+from conveyor.store.tables import events, executions
+
+router = APIRouter(prefix="/workspaces/{ws}", tags=["streams"])
+Read = Annotated[Scope, Depends(read_access)]
+TERMINAL_EVENTS = {f"execution.{s.value}" for s in TERMINAL}
+_LIVE = ("queued", "running", "waiting")
+
+
+def _feed(request: Request) -> Feed:
+    feed: Feed = request.app.state.feed
+    return feed
+
+
+def _messages(rows: list[dict[str, Any]]) -> list[ServerSentEvent]:
+    """Raw events as SSE messages: ``step`` for step events, ``complete`` (after ``error``
+    for failures) for the end, and the raw type for the other execution events."""
+    out = []
+    for r in rows:
+        data = {
+            "seq": r["seq"],
+            "type": r["type"],
+            **r["data"],
+            "created_at": r["created_at"].isoformat(),
+        }
+        ident = str(r["seq"])
+        if r["type"].startswith("step."):
+            out.append(ServerSentEvent(event="step", id=ident, data=data))
+        elif r["type"] in TERMINAL_EVENTS:
+            if r["type"] == "execution.failed":
+                out.append(ServerSentEvent(event="error", id=ident, data=data))
+            out.append(ServerSentEvent(event="complete", id=ident, data=data))
+        else:
+            out.append(ServerSentEvent(event=r["type"], id=ident, data=data))
+    return out
+
+
+def _resume_point(last_event_id: str | None, after: int | None) -> int:
+    raw = last_event_id if last_event_id is not None else after
+    try:
+        seq = int(raw) if raw is not None else 0
+    except ValueError:
+        raise InputError("Last-Event-ID must be an event number") from None
+    if seq < 0:
+        raise InputError("Last-Event-ID must not be negative")
+    return seq
+
+
+@router.get(
+    "/executions/{execution_id}/stream",
+    response_class=EventSourceResponse,
+    summary="Server-Sent Events of one execution; resumes after Last-Event-ID",
+)
+async def execution_stream(
+    scope: Read,
+    request: Request,
+    execution_id: str,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[int | None, Query(ge=0, description="resume after this seq")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    store = scope.conveyor.store
+    detail = await store.get_execution(scope.workspace_id, execution_id)
+    full, seq = detail["id"], _resume_point(last_event_id, after)
+    feed = _feed(request)
+    yield ServerSentEvent(
+        event="connected", id=str(seq), data={"execution_id": full, "resume_after": seq}
+    )
+    finished = detail["status"] in TERMINAL
+    async with feed.watch(full) as wake:
+        while True:
+            rows = await store.read(events_after, full, seq)
+            if not rows and finished:
+                return  # resumed after the end: nothing more will come
+            if rows:
+                for message in _messages(rows):
+                    yield message
+                seq = rows[-1]["seq"]
+                row = await store.get_execution(scope.workspace_id, full)
+                yield ServerSentEvent(
+                    event="progress",
+                    id=str(seq),
+                    data={**views.progress(row), "status": row["status"]},
+                )
+                if any(r["type"] in TERMINAL_EVENTS for r in rows):
+                    return
+            await feed.wait(wake, 15)
+
+
+def _counts(conn: Connection, workspace_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(executions.c.status, func.count())
+        .where(executions.c.workspace_id == workspace_id, executions.c.status.in_(_LIVE))
+        .group_by(executions.c.status)
+    ).all()
+    found = {str(s): int(n) for s, n in rows}
+    return {s: found.get(s, 0) for s in _LIVE}
+
+
+def _workspace_events(
+    conn: Connection, workspace_id: str, after_id: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            select(events)
+            .where(events.c.workspace_id == workspace_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        .mappings()
+        .all()
+    ]
+
+
+def _latest_id(conn: Connection, workspace_id: str) -> int:
+    value = conn.execute(
+        select(func.max(events.c.id)).where(events.c.workspace_id == workspace_id)
+    ).scalar()
+    return int(value or 0)
+
+
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    summary="Server-Sent Events of a whole workspace: every event, and live counts",
+)
+async def workspace_stream(
+    scope: Read,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    store, feed = scope.conveyor.store, _feed(request)
+    after = (
+        _resume_point(last_event_id, None)
+        if last_event_id is not None
+        else await store.read(_latest_id, scope.workspace_id)
+    )
+    counts = await store.read(_counts, scope.workspace_id)
+    yield ServerSentEvent(event="connected", id=str(after), data={"counts": counts})
+    async with feed.watch(scope.workspace_id) as wake:
+        while True:
+            rows = await store.read(_workspace_events, scope.workspace_id, after)
+            for r in rows:
+                yield ServerSentEvent(
+                    event=r["type"],
+                    id=str(r["id"]),
+                    data={"execution_id": r["execution_id"], "seq": r["seq"], **r["data"]},
+                )
+            if rows:
+                after = rows[-1]["id"]
+                new_counts = await store.read(_counts, scope.workspace_id)
+                if new_counts != counts:
+                    counts = new_counts
+                    yield ServerSentEvent(event="counts", id=str(after), data=counts)
+            await feed.wait(wake, 15)
+
+
+@router.websocket("/ws")
+async def websocket(socket: WebSocket, scope: Read) -> None:
+    """Send ``{"subscribe": "<execution id>"}`` or ``{"subscribe": "workspace"}``; receive
+    ``{"execution_id", "seq", "type", "data"}`` messages for what you subscribed to."""
+    await socket.accept()
+    tasks: dict[str, asyncio.Task[None]] = {}
+    try:
+        while True:
+            message = await socket.receive_json()
+            target = message.get("subscribe") if isinstance(message, dict) else None
+            if not isinstance(target, str) or not target:
+                await socket.send_json(
+                    {"error": 'send {"subscribe": "<execution id>"} or {"subscribe": "workspace"}'}
+                )
+                continue
+            if target not in tasks:
+                tasks[target] = asyncio.create_task(_pump(socket, scope, target))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, ConveyorError):
+                await task
+
+
+async def _pump(socket: WebSocket, scope: Scope, target: str) -> None:
+    store = scope.conveyor.store
+    feed: Feed = socket.app.state.feed
+    if target == "workspace":
+        after = await store.read(_latest_id, scope.workspace_id)
+        key = scope.workspace_id
+    else:
+        try:
+            detail = await store.get_execution(scope.workspace_id, target)
+        except ConveyorError as exc:
+            await socket.send_json({"error": str(exc), "subscribe": target})
+            return
+        key, after = detail["id"], 0
+    await socket.send_json({"subscribed": target})
+    async with feed.watch(key) as wake:
+        while True:
+            if target == "workspace":
+                rows = await store.read(_workspace_events, scope.workspace_id, after)
+                after = rows[-1]["id"] if rows else after
+            else:
+                rows = await store.read(events_after, key, after)
+                after = rows[-1]["seq"] if rows else after
+            for r in rows:
+                await socket.send_json(
+                    {
+                        "execution_id": r["execution_id"],
+                        "seq": r["seq"],
+                        "type": r["type"],
+                        "data": r["data"],
+                    }
+                )
+            await feed.wait(wake, 15)

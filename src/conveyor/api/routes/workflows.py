@@ -1,0 +1,128 @@
+"""Workflows: create, list, get, update (new version), versions, status, statistics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from conveyor.api import views
+from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.schemas import DefinitionBody, Page, Version, Workflow, WorkflowDetail
+from conveyor.errors import Conflict
+from conveyor.store import statistics
+from conveyor.store import workflows as store
+
+router = APIRouter(prefix="/workspaces/{ws}/workflows", tags=["workflows"])
+Read = Annotated[Scope, Depends(read_access)]
+Write = Annotated[Scope, Depends(write_access)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+async def _detail(scope: Scope, ref: str, created: bool | None = None) -> dict[str, Any]:
+    workflow = await scope.conveyor.store.read(store.get_workflow, scope.workspace_id, ref)
+    version = await scope.conveyor.store.find_version(scope.workspace_id, workflow["id"])
+    return {**workflow, "definition": version.definition, "created": created}
+
+
+@router.get("", response_model=Page[Workflow], summary="List workflows by name")
+async def list_workflows(
+    scope: Read, limit: Limit = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    after = views.decode_name_cursor(cursor) if cursor else None
+    rows = await scope.conveyor.store.read(store.list_page, scope.workspace_id, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": rows,
+        "has_more": more,
+        "next_cursor": views.encode_name_cursor(rows[-1]["name"]) if more else None,
+    }
+
+
+@router.post(
+    "",
+    response_model=WorkflowDetail,
+    status_code=201,
+    summary="Create a workflow, or store a new version of the one with this name",
+)
+async def create_workflow(scope: Write, body: DefinitionBody, response: Response) -> dict[str, Any]:
+    ref = await scope.conveyor.apply(body.definition)
+    if not ref.created:
+        response.status_code = 200
+    return await _detail(scope, ref.workflow_id, ref.created)
+
+
+@router.get(
+    "/{workflow}", response_model=WorkflowDetail, summary="A workflow and its latest definition"
+)
+async def get_workflow(scope: Read, workflow: str) -> dict[str, Any]:
+    return await _detail(scope, workflow)
+
+
+@router.put(
+    "/{workflow}",
+    response_model=WorkflowDetail,
+    summary="Update: store the definition as a new immutable version",
+)
+async def update_workflow(scope: Write, workflow: str, body: DefinitionBody) -> dict[str, Any]:
+    current = await scope.conveyor.store.read(store.get_workflow, scope.workspace_id, workflow)
+    if body.definition.get("name") != current["name"]:
+        raise Conflict(f"the definition's name must stay '{current['name']}'")
+    ref = await scope.conveyor.apply(body.definition)
+    return await _detail(scope, ref.workflow_id, ref.created)
+
+
+@router.get("/{workflow}/versions", response_model=list[Version])
+async def list_versions(scope: Read, workflow: str) -> list[dict[str, Any]]:
+    return await scope.conveyor.store.read(store.list_versions, scope.workspace_id, workflow)
+
+
+@router.get(
+    "/{workflow}/versions/{version}",
+    response_model=dict[str, Any],
+    summary="One version's definition",
+)
+async def get_version(scope: Read, workflow: str, version: int) -> dict[str, Any]:
+    ref = await scope.conveyor.store.find_version(scope.workspace_id, workflow, version)
+    return {"workflow_id": ref.workflow_id, "version": ref.version, "definition": ref.definition}
+
+
+async def _status(scope: Scope, workflow: str, status: str) -> dict[str, Any]:
+    await scope.conveyor.store.write(
+        store.set_status, scope.workspace_id, workflow, status, scope.conveyor.store.clock.now()
+    )
+    return await _detail(scope, workflow)
+
+
+@router.post("/{workflow}/activate", response_model=WorkflowDetail)
+async def activate(scope: Write, workflow: str) -> dict[str, Any]:
+    return await _status(scope, workflow, "active")
+
+
+@router.post(
+    "/{workflow}/pause",
+    response_model=WorkflowDetail,
+    summary="Pause: triggers stop firing; manual executions still run",
+)
+async def pause(scope: Write, workflow: str) -> dict[str, Any]:
+    return await _status(scope, workflow, "paused")
+
+
+@router.post(
+    "/{workflow}/archive", response_model=WorkflowDetail, summary="Archive: no new executions"
+)
+async def archive(scope: Write, workflow: str) -> dict[str, Any]:
+    return await _status(scope, workflow, "archived")
+
+
+@router.get(
+    "/{workflow}/stats",
+    response_model=dict[str, Any],
+    summary="Counts by status, success rate, durations, and per-node statistics",
+)
+async def workflow_stats(scope: Read, workflow: str) -> dict[str, Any]:
+    row = await scope.conveyor.store.read(store.get_workflow, scope.workspace_id, workflow)
+    stats = await scope.conveyor.store.read(statistics.workflow_stats, row["id"])
+    stats["nodes"] = await scope.conveyor.store.read(statistics.node_stats, row["id"])
+    return stats

@@ -1,0 +1,259 @@
+"""Users, workspaces memberships, sessions and API keys.
+
+Passwords are argon2 hashes; session tokens and API keys are random 256-bit secrets stored
+only as SHA-256 digests (shown once, never recoverable). An API key acts for its user in one
+workspace with at most its own role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from conveyor.errors import Conflict, InputError, NotFound
+from conveyor.store.database import new_id
+from conveyor.store.tables import api_keys, memberships, sessions, users, workspaces
+
+_HASHER = PasswordHasher()
+# Verifying against this keeps unknown-email logins as slow as wrong-password ones.
+_DUMMY_HASH = _HASHER.hash("conveyor-dummy-password")
+KEY_PREFIX = "cvk_"
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+    @property
+    def rank(self) -> int:
+        return {"viewer": 0, "member": 1, "admin": 2, "owner": 3}[self.value]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, with their role per workspace (one workspace for a key)."""
+
+    user_id: str
+    email: str
+    is_admin: bool
+    roles: dict[str, Role] = field(default_factory=dict)
+    api_key_id: str | None = None
+
+    def role_in(self, workspace_id: str) -> Role | None:
+        return self.roles.get(workspace_id)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_user(
+    conn: Connection,
+    email: str,
+    password: str,
+    now: datetime,
+    *,
+    name: str = "",
+    is_admin: bool = False,
+) -> str:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise InputError(f"'{email}' is not an email address")
+    if len(password) < 8:
+        raise InputError("a password has at least 8 characters")
+    user_id = new_id()
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(users),
+                {
+                    "id": user_id,
+                    "email": email,
+                    "name": name,
+                    "password_hash": _HASHER.hash(password),
+                    "is_admin": is_admin,
+                    "created_at": now,
+                },
+            )
+    except IntegrityError:
+        raise Conflict(f"a user with email {email} already exists") from None
+    return user_id
+
+
+def count_users(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
+
+
+def set_role(conn: Connection, user_id: str, workspace_id: str, role: Role, now: datetime) -> None:
+    updated = conn.execute(
+        update(memberships)
+        .where(memberships.c.user_id == user_id, memberships.c.workspace_id == workspace_id)
+        .values(role=role.value)
+    ).rowcount
+    if not updated:
+        conn.execute(
+            insert(memberships),
+            {
+                "user_id": user_id,
+                "workspace_id": workspace_id,
+                "role": role.value,
+                "created_at": now,
+            },
+        )
+
+
+def authenticate(conn: Connection, email: str, password: str, now: datetime) -> str | None:
+    """The user id for valid credentials, else None (same cost either way)."""
+    row = conn.execute(
+        select(users.c.id, users.c.password_hash, users.c.disabled).where(
+            users.c.email == email.strip().lower()
+        )
+    ).first()
+    try:
+        _HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or row.disabled:
+        return None
+    conn.execute(update(users).where(users.c.id == row.id).values(last_login_at=now))
+    return str(row.id)
+
+
+def create_session(conn: Connection, user_id: str, now: datetime, ttl: timedelta) -> str:
+    token = secrets.token_urlsafe(32)
+    conn.execute(
+        insert(sessions),
+        {
+            "token_hash": digest(token),
+            "user_id": user_id,
+            "created_at": now,
+            "expires_at": now + ttl,
+        },
+    )
+    return token
+
+
+def end_session(conn: Connection, token: str) -> None:
+    conn.execute(delete(sessions).where(sessions.c.token_hash == digest(token)))
+
+
+def session_principal(conn: Connection, token: str, now: datetime) -> Principal | None:
+    user_id = conn.execute(
+        select(sessions.c.user_id).where(
+            sessions.c.token_hash == digest(token), sessions.c.expires_at > now
+        )
+    ).scalar()
+    return principal(conn, str(user_id)) if user_id is not None else None
+
+
+def principal(conn: Connection, user_id: str) -> Principal | None:
+    user = conn.execute(
+        select(users.c.id, users.c.email, users.c.is_admin, users.c.disabled).where(
+            users.c.id == user_id
+        )
+    ).first()
+    if user is None or user.disabled:
+        return None
+    roles = {
+        r.workspace_id: Role(r.role)
+        for r in conn.execute(
+            select(memberships.c.workspace_id, memberships.c.role).where(
+                memberships.c.user_id == user_id
+            )
+        )
+    }
+    return Principal(user.id, user.email, user.is_admin, roles)
+
+
+def create_api_key(
+    conn: Connection, workspace_id: str, user_id: str, name: str, role: Role, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """Return the key (shown once) and its stored row (which never holds the key)."""
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    row = {
+        "id": new_id(),
+        "workspace_id": workspace_id,
+        "user_id": user_id,
+        "name": name,
+        "prefix": prefix,
+        "key_hash": digest(key),
+        "role": role.value,
+        "created_at": now,
+    }
+    conn.execute(insert(api_keys), row)
+    return key, {k: v for k, v in row.items() if k != "key_hash"}
+
+
+def api_key_principal(conn: Connection, key: str, now: datetime) -> Principal | None:
+    parts = key.split("_", 2)  # the secret itself may contain "_"
+    if len(parts) != 3 or f"{parts[0]}_" != KEY_PREFIX:
+        return None
+    row = conn.execute(
+        select(api_keys).where(api_keys.c.prefix == parts[1], api_keys.c.revoked_at.is_(None))
+    ).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest(key)):
+        return None
+    user = principal(conn, row.user_id)
+    member_role = user.role_in(row.workspace_id) if user else None
+    if user is None or member_role is None:
+        return None
+    role = min(member_role, Role(row.role), key=lambda r: r.rank)
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(last_used_at=now))
+    return Principal(user.user_id, user.email, False, {row.workspace_id: role}, row.id)
+
+
+def list_api_keys(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
+    rows = (
+        conn.execute(
+            select(
+                api_keys.c.id,
+                api_keys.c.name,
+                api_keys.c.prefix,
+                api_keys.c.role,
+                api_keys.c.user_id,
+                api_keys.c.created_at,
+                api_keys.c.last_used_at,
+                api_keys.c.revoked_at,
+            )
+            .where(api_keys.c.workspace_id == workspace_id)
+            .order_by(api_keys.c.created_at)
+        )
+        .mappings()
+        .all()
+    )
+    return [dict(r) for r in rows]
+
+
+def revoke_api_key(conn: Connection, workspace_id: str, key_id: str, now: datetime) -> None:
+    done = conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.workspace_id == workspace_id)
+        .values(revoked_at=func.coalesce(api_keys.c.revoked_at, now))
+    ).rowcount
+    if not done:
+        raise NotFound(f"API key '{key_id}' not found")
+
+
+def find_workspace(conn: Connection, ref: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(workspaces).where(or_(workspaces.c.id == ref, workspaces.c.name == ref))
+    ).first()
+    return dict(row._mapping) if row is not None else None
