@@ -17,8 +17,8 @@ from sqlalchemy import Connection, func, select
 from conveyor.store.history import ExecutionFilter, filtered
 from conveyor.store.tables import executions, steps, user_usage, workflows
 
-WINDOW = 10_000
-NODE_WINDOW = 1_000
+WINDOW = 1_000
+NODE_WINDOW = 200
 _LIVE = ("queued", "running", "waiting")
 
 
@@ -81,19 +81,26 @@ def workflow_stats(conn: Connection, workflow_id: str) -> dict[str, Any]:
 
 
 def node_stats(conn: Connection, workflow_id: str) -> list[dict[str, Any]]:
-    """Per node, over the steps of the workflow's most recent executions."""
+    """Per node, over the steps of the workflow's most recent ``NODE_WINDOW`` executions."""
     recent = (
-        select(executions.c.id)
-        .where(executions.c.workflow_id == workflow_id)
-        .order_by(executions.c.created_at.desc())
-        .limit(NODE_WINDOW)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(steps.c.node_id, steps.c.status, steps.c.started_at, steps.c.finished_at).where(
-            steps.c.execution_id.in_(select(recent.c.id)), steps.c.attempt > 0
+        conn.execute(
+            select(executions.c.id)
+            .where(executions.c.workflow_id == workflow_id)
+            .order_by(executions.c.created_at.desc())
+            .limit(NODE_WINDOW)
         )
-    ).all()
+        .scalars()
+        .all()
+    )
+    rows = (
+        conn.execute(
+            select(steps.c.node_id, steps.c.status, steps.c.started_at, steps.c.finished_at).where(
+                steps.c.execution_id.in_(recent), steps.c.attempt > 0
+            )
+        ).all()
+        if recent
+        else []
+    )
     per: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"attempts": 0, "succeeded": 0, "failed": 0, "pairs": []}
     )
@@ -144,10 +151,28 @@ def user_stats(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
 
 
 def list_stats(conn: Connection, f: ExecutionFilter) -> dict[str, Any]:
-    """The stats block of an execution list: exact counts by status for the filter, and
-    durations over its most recent ``WINDOW`` finished executions."""
-    base = filtered(select(executions.c.status, func.count()), f).group_by(executions.c.status)
-    counts = {status: int(n) for status, n in conn.execute(base).all()}
+    """The stats block of an execution list: counts by status for the filter (from the
+    counters when the filter is just a workspace or a workflow), and durations over its most
+    recent ``WINDOW`` finished executions."""
+    simple = not (
+        f.status
+        or f.trigger_type
+        or f.created_by
+        or f.created_after
+        or f.created_before
+        or f.error_contains
+    )
+    counts = (
+        _counted(conn, f)
+        if simple
+        else {
+            str(status): int(n)
+            for status, n in conn.execute(
+                filtered(select(executions.c.status, func.count()), f).group_by(executions.c.status)
+            ).all()
+        }
+    )
+    counts = {s: n for s, n in counts.items() if n}
     total = sum(counts.values())
     finished = sum(n for s, n in counts.items() if s not in _LIVE)
     recent = conn.execute(
@@ -162,3 +187,34 @@ def list_stats(conn: Connection, f: ExecutionFilter) -> dict[str, Any]:
         "success_rate": round(counts.get("succeeded", 0) / finished, 4) if finished else None,
         **durations_summary([(r.started_at, r.finished_at) for r in recent]),
     }
+
+
+def _counted(conn: Connection, f: ExecutionFilter) -> dict[str, int]:
+    """Counts by status from the finishing-transaction counters plus index-backed counts of
+    the live statuses: O(workflows), whatever the history size."""
+    w = workflows.c
+    scope = w.workspace_id == f.workspace_id
+    if f.workflow_id is not None:
+        scope = scope & (w.id == f.workflow_id)
+    finished = conn.execute(
+        select(
+            func.coalesce(func.sum(w.executions_succeeded), 0),
+            func.coalesce(func.sum(w.executions_failed), 0),
+            func.coalesce(func.sum(w.executions_cancelled), 0),
+            func.coalesce(func.sum(w.executions_timed_out), 0),
+        ).where(scope)
+    ).one()
+    live = conn.execute(
+        filtered(select(executions.c.status, func.count()), f)
+        .where(executions.c.status.in_(_LIVE))
+        .group_by(executions.c.status)
+    ).all()
+    counts = dict(
+        zip(
+            ("succeeded", "failed", "cancelled", "timed_out"),
+            (int(v) for v in finished),
+            strict=True,
+        )
+    )
+    counts.update({str(status): int(n) for status, n in live})
+    return counts

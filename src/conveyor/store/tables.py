@@ -183,7 +183,13 @@ executions = Table(
     UniqueConstraint("workflow_id", "idempotency_key"),
     Index("ix_executions_ready", "status", "available_at"),
     Index("ix_executions_lease", "status", "lease_expires_at"),
-    Index("ix_executions_workspace_created", "workspace_id", "created_at"),
+    # Covering on PostgreSQL, so counts over a time range are index-only scans.
+    Index(
+        "ix_executions_workspace_created",
+        "workspace_id",
+        "created_at",
+        postgresql_include=["status", "started_at", "finished_at"],
+    ),
     Index("ix_executions_workflow_created", "workflow_id", "created_at"),
     Index("ix_executions_workflow_status", "workflow_id", "status"),
     Index("ix_executions_key_status", "concurrency_key", "status"),
