@@ -90,7 +90,8 @@ def build(
     worker_settings: WorkerSettings | None,
 ) -> FastAPI:
     """The server app; with ``worker_settings`` it also runs an embedded worker."""
-    tasks: list[asyncio.Task[None]] = []
+    worker_task: list[asyncio.Task[None]] = []
+    housekeeping: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
 
     async def on_start(app: FastAPI) -> None:
@@ -100,14 +101,14 @@ def build(
                 conveyor.store, conveyor.registry, SystemClock(), settings=worker_settings
             )
             app.state.worker = worker
-            tasks.append(asyncio.create_task(worker.serve(stop)))
-        tasks.append(asyncio.create_task(retention(conveyor, settings)))
+            worker_task.append(asyncio.create_task(worker.serve(stop)))
+        housekeeping.append(asyncio.create_task(retention(conveyor, settings)))
 
     async def on_stop(app: FastAPI) -> None:
-        stop.set()
-        for task in tasks[1:]:
+        stop.set()  # the worker drains gracefully; housekeeping is simply cancelled
+        for task in housekeeping:
             task.cancel()
-        for task in tasks:
+        for task in worker_task + housekeeping:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -50,6 +50,6 @@ def create_app(
     app.state.conveyor = conveyor
     problems.install(app)
     for module in (accounts, workflows, executions, streams):
-        app.include_router(module.router, prefix=API)
-    app.include_router(ops.router)
+        app.include_router(module.router, prefix=API, responses=problems.API_ERRORS)
+    app.include_router(ops.router, responses=problems.documented(503))
     return app

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from pydantic import BaseModel
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException
 
 from conveyor.errors import (
@@ -23,6 +24,40 @@ from conveyor.errors import (
 
 PROBLEM = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+MAX_INT = 2**31 - 1  # the largest number any integer parameter may carry
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 describes (validation errors list each problem)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "No valid credentials",
+    403: "Role too low",
+    404: "Not found (or in another workspace)",
+    409: "Conflict with the state",
+    422: "Invalid request or definition",
+    503: "Database unavailable; retry",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error responses, with their real media type."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": _DESCRIPTIONS[status], "content": {PROBLEM: {"schema": schema}}}
+        for status in statuses
+    }
+
+
+API_ERRORS = documented(400, 401, 403, 404, 409, 422, 503)
 
 _STATUS: list[tuple[type[ConveyorError], int, str]] = [
     (DefinitionError, 422, "invalid-definition"),
@@ -85,8 +120,14 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def database_error(request: Request, exc: Exception) -> JSONResponse:
-    """A lost or refused database connection is a 503 with Retry-After, never a 500."""
+    """A lost or refused database connection is a 503 with Retry-After, never a 500; a
+    value the database cannot hold (NUL in text, out-of-range numbers) is the caller's 400."""
     assert isinstance(exc, DBAPIError)
+    if isinstance(exc, DataError):
+        message = str(exc.orig).strip().splitlines()[0]
+        return problem(
+            400, "bad-request", "Bad request", f"the database refused a value: {message}"
+        )
     if exc.connection_invalidated or "connection" in str(exc.orig).lower():
         return problem(
             503, "unavailable", "Unavailable", "the database is unreachable; retry shortly"

@@ -48,7 +48,7 @@ class ExecuteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: Any = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     priority: int | None = Field(default=None, ge=-1000, le=1000)
 

@@ -225,7 +225,7 @@ async def get_execution(scope: Read, execution_id: str) -> dict[str, Any]:
     summary="The execution's events after a sequence number",
 )
 async def get_events(
-    scope: Read, execution_id: str, after: Annotated[int, Query(ge=0)] = 0
+    scope: Read, execution_id: str, after: Annotated[int, Query(ge=0, le=2**62)] = 0
 ) -> list[dict[str, Any]]:
     detail = await scope.conveyor.store.get_execution(scope.workspace_id, execution_id)
     rows = await scope.conveyor.store.read(events_after, detail["id"], after)

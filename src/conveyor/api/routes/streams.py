@@ -64,8 +64,8 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
         seq = int(raw) if raw is not None else 0
     except ValueError:
         raise InputError("Last-Event-ID must be an event number") from None
-    if seq < 0:
-        raise InputError("Last-Event-ID must not be negative")
+    if not 0 <= seq <= 2**62:
+        raise InputError("Last-Event-ID must be an event number from 0 to 2^62")
     return seq
 
 
@@ -79,7 +79,7 @@ async def execution_stream(
     request: Request,
     execution_id: str,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this seq")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     store = scope.conveyor.store
     detail = await store.get_execution(scope.workspace_id, execution_id)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import DefinitionBody, Page, Version, Workflow, WorkflowDetail
 from conveyor.errors import Conflict
 from conveyor.store import statistics
@@ -83,7 +84,9 @@ async def list_versions(scope: Read, workflow: str) -> list[dict[str, Any]]:
     response_model=dict[str, Any],
     summary="One version's definition",
 )
-async def get_version(scope: Read, workflow: str, version: int) -> dict[str, Any]:
+async def get_version(
+    scope: Read, workflow: str, version: Annotated[int, Path(ge=1, le=MAX_INT)]
+) -> dict[str, Any]:
     ref = await scope.conveyor.store.find_version(scope.workspace_id, workflow, version)
     return {"workflow_id": ref.workflow_id, "version": ref.version, "definition": ref.definition}
 
