@@ -95,6 +95,9 @@ class Worker:
         helpers = self._start_helpers()
         try:
             while not stop.is_set():
+                # Clear before claiming: a wake-up that lands during the claim must not be
+                # lost, or the worker would sleep a whole poll with work waiting.
+                self._wake.clear()
                 due = await self._claim()
                 await self._idle(stop, due)
         finally:
@@ -120,7 +123,6 @@ class Worker:
     async def _idle(self, stop: asyncio.Event, due: datetime | None) -> None:
         """Sleep until woken, the next waiting execution is due, or the poll interval passes
         (longer while NOTIFY delivers wake-ups: polling is then only a safety net)."""
-        self._wake.clear()
         timeout = self.settings.poll.total_seconds() * (5 if self._listening else 1)
         if due is not None:
             timeout = min(timeout, max((due - self.store.clock.now()).total_seconds(), 0))

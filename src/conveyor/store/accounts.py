@@ -7,6 +7,7 @@ workspace with at most its own role.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -25,8 +26,15 @@ from conveyor.store.database import new_id
 from conveyor.store.tables import api_keys, memberships, sessions, users, workspaces
 
 _HASHER = PasswordHasher()
-# Verifying against this keeps unknown-email logins as slow as wrong-password ones.
-_DUMMY_HASH = _HASHER.hash("conveyor-dummy-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps unknown-email logins as slow as wrong-password ones
+    (computed on first use: hashing costs memory every process should not pay)."""
+    return _HASHER.hash("conveyor-dummy-password")
+
+
 KEY_PREFIX = "cvk_"
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
@@ -126,7 +134,7 @@ def authenticate(conn: Connection, email: str, password: str, now: datetime) -> 
         )
     ).first()
     try:
-        _HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
+        _HASHER.verify(row.password_hash if row else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or row.disabled:
