@@ -127,13 +127,14 @@ class Side:
 async def eventually(
     check: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
     *,
-    timeout: float,
+    within: float,
     what: str,
     interval: float = 0.02,
     diagnose: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``within``
+    seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = check()
         if asyncio.iscoroutine(value):
@@ -142,7 +143,7 @@ async def eventually(
             return value  # type: ignore[return-value]
         if time.monotonic() > deadline:
             extra = f"\n{diagnose()}" if diagnose is not None else ""
-            raise AssertionError(f"not within {timeout:g}s: {what}{extra}")
+            raise AssertionError(f"not within {within:g}s: {what}{extra}")
         await asyncio.sleep(interval)
 
 

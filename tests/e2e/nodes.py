@@ -40,7 +40,9 @@ def _write(sql: str, params: tuple[Any, ...]) -> Any:
             return None if row is None else row[0]
         finally:
             conn.close()
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as pg:
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as pg:
         cursor = pg.execute(sql, params)  # type: ignore[arg-type]
         row = cursor.fetchone() if cursor.description else None
         return None if row is None else row[0]

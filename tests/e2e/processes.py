@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 from typing import IO
+
+from sqlalchemy.engine import URL, make_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,8 +33,11 @@ PROFILE = {
 class WorkerProcess:
     """One ``conveyor worker`` subprocess; its output goes to a log file."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path, log: IO[bytes]) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], log_path: Path, log: IO[bytes], database: URL
+    ) -> None:
         self.popen = popen
+        self.database = database
         self.log_path = log_path
         self._log = log
         self.started_at = time.time()
@@ -62,6 +68,28 @@ class WorkerProcess:
     def cont(self) -> None:
         self.send(signal.SIGCONT)
 
+    def connected(self) -> bool:
+        """Whether the process has opened its database (the SQLite file, or a TCP connection
+        to the PostgreSQL port): past its imports and about to claim."""
+        try:
+            targets = [
+                os.readlink(f"/proc/{self.pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{self.pid}/fd")
+            ]
+        except OSError:
+            return False
+        if self.database.get_backend_name() == "sqlite":
+            return str(Path(self.database.database or "").resolve()) in targets
+        inodes = {t[8:-1] for t in targets if t.startswith("socket:[")}
+        port = f"{self.database.port or 5432:04X}"
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if fields[2].endswith(f":{port}") and fields[9] in inodes:
+                        return True
+        return False
+
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
 
@@ -70,15 +98,10 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
-        """Make sure the process is gone (gracefully if it can), and reap it."""
+        """Make sure the process is gone and reaped (the test is over: no grace needed)."""
         if self.alive:
-            self.send(signal.SIGCONT)
-            self.send(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                self.send(signal.SIGKILL)
-                self.popen.wait(timeout=10)
+            self.send(signal.SIGKILL)
+            self.popen.wait(timeout=10)
         self._log.close()
 
 
@@ -122,7 +145,7 @@ class Workers:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        process = WorkerProcess(popen, log_path, log)
+        process = WorkerProcess(popen, log_path, log, make_url(self.database_url))
         self.started.append(process)
         return process
 
@@ -134,6 +157,17 @@ class Workers:
         return "\n".join(
             f"--- {w.log_path.name} (pid {w.pid}) ---\n{w.log_text()[-4000:]}" for w in self.started
         )
+
+    def lease_trouble(self, pid: int) -> list[str]:
+        """The lines of a worker's log about lost leases or failed heartbeats."""
+        for process in self.started:
+            if process.pid == pid:
+                return [
+                    line
+                    for line in process.log_text().splitlines()
+                    if "lease lost" in line or "heartbeat" in line
+                ]
+        return [f"(no worker with pid {pid})"]
 
     def close(self) -> None:
         for process in self.started:

@@ -74,6 +74,7 @@ class ClaimedExecution:
     first_claim: bool = False
     signals: list[Signal] = field(default_factory=list)
     paused: bool = False
+    lease_seconds: float = 30.0
 
 
 @dataclass

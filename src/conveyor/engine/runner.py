@@ -180,12 +180,13 @@ class Runner:
         now = self.clock.now()
         if execution.status != ExecutionStatus.RUNNING:
             changes.status = ExecutionStatus.RUNNING
-        if execution.first_claim or execution.started_at is None:
-            if execution.started_at is None:
-                changes.started_at = execution.started_at = now
-            timeout = state.definition.settings.execution_timeout
-            if timeout is not None and execution.deadline_at is None:
-                changes.deadline_at = execution.deadline_at = execution.started_at + timeout
+        if execution.started_at is None:
+            changes.started_at = execution.started_at = now
+        timeout = state.definition.settings.execution_timeout
+        if timeout is not None and execution.deadline_at is None:
+            # Also when the first claimer died before its first write (G8).
+            changes.deadline_at = execution.deadline_at = execution.started_at + timeout
+        if execution.first_claim or not execution.steps:
             changes.events.append(("execution.started", {}))
         elif execution.recoveries:
             changes.events.append(("execution.resumed", {"recoveries": execution.recoveries}))

@@ -192,12 +192,14 @@ def claim(
         .where(
             or_(
                 executions.c.key_limit.is_(None),
+                executions.c.status == "running",  # a recovery keeps the slot it holds
                 _running_count(executions.c.concurrency_key) < executions.c.key_limit,
             )
         )
         .where(
             or_(
                 executions.c.workflow_limit.is_(None),
+                executions.c.status == "running",
                 _running_count(executions.c.workflow_id) < executions.c.workflow_limit,
             )
         )
@@ -227,7 +229,10 @@ def claim(
         )
     )
     first = {c["id"] for c in chosen if c["started_at"] is None}
-    return load_claimed(conn, ids, owner, first)
+    claimed = load_claimed(conn, ids, owner, first)
+    for execution in claimed:
+        execution.lease_seconds = lease_seconds
+    return claimed
 
 
 _STEP_STATE = (
@@ -316,7 +321,16 @@ def load_claimed(
     ]
 
 
-def _fenced_update() -> Any:
+_FENCED: dict[str, Any] = {}
+
+
+def _fenced_update(dialect: StoreDialect) -> Any:
+    if dialect.name not in _FENCED:
+        _FENCED[dialect.name] = _build_fenced_update(dialect.now_plus_param("x_lease_seconds"))
+    return _FENCED[dialect.name]
+
+
+def _build_fenced_update(lease_sql: Any) -> Any:
     """The one statement every runner write starts with, built once so SQLAlchemy compiles it
     once: counters move by bound deltas, fields change only when a value is bound, and the
     WHERE clause is the lease fence."""
@@ -349,7 +363,9 @@ def _fenced_update() -> Any:
             result=case((final, bindparam("result", type_=c.result.type)), else_=c.result),
             error=case((final, bindparam("error", type_=c.error.type)), else_=c.error),
             lease_owner=case((release, None), else_=c.lease_owner),
-            lease_expires_at=case((release, None), else_=c.lease_expires_at),
+            # Every write renews the lease: a runner that is making progress never loses its
+            # execution to heartbeats queued behind other writers.
+            lease_expires_at=case((release, None), else_=lease_sql),
             **keep,
         )
         .returning(
@@ -364,9 +380,6 @@ def _fenced_update() -> Any:
             c.usage_api_calls,
         )
     )
-
-
-_FENCED_UPDATE = _fenced_update()
 
 
 def apply(
@@ -395,7 +408,9 @@ def apply(
         available_at=changes.available_at,
         wait_reason=changes.wait_reason,
     )
-    row = conn.execute(_FENCED_UPDATE, params).first()
+    statement = _fenced_update(dialect)
+    params["x_lease_seconds"] = execution.lease_seconds
+    row = conn.execute(statement, params).first()
     if row is None:
         raise LeaseLost(execution.id)
     _write_steps(conn, execution.id, changes)

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, create_engine, func, text
+from sqlalchemy import Engine, Float, bindparam, create_engine, func, text
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -40,6 +40,11 @@ class PostgresDialect:
 
     def now_plus(self, seconds: float) -> ColumnElement[Any]:
         interval = func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
+        return func.clock_timestamp(type_=UTCDateTime()) + interval
+
+    def now_plus_param(self, name: str) -> ColumnElement[Any]:
+        """The database clock plus a bound number of seconds."""
+        interval = func.make_interval(0, 0, 0, 0, 0, 0, bindparam(name, type_=Float()))
         return func.clock_timestamp(type_=UTCDateTime()) + interval
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:

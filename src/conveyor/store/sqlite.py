@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func
+from sqlalchemy import Engine, Float, Text, bindparam, cast, create_engine, event, func, literal
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,6 +39,13 @@ class SQLiteDialect:
 
     def now_plus(self, seconds: float) -> ColumnElement[Any]:
         return func.strftime(_NOW_FORMAT, "now", f"{seconds:+.3f} seconds", type_=UTCDateTime())
+
+    def now_plus_param(self, name: str) -> ColumnElement[Any]:
+        """The database clock plus a bound number of seconds."""
+        modifier = (
+            literal("+").concat(cast(bindparam(name, type_=Float()), Text())).concat(" seconds")
+        )
+        return func.strftime(_NOW_FORMAT, "now", modifier, type_=UTCDateTime())
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """SQLite has no notification bus; workers poll (and in-process wake-ups)."""

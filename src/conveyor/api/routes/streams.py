@@ -69,6 +69,20 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
     return seq
 
 
+async def _target(scope: Read, execution_id: str) -> dict[str, Any]:
+    """Resolved before the response starts: a stream's 200 and headers go out before its
+    body runs, so a missing (or another workspace's) execution must fail here, as a 404."""
+    return await scope.conveyor.store.get_execution(scope.workspace_id, execution_id)
+
+
+def _resume_after(
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq")] = None,
+) -> int:
+    """Checked before the response starts too (a bad Last-Event-ID is a 400)."""
+    return _resume_point(last_event_id, after)
+
+
 @router.get(
     "/executions/{execution_id}/stream",
     response_class=EventSourceResponse,
@@ -77,13 +91,11 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int:
 async def execution_stream(
     scope: Read,
     request: Request,
-    execution_id: str,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq")] = None,
+    detail: Annotated[dict[str, Any], Depends(_target)],
+    seq: Annotated[int, Depends(_resume_after)],
 ) -> AsyncIterator[ServerSentEvent]:
     store = scope.conveyor.store
-    detail = await store.get_execution(scope.workspace_id, execution_id)
-    full, seq = detail["id"], _resume_point(last_event_id, after)
+    full = detail["id"]
     feed = _feed(request)
     yield ServerSentEvent(
         event="connected", id=str(seq), data={"execution_id": full, "resume_after": seq}
@@ -142,6 +154,12 @@ def _latest_id(conn: Connection, workspace_id: str) -> int:
     return int(value or 0)
 
 
+def _workspace_resume(
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> int | None:
+    return _resume_point(last_event_id, None) if last_event_id is not None else None
+
+
 @router.get(
     "/stream",
     response_class=EventSourceResponse,
@@ -150,14 +168,10 @@ def _latest_id(conn: Connection, workspace_id: str) -> int:
 async def workspace_stream(
     scope: Read,
     request: Request,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    resume: Annotated[int | None, Depends(_workspace_resume)],
 ) -> AsyncIterator[ServerSentEvent]:
     store, feed = scope.conveyor.store, _feed(request)
-    after = (
-        _resume_point(last_event_id, None)
-        if last_event_id is not None
-        else await store.read(_latest_id, scope.workspace_id)
-    )
+    after = resume if resume is not None else await store.read(_latest_id, scope.workspace_id)
     counts = await store.read(_counts, scope.workspace_id)
     yield ServerSentEvent(event="connected", id=str(after), data={"counts": counts})
     async with feed.watch(scope.workspace_id) as wake:
