@@ -3,6 +3,7 @@ the run controls (cancel, retry, replay, pause, resume, signal)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -109,32 +110,44 @@ async def _page(
     return page
 
 
-def _filter(
-    scope: Scope,
-    status: Status | None,
-    trigger_type: str | None,
-    user: str | None,
-    created_after: datetime | None,
-    created_before: datetime | None,
-    error: str | None,
-    limit: int,
-    workflow_id: str | None = None,
-) -> ExecutionFilter:
-    return ExecutionFilter(
-        workspace_id=scope.workspace_id,
-        status=status,
-        workflow_id=workflow_id,
-        trigger_type=trigger_type,
-        created_by=user,
-        created_after=created_after,
-        created_before=created_before,
-        error_contains=error,
-        limit=limit,
-    )
-
-
 Limit = Annotated[int, Query(ge=1, le=500)]
 Text = Annotated[str | None, Query(max_length=200)]
+
+
+@dataclass
+class ListQuery:
+    """The filters, page and stats switch every execution list takes."""
+
+    status: Status | None = None
+    trigger_type: Text = None
+    user: Text = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    error: Text = None
+    limit: Limit = 50
+    cursor: Text = None
+    stats: bool = True
+
+    def filter(self, scope: Scope, workflow_id: str | None) -> ExecutionFilter:
+        return ExecutionFilter(
+            workspace_id=scope.workspace_id,
+            status=self.status,
+            workflow_id=workflow_id,
+            trigger_type=self.trigger_type,
+            created_by=self.user,
+            created_after=self.created_after,
+            created_before=self.created_before,
+            error_contains=self.error,
+            limit=self.limit,
+        )
+
+
+Listing = Annotated[ListQuery, Depends()]
+
+
+async def _workflow_id(scope: Scope, workflow: str) -> str:
+    row = await scope.conveyor.store.read(workflow_store.get_workflow, scope.workspace_id, workflow)
+    return str(row["id"])
 
 
 @router.get(
@@ -142,29 +155,9 @@ Text = Annotated[str | None, Query(max_length=200)]
     response_model=ExecutionPage,
     summary="Executions, newest first, with filters and a stats block",
 )
-async def list_all(
-    scope: Read,
-    status: Status | None = None,
-    workflow: Text = None,
-    trigger_type: Text = None,
-    user: Text = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    error: Text = None,
-    limit: Limit = 50,
-    cursor: Text = None,
-    stats: bool = True,
-) -> dict[str, Any]:
-    workflow_id = None
-    if workflow is not None:
-        row = await scope.conveyor.store.read(
-            workflow_store.get_workflow, scope.workspace_id, workflow
-        )
-        workflow_id = row["id"]
-    f = _filter(
-        scope, status, trigger_type, user, created_after, created_before, error, limit, workflow_id
-    )
-    return await _page(scope, f, cursor, stats)
+async def list_all(scope: Read, query: Listing, workflow: Text = None) -> dict[str, Any]:
+    workflow_id = await _workflow_id(scope, workflow) if workflow is not None else None
+    return await _page(scope, query.filter(scope, workflow_id), query.cursor, query.stats)
 
 
 @router.get(
@@ -173,24 +166,9 @@ async def list_all(
     tags=["workflows"],
     summary="One workflow's executions, with filters and stats",
 )
-async def list_for_workflow(
-    scope: Read,
-    workflow: str,
-    status: Status | None = None,
-    trigger_type: Text = None,
-    user: Text = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    error: Text = None,
-    limit: Limit = 50,
-    cursor: Text = None,
-    stats: bool = True,
-) -> dict[str, Any]:
-    row = await scope.conveyor.store.read(workflow_store.get_workflow, scope.workspace_id, workflow)
-    f = _filter(
-        scope, status, trigger_type, user, created_after, created_before, error, limit, row["id"]
-    )
-    return await _page(scope, f, cursor, stats)
+async def list_for_workflow(scope: Read, workflow: str, query: Listing) -> dict[str, Any]:
+    workflow_id = await _workflow_id(scope, workflow)
+    return await _page(scope, query.filter(scope, workflow_id), query.cursor, query.stats)
 
 
 @router.get(
