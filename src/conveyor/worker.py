@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.app import RuntimeServices
+from conveyor.engine.execution_state import Control
 from conveyor.engine.interfaces import ClaimedExecution, Clock
 from conveyor.engine.runner import FOREVER, Runner
 from conveyor.engine.state import ExecutionStatus
@@ -203,13 +204,30 @@ class Worker:
                 await task
 
     def _on_wake(self, message: str) -> None:
+        """Wake-ups: new work, listener state, and controls (``control:<id>:<action>``),
+        which reach the runner at once; the control poll then confirms from the database."""
         if message in ("listening", "not-listening"):
             self._listening = message == "listening"
             self._wake.set()
-        elif message.startswith("control:") and message[8:] in self.running:
-            self._controls_due.set()
+        elif message.startswith("control:"):
+            _, execution_id, action = [*message.split(":", 2), ""][:3]
+            control = self.runner.control(execution_id)
+            if control is not None:
+                self._act(control, action)
+                self._controls_due.set()
+            self._wake.set()  # a resumed or signalled waiting execution can be claimed
         elif not message.startswith("finished:"):
             self._wake.set()
+
+    @staticmethod
+    def _act(control: Control, action: str) -> None:
+        if action == "cancel":
+            control.cancel = True
+        elif action in ("pause", "resume"):
+            control.pause = action == "pause"
+        elif action == "signal":
+            control.signals_changed = True
+        control.poke()
 
     async def _heartbeats(self) -> None:
         """Renew every lease in one statement. A worker that cannot renew for a whole lease

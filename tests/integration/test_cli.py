@@ -43,9 +43,15 @@ nodes:
 
 
 def conveyor(*args: str, cwd: Path, database: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          env={"CONVEYOR_DATABASE_URL": database, "PATH": "/usr/bin:/bin",
-                               "COLUMNS": "200"}, check=False)
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"CONVEYOR_DATABASE_URL": database, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -56,19 +62,21 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def test_run_prints_the_result_and_exits_0(workdir: Path, database_url: str) -> None:
-    done = conveyor("run", "good.yaml", "--input", '{"n": 7}', cwd=workdir,
-                    database=database_url)
+    done = conveyor("run", "good.yaml", "--input", '{"n": 7}', cwd=workdir, database=database_url)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"yes": "big 7"}
     assert "skipped" in done.stderr and "succeeded" in done.stderr
     listed = conveyor("executions", "list", "--json", cwd=workdir, database=database_url)
     [row] = json.loads(listed.stdout)
-    shown = conveyor("executions", "show", row["id"], "--json", cwd=workdir,
-                     database=database_url)
+    shown = conveyor("executions", "show", row["id"], "--json", cwd=workdir, database=database_url)
     detail = json.loads(shown.stdout)
     assert detail["input"] == {"n": 7}
     assert {s["node_id"]: s["status"] for s in detail["steps"]} == {
-        "start": "succeeded", "big": "succeeded", "yes": "succeeded", "no": "skipped"}
+        "start": "succeeded",
+        "big": "succeeded",
+        "yes": "succeeded",
+        "no": "skipped",
+    }
     human = conveyor("executions", "show", row["id"][:12], cwd=workdir, database=database_url)
     assert human.returncode == 0 and "big 7" in human.stdout
 
@@ -82,15 +90,23 @@ def test_a_failed_execution_exits_1(workdir: Path, database_url: str) -> None:
 @pytest.mark.parametrize(
     ("definition", "expected"),
     [
-        ("name: x\nnodes:\n  - {id: a, type: transfrom}\n",
-         "node 'a', type: unknown node type 'transfrom' (did you mean 'transform'?)"),
-        ("name: x\nnodes:\n  - {id: a, type: http.request, config: {}}\n",
-         "node 'a', config.url: Field required"),
-        ("name: x\nnodes:\n  - {id: a, type: transform, config: {output: 1}, timeout: soon}\n",
-         "node 'a', timeout: Value error, 'soon' is not a duration"),
-        ("name: x\nnodes:\n  - {id: a, type: transform, config: {output: 1}, needs: [b]}\n"
-         "  - {id: b, type: transform, config: {output: 1}, needs: [a]}\n",
-         "the graph has a cycle: a -> b -> a"),
+        (
+            "name: x\nnodes:\n  - {id: a, type: transfrom}\n",
+            "node 'a', type: unknown node type 'transfrom' (did you mean 'transform'?)",
+        ),
+        (
+            "name: x\nnodes:\n  - {id: a, type: http.request, config: {}}\n",
+            "node 'a', config.url: Field required",
+        ),
+        (
+            "name: x\nnodes:\n  - {id: a, type: transform, config: {output: 1}, timeout: soon}\n",
+            "node 'a', timeout: Value error, 'soon' is not a duration",
+        ),
+        (
+            "name: x\nnodes:\n  - {id: a, type: transform, config: {output: 1}, needs: [b]}\n"
+            "  - {id: b, type: transform, config: {output: 1}, needs: [a]}\n",
+            "the graph has a cycle: a -> b -> a",
+        ),
     ],
 )
 def test_bad_definitions_exit_2_naming_node_and_field(
@@ -112,8 +128,9 @@ def test_bad_input_and_bad_database_exit_2(workdir: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     done = conveyor("run", "good.yaml", cwd=workdir, database="sqlite:////nonexistent/dir/x.db")
     assert done.returncode == 2 and "does not exist" in done.stderr
-    done = conveyor("run", "good.yaml", cwd=workdir,
-                    database="postgresql://nobody@127.0.0.1:1/none")
+    done = conveyor(
+        "run", "good.yaml", cwd=workdir, database="postgresql://nobody@127.0.0.1:1/none"
+    )
     assert done.returncode == 2 and "cannot reach the database" in done.stderr
     done = conveyor("run", "missing.yaml", cwd=workdir, database=sqlite)
     assert done.returncode == 2 and "cannot read missing.yaml" in done.stderr
@@ -130,10 +147,17 @@ def test_plugin_node_types_load(workdir: Path) -> None:
         "import conveyor\n\n"
         "@conveyor.node('acme.greet')\n"
         "async def greet(ctx, config):\n"
-        "    return {'hello': ctx.idempotency_key.split(':')[1]}\n")
+        "    return {'hello': ctx.idempotency_key.split(':')[1]}\n"
+    )
     (workdir / "greet.yaml").write_text("name: greet\nnodes:\n  - {id: hi, type: acme.greet}\n")
-    done = conveyor("run", "greet.yaml", "--plugin", "mynodes", cwd=workdir,
-                    database=f"sqlite:///{workdir / 'x.db'}")
+    done = conveyor(
+        "run",
+        "greet.yaml",
+        "--plugin",
+        "mynodes",
+        cwd=workdir,
+        database=f"sqlite:///{workdir / 'x.db'}",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"hi": {"hello": "hi"}}
 
@@ -141,15 +165,21 @@ def test_plugin_node_types_load(workdir: Path) -> None:
 def test_ctrl_c_cancels_the_execution_and_exits_130(workdir: Path, database_url: str) -> None:
     (workdir / "slow.yaml").write_text(
         "name: slow\nnodes:\n  - {id: first, type: transform, config: {output: 1}}\n"
-        "  - {id: hold, type: wait, needs: [first], config: {duration: 1h}}\n")
+        "  - {id: hold, type: wait, needs: [first], config: {duration: 1h}}\n"
+    )
     env = {"CONVEYOR_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
-    process = subprocess.Popen([*CLI, "run", "slow.yaml"], cwd=workdir, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*CLI, "run", "slow.yaml"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            listed = conveyor("executions", "list", "--json", cwd=workdir,
-                              database=database_url)
+            listed = conveyor("executions", "list", "--json", cwd=workdir, database=database_url)
             rows = json.loads(listed.stdout) if listed.returncode == 0 else []
             if rows and rows[0]["steps_succeeded"] == 1:
                 break
@@ -161,10 +191,16 @@ def test_ctrl_c_cancels_the_execution_and_exits_130(workdir: Path, database_url:
     finally:
         process.kill()
     assert process.returncode == 130, stderr
-    [row] = json.loads(conveyor("executions", "list", "--json", cwd=workdir,
-                                database=database_url).stdout)
+    [row] = json.loads(
+        conveyor("executions", "list", "--json", cwd=workdir, database=database_url).stdout
+    )
     assert row["status"] == "cancelled"
-    detail = json.loads(conveyor("executions", "show", row["id"], "--json", cwd=workdir,
-                                 database=database_url).stdout)
+    detail = json.loads(
+        conveyor(
+            "executions", "show", row["id"], "--json", cwd=workdir, database=database_url
+        ).stdout
+    )
     assert {s["node_id"]: s["status"] for s in detail["steps"]} == {
-        "first": "succeeded", "hold": "cancelled"}
+        "first": "succeeded",
+        "hold": "cancelled",
+    }

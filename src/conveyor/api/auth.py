@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, WebSocket
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from conveyor.app import Conveyor
 from conveyor.errors import Forbidden, NotFound, Unauthorized
@@ -24,9 +25,22 @@ cookie = APIKeyCookie(
 )
 
 
-def base_app(request: Request) -> Conveyor:
-    conveyor: Conveyor = request.app.state.conveyor
+def base_app(connection: HTTPConnection) -> Conveyor:
+    conveyor: Conveyor = connection.app.state.conveyor
     return conveyor
+
+
+async def _principal(connection: HTTPConnection, key: str | None, session: str | None) -> Principal:
+    conveyor = base_app(connection)
+    now = conveyor.store.clock.now()
+    found: Principal | None = None
+    if key:
+        found = await conveyor.store.write(accounts.api_key_principal, key, now)
+    elif session:
+        found = await conveyor.store.read(accounts.session_principal, session, now)
+    if found is None:
+        raise Unauthorized("send an API key (Authorization: Bearer cvk_...) or log in")
+    return found
 
 
 async def caller(
@@ -34,16 +48,15 @@ async def caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     session: Annotated[str | None, Depends(cookie)],
 ) -> Principal:
-    conveyor = base_app(request)
-    now = conveyor.store.clock.now()
-    found: Principal | None = None
-    if credentials is not None:
-        found = await conveyor.store.write(accounts.api_key_principal, credentials.credentials, now)
-    elif session:
-        found = await conveyor.store.read(accounts.session_principal, session, now)
-    if found is None:
-        raise Unauthorized("send an API key (Authorization: Bearer cvk_...) or log in")
-    return found
+    return await _principal(request, credentials.credentials if credentials else None, session)
+
+
+async def socket_caller(websocket: WebSocket) -> Principal:
+    """WebSockets: the same credentials, or ``?api_key=`` (browsers cannot set headers)."""
+    header = websocket.headers.get("authorization", "")
+    key = header[7:] if header.lower().startswith("bearer ") else None
+    key = key or websocket.query_params.get("api_key")
+    return await _principal(websocket, key, websocket.cookies.get(SESSION_COOKIE))
 
 
 @dataclass(frozen=True)
@@ -57,15 +70,19 @@ class Scope:
     role: Role
 
 
-def workspace(needed: Role) -> Callable[..., Awaitable[Scope]]:
+def workspace(
+    needed: Role, who: Callable[..., Awaitable[Principal]] = caller
+) -> Callable[..., Awaitable[Scope]]:
     """Dependency: the ``{ws}`` path workspace, if the caller may act there with ``needed``."""
 
     async def scope(
-        request: Request,
+        connection: HTTPConnection,
         ws: Annotated[str, Path(description="workspace name or id", max_length=200)],
-        principal: Annotated[Principal, Depends(caller)],
+        # A default, not an annotation: annotations are strings resolved in this module's
+        # globals, where the closure's ``who`` does not exist.
+        principal: Principal = Depends(who),  # noqa: B008
     ) -> Scope:
-        conveyor = base_app(request)
+        conveyor = base_app(connection)
         row = await conveyor.store.read(accounts.find_workspace, ws)
         role = principal.role_in(row["id"]) if row else None
         if row is not None and role is None and principal.is_admin and not principal.api_key_id:
@@ -84,3 +101,4 @@ def workspace(needed: Role) -> Callable[..., Awaitable[Scope]]:
 read_access = workspace(Role.VIEWER)
 write_access = workspace(Role.MEMBER)
 admin_access = workspace(Role.ADMIN)
+socket_access = workspace(Role.VIEWER, socket_caller)

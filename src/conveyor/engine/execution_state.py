@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.engine.definition import Node, WorkflowDefinition
-from conveyor.engine.graph import Graph, NodeState, NodeStatus
+from conveyor.engine.graph import PENDING, Graph, NodeState, NodeStatus
 from conveyor.engine.interfaces import ClaimedExecution, Signal, StepRecord
 from conveyor.engine.state import StepStatus
 from conveyor.engine.steps import Outcome
@@ -61,6 +61,12 @@ class ExecutionState:
 
     def next_due(self) -> datetime | None:
         return min((t.due for t in self.timers.values()), default=None)
+
+    def all_finished(self) -> bool:
+        """Every node succeeded, failed or was skipped (nothing pending, running or due)."""
+        return not self.retry_now and all(
+            self.states.get(n, PENDING).finished for n in self.graph.node_ids
+        )
 
     def signal_waiters(self) -> dict[str, str]:
         return {n: t.signal for n, t in self.timers.items() if t.signal is not None}

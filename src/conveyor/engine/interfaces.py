@@ -24,6 +24,18 @@ class SystemClock:
 
 
 @dataclass(frozen=True)
+class EventRecord:
+    """A committed event; ``(execution_id, seq)`` identifies it."""
+
+    execution_id: str
+    workspace_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Lease:
     owner: str
     number: int

@@ -158,16 +158,16 @@ class Runner:
     async def _when_idle(
         self, state: ExecutionState, control: Control, changes: Changes, now: datetime
     ) -> ExecutionStatus | None:
-        """Nothing runs: finish, release (pause, shutdown, a long wait), or keep waiting."""
+        """Nothing runs: finish, release (shutdown, pause, a long wait), or keep waiting."""
+        if state.all_finished():
+            return await self._final(
+                state, ExecutionStatus.SUCCEEDED, changes, result=outcomes.result_of(state)
+            )
+        due = state.next_due()
         if control.drain:
             return await self._release(state, changes, ExecutionStatus.QUEUED, "worker shut down")
         if control.pause:
             return await self._release(state, changes, ExecutionStatus.WAITING, "paused")
-        due = state.next_due()
-        if due is None and not state.retry_now:
-            return await self._final(
-                state, ExecutionStatus.SUCCEEDED, changes, result=outcomes.result_of(state)
-            )
         if due is not None and due - now > self.hold_timers_up_to:
             return await self._release(
                 state, changes, ExecutionStatus.WAITING, _wait_reason(state, due), due

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from conveyor.engine.interfaces import EventRecord
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import Conflict, NotFound
 from conveyor.store.database import StoreDialect
@@ -37,15 +38,22 @@ def _row(conn: Connection, workspace_id: str, execution_id: str) -> Any:
     return row
 
 
+PENDING_EVENTS = "conveyor.pending_events"
+
+
 def add_event(
     conn: Connection,
+    dialect: StoreDialect,
     execution_id: str,
     workspace_id: str,
     kind: str,
     data: dict[str, Any],
     now: datetime,
 ) -> None:
-    """Append an event to an execution nobody holds (its seq comes from the row itself)."""
+    """Append an event to an execution nobody holds (its seq comes from the row itself).
+
+    Like the runner's events, it is announced: NOTIFY on commit (other processes), and
+    ``Store`` hands it to this process's listeners after the commit."""
     seq = conn.execute(
         update(executions)
         .where(executions.c.id == execution_id)
@@ -63,6 +71,14 @@ def add_event(
             "created_at": now,
         },
     )
+    dialect.notify(conn, EVENTS_CHANNEL, f"{workspace_id}:{execution_id}")
+    record = EventRecord(execution_id, workspace_id, int(seq), kind, data, now)
+    conn.info.setdefault(PENDING_EVENTS, []).append(record)
+
+
+def control_message(execution_id: str, action: str) -> str:
+    """What workers hear of a control: ``control:<id>:<cancel|pause|resume|signal>``."""
+    return f"control:{execution_id}:{action}"
 
 
 def cancel(
@@ -100,6 +116,7 @@ def cancel(
         )
         add_event(
             conn,
+            dialect,
             execution_id,
             workspace_id,
             "execution.cancelled",
@@ -112,7 +129,7 @@ def cancel(
     conn.execute(
         update(executions).where(executions.c.id == execution_id).values(cancel_requested=True)
     )
-    dialect.notify(conn, WAKE_CHANNEL, f"control:{execution_id}")
+    dialect.notify(conn, WAKE_CHANNEL, control_message(execution_id, "cancel"))
     return "running"
 
 
@@ -133,13 +150,16 @@ def set_paused(
     conn.execute(update(executions).where(executions.c.id == execution_id).values(paused=paused))
     add_event(
         conn,
+        dialect,
         execution_id,
         workspace_id,
         "execution.paused" if paused else "execution.unpaused",
         {},
         now,
     )
-    dialect.notify(conn, WAKE_CHANNEL, f"control:{execution_id}")
+    dialect.notify(
+        conn, WAKE_CHANNEL, control_message(execution_id, "pause" if paused else "resume")
+    )
     return str(row.status)
 
 
@@ -177,8 +197,8 @@ def deliver(
         .where(executions.c.id == execution_id, executions.c.status == "waiting")
         .values(available_at=now)
     )
-    add_event(conn, execution_id, workspace_id, "execution.signal", {"name": name}, now)
-    dialect.notify(conn, WAKE_CHANNEL, f"control:{execution_id}")
+    add_event(conn, dialect, execution_id, workspace_id, "execution.signal", {"name": name}, now)
+    dialect.notify(conn, WAKE_CHANNEL, control_message(execution_id, "signal"))
     return int(signal_id)
 
 

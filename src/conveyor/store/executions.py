@@ -21,7 +21,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from conveyor.engine.interfaces import Changes, ClaimedExecution, Lease, Signal, StepRecord
+from conveyor.engine.interfaces import (
+    Changes,
+    ClaimedExecution,
+    EventRecord,
+    Lease,
+    Signal,
+    StepRecord,
+)
+
+__all__ = ["EventRecord", "NewExecution"]
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import LeaseLost
 from conveyor.store import controls, flow
@@ -44,18 +53,6 @@ _COUNTERS = (
     "usage_tokens",
     "usage_api_calls",
 )
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """A committed event; ``(execution_id, seq)`` identifies it."""
-
-    execution_id: str
-    workspace_id: str
-    seq: int
-    type: str
-    data: dict[str, Any]
-    created_at: datetime
 
 
 @dataclass

@@ -44,15 +44,20 @@ def durations_summary(pairs: list[tuple[datetime | None, datetime | None]]) -> d
 
 
 def workflow_stats(conn: Connection, workflow_id: str) -> dict[str, Any]:
-    w = conn.execute(select(workflows).where(workflows.c.id == workflow_id)).mappings().one()
-    live: dict[str, int] = {
-        str(status): int(n)
-        for status, n in conn.execute(
-            select(executions.c.status, func.count())
-            .where(executions.c.workflow_id == workflow_id, executions.c.status.in_(_LIVE))
-            .group_by(executions.c.status)
-        ).all()
+    """Counters and live counts in one statement (one snapshot), durations over a window."""
+    live_counts = {
+        status: select(func.count())
+        .where(executions.c.workflow_id == workflow_id, executions.c.status == status)
+        .scalar_subquery()
+        .label(status)
+        for status in _LIVE
     }
+    w = (
+        conn.execute(select(workflows, *live_counts.values()).where(workflows.c.id == workflow_id))
+        .mappings()
+        .one()
+    )
+    live = {status: int(w[status]) for status in _LIVE}
     finished = w["executions_finished"]
     recent = conn.execute(
         select(executions.c.started_at, executions.c.finished_at)

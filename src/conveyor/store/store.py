@@ -12,11 +12,18 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, insert, select
 
-from conveyor.engine.interfaces import Changes, ClaimedExecution, Clock, Signal, SystemClock
+from conveyor.engine.interfaces import (
+    Changes,
+    ClaimedExecution,
+    Clock,
+    EventRecord,
+    Signal,
+    SystemClock,
+)
 from conveyor.store import controls, history, workflows
 from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
-from conveyor.store.executions import EventRecord, NewExecution
+from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
 from conveyor.store.tables import executions, notifications
 from conveyor.store.workflows import VersionRef
@@ -43,11 +50,20 @@ class Store:
         return await self._call(False, fn, *args, **kwargs)
 
     async def _call(self, write: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        def work() -> T:
+        def work() -> tuple[T, list[EventRecord]]:
             with self.db.write() if write else self.db.read() as conn:
-                return fn(conn, *args, **kwargs)
+                # Taken now: a connection that fails below may refuse any later access.
+                info = conn.info
+                try:
+                    result = fn(conn, *args, **kwargs)
+                finally:
+                    # Always taken off: the info dict outlives this checkout of the connection.
+                    added: list[EventRecord] = info.pop(controls.PENDING_EVENTS, [])
+            return result, added  # only reached once the transaction committed
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
+        result, added = await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
+        self._publish(added)
+        return result
 
     def _wake(self, reason: str) -> None:
         for listener in self.wake_listeners:
@@ -118,7 +134,7 @@ class Store:
         status = await self.write(
             controls.cancel, self.db.dialect, workspace_id, execution_id, self.clock.now()
         )
-        self._wake(f"control:{execution_id}")
+        self._wake(controls.control_message(execution_id, "cancel"))
         return status
 
     async def set_paused(self, workspace_id: str, execution_id: str, paused: bool) -> str:
@@ -130,7 +146,7 @@ class Store:
             paused,
             self.clock.now(),
         )
-        self._wake(f"control:{execution_id}")
+        self._wake(controls.control_message(execution_id, "pause" if paused else "resume"))
         return status
 
     async def signal(self, workspace_id: str, execution_id: str, name: str, data: Any) -> int:
@@ -143,7 +159,7 @@ class Store:
             data,
             self.clock.now(),
         )
-        self._wake(f"control:{execution_id}")
+        self._wake(controls.control_message(execution_id, "signal"))
         return signal_id
 
     def listener(

@@ -17,7 +17,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import Connection, func, select
 
 from conveyor.api import views
-from conveyor.api.auth import Scope, read_access
+from conveyor.api.auth import Scope, read_access, socket_access
 from conveyor.engine.state import TERMINAL
 from conveyor.errors import ConveyorError, InputError
 from conveyor.live import Feed
@@ -193,7 +193,7 @@ async def workspace_stream(
 
 
 @router.websocket("/ws")
-async def websocket(socket: WebSocket, scope: Read) -> None:
+async def websocket(socket: WebSocket, scope: Annotated[Scope, Depends(socket_access)]) -> None:
     """Send ``{"subscribe": "<execution id>"}`` or ``{"subscribe": "workspace"}``; receive
     ``{"execution_id", "seq", "type", "data"}`` messages for what you subscribed to."""
     await socket.accept()

@@ -1,0 +1,255 @@
+"""Live streams: SSE per execution (resumable with Last-Event-ID), SSE per workspace with
+live counts, and the WebSocket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor.store.accounts import Role
+from tests.api.conftest import Api, B
+from tests.api.support import (
+    Event,
+    SSEStream,
+    WebSocket,
+    WebSocketRejected,
+    failing,
+    gated,
+    problem_of,
+    transform,
+    waiting,
+)
+
+QUIET = {"queued": 0, "running": 0, "waiting": 0}
+
+
+def carried(events: list[Event]) -> list[int]:
+    """The event seqs a stream delivered: every message but connected, progress and the
+    ``error`` that precedes a failure's ``complete`` (same seq)."""
+    seqs = []
+    for e in events:
+        if e.event in ("connected", "progress", "error"):
+            continue
+        assert e.data["seq"] == int(e.id or -1), e
+        seqs.append(e.data["seq"])
+    return seqs
+
+
+async def stored_seqs(api: Api, execution_id: str) -> list[int]:
+    response = await api.http.get(f"{api.ws()}/executions/{execution_id}/events")
+    assert response.status_code == 200
+    return [e["seq"] for e in response.json()]
+
+
+def is_step(kind: str, node_id: str) -> Any:
+    return lambda e: e.event == "step" and e.data["type"] == kind and e.data["node_id"] == node_id
+
+
+async def test_execution_stream_reports_steps_progress_and_completion(api: Api) -> None:
+    await api.create(gated("streamed", "streamed"))
+    execution_id = await api.execute("streamed")
+    url = f"{api.ws()}/executions/{execution_id}/stream"
+    async with SSEStream(api.http, url) as stream:
+        connected = await stream.next()
+        assert connected is not None and connected.event == "connected"
+        assert connected.data == {"execution_id": execution_id, "resume_after": 0}
+        assert connected.id == "0"
+        await stream.until(is_step("step.started", "hold"))
+        api.gate("streamed").set()  # the rest happens while the stream is open
+        await stream.rest()
+    events = stream.seen
+    assert all(e.id is not None and e.id.isdigit() for e in events), events
+    kinds = [e.event for e in events]
+    assert kinds[0] == "connected"
+    steps = [(e.data["type"], e.data["node_id"]) for e in events if e.event == "step"]
+    assert steps == [
+        ("step.started", "hold"),
+        ("step.succeeded", "hold"),
+        ("step.started", "done"),
+        ("step.succeeded", "done"),
+    ]
+    complete = [e for e in events if e.event == "complete"]
+    assert len(complete) == 1 and complete[0].data["type"] == "execution.succeeded"
+    progress = [e for e in events if e.event == "progress"]
+    assert progress, kinds
+    assert progress[-1] is events[-1]
+    assert progress[-1].data["status"] == "succeeded"
+    assert progress[-1].data["percentage"] == 100.0
+    assert progress[-1].data["completed"] == progress[-1].data["total"] == 2
+    assert "error" not in kinds
+    # every stored event exactly once, in order
+    assert carried(events) == await stored_seqs(api, execution_id)
+
+
+async def test_reconnecting_with_last_event_id_resumes_exactly_after_it(api: Api) -> None:
+    await api.create(gated("resumable", "resumable"))
+    execution_id = await api.execute("resumable")
+    url = f"{api.ws()}/executions/{execution_id}/stream"
+    async with SSEStream(api.http, url) as first:
+        await first.until(is_step("step.started", "hold"))
+    before = carried(first.seen)
+    assert before, first.seen
+    last_id = first.seen[-1].id
+    assert last_id is not None
+
+    async with SSEStream(api.http, url, {"Last-Event-ID": last_id}) as second:
+        connected = await second.next()
+        assert connected is not None and connected.event == "connected"
+        assert connected.data["resume_after"] == int(last_id) and connected.id == last_id
+        api.gate("resumable").set()
+        await second.rest()
+    after = carried(second.seen)
+    everything = await stored_seqs(api, execution_id)
+    assert before + after == everything  # no duplicates, no gaps
+    assert second.seen[-1].event == "progress"
+
+    # resuming a finished execution from any point gives exactly what follows it
+    for n in range(len(everything) + 1):
+        for headers, query in (({"Last-Event-ID": str(n)}, ""), (None, f"?after={n}")):
+            async with SSEStream(api.http, url + query, headers) as again:
+                got = await again.rest()
+            assert got[0].event == "connected" and got[0].data["resume_after"] == n
+            assert carried(got) == [s for s in everything if s > n], (n, query)
+            if n == len(everything):
+                assert [e.event for e in got] == ["connected"]
+
+
+async def test_a_failure_streams_error_then_complete(api: Api) -> None:
+    await api.create(failing("fails-live", "broken pipe"))
+    execution_id = await api.execute("fails-live")
+    async with SSEStream(api.http, f"{api.ws()}/executions/{execution_id}/stream") as stream:
+        events = await stream.rest()
+    kinds = [e.event for e in events]
+    assert kinds.index("error") + 1 == kinds.index("complete"), kinds
+    error = events[kinds.index("error")]
+    assert error.data["type"] == "execution.failed"
+    assert error.data["error"]["message"] == "broken pipe"
+    assert events[-1].event == "progress" and events[-1].data["status"] == "failed"
+    assert carried(events) == await stored_seqs(api, execution_id)
+
+
+async def test_a_cancelled_waiting_execution_completes_its_stream_promptly(api: Api) -> None:
+    await api.create(waiting("cancel-live"))
+    execution_id = await api.execute("cancel-live")
+    await api.until_status(execution_id, "waiting")
+    async with SSEStream(api.http, f"{api.ws()}/executions/{execution_id}/stream") as stream:
+        await stream.until(lambda e: e.event == "execution.waiting")
+        response = await api.http.post(f"{api.ws()}/executions/{execution_id}/cancel")
+        assert response.json()["status"] == "cancelled"
+        # "queued or waiting at once": the stream must say so without a long poll
+        done = await stream.until(lambda e: e.event == "complete", within=3)
+    assert done[-1].data["type"] == "execution.cancelled"
+
+
+async def test_stream_request_errors_are_problems(api: Api) -> None:
+    await api.create(transform("streamable"))
+    execution_id = await api.execute("streamable")
+    await api.until_finished(execution_id)
+    url = f"{api.ws()}/executions/{execution_id}/stream"
+    problem_of(await api.http.get(f"{api.ws()}/executions/{'0' * 32}/stream"), 404)
+    problem_of(await api.http.get(url, headers={"Last-Event-ID": "abc"}), 400)
+    problem_of(await api.http.get(url, headers={"Last-Event-ID": "-3"}), 400)
+    problem_of(await api.http.get(url, params={"after": -1}), 422)
+
+
+async def test_workspace_stream_yields_its_events_and_live_counts(api: Api) -> None:
+    other = await api.caller(Role.OWNER, B)
+    as_other = api.as_(other)
+    await api.create(gated("ws-live", "ws-live"))
+    await as_other.post(f"{api.ws(B)}/workflows", json={"definition": transform("elsewhere")})
+    async with SSEStream(api.http, f"{api.ws()}/stream") as stream:
+        connected = await stream.next()
+        assert connected is not None and connected.event == "connected"
+        assert connected.data == {"counts": QUIET}
+        assert connected.id is not None and connected.id.isdigit()
+        execution_id = await api.execute("ws-live")
+        await stream.until(
+            lambda e: e.event == "step.started" and e.data["execution_id"] == execution_id
+        )
+        foreign = await api.execute("elsewhere", client=as_other, workspace=B)
+        await api.until_finished(foreign)
+        api.gate("ws-live").set()
+        await stream.until(
+            lambda e: e.event == "execution.succeeded" and e.data["execution_id"] == execution_id
+        )
+        await stream.until(lambda e: e.event == "counts" and e.data == QUIET)
+    events = stream.seen
+    assert all(e.id is not None and e.id.isdigit() for e in events)
+    of_ours = [e for e in events if e.event not in ("connected", "counts")]
+    assert {e.data["execution_id"] for e in of_ours} == {execution_id}  # nothing from B
+    ids = [int(e.id or 0) for e in of_ours]
+    assert ids == sorted(set(ids)) and ids[0] > int(connected.id)
+    assert [e.data["seq"] for e in of_ours] == await stored_seqs(api, execution_id)
+    counts = [e.data for e in events if e.event == "counts"]
+    assert any(sum(c.values()) > 0 for c in counts), counts
+    assert counts[-1] == QUIET
+
+    # resuming the workspace stream after an event gives what followed it
+    resume_at = of_ours[1]
+    async with SSEStream(
+        api.http, f"{api.ws()}/stream", {"Last-Event-ID": resume_at.id or ""}
+    ) as again:
+        await again.until(
+            lambda e: e.event == "execution.succeeded" and e.data["execution_id"] == execution_id
+        )
+    replayed = [int(e.id or 0) for e in again.seen if e.event not in ("connected", "counts")]
+    assert replayed == ids[2:]
+
+
+async def test_websocket_subscription_to_an_execution(api: Api) -> None:
+    await api.create(gated("ws-sub", "ws-sub"))
+    execution_id = await api.execute("ws-sub")
+    async with WebSocket(api.app, f"{api.ws()}/ws", api.owner.headers) as socket:
+        await socket.send_json({"subscribe": execution_id})
+        assert await socket.receive_json() == {"subscribed": execution_id}
+        got: list[dict[str, Any]] = []
+        while not got or got[-1]["type"] != "execution.succeeded":
+            message = await socket.receive_json()
+            assert message["execution_id"] == execution_id, message
+            got.append(message)
+            if message["type"] == "step.started":
+                api.gate("ws-sub").set()
+    assert [m["seq"] for m in got] == await stored_seqs(api, execution_id)
+    assert got[0]["type"] == "execution.queued"
+    assert {m["data"].get("node_id") for m in got if m["type"].startswith("step.")} == {
+        "hold",
+        "done",
+    }
+
+
+async def test_websocket_workspace_subscription_and_errors(api: Api) -> None:
+    other = await api.caller(Role.OWNER, B)
+    await api.create(transform("ws-all"))
+    as_other = api.as_(other)
+    await as_other.post(f"{api.ws(B)}/workflows", json={"definition": transform("theirs")})
+    foreign = await api.execute("theirs", client=as_other, workspace=B)
+    async with WebSocket(api.app, f"{api.ws()}/ws", api.owner.headers) as socket:
+        await socket.send_json({"hello": 1})
+        assert "error" in await socket.receive_json()
+        await socket.send_json({"subscribe": foreign})
+        refused = await socket.receive_json()
+        assert refused["subscribe"] == foreign and "not found" in refused["error"]
+        await socket.send_json({"subscribe": "workspace"})
+        assert await socket.receive_json() == {"subscribed": "workspace"}
+        execution_id = await api.execute("ws-all")
+        seen: list[str] = []
+        while "execution.succeeded" not in seen:
+            message = await socket.receive_json()
+            assert message["execution_id"] == execution_id, message
+            seen.append(message["type"])
+    assert seen[0] == "execution.queued"
+
+
+@pytest.mark.parametrize("who", ["nobody", "stranger"])
+async def test_websocket_refuses_callers_without_access(api: Api, who: str) -> None:
+    headers = {}
+    if who == "stranger":
+        headers = (await api.caller(Role.OWNER, B)).headers
+    with pytest.raises(WebSocketRejected) as refused:
+        async with WebSocket(api.app, f"{api.ws()}/ws", headers) as socket:
+            await socket.send_json({"subscribe": "workspace"})
+            await socket.receive_json()
+    # 1008 (policy violation) if the server closes instead of answering with a status
+    expected = {401, 1008} if who == "nobody" else {404, 1008}
+    assert refused.value.status in expected, refused.value
