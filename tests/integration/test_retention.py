@@ -1,0 +1,53 @@
+"""Retention: finished executions older than the policy are deleted with their history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from conveyor.app import Conveyor
+from conveyor.engine.interfaces import SystemClock
+from conveyor.server import prune
+from conveyor.store.tables import events, executions, steps
+from conveyor.worker import Worker
+
+
+async def test_prune_deletes_old_finished_executions_only(conveyor: Conveyor) -> None:
+    await conveyor.apply(
+        {"name": "r", "nodes": [{"id": "a", "type": "transform", "config": {"output": 1}}]}
+    )
+    worker = Worker(conveyor.store, conveyor.registry, SystemClock())
+    ids = []
+    for _ in range(3):
+        enqueued = await conveyor.execute("r")
+        await worker.run_one(enqueued.execution_id)
+        ids.append(enqueued.execution_id)
+    queued = (await conveyor.execute("r")).execution_id
+    now = conveyor.store.clock.now()
+    with conveyor.store.db.write() as conn:  # two of them finished 30 days ago
+        conn.execute(
+            update(executions)
+            .where(executions.c.id.in_(ids[:2]))
+            .values(finished_at=now - timedelta(days=30))
+        )
+    deleted = await conveyor.store.write(prune, "succeeded", timedelta(days=14), now)
+    assert deleted == 2
+    assert await conveyor.store.write(prune, "failed", timedelta(days=14), now) == 0
+
+    def left(conn: object) -> tuple[set[str], int, int]:
+        from sqlalchemy import Connection
+
+        assert isinstance(conn, Connection)
+        kept = set(conn.execute(select(executions.c.id)).scalars())
+        orphan_steps = conn.execute(
+            select(func.count()).select_from(steps).where(steps.c.execution_id.in_(ids[:2]))
+        ).scalar_one()
+        orphan_events = conn.execute(
+            select(func.count()).select_from(events).where(events.c.execution_id.in_(ids[:2]))
+        ).scalar_one()
+        return kept, orphan_steps, orphan_events
+
+    kept, orphan_steps, orphan_events = await conveyor.store.read(left)
+    assert kept == {ids[2], queued}
+    assert orphan_steps == 0 and orphan_events == 0
