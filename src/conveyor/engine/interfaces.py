@@ -84,6 +84,7 @@ class ClaimedExecution:
     recoveries: int
     steps: dict[str, StepRecord] = field(default_factory=dict)
     first_claim: bool = False
+    recovered: bool = False  # taken from a worker whose lease expired
     signals: list[Signal] = field(default_factory=list)
     paused: bool = False
     lease_seconds: float = 30.0

@@ -188,7 +188,7 @@ class Runner:
             changes.deadline_at = execution.deadline_at = execution.started_at + timeout
         if execution.first_claim or not execution.steps:
             changes.events.append(("execution.started", {}))
-        elif execution.recoveries:
+        if execution.recovered:
             changes.events.append(("execution.resumed", {"recoveries": execution.recoveries}))
         for step in execution.steps.values():
             if step.status == StepStatus.RUNNING:

@@ -227,8 +227,10 @@ def claim(
     )
     first = {c["id"] for c in chosen if c["started_at"] is None}
     claimed = load_claimed(conn, ids, owner, first)
+    recovered = {c["id"] for c in chosen if c["status"] == "running"}
     for execution in claimed:
         execution.lease_seconds = lease_seconds
+        execution.recovered = execution.id in recovered
     return claimed
 
 

@@ -1,0 +1,259 @@
+"""Procrastinate peer benchmark: W1/W2/W3 of bench/workers.py on Procrastinate.
+
+Run inside bench/.venvs/procrastinate (bench/peers/setup.sh). Prints one JSON line.
+
+Procrastinate is a job queue, not a workflow engine: it has no chains, no stored results
+and no join. The closest idiomatic equivalents, chosen here:
+
+- W1: 500 first ``step`` jobs deferred before the workers start; each ``step`` job defers
+  the next one (``step.defer_async`` inside the task), 5 jobs per execution.
+- W2: 200 times defer one ``single`` job, then poll ``procrastinate_jobs.status`` every
+  ~1 ms until it is ``succeeded``.
+- W3: a ``root`` job inserts a counter row (50) and batch-defers 50 ``branch`` jobs. Each
+  branch stores its value and decrements the counter in one statement; the branch that
+  brings it to 0 defers ``join``, which sums the 50 stored values.
+
+Workers: 2 processes (W2: 1), each ``app.run_worker_async(concurrency=16)``, with
+LISTEN/NOTIFY on (the default) and the default 5 s polling. Every workload run gets a
+fresh database ``procrastinate_bench``. ``run s`` = first ``started`` event to last
+``succeeded`` event (``procrastinate_events``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import procrastinate
+import psycopg
+from _common import (
+    CONCURRENCY,
+    TIMEOUT,
+    W1_EXECUTIONS,
+    W1_STEPS,
+    W2_EXECUTIONS,
+    W2_WARMUP,
+    W3_BRANCHES,
+    W3_EXECUTIONS,
+    WORKERS,
+    BenchError,
+    Workers,
+    emit,
+    fresh_pg_database,
+    install_signal_handlers,
+    latency_summary,
+    pg_url,
+)
+
+PG_DATABASE = "procrastinate_bench"
+DSN = os.environ.get("PROCRASTINATE_BENCH_DSN", pg_url(PG_DATABASE))
+app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=DSN))
+
+BENCH_TABLES = """
+CREATE TABLE bench_counter (seed integer PRIMARY KEY, remaining integer NOT NULL);
+CREATE TABLE bench_branch (seed integer, i integer, value integer, PRIMARY KEY (seed, i));
+CREATE TABLE bench_join (seed integer PRIMARY KEY, total integer NOT NULL);
+"""
+
+
+@app.task(name="step")
+async def step(value: int, k: int) -> int:
+    if k < W1_STEPS:
+        await step.defer_async(value=value + 1, k=k + 1)
+    return value + 1
+
+
+@app.task(name="single")
+async def single(seed: int) -> int:
+    return seed + 1
+
+
+@app.task(name="root")
+async def root(seed: int) -> None:
+    await app.connector.execute_query_async(
+        "INSERT INTO bench_counter VALUES (%(seed)s, %(n)s)", seed=seed, n=W3_BRANCHES
+    )
+    await branch.batch_defer_async(
+        *({"value": seed, "seed": seed, "i": i} for i in range(W3_BRANCHES))
+    )
+
+
+@app.task(name="branch")
+async def branch(value: int, seed: int, i: int) -> None:
+    row = await app.connector.execute_query_one_async(
+        "WITH ins AS (INSERT INTO bench_branch VALUES (%(seed)s, %(i)s, %(value)s)) "
+        "UPDATE bench_counter SET remaining = remaining - 1 WHERE seed = %(seed)s "
+        "RETURNING remaining",
+        seed=seed,
+        i=i,
+        value=value + i,
+    )
+    if row["remaining"] == 0:
+        await join.defer_async(seed=seed)
+
+
+@app.task(name="join")
+async def join(seed: int) -> None:
+    await app.connector.execute_query_async(
+        "INSERT INTO bench_join SELECT %(seed)s, sum(value) FROM bench_branch "
+        "WHERE seed = %(seed)s",
+        seed=seed,
+    )
+
+
+async def run_worker() -> None:
+    async with app.open_async():
+        await app.run_worker_async(concurrency=CONCURRENCY)
+
+
+def worker_args(n: int) -> list[list[str]]:
+    return [[os.path.abspath(__file__), "worker"] for _ in range(n)]
+
+
+async def prepare() -> None:
+    await app.schema_manager.apply_schema_async()
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(BENCH_TABLES)
+
+
+async def wait_count(
+    conn: psycopg.Connection[Any], sql: str, n: int, workers: Workers, deadline: float
+) -> None:
+    while conn.execute(sql).fetchone()[0] < n:  # type: ignore[index]
+        workers.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError("timed out")
+        await asyncio.sleep(0.05)
+
+
+async def batch(name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT
+    with fresh_pg_database(PG_DATABASE):
+        async with app.open_async():
+            await prepare()
+            start = time.perf_counter()
+            if name == "w1":
+                n, steps = W1_EXECUTIONS, W1_STEPS
+                for seed in range(n):
+                    await step.defer_async(value=seed, k=1)
+                done_sql = (
+                    "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'step' "
+                    "AND status = 'succeeded' AND (args->>'k')::int = 5"
+                )
+            else:
+                n, steps = W3_EXECUTIONS, W3_BRANCHES + 2
+                for seed in range(n):
+                    await root.defer_async(seed=seed)
+                done_sql = (
+                    "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'join' "
+                    "AND status = 'succeeded'"
+                )
+            enqueue_s = time.perf_counter() - start
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            with Workers(worker_args(WORKERS)) as workers:
+                await wait_count(conn, done_sql, n, workers, deadline)
+                spawned = workers.spawned_at
+            first, last, startup = conn.execute(
+                "SELECT min(at) FILTER (WHERE type = 'started'), "
+                "max(at) FILTER (WHERE type = 'succeeded'), "
+                "extract(epoch FROM min(at) FILTER (WHERE type = 'started')) - %s "
+                "FROM procrastinate_events",
+                (spawned,),
+            ).fetchone()  # type: ignore[misc]
+            failed = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'"
+            ).fetchone()[0]  # type: ignore[index]
+            jobs = conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0]  # type: ignore[index]
+            if name == "w1":
+                got = sorted(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT (args->>'value')::int + 1 FROM procrastinate_jobs "
+                        "WHERE task_name = 'step' AND (args->>'k')::int = 5"
+                    )
+                )
+                expected = [seed + W1_STEPS for seed in range(n)]
+            else:
+                got = sorted(r[0] for r in conn.execute("SELECT total FROM bench_join"))
+                expected = sorted(seed * W3_BRANCHES + sum(range(W3_BRANCHES)) for seed in range(n))
+    if failed or jobs != n * steps or got != expected:
+        raise BenchError(f"{name}: {failed} jobs not succeeded, {jobs} jobs, results differ")
+    run_s = (last - first).total_seconds()
+    return {
+        "executions": n,
+        "steps": n * steps,
+        "enqueue_per_s": n / enqueue_s,
+        "startup_s": float(startup),
+        "run_s": run_s,
+        "executions_per_s": n / run_s,
+        "steps_per_s": n * steps / run_s,
+    }
+
+
+async def w2() -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT
+    with fresh_pg_database(PG_DATABASE):
+        async with app.open_async():
+            await prepare()
+            with (
+                psycopg.connect(DSN, autocommit=True) as conn,
+                Workers(worker_args(1)) as workers,
+            ):
+                while not conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0]:  # type: ignore[index]
+                    workers.check_alive()
+                    await asyncio.sleep(0.05)
+
+                async def submit_and_see(seed: int) -> float:
+                    start = time.perf_counter()
+                    job_id = await single.defer_async(seed=seed)
+                    polls = 0
+                    while True:
+                        status = conn.execute(
+                            "SELECT status FROM procrastinate_jobs WHERE id = %s", (job_id,)
+                        ).fetchone()[0]  # type: ignore[index]
+                        if status in ("succeeded", "failed", "aborted", "cancelled"):
+                            if status != "succeeded":
+                                raise BenchError(f"single job {status}")
+                            return (time.perf_counter() - start) * 1000
+                        await asyncio.sleep(0.001)
+                        polls += 1
+                        if polls % 500 == 0:
+                            workers.check_alive()
+                            if time.monotonic() > deadline:
+                                raise BenchError("W2 timed out")
+
+                for seed in range(W2_WARMUP):
+                    await submit_and_see(-1 - seed)
+                await asyncio.sleep(2.0)
+                latencies = [await submit_and_see(seed) for seed in range(W2_EXECUTIONS)]
+    return {"executions": W2_EXECUTIONS, **latency_summary(latencies)}
+
+
+async def run_all() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "peer": "procrastinate",
+        "version": version("procrastinate"),
+        "mode": "jobs deferring jobs, PsycopgConnector, 2 x run_worker(concurrency=16)",
+        "w1": await batch("w1"),
+        "w2": await w2(),
+        "w3": await batch("w3"),
+    }
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["worker"]:
+        asyncio.run(run_worker())
+        return
+    install_signal_handlers()
+    emit(asyncio.run(run_all()))
+
+
+if __name__ == "__main__":
+    main()
