@@ -41,6 +41,13 @@ async def test_users_sessions_and_keys(conveyor: Conveyor) -> None:
         # A key never exceeds its user's own role.
         assert found.role_in(conveyor.workspace_id) == Role.MEMBER
     assert await store.write(accounts.api_key_principal, key + "x", now) is None
+    # Use is recorded at most once a minute, so authenticating stays a read.
+    assert found.touch and found.api_key_id == row["id"]
+    await store.write(accounts.touch_api_key, row["id"], now)
+    again = await store.read(accounts.api_key_principal, key, now + timedelta(seconds=30))
+    assert again is not None and not again.touch
+    later = await store.read(accounts.api_key_principal, key, now + timedelta(minutes=2))
+    assert later is not None and later.touch
     await store.write(accounts.revoke_api_key, conveyor.workspace_id, row["id"], now)
     assert await store.write(accounts.api_key_principal, key, now) is None
     listed = await store.read(accounts.list_api_keys, conveyor.workspace_id)

@@ -35,7 +35,9 @@ async def _principal(connection: HTTPConnection, key: str | None, session: str |
     now = conveyor.store.clock.now()
     found: Principal | None = None
     if key:
-        found = await conveyor.store.write(accounts.api_key_principal, key, now)
+        found = await conveyor.store.read(accounts.api_key_principal, key, now)
+        if found is not None and found.touch and found.api_key_id is not None:
+            await conveyor.store.write(accounts.touch_api_key, found.api_key_id, now)
     elif session:
         found = await conveyor.store.read(accounts.session_principal, session, now)
     if found is None:

@@ -62,6 +62,7 @@ class Principal:
     is_admin: bool
     roles: dict[str, Role] = field(default_factory=dict)
     api_key_id: str | None = None
+    touch: bool = False  # the key's last-used time is due for an update
 
     def role_in(self, workspace_id: str) -> Role | None:
         return self.roles.get(workspace_id)
@@ -210,6 +211,7 @@ def create_api_key(
 
 
 def api_key_principal(conn: Connection, key: str, now: datetime) -> Principal | None:
+    """The principal of a valid, unrevoked key (a read; see :func:`touch_api_key`)."""
     parts = key.split("_", 2)  # the secret itself may contain "_"
     if len(parts) != 3 or f"{parts[0]}_" != KEY_PREFIX:
         return None
@@ -223,9 +225,13 @@ def api_key_principal(conn: Connection, key: str, now: datetime) -> Principal | 
     if user is None or member_role is None:
         return None
     role = min(member_role, Role(row.role), key=lambda r: r.rank)
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
-        conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(last_used_at=now))
-    return Principal(user.user_id, user.email, False, {row.workspace_id: role}, row.id)
+    stale = row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY
+    return Principal(user.user_id, user.email, False, {row.workspace_id: role}, row.id, touch=stale)
+
+
+def touch_api_key(conn: Connection, key_id: str, now: datetime) -> None:
+    """Record use, at most once per ``LAST_USED_GRANULARITY`` (so requests stay reads)."""
+    conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=now))
 
 
 def list_api_keys(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
