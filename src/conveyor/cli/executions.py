@@ -228,16 +228,22 @@ def _say(messages: dict[str, str], status: str) -> int:
     return OK
 
 
+def _set_paused(database: str, execution_id: str, paused: bool) -> int:
+    async def act(c: Conveyor) -> str:
+        full = await full_id(c, execution_id)
+        return await (c.pause(full) if paused else c.resume(full))
+
+    status = with_conveyor(database, act)
+    out.print(f"{'paused' if paused else 'resumed'} (the execution is {status})")
+    return OK
+
+
 @executions_app.command("pause")
 def executions_pause(
     execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
 ) -> None:
     """Pause: start no new step (running steps finish) until resumed."""
-
-    async def act(c: Conveyor) -> str:
-        return await c.pause(await full_id(c, execution_id))
-
-    guard(lambda: _say({}, "paused") if with_conveyor(database, act) else OK)
+    guard(lambda: _set_paused(database, execution_id, True))
 
 
 @executions_app.command("resume")
@@ -245,11 +251,7 @@ def executions_resume(
     execution_id: ExecutionArg, database: DatabaseOpt = DEFAULT_DATABASE_URL
 ) -> None:
     """Resume a paused execution."""
-
-    async def act(c: Conveyor) -> str:
-        return await c.resume(await full_id(c, execution_id))
-
-    guard(lambda: _say({}, "resumed") if with_conveyor(database, act) else OK)
+    guard(lambda: _set_paused(database, execution_id, False))
 
 
 @executions_app.command("signal")

@@ -20,7 +20,7 @@ from conveyor.engine.interfaces import (
     Signal,
     SystemClock,
 )
-from conveyor.store import controls, history, workflows
+from conveyor.store import claims, controls, history, workflows
 from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
@@ -170,7 +170,7 @@ class Store:
         return self.db.dialect.listener(self.db.url, channel, on_message)
 
     async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:
-        return await self.read(queue.control_state, owner)
+        return await self.read(claims.control_state, owner)
 
     async def claim(
         self,
@@ -181,7 +181,7 @@ class Store:
         execution_id: str | None = None,
     ) -> list[ClaimedExecution]:
         return await self.write(
-            queue.claim,
+            claims.claim,
             self.db.dialect,
             owner=owner,
             lease_seconds=lease_seconds,
@@ -197,7 +197,7 @@ class Store:
         (one transaction either way, so an idle worker costs one round trip per poll)."""
 
         def work(conn: Connection) -> tuple[list[ClaimedExecution], datetime | None]:
-            claimed = queue.claim(
+            claimed = claims.claim(
                 conn,
                 self.db.dialect,
                 owner=owner,
@@ -205,15 +205,15 @@ class Store:
                 limit=limit,
                 now=self.clock.now(),
             )
-            return claimed, None if claimed else queue.next_due(conn)
+            return claimed, None if claimed else claims.next_due(conn)
 
         return await self.write(work)
 
     async def heartbeat(self, owner: str, lease_seconds: float) -> list[tuple[str, bool]]:
-        return await self.write(queue.heartbeat, self.db.dialect, owner, lease_seconds)
+        return await self.write(claims.heartbeat, self.db.dialect, owner, lease_seconds)
 
     async def release(self, execution: ClaimedExecution) -> bool:
-        return await self.write(queue.release, execution)
+        return await self.write(claims.release, execution)
 
     # -- workflows ---------------------------------------------------------------------------
     async def workspace(self, name: str) -> str:
