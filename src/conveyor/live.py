@@ -78,9 +78,11 @@ class Feed:
             self._wake(record.execution_id, record.workspace_id)
 
     def _on_notify(self, payload: str) -> None:
-        workspace_id, _, execution_id = payload.partition(":")
-        if execution_id:
-            self._wake(execution_id, workspace_id)
+        """``<workspace>:<execution>``, several separated by spaces."""
+        for item in payload.split():
+            workspace_id, _, execution_id = item.partition(":")
+            if execution_id:
+                self._wake(execution_id, workspace_id)
 
     @contextlib.asynccontextmanager
     async def watch(self, key: str) -> AsyncIterator[asyncio.Event]:

@@ -3,6 +3,7 @@ seeding of steps that lets retry and replay reuse outputs that were already comm
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -123,7 +124,9 @@ def cancel(
             {"status": "cancelled", "error": error},
             now,
         )
-        count_finished(conn, _row(conn, workspace_id, execution_id), ExecutionStatus.CANCELLED, now)
+        count_finished(
+            conn, [(_row(conn, workspace_id, execution_id), ExecutionStatus.CANCELLED, now)]
+        )
         notify_parent(conn, dialect, execution_id, "cancelled", None, error, now)
         return "cancelled"
     conn.execute(
@@ -235,51 +238,58 @@ def notify_parent(
     )
 
 
-def count_finished(
-    conn: Connection, row: Any, status: ExecutionStatus, finished_at: datetime
-) -> None:
-    """Per-workflow and per-user statistics, kept O(1) in the finishing transaction.
+Finished = tuple[Any, ExecutionStatus, datetime]
+"""(row, final status, finished_at); ``row`` carries the execution's workspace_id,
+workflow_id, started_at, created_by, usage_tokens and usage_api_calls."""
 
-    ``row`` carries the execution's workspace_id, workflow_id, started_at, created_by,
-    usage_tokens and usage_api_calls."""
-    duration_ms = 0
-    if row.started_at is not None:
-        duration_ms = max(int((finished_at - row.started_at).total_seconds() * 1000), 0)
-    w = workflows.c
-    by_status = {
-        ExecutionStatus.SUCCEEDED: w.executions_succeeded,
-        ExecutionStatus.FAILED: w.executions_failed,
-        ExecutionStatus.CANCELLED: w.executions_cancelled,
-        ExecutionStatus.TIMED_OUT: w.executions_timed_out,
-    }
-    column = by_status[status]
-    conn.execute(
-        update(workflows)
-        .where(w.id == row.workflow_id)
-        .values(
-            {
-                w.executions_finished: w.executions_finished + 1,
-                column: column + 1,
-                w.duration_total_ms: w.duration_total_ms + duration_ms,
-                w.last_executed_at: finished_at,
-            }
+
+def count_finished(conn: Connection, finished: list[Finished]) -> None:
+    """Per-workflow and per-user statistics, kept O(1) in the finishing transaction: one
+    update per workflow and per user however many executions finish together, in sorted
+    order so concurrent finishing transactions never deadlock on these rows."""
+    per_workflow: dict[str, dict[str, Any]] = {}
+    per_user: dict[tuple[str, str], dict[str, Any]] = {}
+    for row, status, finished_at in finished:
+        duration_ms = 0
+        if row.started_at is not None:
+            duration_ms = max(int((finished_at - row.started_at).total_seconds() * 1000), 0)
+        w = per_workflow.setdefault(row.workflow_id, defaultdict(int))
+        w["executions_finished"] += 1
+        w[f"executions_{status.value}"] += 1
+        w["duration_total_ms"] += duration_ms
+        w["last"] = max(w.get("last") or finished_at, finished_at)
+        if row.created_by is not None:
+            u = per_user.setdefault((row.workspace_id, row.created_by), defaultdict(int))
+            u["executions"] += 1
+            u["tokens"] += row.usage_tokens
+            u["api_calls"] += row.usage_api_calls
+            u["last"] = max(u.get("last") or finished_at, finished_at)
+    for workflow_id in sorted(per_workflow):
+        deltas = per_workflow[workflow_id]
+        last = deltas.pop("last")
+        conn.execute(
+            update(workflows)
+            .where(workflows.c.id == workflow_id)
+            .values(
+                {getattr(workflows.c, k): getattr(workflows.c, k) + v for k, v in deltas.items()}
+                | {workflows.c.last_executed_at: last}
+            )
         )
-    )
-    if row.created_by is not None:
-        _count_usage(conn, row, finished_at)
+    for key in sorted(per_user):
+        _count_usage(conn, key, per_user[key])
 
 
-def _count_usage(conn: Connection, row: Any, finished_at: datetime) -> None:
+def _count_usage(conn: Connection, key: tuple[str, str], deltas: dict[str, Any]) -> None:
     u = user_usage.c
-    where = (u.workspace_id == row.workspace_id) & (u.user_id == row.created_by)
+    workspace_id, user_id = key
     bump = (
         update(user_usage)
-        .where(where)
+        .where(u.workspace_id == workspace_id, u.user_id == user_id)
         .values(
-            executions=u.executions + 1,
-            tokens=u.tokens + row.usage_tokens,
-            api_calls=u.api_calls + row.usage_api_calls,
-            last_executed_at=finished_at,
+            executions=u.executions + deltas["executions"],
+            tokens=u.tokens + deltas["tokens"],
+            api_calls=u.api_calls + deltas["api_calls"],
+            last_executed_at=deltas["last"],
         )
     )
     if conn.execute(bump).rowcount:
@@ -289,12 +299,12 @@ def _count_usage(conn: Connection, row: Any, finished_at: datetime) -> None:
             conn.execute(
                 insert(user_usage),
                 {
-                    "workspace_id": row.workspace_id,
-                    "user_id": row.created_by,
-                    "executions": 1,
-                    "tokens": row.usage_tokens,
-                    "api_calls": row.usage_api_calls,
-                    "last_executed_at": finished_at,
+                    "workspace_id": workspace_id,
+                    "user_id": user_id,
+                    "executions": deltas["executions"],
+                    "tokens": deltas["tokens"],
+                    "api_calls": deltas["api_calls"],
+                    "last_executed_at": deltas["last"],
                 },
             )
     except IntegrityError:

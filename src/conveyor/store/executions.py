@@ -197,6 +197,9 @@ def _build_fenced_update(lease_sql: Any) -> Any:
     )
 
 
+Transition = tuple[ClaimedExecution, Changes]
+
+
 def apply(
     conn: Connection,
     dialect: StoreDialect,
@@ -205,12 +208,74 @@ def apply(
     now: datetime,
 ) -> list[EventRecord]:
     """Write one transition, fenced by the lease; raise LeaseLost when it is not held."""
+    (outcome,) = apply_many(conn, dialect, [(execution, changes)], now)
+    if isinstance(outcome, LeaseLost):
+        raise outcome
+    return outcome
+
+
+def apply_many(
+    conn: Connection, dialect: StoreDialect, transitions: list[Transition], now: datetime
+) -> list[list[EventRecord] | LeaseLost]:
+    """Write the transitions of many executions in one transaction (group commit).
+
+    Each one is fenced by its own lease: one whose lease is gone gets ``LeaseLost`` and
+    writes nothing, the others go on. Rows of a kind are written in one statement for the
+    whole batch; rows other writers may also lock (a parent, the statistics) come last."""
+    statement = _fenced_update(dialect)
+    outcomes: list[list[EventRecord] | LeaseLost] = []
+    held: list[tuple[ClaimedExecution, Changes, Any]] = []
+    for execution, changes in transitions:
+        row = conn.execute(statement, _fence_params(execution, changes)).first()
+        if row is None:
+            outcomes.append(LeaseLost(execution.id))
+            continue
+        held.append((execution, changes, row))
+        outcomes.append([])
+    if not held:
+        return outcomes
+    _write_steps(conn, held)
+    consumed = [
+        {"x_id": i, "node": n} for _, changes, _ in held for i, n in changes.consumed_signals
+    ]
+    if consumed:
+        conn.execute(_CONSUME_SIGNAL, consumed)
+    finished: list[controls.Finished] = []
+    for execution, changes, row in held:
+        if changes.status is not None and changes.status.terminal:
+            finished.append(_finished(conn, dialect, execution, changes, row, now))
+        elif changes.status == ExecutionStatus.WAITING:
+            _wake_if_already_signalled(conn, execution.id, changes.wake_signals, now)
+    records: list[EventRecord] = []
+    for outcome, (execution, changes, row) in zip(
+        (o for o in outcomes if not isinstance(o, LeaseLost)), held, strict=True
+    ):
+        first_seq = row.event_seq - len(changes.events) + 1
+        outcome.extend(
+            EventRecord(execution.id, execution.workspace_id, first_seq + i, kind, data, now)
+            for i, (kind, data) in enumerate(changes.events)
+        )
+        records.extend(outcome)
+    if records:
+        conn.execute(insert(events), [_event_row(r, now) for r in records])
+        dialect.notify_many(
+            conn,
+            controls.EVENTS_CHANNEL,
+            [f"{e.workspace_id}:{e.id}" for e, changes, _ in held if changes.events],
+        )
+    if finished:
+        controls.count_finished(conn, finished)
+    return outcomes
+
+
+def _fence_params(execution: ClaimedExecution, changes: Changes) -> dict[str, Any]:
     final = changes.status is not None and changes.status.terminal
     params: dict[str, Any] = {f"d_{name}": changes.counters.get(name, 0) for name in _COUNTERS}
     params.update(
         x_id=execution.id,
         x_owner=execution.lease.owner,
         x_lease=execution.lease.number,
+        x_lease_seconds=execution.lease_seconds,
         d_events=len(changes.events),
         final=final,
         release=changes.release,
@@ -223,45 +288,23 @@ def apply(
         available_at=changes.available_at,
         wait_reason=changes.wait_reason,
     )
-    statement = _fenced_update(dialect)
-    params["x_lease_seconds"] = execution.lease_seconds
-    row = conn.execute(statement, params).first()
-    if row is None:
-        raise LeaseLost(execution.id)
-    _write_steps(conn, execution.id, changes)
-    if changes.consumed_signals:
-        conn.execute(
-            update(signals)
-            .where(signals.c.id == bindparam("x_id"))
-            .values(consumed_by=bindparam("node")),
-            [{"x_id": i, "node": n} for i, n in changes.consumed_signals],
-        )
-    if final:
-        _finished(conn, dialect, execution, changes, row, now)
-    elif changes.status == ExecutionStatus.WAITING:
-        _wake_if_already_signalled(conn, execution.id, changes.wake_signals, now)
-    first_seq = row.event_seq - len(changes.events) + 1
-    records = [
-        EventRecord(execution.id, execution.workspace_id, first_seq + i, kind, data, now)
-        for i, (kind, data) in enumerate(changes.events)
-    ]
-    if records:
-        dialect.notify(conn, controls.EVENTS_CHANNEL, f"{execution.workspace_id}:{execution.id}")
-        conn.execute(
-            insert(events),
-            [
-                {
-                    "execution_id": r.execution_id,
-                    "workspace_id": r.workspace_id,
-                    "seq": r.seq,
-                    "type": r.type,
-                    "data": r.data,
-                    "created_at": now,
-                }
-                for r in records
-            ],
-        )
-    return records
+    return params
+
+
+def _event_row(r: EventRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "execution_id": r.execution_id,
+        "workspace_id": r.workspace_id,
+        "seq": r.seq,
+        "type": r.type,
+        "data": r.data,
+        "created_at": now,
+    }
+
+
+_CONSUME_SIGNAL = (
+    update(signals).where(signals.c.id == bindparam("x_id")).values(consumed_by=bindparam("node"))
+)
 
 
 def _wake_if_already_signalled(
@@ -292,8 +335,9 @@ def _finished(
     changes: Changes,
     row: Any,
     now: datetime,
-) -> None:
-    """Statistics and the parent's signal, in the finishing transaction."""
+) -> controls.Finished:
+    """The parent's signal, in the finishing transaction; returns what the statistics
+    count."""
     status = ExecutionStatus(row.status)
     error = changes.error
     if status != changes.status:
@@ -305,58 +349,62 @@ def _finished(
         )
         changes.events[-1] = ("execution.cancelled", {"status": "cancelled", "error": error})
     assert changes.finished_at is not None
-    controls.count_finished(conn, row, status, changes.finished_at)
     if row.parent_execution_id is not None:
         controls.notify_parent(
             conn, dialect, execution.id, status.value, None if error else changes.result, error, now
         )
+    return (row, status, changes.finished_at)
 
 
-def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
-    if changes.finished:
-        conn.execute(
-            update(steps)
-            .where(
-                steps.c.execution_id == bindparam("x_id"),
-                steps.c.node_id == bindparam("x_node"),
-                steps.c.attempt == bindparam("x_attempt"),
-            )
-            .values(
-                status=bindparam("status"),
-                output=bindparam("output"),
-                error=bindparam("error"),
-                logs=bindparam("logs"),
-                branch=bindparam("branch"),
-                continued=bindparam("continued"),
-                finished_at=bindparam("finished_at"),
-                wait_until=bindparam("wait_until"),
-                wait_signal=bindparam("wait_signal"),
-                usage_tokens=bindparam("usage_tokens"),
-                usage_api_calls=bindparam("usage_api_calls"),
-            ),
-            [
-                {
-                    "x_id": execution_id,
-                    "x_node": f.node_id,
-                    "x_attempt": f.attempt,
-                    "status": f.status.value,
-                    "output": f.output,
-                    "error": f.error,
-                    "logs": f.logs,
-                    "branch": f.branch,
-                    "continued": f.continued,
-                    "finished_at": f.finished_at,
-                    "wait_until": f.wait_until,
-                    "wait_signal": f.wait_signal,
-                    "usage_tokens": f.usage.get("tokens", 0),
-                    "usage_api_calls": f.usage.get("api_calls", 0),
-                }
-                for f in changes.finished
-            ],
-        )
+_FINISH_STEP = (
+    update(steps)
+    .where(
+        steps.c.execution_id == bindparam("x_id"),
+        steps.c.node_id == bindparam("x_node"),
+        steps.c.attempt == bindparam("x_attempt"),
+    )
+    .values(
+        status=bindparam("status"),
+        output=bindparam("output"),
+        error=bindparam("error"),
+        logs=bindparam("logs"),
+        branch=bindparam("branch"),
+        continued=bindparam("continued"),
+        finished_at=bindparam("finished_at"),
+        wait_until=bindparam("wait_until"),
+        wait_signal=bindparam("wait_signal"),
+        usage_tokens=bindparam("usage_tokens"),
+        usage_api_calls=bindparam("usage_api_calls"),
+    )
+)
+
+
+def _write_steps(conn: Connection, held: list[tuple[ClaimedExecution, Changes, Any]]) -> None:
+    finished = [
+        {
+            "x_id": execution.id,
+            "x_node": f.node_id,
+            "x_attempt": f.attempt,
+            "status": f.status.value,
+            "output": f.output,
+            "error": f.error,
+            "logs": f.logs,
+            "branch": f.branch,
+            "continued": f.continued,
+            "finished_at": f.finished_at,
+            "wait_until": f.wait_until,
+            "wait_signal": f.wait_signal,
+            "usage_tokens": f.usage.get("tokens", 0),
+            "usage_api_calls": f.usage.get("api_calls", 0),
+        }
+        for execution, changes, _ in held
+        for f in changes.finished
+    ]
+    if finished:
+        conn.execute(_FINISH_STEP, finished)
     rows = [
         {
-            "execution_id": execution_id,
+            "execution_id": execution.id,
             "node_id": s.node_id,
             "node_type": s.node_type,
             "attempt": s.attempt,
@@ -364,11 +412,12 @@ def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
             "input": s.input,
             "started_at": s.started_at,
         }
+        for execution, changes, _ in held
         for s in changes.started
     ]
     rows += [
         {
-            "execution_id": execution_id,
+            "execution_id": execution.id,
             "node_id": node_id,
             "node_type": node_type,
             "attempt": 0,
@@ -376,6 +425,7 @@ def _write_steps(conn: Connection, execution_id: str, changes: Changes) -> None:
             "input": None,
             "started_at": None,
         }
+        for execution, changes, _ in held
         for node_id, node_type in changes.skipped
     ]
     if rows:

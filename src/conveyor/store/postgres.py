@@ -18,6 +18,9 @@ from conveyor.store.tables import UTCDateTime
 log = logging.getLogger(__name__)
 
 
+_NOTIFY_BYTES = 7000
+
+
 class PostgresDialect:
     name = "postgresql"
     supports_skip_locked = True
@@ -50,6 +53,19 @@ class PostgresDialect:
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """Delivered to listeners when the transaction commits."""
         conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+
+    def notify_many(self, conn: Any, channel: str, payloads: list[str]) -> None:
+        """Space-separated payloads, as few notifications as fit PostgreSQL's 8000 bytes."""
+        chunk: list[str] = []
+        size = 0
+        for payload in payloads:
+            if chunk and size + len(payload) + 1 > _NOTIFY_BYTES:
+                self.notify(conn, channel, " ".join(chunk))
+                chunk, size = [], 0
+            chunk.append(payload)
+            size += len(payload) + 1
+        if chunk:
+            self.notify(conn, channel, " ".join(chunk))
 
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]

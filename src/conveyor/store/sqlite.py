@@ -50,6 +50,9 @@ class SQLiteDialect:
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """SQLite has no notification bus; workers poll (and in-process wake-ups)."""
 
+    def notify_many(self, conn: Any, channel: str, payloads: list[str]) -> None:
+        """See :meth:`notify`."""
+
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]
     ) -> Coroutine[Any, Any, None] | None:

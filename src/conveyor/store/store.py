@@ -29,6 +29,7 @@ from conveyor.store.tables import executions, notifications
 from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
+_MAX_BATCH = 256  # transitions per group commit
 EventListener = Callable[[list[EventRecord]], None]
 
 
@@ -40,6 +41,8 @@ class Store:
         # Called after a commit that may give workers in this process something to do.
         self.wake_listeners: list[Callable[[str], None]] = []
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
+        self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(connection, *args, **kwargs)`` in one write transaction."""
@@ -76,12 +79,51 @@ class Store:
 
     # -- the runner's interface ------------------------------------------------------------
     async def apply(self, execution: ClaimedExecution, changes: Changes) -> None:
-        records = await self.write(
-            queue.apply, self.db.dialect, execution, changes, self.clock.now()
-        )
-        self._publish(records)
-        if changes.status is not None and changes.status.terminal:
-            self._wake(f"finished:{execution.id}")
+        """Commit one transition; returns once it is durable.
+
+        Group commit: transitions that runners hand in while a commit is under way wait for
+        the next one and share it, so a busy worker pays one transaction per batch instead of
+        one per step, and an idle one adds no delay."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.append((execution, changes, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_batches())
+        await done
+
+    async def _commit_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch[:_MAX_BATCH], self._batch[_MAX_BATCH:]
+            transitions = [(execution, changes) for execution, changes, _ in batch]
+            outcomes: list[list[EventRecord] | BaseException]
+            try:
+                outcomes = list(
+                    await self.write(
+                        queue.apply_many, self.db.dialect, transitions, self.clock.now()
+                    )
+                )
+            except Exception as exc:
+                if len(batch) == 1:
+                    outcomes = [exc]
+                else:  # isolate: one execution's failure must not fail the others
+                    outcomes = await asyncio.gather(
+                        *(self._apply_alone(e, c) for e, c in transitions),
+                        return_exceptions=True,
+                    )
+            for (execution, changes, done), outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    if not done.done():
+                        done.set_exception(outcome)
+                    continue
+                self._publish(outcome)
+                if changes.status is not None and changes.status.terminal:
+                    self._wake(f"finished:{execution.id}")
+                if not done.done():
+                    done.set_result(None)
+
+    async def _apply_alone(
+        self, execution: ClaimedExecution, changes: Changes
+    ) -> list[EventRecord]:
+        return await self.write(queue.apply, self.db.dialect, execution, changes, self.clock.now())
 
     async def pending_signals(self, execution_id: str) -> list[Signal]:
         rows = await self.read(controls.pending_signals, execution_id)
