@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +16,8 @@ import orjson
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
 from conveyor.errors import InputError, StoreUnavailable
 from conveyor.store.postgres import PostgresDialect
@@ -36,7 +38,10 @@ class StoreDialect(Protocol):
     ) -> Engine: ...
     def now(self) -> ColumnElement[Any]: ...
     def now_plus(self, seconds: float) -> ColumnElement[Any]: ...
-    def now_plus_param(self, name: str) -> ColumnElement[Any]: ...
+    def now_plus_seconds(self, seconds: ColumnElement[Any]) -> ColumnElement[Any]: ...
+    def json_rows(self, *columns: ColumnClause[Any]) -> FromClause: ...
+    def json_value(self, text_column: ColumnElement[Any]) -> ColumnElement[Any]: ...
+    def time_value(self, value: datetime | None) -> Any: ...
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]
     ) -> Coroutine[Any, Any, None] | None: ...

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, Float, bindparam, create_engine, func, text
+from sqlalchemy import Engine, Text, bindparam, cast, create_engine, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
 from conveyor.store.tables import UTCDateTime
 
@@ -45,10 +48,27 @@ class PostgresDialect:
         interval = func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
         return func.clock_timestamp(type_=UTCDateTime()) + interval
 
-    def now_plus_param(self, name: str) -> ColumnElement[Any]:
-        """The database clock plus a bound number of seconds."""
-        interval = func.make_interval(0, 0, 0, 0, 0, 0, bindparam(name, type_=Float()))
+    def now_plus_seconds(self, seconds: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The database clock plus a number of seconds given by a SQL expression."""
+        interval = func.make_interval(0, 0, 0, 0, 0, 0, seconds)
         return func.clock_timestamp(type_=UTCDateTime()) + interval
+
+    def json_rows(self, *columns: ColumnClause[Any]) -> FromClause:
+        """Rows ``v`` read from one bound parameter ``rows``, a JSON array of objects: how a
+        batch of any size is written by one statement, compiled once."""
+        return (
+            func.jsonb_to_recordset(cast(bindparam("rows", type_=Text()), JSONB()))
+            .table_valued(*columns)
+            .render_derived(name="v", with_types=True)
+        )
+
+    def json_value(self, text_column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A JSON document given as text, as stored in a JSON column (jsonb here)."""
+        return cast(text_column, JSONB())
+
+    def time_value(self, value: datetime | None) -> Any:
+        """A timestamp as ``json_rows`` takes it (orjson writes ISO 8601 with the offset)."""
+        return value
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """Delivered to listeners when the transaction commits."""

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Float, Text, bindparam, cast, create_engine, event, func, literal
+from sqlalchemy import (
+    Engine,
+    Text,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 
-from conveyor.store.tables import UTCDateTime
+from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
 
 WRITE_OPTION = "conveyor_write"
 BUSY_TIMEOUT_MS = 30_000
@@ -40,12 +53,35 @@ class SQLiteDialect:
     def now_plus(self, seconds: float) -> ColumnElement[Any]:
         return func.strftime(_NOW_FORMAT, "now", f"{seconds:+.3f} seconds", type_=UTCDateTime())
 
-    def now_plus_param(self, name: str) -> ColumnElement[Any]:
-        """The database clock plus a bound number of seconds."""
-        modifier = (
-            literal("+").concat(cast(bindparam(name, type_=Float()), Text())).concat(" seconds")
-        )
+    def now_plus_seconds(self, seconds: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The database clock plus a number of seconds given by a SQL expression."""
+        modifier = literal("+").concat(cast(seconds, Text())).concat(" seconds")
         return func.strftime(_NOW_FORMAT, "now", modifier, type_=UTCDateTime())
+
+    def json_rows(self, *columns: ColumnClause[Any]) -> FromClause:
+        """Rows ``v`` read from one bound parameter ``rows``, a JSON array of objects: how a
+        batch of any size is written by one statement, compiled once."""
+        each = func.json_each(bindparam("rows", type_=Text())).table_valued("value")
+        return (
+            select(
+                *(
+                    func.json_extract(
+                        each.c.value, literal_column(f"'$.{c.name}'"), type_=c.type
+                    ).label(c.name)
+                    for c in columns
+                )
+            )
+            .select_from(each)
+            .subquery("v")
+        )
+
+    def json_value(self, text_column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A JSON document given as text, as stored in a JSON column (text on SQLite)."""
+        return text_column
+
+    def time_value(self, value: datetime | None) -> Any:
+        """A timestamp as ``json_rows`` takes it."""
+        return None if value is None else value.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """SQLite has no notification bus; workers poll (and in-process wake-ups)."""

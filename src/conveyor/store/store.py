@@ -20,7 +20,7 @@ from conveyor.engine.interfaces import (
     Signal,
     SystemClock,
 )
-from conveyor.store import claims, controls, history, workflows
+from conveyor.store import claims, controls, history, transitions, workflows
 from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
@@ -92,13 +92,13 @@ class Store:
 
     async def _commit_batches(self) -> None:
         while self._batch:
-            batch, self._batch = self._batch[:_MAX_BATCH], self._batch[_MAX_BATCH:]
-            transitions = [(execution, changes) for execution, changes, _ in batch]
+            batch, self._batch = _one_each(self._batch)
+            pairs = [(execution, changes) for execution, changes, _ in batch]
             outcomes: list[list[EventRecord] | BaseException]
             try:
                 outcomes = list(
                     await self.write(
-                        queue.apply_many, self.db.dialect, transitions, self.clock.now()
+                        transitions.apply_many, self.db.dialect, pairs, self.clock.now()
                     )
                 )
             except Exception as exc:
@@ -106,7 +106,7 @@ class Store:
                     outcomes = [exc]
                 else:  # isolate: one execution's failure must not fail the others
                     outcomes = await asyncio.gather(
-                        *(self._apply_alone(e, c) for e, c in transitions),
+                        *(self._apply_alone(e, c) for e, c in pairs),
                         return_exceptions=True,
                     )
             for (execution, changes, done), outcome in zip(batch, outcomes, strict=True):
@@ -123,7 +123,9 @@ class Store:
     async def _apply_alone(
         self, execution: ClaimedExecution, changes: Changes
     ) -> list[EventRecord]:
-        return await self.write(queue.apply, self.db.dialect, execution, changes, self.clock.now())
+        return await self.write(
+            transitions.apply, self.db.dialect, execution, changes, self.clock.now()
+        )
 
     async def pending_signals(self, execution_id: str) -> list[Signal]:
         rows = await self.read(controls.pending_signals, execution_id)
@@ -290,3 +292,20 @@ class Store:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.db.dispose()
+
+
+Pending = tuple[ClaimedExecution, Changes, "asyncio.Future[None]"]
+
+
+def _one_each(pending: list[Pending]) -> tuple[list[Pending], list[Pending]]:
+    """The next batch (each execution at most once, at most _MAX_BATCH) and the rest."""
+    batch: list[Pending] = []
+    rest: list[Pending] = []
+    seen: set[str] = set()
+    for item in pending:
+        if len(batch) < _MAX_BATCH and item[0].id not in seen:
+            seen.add(item[0].id)
+            batch.append(item)
+        else:
+            rest.append(item)
+    return batch, rest

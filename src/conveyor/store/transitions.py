@@ -1,0 +1,430 @@
+"""The runner's writes: lease-fenced transitions, many executions per transaction (group
+commit), each kind of row written by ONE set-based statement whatever the batch size.
+
+A batch's rows of a kind travel as one JSON array bound to one parameter and are read back
+as a table (``StoreDialect.json_rows``), so every statement here is compiled once per
+dialect and costs one round trip, instead of one statement (and its Python overhead) per
+execution or per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Float,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from conveyor.engine.interfaces import Changes, ClaimedExecution, EventRecord
+from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
+from conveyor.errors import LeaseLost
+from conveyor.store import controls
+from conveyor.store.database import StoreDialect
+from conveyor.store.tables import UTCDateTime, dumps, events, executions, signals, steps
+
+Transition = tuple[ClaimedExecution, Changes]
+_TERMINAL = [s.value for s in TERMINAL]
+_COUNTERS = (
+    "steps_succeeded",
+    "steps_failed",
+    "steps_skipped",
+    "steps_running",
+    "usage_tokens",
+    "usage_api_calls",
+)
+_TIMES = ("started_at", "deadline_at", "finished_at", "available_at")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    fence: Any
+    finish_steps: Any
+    insert_steps: Any
+    insert_events: Any
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(dialect: StoreDialect) -> _Statements:
+    if dialect.name not in _BUILT:
+        _BUILT[dialect.name] = _Statements(
+            _fence(dialect), _finish_steps(dialect), _insert_steps(dialect), _insert_events(dialect)
+        )
+    return _BUILT[dialect.name]
+
+
+def _fence(dialect: StoreDialect) -> Any:
+    """Counters move by deltas, fields change only when given, and the WHERE clause is the
+    lease fence: a row whose lease is gone is simply not updated (and not returned)."""
+    c = executions.c
+    v = dialect.json_rows(
+        column("id", String()),
+        column("owner", String()),
+        column("lease", BigInteger()),
+        column("lease_seconds", Float()),
+        *(column(f"d_{name}", BigInteger()) for name in (*_COUNTERS, "events")),
+        column("final", Boolean()),
+        column("release", Boolean()),
+        column("status", String()),
+        column("result", Text()),
+        column("error", Text()),
+        *(column(name, UTCDateTime()) for name in _TIMES),
+        column("wait_reason", Text()),
+    ).c
+    return (
+        update(executions)
+        .where(
+            c.id == v.id,
+            c.lease_owner == v.owner,
+            c.lease_number == v.lease,
+            c.status.not_in(_TERMINAL),
+        )
+        .values(
+            {getattr(c, name): getattr(c, name) + getattr(v, f"d_{name}") for name in _COUNTERS}
+            | {
+                c.event_seq: c.event_seq + v.d_events,
+                # A cancel that lands between the last step and the final write still wins.
+                c.status: case(
+                    (and_(v.final, c.cancel_requested), "cancelled"),
+                    else_=func.coalesce(v.status, c.status),
+                ),
+                c.result: case((v.final, dialect.json_value(v.result)), else_=c.result),
+                c.error: case((v.final, dialect.json_value(v.error)), else_=c.error),
+                c.lease_owner: case((v.release, None), else_=c.lease_owner),
+                # Every write renews the lease: a runner that is making progress never loses
+                # its execution to heartbeats queued behind other writers.
+                c.lease_expires_at: case(
+                    (v.release, None), else_=dialect.now_plus_seconds(v.lease_seconds)
+                ),
+                c.wait_reason: func.coalesce(v.wait_reason, c.wait_reason),
+            }
+            | {getattr(c, n): func.coalesce(getattr(v, n), getattr(c, n)) for n in _TIMES}
+        )
+        .returning(
+            c.id,
+            c.event_seq,
+            c.workflow_id,
+            c.workspace_id,
+            c.started_at,
+            c.status,
+            c.parent_execution_id,
+            c.created_by,
+            c.usage_tokens,
+            c.usage_api_calls,
+        )
+    )
+
+
+def _finish_steps(dialect: StoreDialect) -> Any:
+    v = dialect.json_rows(
+        column("execution_id", String()),
+        column("node_id", String()),
+        column("attempt", Integer()),
+        column("status", String()),
+        column("output", Text()),
+        column("error", Text()),
+        column("logs", Text()),
+        column("branch", String()),
+        column("continued", Boolean()),
+        column("finished_at", UTCDateTime()),
+        column("wait_until", UTCDateTime()),
+        column("wait_signal", String()),
+        column("usage_tokens", BigInteger()),
+        column("usage_api_calls", BigInteger()),
+    ).c
+    return (
+        update(steps)
+        .where(
+            steps.c.execution_id == v.execution_id,
+            steps.c.node_id == v.node_id,
+            steps.c.attempt == v.attempt,
+        )
+        .values(
+            {
+                steps.c.status: v.status,
+                steps.c.output: dialect.json_value(v.output),
+                steps.c.error: dialect.json_value(v.error),
+                steps.c.logs: dialect.json_value(v.logs),
+                steps.c.branch: v.branch,
+                steps.c.continued: v.continued,
+                steps.c.finished_at: v.finished_at,
+                steps.c.wait_until: v.wait_until,
+                steps.c.wait_signal: v.wait_signal,
+                steps.c.usage_tokens: v.usage_tokens,
+                steps.c.usage_api_calls: v.usage_api_calls,
+            }
+        )
+    )
+
+
+def _insert_steps(dialect: StoreDialect) -> Any:
+    rows = dialect.json_rows(
+        column("execution_id", String()),
+        column("node_id", String()),
+        column("node_type", String()),
+        column("attempt", Integer()),
+        column("status", String()),
+        column("input", Text()),
+        column("started_at", UTCDateTime()),
+    )
+    v = rows.c
+    names = ["execution_id", "node_id", "node_type", "attempt", "status", "input", "started_at"]
+    values = [getattr(v, n) for n in names]
+    values[5] = dialect.json_value(v.input)
+    return insert(steps).from_select(names, select(*values).select_from(rows))
+
+
+def _insert_events(dialect: StoreDialect) -> Any:
+    rows = dialect.json_rows(
+        column("execution_id", String()),
+        column("workspace_id", String()),
+        column("seq", BigInteger()),
+        column("type", String()),
+        column("data", Text()),
+        column("created_at", UTCDateTime()),
+    )
+    v = rows.c
+    names = ["execution_id", "workspace_id", "seq", "type", "data", "created_at"]
+    values = [getattr(v, n) for n in names]
+    values[4] = dialect.json_value(v.data)
+    return insert(events).from_select(names, select(*values).select_from(rows))
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _rows(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> Any:
+    return conn.execute(statement, {"rows": orjson.dumps(rows).decode()})
+
+
+def apply(
+    conn: Connection,
+    dialect: StoreDialect,
+    execution: ClaimedExecution,
+    changes: Changes,
+    now: datetime,
+) -> list[EventRecord]:
+    """Write one transition, fenced by the lease; raise LeaseLost when it is not held."""
+    (outcome,) = apply_many(conn, dialect, [(execution, changes)], now)
+    if isinstance(outcome, LeaseLost):
+        raise outcome
+    return outcome
+
+
+def apply_many(
+    conn: Connection, dialect: StoreDialect, transitions: list[Transition], now: datetime
+) -> list[list[EventRecord] | LeaseLost]:
+    """Write the transitions of many executions (each at most once) in one transaction.
+
+    Each one is fenced by its own lease: one whose lease is gone gets ``LeaseLost`` and
+    writes nothing, the others go on. Rows other writers may also lock (a parent, the
+    statistics) come last, in sorted order."""
+    built = _statements(dialect)
+    time = dialect.time_value
+    fence = [_fence_row(execution, changes, time) for execution, changes in transitions]
+    returned = {r.id: r for r in _rows(conn, built.fence, fence)}
+    held = [(e, c, returned[e.id]) for e, c in transitions if e.id in returned]
+    if held:
+        _write_steps(conn, built, held, time)
+        consumed = [
+            {"x_id": i, "node": n} for _, changes, _ in held for i, n in changes.consumed_signals
+        ]
+        if consumed:
+            conn.execute(_CONSUME_SIGNAL, consumed)
+        finished: list[controls.Finished] = []
+        for execution, changes, row in held:
+            if changes.status is not None and changes.status.terminal:
+                finished.append(_finished(conn, dialect, execution, changes, row, now))
+            elif changes.status == ExecutionStatus.WAITING:
+                _wake_if_already_signalled(conn, execution.id, changes.wake_signals, now)
+        records = {e.id: _records(e, c, row, now) for e, c, row in held}
+        written = [r for rs in records.values() for r in rs]
+        if written:
+            _rows(conn, built.insert_events, [_event_row(r, time) for r in written])
+            dialect.notify_many(
+                conn,
+                controls.EVENTS_CHANNEL,
+                [f"{e.workspace_id}:{e.id}" for e, _, _ in held if records[e.id]],
+            )
+        if finished:
+            controls.count_finished(conn, finished)
+    return [records[e.id] if e.id in returned else LeaseLost(e.id) for e, _ in transitions]
+
+
+def _fence_row(execution: ClaimedExecution, changes: Changes, time: Any) -> dict[str, Any]:
+    final = changes.status is not None and changes.status.terminal
+    counters = changes.counters
+    row: dict[str, Any] = {f"d_{name}": counters.get(name, 0) for name in _COUNTERS}
+    row.update(
+        id=execution.id,
+        owner=execution.lease.owner,
+        lease=execution.lease.number,
+        lease_seconds=execution.lease_seconds,
+        d_events=len(changes.events),
+        final=final,
+        release=changes.release,
+        status=changes.status.value if changes.status is not None else None,
+        result=_json(changes.result) if final else None,
+        error=_json(changes.error) if final else None,
+        started_at=time(changes.started_at),
+        deadline_at=time(changes.deadline_at),
+        finished_at=time(changes.finished_at),
+        available_at=time(changes.available_at),
+        wait_reason=changes.wait_reason,
+    )
+    return row
+
+
+def _records(
+    execution: ClaimedExecution, changes: Changes, row: Any, now: datetime
+) -> list[EventRecord]:
+    first_seq = row.event_seq - len(changes.events) + 1
+    return [
+        EventRecord(execution.id, execution.workspace_id, first_seq + i, kind, data, now)
+        for i, (kind, data) in enumerate(changes.events)
+    ]
+
+
+def _event_row(r: EventRecord, time: Any) -> dict[str, Any]:
+    return {
+        "execution_id": r.execution_id,
+        "workspace_id": r.workspace_id,
+        "seq": r.seq,
+        "type": r.type,
+        "data": dumps(r.data),
+        "created_at": time(r.created_at),
+    }
+
+
+def _write_steps(
+    conn: Connection,
+    built: _Statements,
+    held: list[tuple[ClaimedExecution, Changes, Any]],
+    time: Any,
+) -> None:
+    # One row per step: of two finishes of the same step in a batch (a wait, then its
+    # cancel) the later wins, as it would in sequence; a set-based UPDATE would pick either.
+    finished = {
+        (execution.id, f.node_id, f.attempt): {
+            "execution_id": execution.id,
+            "node_id": f.node_id,
+            "attempt": f.attempt,
+            "status": f.status.value,
+            "output": _json(f.output),
+            "error": _json(f.error),
+            "logs": _json(f.logs),
+            "branch": f.branch,
+            "continued": f.continued,
+            "finished_at": time(f.finished_at),
+            "wait_until": time(f.wait_until),
+            "wait_signal": f.wait_signal,
+            "usage_tokens": f.usage.get("tokens", 0),
+            "usage_api_calls": f.usage.get("api_calls", 0),
+        }
+        for execution, changes, _ in held
+        for f in changes.finished
+    }
+    if finished:
+        _rows(conn, built.finish_steps, list(finished.values()))
+    started = [
+        {
+            "execution_id": execution.id,
+            "node_id": s.node_id,
+            "node_type": s.node_type,
+            "attempt": s.attempt,
+            "status": StepStatus.RUNNING.value,
+            "input": _json(s.input),
+            "started_at": time(s.started_at),
+        }
+        for execution, changes, _ in held
+        for s in changes.started
+    ]
+    started += [
+        {
+            "execution_id": execution.id,
+            "node_id": node_id,
+            "node_type": node_type,
+            "attempt": 0,
+            "status": StepStatus.SKIPPED.value,
+            "input": None,
+            "started_at": None,
+        }
+        for execution, changes, _ in held
+        for node_id, node_type in changes.skipped
+    ]
+    if started:
+        _rows(conn, built.insert_steps, started)
+
+
+_CONSUME_SIGNAL = (
+    update(signals).where(signals.c.id == bindparam("x_id")).values(consumed_by=bindparam("node"))
+)
+
+
+def _wake_if_already_signalled(
+    conn: Connection, execution_id: str, names: list[str], now: datetime
+) -> None:
+    """Close the gap between the runner's last look and parking: a signal it waits for, or
+    a cancel request, that landed meanwhile makes the execution due at once."""
+    pending = (
+        select(signals.c.id)
+        .where(
+            signals.c.execution_id == execution_id,
+            signals.c.consumed_by.is_(None),
+            signals.c.name.in_(names),
+        )
+        .exists()
+    )
+    conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, or_(executions.c.cancel_requested, pending))
+        .values(available_at=now)
+    )
+
+
+def _finished(
+    conn: Connection,
+    dialect: StoreDialect,
+    execution: ClaimedExecution,
+    changes: Changes,
+    row: Any,
+    now: datetime,
+) -> controls.Finished:
+    """The parent's signal, in the finishing transaction; returns what the statistics
+    count."""
+    status = ExecutionStatus(row.status)
+    error = changes.error
+    if status != changes.status:
+        error = {"type": "cancelled", "message": "cancelled by request"}
+        conn.execute(
+            update(executions)
+            .where(executions.c.id == execution.id)
+            .values(error=error, result=None)
+        )
+        changes.events[-1] = ("execution.cancelled", {"status": "cancelled", "error": error})
+    assert changes.finished_at is not None
+    if row.parent_execution_id is not None:
+        controls.notify_parent(
+            conn, dialect, execution.id, status.value, None if error else changes.result, error, now
+        )
+    return (row, status, changes.finished_at)
