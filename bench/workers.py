@@ -43,7 +43,7 @@ from conveyor.engine.state import TERMINAL
 from conveyor.nodes.builtin import build_registry
 
 PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DATABASE = "conveyor_bench_w"
+PG_DATABASE = f"conveyor_bench_w_{os.getpid()}"  # one per run: runs may overlap
 BACKENDS = ("sqlite", "postgres")
 WORKLOADS = ("w1", "w2", "w3")
 TERMINAL_STATUSES = tuple(sorted(s.value for s in TERMINAL))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.durations import Duration
 from conveyor.errors import HttpStatusError, NodeError
 from conveyor.nodes.base import NodeContext, NodeType
-from conveyor.nodes.outbound import make_client
+
+if TYPE_CHECKING:
+    import httpx
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -46,6 +47,12 @@ class HttpRequest(NodeType):
         self.allow_private_network = allow_private_network
 
     async def run(self, ctx: NodeContext, config: HttpRequestConfig) -> Any:
+        # Imported here, not at the top: httpx with its SSL, anyio and httpcore stack costs
+        # a worker about 20 MB, and most workers never run an http.request step.
+        import httpx
+
+        from conveyor.nodes.outbound import make_client
+
         headers = {"Idempotency-Key": ctx.idempotency_key, **config.headers}
         timeout = config.timeout.total_seconds()
         async with make_client(
@@ -77,6 +84,8 @@ class HttpRequest(NodeType):
 
 def _query(config: HttpRequestConfig) -> httpx.QueryParams:
     """The URL's own query string, with ``query`` added (httpx would replace it)."""
+    import httpx
+
     params = httpx.URL(config.url).params
     for key, value in config.query.items():
         params = params.set(key, str(value))

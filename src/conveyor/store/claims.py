@@ -6,16 +6,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, Float, and_, bindparam, case, func, or_, select, update
 
 from conveyor.engine.interfaces import ClaimedExecution, Lease, Signal, StepRecord
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.store import flow
 from conveyor.store.database import StoreDialect
-from conveyor.store.tables import executions, signals, steps, workflow_versions, workflows
+from conveyor.store.tables import (
+    UTCDateTime,
+    executions,
+    signals,
+    steps,
+    workflow_versions,
+    workflows,
+)
 
 _CANDIDATE = (
     executions.c.id,
+    executions.c.retry_of,
     executions.c.status,
     executions.c.workflow_id,
     executions.c.started_at,
@@ -37,6 +45,89 @@ def _running_count(column: Any) -> Any:
     )
 
 
+def _candidates(dialect: StoreDialect, one: bool) -> Any:
+    """Ready: queued or waiting and due (by the worker's clock), not paused, or running with a
+    lease the database clock says has expired (a recovery). Priority first, then age.
+    Concurrency limits are pre-filtered here and checked exactly by ``flow.admit``."""
+    c = executions.c
+    due = and_(
+        c.status.in_(["queued", "waiting"]), c.available_at <= bindparam("now", type_=UTCDateTime())
+    )
+    expired = and_(c.status == "running", c.lease_expires_at < dialect.now())
+    query = (
+        select(*_CANDIDATE)
+        .where(or_(due, expired), c.paused.is_(False))
+        .where(
+            or_(
+                c.key_limit.is_(None),
+                c.status == "running",  # a recovery keeps the slot it holds
+                _running_count(c.concurrency_key) < c.key_limit,
+            )
+        )
+        .where(
+            or_(
+                c.workflow_limit.is_(None),
+                c.status == "running",
+                _running_count(c.workflow_id) < c.workflow_limit,
+            )
+        )
+        .order_by(c.priority.desc(), c.available_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=executions)
+    )
+    return query.where(c.id == bindparam("execution_id")) if one else query
+
+
+def _take(dialect: StoreDialect) -> Any:
+    """Put the chosen executions under the new lease and return what the runner needs."""
+    c = executions.c
+    return (
+        update(executions)
+        .where(c.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            status="running",
+            lease_owner=bindparam("owner"),
+            lease_number=c.lease_number + 1,
+            lease_expires_at=dialect.now_plus_seconds(bindparam("lease_seconds", type_=Float())),
+            recoveries=c.recoveries + case((c.status == "running", 1), else_=0),
+            started_at=func.coalesce(c.started_at, bindparam("now", type_=UTCDateTime())),
+            wait_reason=None,
+        )
+        .returning(*_CLAIMED)
+    )
+
+
+_CLAIMED = (
+    executions.c.id,
+    executions.c.workspace_id,
+    executions.c.workflow_id,
+    executions.c.version_id,
+    executions.c.input,
+    executions.c.status,
+    executions.c.trigger_type,
+    executions.c.lease_number,
+    executions.c.created_at,
+    executions.c.started_at,
+    executions.c.deadline_at,
+    executions.c.cancel_requested,
+    executions.c.recoveries,
+    executions.c.paused,
+)
+_BUILT: dict[tuple[str, str], Any] = {}
+
+
+def _built(dialect: StoreDialect, name: str) -> Any:
+    key = (dialect.name, name)
+    if key not in _BUILT:
+        builders = {
+            "many": lambda: _candidates(dialect, False),
+            "one": lambda: _candidates(dialect, True),
+            "take": lambda: _take(dialect),
+        }
+        _BUILT[key] = builders[name]()
+    return _BUILT[key]
+
+
 def claim(
     conn: Connection,
     dialect: StoreDialect,
@@ -49,62 +140,29 @@ def claim(
 ) -> list[ClaimedExecution]:
     """Take up to ``limit`` ready executions (or the one given) under a new lease each.
 
-    Ready: queued or waiting and due (by the worker's clock), not paused, or running with a
-    lease the database clock says has expired (a recovery, counted in ``recoveries``).
-    Priority first, then age. Concurrency limits are pre-filtered in SQL and then checked
-    exactly under per-key locks (see :func:`conveyor.store.flow.admit`), so they hold across
-    processes.
-    """
-    due = and_(executions.c.status.in_(["queued", "waiting"]), executions.c.available_at <= now)
-    expired = and_(executions.c.status == "running", executions.c.lease_expires_at < dialect.now())
-    query = (
-        select(*_CANDIDATE)
-        .where(or_(due, expired), executions.c.paused.is_(False))
-        .where(
-            or_(
-                executions.c.key_limit.is_(None),
-                executions.c.status == "running",  # a recovery keeps the slot it holds
-                _running_count(executions.c.concurrency_key) < executions.c.key_limit,
-            )
-        )
-        .where(
-            or_(
-                executions.c.workflow_limit.is_(None),
-                executions.c.status == "running",
-                _running_count(executions.c.workflow_id) < executions.c.workflow_limit,
-            )
-        )
-        .order_by(executions.c.priority.desc(), executions.c.available_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=executions)
-    )
+    Concurrency limits are then checked exactly under per-key locks (see
+    :func:`conveyor.store.flow.admit`), so they hold across processes."""
+    params: dict[str, Any] = {"now": now, "limit": limit}
     if execution_id is not None:
-        query = query.where(executions.c.id == execution_id)
-    candidates = conn.execute(query).mappings().all()
+        params["execution_id"] = execution_id
+    query = _built(dialect, "many" if execution_id is None else "one")
+    candidates = conn.execute(query, params).mappings().all()
     chosen = flow.admit(conn, dialect, [dict(c) for c in candidates], now)
     if not chosen:
         return []
-    ids = [c["id"] for c in chosen]
-    conn.execute(
-        update(executions)
-        .where(executions.c.id.in_(ids))
-        .values(
-            status="running",
-            lease_owner=owner,
-            lease_number=executions.c.lease_number + 1,
-            lease_expires_at=dialect.now_plus(lease_seconds),
-            recoveries=executions.c.recoveries
-            + case((executions.c.status == "running", 1), else_=0),
-            started_at=func.coalesce(executions.c.started_at, now),
-            wait_reason=None,
-        )
-    )
-    first = {c["id"] for c in chosen if c["started_at"] is None}
-    claimed = load_claimed(conn, ids, owner, first)
-    recovered = {c["id"] for c in chosen if c["status"] == "running"}
+    rows = conn.execute(
+        _built(dialect, "take"),
+        {
+            "ids": [c["id"] for c in chosen],
+            "owner": owner,
+            "lease_seconds": lease_seconds,
+            "now": now,
+        },
+    ).all()
+    before = {c["id"]: c for c in chosen}
+    claimed = _load(conn, rows, owner, before)
     for execution in claimed:
         execution.lease_seconds = lease_seconds
-        execution.recovered = execution.id in recovered
     return claimed
 
 
@@ -122,76 +180,104 @@ _STEP_STATE = (
     steps.c.wait_until,
     steps.c.wait_signal,
 )
+# Versions never change once written: their definitions are read once per process.
+_DEFINITIONS: dict[str, tuple[dict[str, Any], int, str]] = {}
+_DEFINITIONS_KEPT = 1000
 
 
-def load_claimed(
-    conn: Connection, ids: list[str], owner: str, first: set[str] | None = None
+def load_claimed(conn: Connection, ids: list[str], owner: str) -> list[ClaimedExecution]:
+    """Everything the runner needs to resume executions ``owner`` holds."""
+    rows = conn.execute(
+        select(*_CLAIMED).where(executions.c.id.in_(ids), executions.c.lease_owner == owner)
+    ).all()
+    return _load(conn, rows, owner, {})
+
+
+def _load(
+    conn: Connection, rows: Any, owner: str, before: dict[str, dict[str, Any]]
 ) -> list[ClaimedExecution]:
-    """Everything the runner needs to resume: the pinned definition, the latest attempt of
-    every node, and the signals not yet consumed."""
-    rows = (
-        conn.execute(
-            select(
-                executions,
-                workflow_versions.c.definition,
-                workflow_versions.c.version,
-                workflows.c.name.label("workflow_name"),
+    """The pinned definition, the latest attempt of every node, and the signals not yet
+    consumed. ``before``: the claimed rows as they were before this claim, which tell a
+    first claim (no step can exist yet, unless seeded by a retry) and a recovery."""
+    ids = [r.id for r in rows]
+    first = {i for i, b in before.items() if b["started_at"] is None}
+    fresh = {i for i in first if before[i]["retry_of"] is None}
+    definitions = _definitions(conn, {r.version_id for r in rows})
+    latest: dict[str, dict[str, StepRecord]] = {i: {} for i in ids}
+    resumed = [i for i in ids if i not in fresh]
+    if resumed:
+        for s in conn.execute(
+            select(*_STEP_STATE).where(steps.c.execution_id.in_(resumed)).order_by(steps.c.attempt)
+        ).mappings():
+            latest[s["execution_id"]][s["node_id"]] = StepRecord(
+                node_id=s["node_id"],
+                attempt=s["attempt"],
+                status=StepStatus(s["status"]),
+                output=s["output"],
+                error=s["error"],
+                branch=s["branch"],
+                continued=s["continued"],
+                started_at=s["started_at"],
+                finished_at=s["finished_at"],
+                wait_until=s["wait_until"],
+                wait_signal=s["wait_signal"],
             )
-            .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
-            .join(workflows, workflows.c.id == executions.c.workflow_id)
-            .where(executions.c.id.in_(ids), executions.c.lease_owner == owner)
-        )
-        .mappings()
-        .all()
-    )
-    latest: dict[str, dict[str, StepRecord]] = {r["id"]: {} for r in rows}
-    for s in conn.execute(
-        select(*_STEP_STATE).where(steps.c.execution_id.in_(ids)).order_by(steps.c.attempt)
-    ).mappings():
-        latest[s["execution_id"]][s["node_id"]] = StepRecord(
-            node_id=s["node_id"],
-            attempt=s["attempt"],
-            status=StepStatus(s["status"]),
-            output=s["output"],
-            error=s["error"],
-            branch=s["branch"],
-            continued=s["continued"],
-            started_at=s["started_at"],
-            finished_at=s["finished_at"],
-            wait_until=s["wait_until"],
-            wait_signal=s["wait_signal"],
-        )
-    pending: dict[str, list[Signal]] = {r["id"]: [] for r in rows}
+    pending: dict[str, list[Signal]] = {i: [] for i in ids}
     for g in conn.execute(
         select(signals.c.id, signals.c.execution_id, signals.c.name, signals.c.data)
         .where(signals.c.execution_id.in_(ids), signals.c.consumed_by.is_(None))
         .order_by(signals.c.id)
     ):
         pending[g.execution_id].append(Signal(g.id, g.name, g.data))
-    return [
-        ClaimedExecution(
-            id=r["id"],
-            workspace_id=r["workspace_id"],
-            workflow_id=r["workflow_id"],
-            workflow_name=r["workflow_name"],
-            version=r["version"],
-            definition=r["definition"],
-            input=r["input"],
-            status=ExecutionStatus(r["status"]),
-            trigger_type=r["trigger_type"],
-            lease=Lease(owner, r["lease_number"]),
-            created_at=r["created_at"],
-            started_at=r["started_at"],
-            deadline_at=r["deadline_at"],
-            cancel_requested=r["cancel_requested"],
-            recoveries=r["recoveries"],
-            steps=latest[r["id"]],
-            first_claim=r["id"] in (first or set()),
-            signals=pending[r["id"]],
-            paused=r["paused"],
+    claimed = []
+    for r in rows:
+        definition, version, workflow_name = definitions[r.version_id]
+        claimed.append(
+            ClaimedExecution(
+                id=r.id,
+                workspace_id=r.workspace_id,
+                workflow_id=r.workflow_id,
+                workflow_name=workflow_name,
+                version=version,
+                definition=definition,
+                input=r.input,
+                status=ExecutionStatus(r.status),
+                trigger_type=r.trigger_type,
+                lease=Lease(owner, r.lease_number),
+                created_at=r.created_at,
+                started_at=r.started_at,
+                deadline_at=r.deadline_at,
+                cancel_requested=r.cancel_requested,
+                recoveries=r.recoveries,
+                steps=latest[r.id],
+                first_claim=r.id in first,
+                recovered=r.id in before and before[r.id]["status"] == "running",
+                signals=pending[r.id],
+                paused=r.paused,
+            )
         )
-        for r in rows
-    ]
+    return claimed
+
+
+def _definitions(
+    conn: Connection, version_ids: set[str]
+) -> dict[str, tuple[dict[str, Any], int, str]]:
+    missing = [v for v in version_ids if v not in _DEFINITIONS]
+    if missing:
+        if len(_DEFINITIONS) + len(missing) > _DEFINITIONS_KEPT:
+            _DEFINITIONS.clear()
+        for v in conn.execute(
+            select(
+                workflow_versions.c.id,
+                workflow_versions.c.definition,
+                workflow_versions.c.version,
+                workflows.c.name,
+            )
+            .join(workflows, workflows.c.id == workflow_versions.c.workflow_id)
+            .where(workflow_versions.c.id.in_(missing))
+        ):
+            _DEFINITIONS[v.id] = (v.definition, v.version, v.name)
+    return {v: _DEFINITIONS[v] for v in version_ids}
 
 
 def heartbeat(

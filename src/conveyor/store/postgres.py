@@ -8,9 +8,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from psycopg import sql
-from sqlalchemy import Engine, Text, bindparam, cast, create_engine, func, text
+from sqlalchemy import Engine, Integer, Text, bindparam, cast, create_engine, func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
@@ -56,11 +54,14 @@ class PostgresDialect:
     def json_rows(self, *columns: ColumnClause[Any]) -> FromClause:
         """Rows ``v`` read from one bound parameter ``rows``, a JSON array of objects: how a
         batch of any size is written by one statement, compiled once."""
-        return (
+        rows = (
             func.jsonb_to_recordset(cast(bindparam("rows", type_=Text()), JSONB()))
             .table_valued(*columns)
-            .render_derived(name="v", with_types=True)
+            .render_derived(name="rows", with_types=True)
         )
+        # LIMIT n (the array's length) tells the planner how few rows come, so a small
+        # batch joins its target table through the primary key instead of scanning it.
+        return select(rows).limit(bindparam("n", type_=Integer())).subquery("v")
 
     def json_value(self, text_column: ColumnElement[Any]) -> ColumnElement[Any]:
         """A JSON document given as text, as stored in a JSON column (jsonb here)."""
@@ -110,6 +111,11 @@ class PostgresDialect:
 async def listen(url: URL, channel: str, on_message: Callable[[str], None]) -> None:
     """Deliver every NOTIFY on ``channel`` to ``on_message`` until cancelled; reconnects
     with backoff when the connection drops (polling covers the gap)."""
+    # Imported here so that a worker on SQLite never loads psycopg (about 24 MB); on
+    # PostgreSQL SQLAlchemy has already loaded it for the engine.
+    import psycopg
+    from psycopg import sql
+
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     delay = 0.5
     while True:

@@ -9,7 +9,7 @@ execution or per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -38,6 +39,7 @@ from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import LeaseLost
 from conveyor.store import controls
 from conveyor.store.database import StoreDialect
+from conveyor.store.prepared import prepared
 from conveyor.store.tables import UTCDateTime, dumps, events, executions, signals, steps
 
 Transition = tuple[ClaimedExecution, Changes]
@@ -53,23 +55,10 @@ _COUNTERS = (
 _TIMES = ("started_at", "deadline_at", "finished_at", "available_at")
 
 
-@dataclass(frozen=True)
-class _Statements:
-    fence: Any
-    finish_steps: Any
-    insert_steps: Any
-    insert_events: Any
-
-
-_BUILT: dict[str, _Statements] = {}
-
-
-def _statements(dialect: StoreDialect) -> _Statements:
-    if dialect.name not in _BUILT:
-        _BUILT[dialect.name] = _Statements(
-            _fence(dialect), _finish_steps(dialect), _insert_steps(dialect), _insert_events(dialect)
-        )
-    return _BUILT[dialect.name]
+def _run(conn: Connection, dialect: StoreDialect, name: str, rows: list[dict[str, Any]]) -> Any:
+    """Run statement ``name`` over ``rows`` (one JSON array parameter)."""
+    statement = prepared(conn, f"transitions.{name}", lambda: _BUILDERS[name](dialect))
+    return statement.rows(conn, {"rows": orjson.dumps(rows).decode(), "n": len(rows)})
 
 
 def _fence(dialect: StoreDialect) -> Any:
@@ -96,7 +85,7 @@ def _fence(dialect: StoreDialect) -> Any:
             c.id == v.id,
             c.lease_owner == v.owner,
             c.lease_number == v.lease,
-            c.status.not_in(_TERMINAL),
+            c.status.not_in([literal_column(f"'{s}'") for s in _TERMINAL]),
         )
         .values(
             {getattr(c, name): getattr(c, name) + getattr(v, f"d_{name}") for name in _COUNTERS}
@@ -110,10 +99,17 @@ def _fence(dialect: StoreDialect) -> Any:
                 c.result: case((v.final, dialect.json_value(v.result)), else_=c.result),
                 c.error: case((v.final, dialect.json_value(v.error)), else_=c.error),
                 c.lease_owner: case((v.release, None), else_=c.lease_owner),
-                # Every write renews the lease: a runner that is making progress never loses
-                # its execution to heartbeats queued behind other writers.
+                # A write renews the lease once half of it is gone: a runner that is making
+                # progress never loses its execution to heartbeats queued behind other
+                # writers, and most writes leave every indexed column alone (on PostgreSQL a
+                # heap-only update, without touching the executions table's indexes).
                 c.lease_expires_at: case(
-                    (v.release, None), else_=dialect.now_plus_seconds(v.lease_seconds)
+                    (v.release, None),
+                    (
+                        c.lease_expires_at < dialect.now_plus_seconds(v.lease_seconds / 2),
+                        dialect.now_plus_seconds(v.lease_seconds),
+                    ),
+                    else_=c.lease_expires_at,
                 ),
                 c.wait_reason: func.coalesce(v.wait_reason, c.wait_reason),
             }
@@ -209,12 +205,16 @@ def _insert_events(dialect: StoreDialect) -> Any:
     return insert(events).from_select(names, select(*values).select_from(rows))
 
 
+_BUILDERS: dict[str, Callable[[StoreDialect], Any]] = {
+    "fence": _fence,
+    "finish_steps": _finish_steps,
+    "insert_steps": _insert_steps,
+    "insert_events": _insert_events,
+}
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else dumps(value)
-
-
-def _rows(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> Any:
-    return conn.execute(statement, {"rows": orjson.dumps(rows).decode()})
 
 
 def apply(
@@ -239,13 +239,12 @@ def apply_many(
     Each one is fenced by its own lease: one whose lease is gone gets ``LeaseLost`` and
     writes nothing, the others go on. Rows other writers may also lock (a parent, the
     statistics) come last, in sorted order."""
-    built = _statements(dialect)
     time = dialect.time_value
     fence = [_fence_row(execution, changes, time) for execution, changes in transitions]
-    returned = {r.id: r for r in _rows(conn, built.fence, fence)}
+    returned = {r.id: r for r in _run(conn, dialect, "fence", fence)}
     held = [(e, c, returned[e.id]) for e, c in transitions if e.id in returned]
     if held:
-        _write_steps(conn, built, held, time)
+        _write_steps(conn, dialect, held, time)
         consumed = [
             {"x_id": i, "node": n} for _, changes, _ in held for i, n in changes.consumed_signals
         ]
@@ -260,7 +259,7 @@ def apply_many(
         records = {e.id: _records(e, c, row, now) for e, c, row in held}
         written = [r for rs in records.values() for r in rs]
         if written:
-            _rows(conn, built.insert_events, [_event_row(r, time) for r in written])
+            _run(conn, dialect, "insert_events", [_event_row(r, time) for r in written])
             dialect.notify_many(
                 conn,
                 controls.EVENTS_CHANNEL,
@@ -318,7 +317,7 @@ def _event_row(r: EventRecord, time: Any) -> dict[str, Any]:
 
 def _write_steps(
     conn: Connection,
-    built: _Statements,
+    dialect: StoreDialect,
     held: list[tuple[ClaimedExecution, Changes, Any]],
     time: Any,
 ) -> None:
@@ -345,7 +344,7 @@ def _write_steps(
         for f in changes.finished
     }
     if finished:
-        _rows(conn, built.finish_steps, list(finished.values()))
+        _run(conn, dialect, "finish_steps", list(finished.values()))
     started = [
         {
             "execution_id": execution.id,
@@ -373,7 +372,7 @@ def _write_steps(
         for node_id, node_type in changes.skipped
     ]
     if started:
-        _rows(conn, built.insert_steps, started)
+        _run(conn, dialect, "insert_steps", started)
 
 
 _CONSUME_SIGNAL = (
