@@ -166,6 +166,12 @@ def claim(
     return claimed
 
 
+def peek(conn: Connection, dialect: StoreDialect, now: datetime) -> tuple[bool, datetime | None]:
+    """Without locking anything: is an execution ready, and if not, when is the next due?"""
+    ready = conn.execute(_built(dialect, "many"), {"now": now, "limit": 1}).first() is not None
+    return ready, None if ready else next_due(conn)
+
+
 _STEP_STATE = (
     steps.c.execution_id,
     steps.c.node_id,

@@ -93,6 +93,12 @@ class PostgresDialect:
     ) -> Coroutine[Any, Any, None] | None:
         return listen(url, channel, on_message)
 
+    def watch_changes(
+        self, url: URL, on_change: Callable[[str], None]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Not needed: NOTIFY says what changed."""
+        return None
+
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Transaction-scoped advisory locks, taken in sorted order so claimers never
         deadlock."""

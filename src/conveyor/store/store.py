@@ -210,8 +210,12 @@ class Store:
         self, on_message: Callable[[str], None], channel: str = controls.WAKE_CHANNEL
     ) -> Coroutine[Any, Any, None] | None:
         """A coroutine delivering cross-process notifications (PostgreSQL NOTIFY), or None
-        where the database has no notification bus (then: poll)."""
-        return self.db.dialect.listener(self.db.url, channel, on_message)
+        where the database has no notification bus (then: poll). Without a bus, workers
+        still hear ``changed`` whenever another process writes (SQLite: its files)."""
+        bus = self.db.dialect.listener(self.db.url, channel, on_message)
+        if bus is None and channel == controls.WAKE_CHANNEL:
+            return self.db.dialect.watch_changes(self.db.url, on_message)
+        return bus
 
     async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:
         return await self.read(claims.control_state, owner)
@@ -239,6 +243,12 @@ class Store:
     ) -> tuple[list[ClaimedExecution], datetime | None]:
         """Claim ready executions; when there are none, say when the next waiting one is due
         (one transaction either way, so an idle worker costs one round trip per poll)."""
+
+        if not self.db.dialect.supports_skip_locked:
+            # SQLite: look before taking the write lock, which would stall other writers.
+            ready, due = await self.read(claims.peek, self.db.dialect, self.clock.now())
+            if not ready:
+                return [], due
 
         def work(conn: Connection) -> tuple[list[ClaimedExecution], datetime | None]:
             claimed = claims.claim(
