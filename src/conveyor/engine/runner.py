@@ -149,7 +149,7 @@ class Runner:
                 await self.store.apply(state.execution, changes)
                 changes = Changes()
             for start, prepared in starts:
-                self._spawn(state, start, prepared)
+                self._spawn(state, start, prepared, control)
             await self._wait(state, control, deadline)
             for task in [t for t in state.tasks if t.done()]:
                 node_id = state.tasks.pop(task)
@@ -250,7 +250,9 @@ class Runner:
         except TemplateProblem as exc:
             return NodeError(str(exc), non_retryable=True)
 
-    def _spawn(self, state: ExecutionState, start: StepStart, prepared: Any) -> None:
+    def _spawn(
+        self, state: ExecutionState, start: StepStart, prepared: Any, control: Control
+    ) -> None:
         node = state.node(start.node_id)
         execution = state.execution
         ctx = NodeContext(
@@ -274,6 +276,7 @@ class Runner:
         else:
             coro = run_attempt(node_type, ctx, prepared, state.definition.timeout(node))
         task = asyncio.create_task(coro, name=f"{execution.id}:{node.id}:{start.attempt}")
+        task.add_done_callback(lambda _: control.poke())
         state.tasks[task] = node.id
 
     async def _wait(
@@ -281,24 +284,24 @@ class Runner:
     ) -> None:
         if state.retry_now:
             return
+        # A finishing step pokes ``control`` (see _spawn), so one event covers steps,
+        # controls and signals; clear it first, then look, so no poke is lost.
         control.wake.clear()
-        if control.cancel or control.signals_changed:
+        if control.cancel or control.signals_changed or any(t.done() for t in state.tasks):
             return
-        waiters: set[asyncio.Task[Any]] = set(state.tasks)
-        poke = asyncio.create_task(control.wake.wait())
-        waiters.add(poke)
         wake = min(
             (t for t in (state.next_due(), deadline) if t is not None and t != NEVER), default=None
         )
-        timer = None
-        if wake is not None:
-            timer = asyncio.create_task(self.clock.sleep((wake - self.clock.now()).total_seconds()))
-            waiters.add(timer)
+        if wake is None:
+            await control.wake.wait()
+            return
+        poke = asyncio.create_task(control.wake.wait())
+        timer = asyncio.create_task(self.clock.sleep((wake - self.clock.now()).total_seconds()))
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((poke, timer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             for helper in (poke, timer):
-                if helper is not None and not helper.done():
+                if not helper.done():
                     helper.cancel()
 
     async def _abort(

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined, nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -50,25 +51,44 @@ def _single_expression(value: str) -> str | None:
     return None
 
 
+class _Context:
+    """One Jinja context per ``render`` call, made on first use and shared by every
+    single-expression template in the value (making contexts is most of a render's cost)."""
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self.variables = variables
+        self.jinja: Context | None = None
+
+    def evaluate(self, expression: Template) -> Any:
+        if self.jinja is None:
+            self.jinja = expression.new_context(dict(self.variables))
+        context = self.jinja
+        for _ in expression.root_render_func(context):
+            pass
+        result = context.vars.pop("result")
+        context.exported_vars.discard("result")
+        if isinstance(result, Undefined):
+            result._fail_with_undefined_error()
+        return result
+
+
 @lru_cache(maxsize=4096)
-def _compile(value: str) -> Callable[[Mapping[str, Any]], Any]:
+def _compile(value: str) -> Callable[[_Context], Any]:
     expression = _single_expression(value)
     if expression is not None:
-        compiled = _ENV.compile_expression(expression, undefined_to_none=False)
-
-        def native(context: Mapping[str, Any]) -> Any:
-            result = compiled(**context)
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
-            return result
-
-        return native
+        # compile_expression's own template: it sets ``result`` to the expression's value.
+        template = _ENV.compile_expression(expression, undefined_to_none=False)._template
+        return lambda context: context.evaluate(template)
     template = _ENV.from_string(value)
-    return lambda context: template.render(**context)
+    return lambda context: template.render(**context.variables)
 
 
 def render(value: Any, context: Mapping[str, Any], path: str = "") -> Any:
     """Render every template inside ``value`` (dicts and lists recursively)."""
+    return _render(value, _Context(context), path)
+
+
+def _render(value: Any, context: _Context, path: str) -> Any:
     if isinstance(value, str):
         if not is_template(value):
             return value
@@ -79,9 +99,9 @@ def render(value: Any, context: Mapping[str, Any], path: str = "") -> Any:
         except (TypeError, ValueError, ArithmeticError, KeyError, IndexError) as exc:
             raise TemplateProblem(path, f"template error: {exc}") from None
     if isinstance(value, dict):
-        return {k: render(v, context, _join(path, k)) for k, v in value.items()}
+        return {k: _render(v, context, _join(path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_render(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 
