@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.engine.definition import parse_definition
+from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
 from conveyor.engine.interfaces import Clock
 from conveyor.engine.state import TERMINAL
@@ -82,19 +82,24 @@ class Conveyor:
         created_by: str | None = None,
     ) -> Enqueued:
         """Enqueue an execution of a stored workflow (one transaction; durable on return)."""
-        ref = await self.store.find_version(self.workspace_id, workflow, version)
-        if ref.status == "archived":
-            raise Conflict(f"workflow '{ref.workflow_name}' is archived; restore it first")
         if input is None:
             input = {}
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise InputError("an idempotency key has 1 to 200 characters")
-        new = new_execution(ref, input, self.workspace_id)
-        new.trigger_type = trigger_type
-        new.priority = priority if priority is not None else new.priority
-        new.idempotency_key = idempotency_key
-        new.created_by = created_by
-        execution_id, created = await self.store.enqueue(new)
+
+        def build(ref: VersionRef) -> NewExecution:
+            if ref.status == "archived":
+                raise Conflict(f"workflow '{ref.workflow_name}' is archived; restore it first")
+            new = new_execution(ref, input, self.workspace_id)
+            new.trigger_type = trigger_type
+            new.priority = priority if priority is not None else new.priority
+            new.idempotency_key = idempotency_key
+            new.created_by = created_by
+            return new
+
+        ref, execution_id, created = await self.store.enqueue_version(
+            self.workspace_id, workflow, version, build
+        )
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)
 
     async def cancel(self, execution_id: str) -> str:
@@ -205,7 +210,7 @@ class RuntimeServices:
 
 def new_execution(ref: VersionRef, input: Any, workspace_id: str) -> NewExecution:
     """An execution of ``ref`` with its flow-control settings resolved for ``input``."""
-    definition = parse_definition(ref.definition)
+    definition = _parsed(ref)
     settings = definition.settings
     new = NewExecution(
         workspace_id=workspace_id,
@@ -229,3 +234,16 @@ def new_execution(ref: VersionRef, input: Any, workspace_id: str) -> NewExecutio
         new.rate_limit = settings.rate_limit.limit
         new.rate_period_seconds = settings.rate_limit.period.total_seconds()
     return new
+
+
+_PARSED: dict[str, WorkflowDefinition] = {}
+
+
+def _parsed(ref: VersionRef) -> WorkflowDefinition:
+    """Versions never change: each is parsed once per process (a bounded cache)."""
+    found = _PARSED.get(ref.version_id)
+    if found is None:
+        if len(_PARSED) >= 1000:
+            _PARSED.clear()
+        found = _PARSED[ref.version_id] = parse_definition(ref.definition)
+    return found

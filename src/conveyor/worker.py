@@ -216,6 +216,9 @@ class Worker:
                 self._act(control, action)
                 self._controls_due.set()
             self._wake.set()  # a resumed or signalled waiting execution can be claimed
+        elif message == "changed":  # SQLite: another process queued, signalled or controlled
+            self._controls_due.set()
+            self._wake.set()
         elif not message.startswith("finished:"):
             self._wake.set()
 

@@ -1,23 +1,33 @@
-"""SQLite has no NOTIFY: workers hear other processes' commits from the database files."""
+"""SQLite has no NOTIFY: a commit that gives workers work touches ``<database>-wake`` after it
+committed, and workers in other processes watch that file."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conveyor import Conveyor, build_registry
 from conveyor.store import Database, Store
 from conveyor.store import sqlite as sqlite_dialect
 from conveyor.store.controls import EVENTS_CHANNEL
 
-WRITE = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1])
-conn.execute("INSERT INTO workspaces (id, name, created_at) VALUES ('w', 'other', '2026')")
-conn.commit()
+ENQUEUE = """
+import asyncio, sys
+from conveyor import Conveyor, build_registry
+
+async def main():
+    app = await Conveyor.open(sys.argv[1], build_registry())
+    try:
+        await app.execute("w", {})
+    finally:
+        app.close()
+
+asyncio.run(main())
 """
 
 
@@ -38,11 +48,15 @@ async def _heard_after_commit(watch: object, database: Path, heard: Heard) -> No
         async with asyncio.timeout(5):
             await heard.events["listening"].wait()
         assert "changed" not in heard.messages  # nothing wrote yet
+        url = f"sqlite:///{database}"
         await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", WRITE, str(database)], check=True
+            subprocess.run, [sys.executable, "-c", ENQUEUE, url], check=True, timeout=60
         )
         async with asyncio.timeout(5):
             await heard.events["changed"].wait()
+        # Heard only after the commit: the new execution is already there to be claimed.
+        with sqlite3.connect(database) as conn:
+            assert conn.execute("SELECT count(*) FROM executions").fetchone() == (1,)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -50,11 +64,15 @@ async def _heard_after_commit(watch: object, database: Path, heard: Heard) -> No
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Path:
+async def database(tmp_path: Path) -> Path:
     path = tmp_path / "conveyor.db"
-    db = Database(f"sqlite:///{path}")
-    db.migrate()
-    db.dispose()
+    app = await Conveyor.open(f"sqlite:///{path}", build_registry())
+    try:
+        await app.apply(
+            {"name": "w", "nodes": [{"id": "a", "type": "transform", "config": {"output": 1}}]}
+        )
+    finally:
+        app.close()
     return path
 
 
@@ -71,7 +89,8 @@ async def test_a_commit_in_another_process_wakes_the_listener(database: Path) ->
 
 async def test_the_stat_poll_fallback_hears_the_commit_too(database: Path) -> None:
     heard = Heard()
-    await _heard_after_commit(sqlite_dialect._poll(database, heard), database, heard)
+    wake_file = sqlite_dialect._wake_file(database)
+    await _heard_after_commit(sqlite_dialect._poll(wake_file, heard), database, heard)
 
 
 def test_event_feeds_keep_polling_on_sqlite(database: Path) -> None:

@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from conveyor.engine.interfaces import EventRecord
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import Conflict, NotFound
+from conveyor.store.channels import EVENTS_CHANNEL, WAKE_CHANNEL
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import events, executions, signals, steps, user_usage, workflows
 
-WAKE_CHANNEL = "conveyor"
-EVENTS_CHANNEL = "conveyor_events"
 _TERMINAL = [s.value for s in TERMINAL]
+__all__ = ["EVENTS_CHANNEL", "WAKE_CHANNEL"]
 
 
 def _row(conn: Connection, workspace_id: str, execution_id: str) -> Any:

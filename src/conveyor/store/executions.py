@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Table,
+    bindparam,
     insert,
     select,
 )
@@ -21,6 +23,7 @@ from conveyor.engine.interfaces import (
 __all__ = ["EventRecord", "NewExecution"]
 from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.store.database import new_id
+from conveyor.store.prepared import prepared
 from conveyor.store.tables import (
     events,
     executions,
@@ -92,26 +95,33 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
         "steps_total": new.steps_total,
         "event_seq": 1,
     }
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(executions), row)
-    except IntegrityError:
-        existing = _by_key(conn, new.workflow_id, new.idempotency_key)
-        if existing is None:
-            raise
-        return existing, False
-    conn.execute(
-        insert(events),
-        {
-            "execution_id": execution_id,
-            "workspace_id": new.workspace_id,
-            "seq": 1,
-            "type": "execution.queued",
-            "data": {"trigger_type": new.trigger_type},
-            "created_at": now,
-        },
-    )
+    insert_execution = prepared(conn, "executions.insert", lambda: _insert(executions, row))
+    if new.idempotency_key is None:
+        insert_execution.run(conn, row)
+    else:
+        try:
+            with conn.begin_nested():  # a concurrent enqueue with the same key may win
+                insert_execution.run(conn, row)
+        except IntegrityError:
+            existing = _by_key(conn, new.workflow_id, new.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+    event = {
+        "execution_id": execution_id,
+        "workspace_id": new.workspace_id,
+        "seq": 1,
+        "type": "execution.queued",
+        "data": {"trigger_type": new.trigger_type},
+        "created_at": now,
+    }
+    prepared(conn, "events.insert", lambda: _insert(events, event)).run(conn, event)
     return execution_id, True
+
+
+def _insert(table: Table, row: dict[str, Any]) -> Any:
+    """An INSERT of exactly ``row``'s columns (rows of one kind always have the same keys)."""
+    return insert(table).values({k: bindparam(k, type_=table.c[k].type) for k in row})
 
 
 def _by_key(conn: Connection, workflow_id: str, key: str | None) -> str | None:

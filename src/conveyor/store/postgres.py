@@ -93,6 +93,9 @@ class PostgresDialect:
     ) -> Coroutine[Any, Any, None] | None:
         return listen(url, channel, on_message)
 
+    def after_commit(self, url: URL, info: dict[str, Any]) -> None:
+        """Nothing to do: PostgreSQL delivers NOTIFY at commit."""
+
     def watch_changes(
         self, url: URL, on_change: Callable[[str], None]
     ) -> Coroutine[Any, Any, None] | None:

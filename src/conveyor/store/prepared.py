@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 Processor = Callable[[Any], Any] | None
@@ -49,14 +50,24 @@ class Prepared:
             return tuple(values[name] for name in self.order)
         return values
 
-    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
-        """Execute and fetch every row, each value through its type's result processor."""
+    def _execute(self, conn: Connection, params: Mapping[str, Any], fetch: bool) -> Any:
+        bound = self._params(params)
+        dbapi = conn.dialect.loaded_dbapi
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(self.sql, self._params(params))
-            fetched = cursor.fetchall() if cursor.description is not None else []
+            cursor.execute(self.sql, bound)
+            if fetch:
+                return cursor.fetchall() if cursor.description is not None else []
+            return int(cursor.rowcount)
+        except dbapi.Error as exc:
+            # The same exceptions SQLAlchemy raises (IntegrityError, OperationalError, ...).
+            raise DBAPIError.instance(self.sql, bound, exc, dbapi.Error) from exc
         finally:
             cursor.close()
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Execute and fetch every row, each value through its type's result processor."""
+        fetched = self._execute(conn, params, fetch=True)
         make = self.row._make
         if not any(self.results):
             return [make(r) for r in fetched]
@@ -68,12 +79,7 @@ class Prepared:
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute; return the number of rows it changed."""
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.sql, self._params(params))
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        return int(self._execute(conn, params, fetch=False))
 
 
 _CACHE: dict[tuple[str, str, str], Prepared] = {}

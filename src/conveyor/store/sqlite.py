@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import struct
@@ -28,6 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from conveyor.store.channels import WAKE_CHANNEL
 from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
 
 WRITE_OPTION = "conveyor_write"
@@ -90,10 +92,22 @@ class SQLiteDialect:
         return None if value is None else value.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
-        """SQLite has no notification bus; workers poll (and in-process wake-ups)."""
+        """No notification bus: a wake-up for workers touches the ``<database>-wake`` file
+        once the transaction has committed (see :meth:`after_commit`), which watching
+        workers notice at once. Other channels are polled."""
+        if channel == WAKE_CHANNEL:
+            conn.info[_WAKE_PENDING] = True
 
     def notify_many(self, conn: Any, channel: str, payloads: list[str]) -> None:
         """See :meth:`notify`."""
+        if payloads:
+            self.notify(conn, channel, payloads[0])
+
+    def after_commit(self, url: URL, info: dict[str, Any]) -> None:
+        """Announce what the committed transaction notified (its ``conn.info``)."""
+        if info.pop(_WAKE_PENDING, False) and url.database and url.database != ":memory:":
+            with contextlib.suppress(OSError):
+                _wake_file(Path(url.database)).touch()
 
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]
@@ -104,12 +118,12 @@ class SQLiteDialect:
     def watch_changes(
         self, url: URL, on_change: Callable[[str], None]
     ) -> Coroutine[Any, Any, None] | None:
-        """Commits by other processes, noticed from the database's files: ``changed`` on
-        every write to them (inotify on Linux, so an idle watcher costs nothing; a 2 ms
+        """Wake-ups from other processes: ``changed`` whenever one touches the wake file
+        after committing (inotify on Linux, so an idle watcher costs nothing; a 2 ms
         ``stat`` poll elsewhere). The receiver then looks at the database itself."""
         if not url.database or url.database == ":memory:":
             return None
-        return _watch(Path(url.database).resolve(), on_change)
+        return _watch(_wake_file(Path(url.database).resolve()), on_change)
 
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every claimer."""
@@ -144,8 +158,13 @@ def sqlite_url(path: str) -> URL:
     return make_url(f"sqlite:///{path}")
 
 
-_IN_MODIFY, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x100, 0x80
+_WAKE_PENDING = "conveyor.wake_pending"
+_IN_MODIFY, _IN_ATTRIB, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x4, 0x100, 0x80
 _POLL_SECONDS = 0.002
+
+
+def _wake_file(database: Path) -> Path:
+    return database.with_name(f"{database.name}-wake")
 
 
 async def _watch(path: Path, on_change: Callable[[str], None]) -> None:
@@ -154,7 +173,7 @@ async def _watch(path: Path, on_change: Callable[[str], None]) -> None:
         await _poll(path, on_change)
         return
     loop = asyncio.get_running_loop()
-    names = (path.name, f"{path.name}-wal")
+    name = path.name.encode()
 
     def readable() -> None:
         try:
@@ -164,9 +183,8 @@ async def _watch(path: Path, on_change: Callable[[str], None]) -> None:
         offset = 0
         changed = False
         while offset + 16 <= len(data):
-            _wd, _mask, _cookie, size = struct.unpack_from("iIII", data, offset)
-            name = data[offset + 16 : offset + 16 + size].rstrip(b"\0").decode(errors="replace")
-            changed = changed or name in names
+            size = struct.unpack_from("iIII", data, offset)[3]
+            changed = changed or data[offset + 16 : offset + 16 + size].rstrip(b"\0") == name
             offset += 16 + size
         if changed:
             on_change("changed")
@@ -181,7 +199,7 @@ async def _watch(path: Path, on_change: Callable[[str], None]) -> None:
 
 
 def _inotify(folder: Path) -> int | None:
-    """An inotify descriptor watching ``folder`` for writes, or None where there is none."""
+    """An inotify descriptor watching ``folder``'s files, or None where there is none."""
     if sys.platform != "linux":
         return None
     try:
@@ -189,7 +207,7 @@ def _inotify(folder: Path) -> int | None:
         fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
         if fd < 0:
             return None
-        mask = _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO
+        mask = _IN_MODIFY | _IN_ATTRIB | _IN_CREATE | _IN_MOVED_TO
         if libc.inotify_add_watch(fd, str(folder).encode(), mask) < 0:
             os.close(fd)
             return None
@@ -199,17 +217,12 @@ def _inotify(folder: Path) -> int | None:
 
 
 async def _poll(path: Path, on_change: Callable[[str], None]) -> None:
-    files = (path, path.with_name(f"{path.name}-wal"))
-
-    def stamp() -> tuple[tuple[int, int], ...]:
-        stamps = []
-        for f in files:
-            try:
-                st = f.stat()
-                stamps.append((st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                stamps.append((0, 0))
-        return tuple(stamps)
+    def stamp() -> tuple[int, int]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_ino)
 
     last = stamp()
     on_change("listening")

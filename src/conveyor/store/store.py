@@ -62,7 +62,10 @@ class Store:
                 finally:
                     # Always taken off: the info dict outlives this checkout of the connection.
                     added: list[EventRecord] = info.pop(controls.PENDING_EVENTS, [])
-            return result, added  # only reached once the transaction committed
+                    notified = {k: info.pop(k) for k in list(info) if k.startswith("conveyor.")}
+            # Only reached once the transaction committed.
+            self.db.dialect.after_commit(self.db.url, notified)
+            return result, added
 
         result, added = await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
         self._publish(added)
@@ -162,17 +165,40 @@ class Store:
         """Enqueue; ``seed_from`` (execution id, node ids) reuses committed step outputs."""
 
         def write(conn: Connection) -> tuple[str, bool]:
-            now = self.clock.now()
-            execution_id, created = queue.enqueue(conn, new, now)
-            if created and seed_from is not None:
-                controls.seed_steps(conn, seed_from[0], execution_id, seed_from[1], now)
-            if created:
-                self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "queued")
-            return execution_id, created
+            return self._enqueue(conn, new, seed_from)
 
         result = await self.write(write)
         self._wake("queued")
         return result
+
+    async def enqueue_version(
+        self,
+        workspace_id: str,
+        workflow: str,
+        version: int | None,
+        build: Callable[[VersionRef], NewExecution],
+    ) -> tuple[VersionRef, str, bool]:
+        """Find the workflow version and enqueue ``build(version)`` in ONE transaction (the
+        API's and CLI's submit: one round of the database instead of two)."""
+
+        def write(conn: Connection) -> tuple[VersionRef, str, bool]:
+            ref = workflows.find_version(conn, workspace_id, workflow, version)
+            return (ref, *self._enqueue(conn, build(ref), None))
+
+        result = await self.write(write)
+        self._wake("queued")
+        return result
+
+    def _enqueue(
+        self, conn: Connection, new: NewExecution, seed_from: tuple[str, set[str]] | None
+    ) -> tuple[str, bool]:
+        now = self.clock.now()
+        execution_id, created = queue.enqueue(conn, new, now)
+        if created and seed_from is not None:
+            controls.seed_steps(conn, seed_from[0], execution_id, seed_from[1], now)
+        if created:
+            self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "queued")
+        return execution_id, created
 
     async def cancel(self, workspace_id: str, execution_id: str) -> str:
         status = await self.write(

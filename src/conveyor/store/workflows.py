@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, Integer, and_, bindparam, func, insert, or_, select, update
 
 from conveyor.errors import InputError, NotFound
 from conveyor.store.database import new_id
+from conveyor.store.prepared import prepared
 from conveyor.store.tables import dumps, workflow_versions, workflows, workspaces
 
 DEFAULT_WORKSPACE = "default"
@@ -103,29 +104,43 @@ def apply_definition(
     return VersionRef(workflow_id, name, version_id, version, definition, created=True)
 
 
+def _find_version() -> Any:
+    w, v = workflows.c, workflow_versions.c
+    return (
+        select(w.id, w.name, w.status, v.id.label("version_id"), v.version, v.definition)
+        .join(
+            workflow_versions,
+            and_(
+                v.workflow_id == w.id,
+                v.version == func.coalesce(bindparam("version", type_=Integer()), w.latest_version),
+            ),
+        )
+        .where(
+            w.workspace_id == bindparam("workspace"),
+            or_(w.id == bindparam("workflow"), w.name == bindparam("workflow")),
+        )
+    )
+
+
 def find_version(
     conn: Connection, workspace: str, workflow: str, version: int | None = None
 ) -> VersionRef:
-    """A workflow (by id or name) at a version (default: latest)."""
-    wf = conn.execute(
-        select(
-            workflows.c.id, workflows.c.name, workflows.c.latest_version, workflows.c.status
-        ).where(
-            workflows.c.workspace_id == workspace,
-            or_(workflows.c.id == workflow, workflows.c.name == workflow),
-        )
-    ).first()
-    if wf is None:
-        raise NotFound(f"workflow '{workflow}' not found")
-    wanted = version or wf.latest_version
-    row = conn.execute(
-        select(workflow_versions.c.id, workflow_versions.c.definition).where(
-            workflow_versions.c.workflow_id == wf.id, workflow_versions.c.version == wanted
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"workflow '{wf.name}' has no version {wanted}")
-    return VersionRef(wf.id, wf.name, row.id, wanted, row.definition, status=wf.status)
+    """A workflow (by id or name) at a version (default: latest), in one query."""
+    found = prepared(conn, "workflows.find_version", _find_version).rows(
+        conn, {"workspace": workspace, "workflow": workflow, "version": version}
+    )
+    if not found:
+        wf = conn.execute(
+            select(workflows.c.name).where(
+                workflows.c.workspace_id == workspace,
+                or_(workflows.c.id == workflow, workflows.c.name == workflow),
+            )
+        ).first()
+        if wf is None:
+            raise NotFound(f"workflow '{workflow}' not found")
+        raise NotFound(f"workflow '{wf.name}' has no version {version}")
+    r = found[0]
+    return VersionRef(r.id, r.name, r.version_id, r.version, r.definition, status=r.status)
 
 
 def list_workflows(conn: Connection, workspace: str) -> list[dict[str, Any]]:

@@ -1,0 +1,4 @@
+"""Notification channel names, shared by the dialects and the controls."""
+
+WAKE_CHANNEL = "conveyor"  # work for workers: queued, signalled, controls
+EVENTS_CHANNEL = "conveyor_events"  # new execution events, for live feeds
