@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.engine.interfaces import EventRecord
@@ -15,7 +15,16 @@ from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import Conflict, NotFound
 from conveyor.store.channels import EVENTS_CHANNEL, WAKE_CHANNEL
 from conveyor.store.database import StoreDialect
-from conveyor.store.tables import events, executions, signals, steps, user_usage, workflows
+from conveyor.store.prepared import Call, prepared, run_together
+from conveyor.store.tables import (
+    UTCDateTime,
+    events,
+    executions,
+    signals,
+    steps,
+    user_usage,
+    workflows,
+)
 
 _TERMINAL = [s.value for s in TERMINAL]
 __all__ = ["EVENTS_CHANNEL", "WAKE_CHANNEL"]
@@ -124,9 +133,8 @@ def cancel(
             {"status": "cancelled", "error": error},
             now,
         )
-        count_finished(
-            conn, [(_row(conn, workspace_id, execution_id), ExecutionStatus.CANCELLED, now)]
-        )
+        finished = [(_row(conn, workspace_id, execution_id), ExecutionStatus.CANCELLED, now)]
+        run_together(conn, count_finished(conn, finished))
         notify_parent(conn, dialect, execution_id, "cancelled", None, error, now)
         return "cancelled"
     conn.execute(
@@ -243,10 +251,36 @@ Finished = tuple[Any, ExecutionStatus, datetime]
 workflow_id, started_at, created_by, usage_tokens and usage_api_calls."""
 
 
-def count_finished(conn: Connection, finished: list[Finished]) -> None:
+_STATISTICS = (
+    "executions_finished",
+    "executions_succeeded",
+    "executions_failed",
+    "executions_cancelled",
+    "executions_timed_out",
+    "duration_total_ms",
+)
+
+
+def _bump_workflow() -> Any:
+    w = workflows.c
+    return (
+        update(workflows)
+        .where(w.id == bindparam("x_id"))
+        .values(
+            {
+                getattr(w, k): getattr(w, k) + bindparam(f"d_{k}", type_=Integer())
+                for k in _STATISTICS
+            }
+            | {w.last_executed_at: bindparam("last", type_=UTCDateTime())}
+        )
+    )
+
+
+def count_finished(conn: Connection, finished: list[Finished]) -> list[Call]:
     """Per-workflow and per-user statistics, kept O(1) in the finishing transaction: one
     update per workflow and per user however many executions finish together, in sorted
-    order so concurrent finishing transactions never deadlock on these rows."""
+    order so concurrent finishing transactions never deadlock on these rows. Returns the
+    workflow updates for the caller to run (with its other writes, in one round trip)."""
     per_workflow: dict[str, dict[str, Any]] = {}
     per_user: dict[tuple[str, str], dict[str, Any]] = {}
     for row, status, finished_at in finished:
@@ -264,19 +298,17 @@ def count_finished(conn: Connection, finished: list[Finished]) -> None:
             u["tokens"] += row.usage_tokens
             u["api_calls"] += row.usage_api_calls
             u["last"] = max(u.get("last") or finished_at, finished_at)
-    for workflow_id in sorted(per_workflow):
-        deltas = per_workflow[workflow_id]
-        last = deltas.pop("last")
-        conn.execute(
-            update(workflows)
-            .where(workflows.c.id == workflow_id)
-            .values(
-                {getattr(workflows.c, k): getattr(workflows.c, k) + v for k, v in deltas.items()}
-                | {workflows.c.last_executed_at: last}
-            )
-        )
     for key in sorted(per_user):
         _count_usage(conn, key, per_user[key])
+    bump = prepared(conn, "controls.bump_workflow", _bump_workflow)
+    return [
+        (
+            bump,
+            {"x_id": workflow_id, "last": per_workflow[workflow_id]["last"]}
+            | {f"d_{k}": per_workflow[workflow_id][k] for k in _STATISTICS},
+        )
+        for workflow_id in sorted(per_workflow)
+    ]
 
 
 def _count_usage(conn: Connection, key: tuple[str, str], deltas: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from conveyor.store.prepared import Call, prepared
 from conveyor.store.tables import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -75,18 +76,21 @@ class PostgresDialect:
         """Delivered to listeners when the transaction commits."""
         conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
-    def notify_many(self, conn: Any, channel: str, payloads: list[str]) -> None:
-        """Space-separated payloads, as few notifications as fit PostgreSQL's 8000 bytes."""
-        chunk: list[str] = []
+    def notify_calls(self, conn: Any, channel: str, payloads: list[str]) -> list[Call]:
+        """Statements that notify ``payloads`` (space-separated, as few notifications as fit
+        PostgreSQL's 8000 bytes), for :func:`conveyor.store.prepared.run_together`."""
+        statement = prepared(
+            conn, "postgres.notify", lambda: select(func.pg_notify(bindparam("c"), bindparam("p")))
+        )
+        chunks: list[list[str]] = [[]]
         size = 0
         for payload in payloads:
-            if chunk and size + len(payload) + 1 > _NOTIFY_BYTES:
-                self.notify(conn, channel, " ".join(chunk))
-                chunk, size = [], 0
-            chunk.append(payload)
+            if chunks[-1] and size + len(payload) + 1 > _NOTIFY_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(payload)
             size += len(payload) + 1
-        if chunk:
-            self.notify(conn, channel, " ".join(chunk))
+        return [(statement, {"c": channel, "p": " ".join(c)}) for c in chunks if c]
 
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]

@@ -93,3 +93,25 @@ def prepared(conn: Connection, name: str, build: Callable[[], ClauseElement]) ->
     if found is None:
         found = _CACHE[key] = Prepared(build(), dialect)
     return found
+
+
+Call = tuple[Prepared, Mapping[str, Any]]
+
+
+def run_together(conn: Connection, calls: list[Call]) -> None:
+    """Run statements whose results nobody reads in ONE round trip where the driver can
+    (psycopg's pipeline mode); one after the other elsewhere (SQLite is in-process)."""
+    raw: Any = conn.connection.dbapi_connection
+    if not hasattr(raw, "pipeline"):
+        for statement, params in calls:
+            statement.run(conn, params)
+        return
+    dbapi = conn.dialect.loaded_dbapi
+    current = ""
+    try:
+        with raw.pipeline(), raw.cursor() as cursor:
+            for statement, params in calls:
+                current = statement.sql
+                cursor.execute(statement.sql, statement._params(params))
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(current, None, exc, dbapi.Error) from exc

@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from conveyor.store.channels import WAKE_CHANNEL
+from conveyor.store.prepared import Call
 from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
 
 WRITE_OPTION = "conveyor_write"
@@ -98,10 +99,11 @@ class SQLiteDialect:
         if channel == WAKE_CHANNEL:
             conn.info[_WAKE_PENDING] = True
 
-    def notify_many(self, conn: Any, channel: str, payloads: list[str]) -> None:
-        """See :meth:`notify`."""
+    def notify_calls(self, conn: Any, channel: str, payloads: list[str]) -> list[Call]:
+        """See :meth:`notify`: nothing to run in the transaction."""
         if payloads:
             self.notify(conn, channel, payloads[0])
+        return []
 
     def after_commit(self, url: URL, info: dict[str, Any]) -> None:
         """Announce what the committed transaction notified (its ``conn.info``)."""

@@ -39,7 +39,7 @@ from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import LeaseLost
 from conveyor.store import controls
 from conveyor.store.database import StoreDialect
-from conveyor.store.prepared import prepared
+from conveyor.store.prepared import Call, prepared, run_together
 from conveyor.store.tables import UTCDateTime, dumps, events, executions, signals, steps
 
 Transition = tuple[ClaimedExecution, Changes]
@@ -55,10 +55,15 @@ _COUNTERS = (
 _TIMES = ("started_at", "deadline_at", "finished_at", "available_at")
 
 
-def _run(conn: Connection, dialect: StoreDialect, name: str, rows: list[dict[str, Any]]) -> Any:
-    """Run statement ``name`` over ``rows`` (one JSON array parameter)."""
+def _call(conn: Connection, dialect: StoreDialect, name: str, rows: list[dict[str, Any]]) -> Call:
+    """Statement ``name`` over ``rows`` (one JSON array parameter), ready to run."""
     statement = prepared(conn, f"transitions.{name}", lambda: _BUILDERS[name](dialect))
-    return statement.rows(conn, {"rows": orjson.dumps(rows).decode(), "n": len(rows)})
+    return statement, {"rows": orjson.dumps(rows).decode(), "n": len(rows)}
+
+
+def _run(conn: Connection, dialect: StoreDialect, name: str, rows: list[dict[str, Any]]) -> Any:
+    statement, params = _call(conn, dialect, name, rows)
+    return statement.rows(conn, params)
 
 
 def _fence(dialect: StoreDialect) -> Any:
@@ -244,7 +249,7 @@ def apply_many(
     returned = {r.id: r for r in _run(conn, dialect, "fence", fence)}
     held = [(e, c, returned[e.id]) for e, c in transitions if e.id in returned]
     if held:
-        _write_steps(conn, dialect, held, time)
+        # Rare rows first (each its own statement), then everything else in one round trip.
         consumed = [
             {"x_id": i, "node": n} for _, changes, _ in held for i, n in changes.consumed_signals
         ]
@@ -257,16 +262,20 @@ def apply_many(
             elif changes.status == ExecutionStatus.WAITING:
                 _wake_if_already_signalled(conn, execution.id, changes.wake_signals, now)
         records = {e.id: _records(e, c, row, now) for e, c, row in held}
+        calls = _step_calls(conn, dialect, held, time)
         written = [r for rs in records.values() for r in rs]
         if written:
-            _run(conn, dialect, "insert_events", [_event_row(r, time) for r in written])
-            dialect.notify_many(
+            calls.append(
+                _call(conn, dialect, "insert_events", [_event_row(r, time) for r in written])
+            )
+            calls += dialect.notify_calls(
                 conn,
                 controls.EVENTS_CHANNEL,
                 [f"{e.workspace_id}:{e.id}" for e, _, _ in held if records[e.id]],
             )
         if finished:
-            controls.count_finished(conn, finished)
+            calls += controls.count_finished(conn, finished)
+        run_together(conn, calls)
     return [records[e.id] if e.id in returned else LeaseLost(e.id) for e, _ in transitions]
 
 
@@ -315,12 +324,13 @@ def _event_row(r: EventRecord, time: Any) -> dict[str, Any]:
     }
 
 
-def _write_steps(
+def _step_calls(
     conn: Connection,
     dialect: StoreDialect,
     held: list[tuple[ClaimedExecution, Changes, Any]],
     time: Any,
-) -> None:
+) -> list[Call]:
+    calls: list[Call] = []
     # One row per step: of two finishes of the same step in a batch (a wait, then its
     # cancel) the later wins, as it would in sequence; a set-based UPDATE would pick either.
     finished = {
@@ -344,7 +354,7 @@ def _write_steps(
         for f in changes.finished
     }
     if finished:
-        _run(conn, dialect, "finish_steps", list(finished.values()))
+        calls.append(_call(conn, dialect, "finish_steps", list(finished.values())))
     started = [
         {
             "execution_id": execution.id,
@@ -372,7 +382,8 @@ def _write_steps(
         for node_id, node_type in changes.skipped
     ]
     if started:
-        _run(conn, dialect, "insert_steps", started)
+        calls.append(_call(conn, dialect, "insert_steps", started))
+    return calls
 
 
 _CONSUME_SIGNAL = (
