@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from conveyor.store import Database
 from conveyor.store.tables import metadata
@@ -32,3 +33,22 @@ def test_migrate_is_idempotent(database_url: str) -> None:
             assert "executions" in inspect(conn).get_table_names()
     finally:
         db.dispose()
+
+
+def test_hot_tables_leave_room_for_heap_only_updates_on_postgresql(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        if db.name != "postgresql":
+            pytest.skip("storage parameters exist on PostgreSQL only")
+        with db.read() as conn:
+            options = dict(
+                conn.execute(
+                    text(
+                        "SELECT relname, reloptions FROM pg_class "
+                        "WHERE relname IN ('executions', 'steps')"
+                    )
+                ).all()
+            )
+    finally:
+        db.dispose()
+    assert options == {"executions": ["fillfactor=70"], "steps": ["fillfactor=80"]}
