@@ -823,7 +823,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="default: sqlite,postgres")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default: w1,w2,w3")
     parser.add_argument(
-        "--concurrency", type=int, default=16, metavar="C", help="slots per worker (16)"
+        "--concurrency", type=int, default=64, metavar="C", help="slots per worker (64)"
     )
     parser.add_argument(
         "--workers", type=int, default=2, metavar="N", help="worker processes for W1/W3 (2)"

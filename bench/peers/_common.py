@@ -25,7 +25,7 @@ W2_WARMUP = 5
 W3_EXECUTIONS = 20
 W3_BRANCHES = 50
 WORKERS = 2  # worker processes for W1 and W3 (W2: 1)
-CONCURRENCY = 16  # per worker process, as bench/workers.py's default
+CONCURRENCY = 64  # per worker process, as bench/workers.py's default
 TIMEOUT = float(os.environ.get("PEER_BENCH_TIMEOUT", "300"))  # seconds per workload run
 
 

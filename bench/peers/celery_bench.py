@@ -5,8 +5,8 @@ Run inside bench/.venvs/celery (bench/peers/setup.sh). Prints one JSON line.
 - Broker and result backend: Redis at 127.0.0.1:6379, database 15 (flushed before each
   workload). ``task_acks_late`` is on: a message is acknowledged after its task ran, so a
   worker that dies mid-task does not lose it (Celery's at-least-once setting).
-- Workers: 2 processes (W2: 1), each ``celery worker --pool threads --concurrency 16``,
-  matching Conveyor's 2 processes x 16 slots.
+- Workers: 2 processes (W2: 1), each ``celery worker --pool threads --concurrency 64``,
+  matching Conveyor's 2 processes x 64 slots.
 - W1: 500 ``chain(step x 5)``, all sent before the workers start. The first step
   records its start time (SETNX) and the last one appends its finish time to a Redis list,
   so ``run s`` is first start -> last finish, as in bench/workers.py.
@@ -203,7 +203,7 @@ def main() -> None:
         "peer": "celery",
         "version": celery.__version__,
         "backend": f"redis {_r().info()['redis_version']}",
-        "mode": "chain/chord, redis broker + result backend, acks_late, 2 x threads:16",
+        "mode": f"chain/chord, redis broker + result backend, acks_late, 2 x threads:{CONCURRENCY}",
     }
     try:
         result["w1"] = w1()

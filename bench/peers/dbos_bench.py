@@ -4,7 +4,7 @@ Run inside bench/.venvs/dbos (bench/peers/setup.sh). Prints one JSON line.
 
 DBOS runs workflows inside the application's processes. Here the "workers" are 2
 processes (W2: 1) that call ``DBOS.launch()`` and dequeue from the queue ``bench``
-(``worker_concurrency=16``, DBOS's default queue polling of 1 s); this script only
+(``worker_concurrency=64``, DBOS's default queue polling of 1 s); this script only
 enqueues with ``DBOSClient`` and reads ``workflow_status``, as bench/workers.py does with
 Conveyor's tables. Each workload run gets a fresh system database: a PostgreSQL database
 ``dbos_bench`` or a SQLite file, created with ``dbos migrate``.
@@ -247,7 +247,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "peer": "dbos",
         "version": getattr(dbos, "__version__", None) or _dist_version("dbos"),
-        "mode": "DBOSClient.enqueue to a queue, 2 x DBOS.launch() workers, worker_concurrency 16",
+        "mode": f"DBOSClient.enqueue, 2 x DBOS.launch(), worker_concurrency {CONCURRENCY}",
     }
     for backend in backends:
         try:

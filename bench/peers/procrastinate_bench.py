@@ -13,7 +13,7 @@ and no join. The closest idiomatic equivalents, chosen here:
   branch stores its value and decrements the counter in one statement; the branch that
   brings it to 0 defers ``join``, which sums the 50 stored values.
 
-Workers: 2 processes (W2: 1), each ``app.run_worker_async(concurrency=16)``, with
+Workers: 2 processes (W2: 1), each ``app.run_worker_async(concurrency=64)``, with
 LISTEN/NOTIFY on (the default) and the default 5 s polling. Every workload run gets a
 fresh database ``procrastinate_bench``. ``run s`` = first ``started`` event to last
 ``succeeded`` event (``procrastinate_events``).
@@ -240,7 +240,7 @@ async def run_all() -> dict[str, Any]:
     return {
         "peer": "procrastinate",
         "version": version("procrastinate"),
-        "mode": "jobs deferring jobs, PsycopgConnector, 2 x run_worker(concurrency=16)",
+        "mode": f"jobs deferring jobs, PsycopgConnector, 2 x run_worker(concurrency={CONCURRENCY})",
         "w1": await batch("w1"),
         "w2": await w2(),
         "w3": await batch("w3"),

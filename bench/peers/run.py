@@ -7,7 +7,7 @@ Run in Conveyor's venv, after ``bash bench/peers/setup.sh``:
     python bench/peers/run.py --reuse         # rebuild the table from bench/results/*.json
 
 Conveyor's numbers come from ``bench/workers.py --json`` (a subprocess, defaults: 2 worker
-processes x concurrency 16). Each peer script runs with its own venv's python
+processes x concurrency 64). Each peer script runs with its own venv's python
 (bench/.venvs/<peer>) and prints one JSON line; a peer that is not installed or fails is
 skipped with the reason printed. Every result is also written to bench/results/<name>.json
 (git-ignored), which ``--reuse`` reads instead of running again.
