@@ -147,6 +147,12 @@ def _workspace_events(
     ]
 
 
+def _events_and_counts(
+    conn: Connection, workspace_id: str, after_id: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    return _workspace_events(conn, workspace_id, after_id), _counts(conn, workspace_id)
+
+
 def _latest_id(conn: Connection, workspace_id: str) -> int:
     value = conn.execute(
         select(func.max(events.c.id)).where(events.c.workspace_id == workspace_id)
@@ -176,7 +182,8 @@ async def workspace_stream(
     yield ServerSentEvent(event="connected", id=str(after), data={"counts": counts})
     async with feed.watch(scope.workspace_id) as wake:
         while True:
-            rows = await store.read(_workspace_events, scope.workspace_id, after)
+            # One snapshot: the counts sent with a batch are the counts as of its last event.
+            rows, new_counts = await store.read(_events_and_counts, scope.workspace_id, after)
             for r in rows:
                 yield ServerSentEvent(
                     event=r["type"],
@@ -185,7 +192,6 @@ async def workspace_stream(
                 )
             if rows:
                 after = rows[-1]["id"]
-                new_counts = await store.read(_counts, scope.workspace_id)
                 if new_counts != counts:
                     counts = new_counts
                     yield ServerSentEvent(event="counts", id=str(after), data=counts)
