@@ -13,6 +13,7 @@ from conveyor.engine.graph import PENDING, Graph, NodeState, NodeStatus
 from conveyor.engine.interfaces import ClaimedExecution, Signal, StepRecord
 from conveyor.engine.state import StepStatus
 from conveyor.engine.steps import Outcome
+from conveyor.engine.templates import TemplateContext
 
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -54,6 +55,7 @@ class ExecutionState:
     waiting_output: dict[str, Any] = field(default_factory=dict)
     retry_now: list[str] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
+    templates: TemplateContext | None = None  # made on the first render
     failure: dict[str, Any] | None = None
 
     def node(self, node_id: str) -> Node:

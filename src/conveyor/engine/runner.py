@@ -27,7 +27,7 @@ from conveyor.engine.interfaces import (
 )
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
-from conveyor.engine.templates import TemplateProblem, render
+from conveyor.engine.templates import TemplateContext, TemplateProblem, render
 from conveyor.errors import NodeError
 from conveyor.nodes.base import NodeContext, Services
 from conveyor.nodes.registry import Registry
@@ -228,25 +228,10 @@ class Runner:
         return starts
 
     def _render(self, state: ExecutionState, node: Node) -> Any:
-        execution = state.execution
-        context = {
-            "trigger": execution.input,
-            "input": execution.input,
-            "nodes": state.nodes,
-            "execution": {
-                "id": execution.id,
-                "workflow": execution.workflow_name,
-                "version": execution.version,
-                "trigger_type": execution.trigger_type,
-            },
-            "workflow": {
-                "id": execution.workflow_id,
-                "name": execution.workflow_name,
-                "version": execution.version,
-            },
-        }
+        if state.templates is None:
+            state.templates = TemplateContext(_variables(state))
         try:
-            return render(node.config, context, "config")
+            return render(node.config, state.templates, "config")
         except TemplateProblem as exc:
             return NodeError(str(exc), non_retryable=True)
 
@@ -389,6 +374,28 @@ class Runner:
         changes.events.append((f"execution.{status.value}", event))
         await self.store.apply(state.execution, changes)
         return status
+
+
+def _variables(state: ExecutionState) -> dict[str, Any]:
+    """What templates see. ``nodes`` is the state's own dict, so outputs recorded later are
+    seen by the same template context."""
+    execution = state.execution
+    return {
+        "trigger": execution.input,
+        "input": execution.input,
+        "nodes": state.nodes,
+        "execution": {
+            "id": execution.id,
+            "workflow": execution.workflow_name,
+            "version": execution.version,
+            "trigger_type": execution.trigger_type,
+        },
+        "workflow": {
+            "id": execution.workflow_id,
+            "name": execution.workflow_name,
+            "version": execution.version,
+        },
+    }
 
 
 def _wait_reason(state: ExecutionState, due: datetime) -> str:

@@ -51,9 +51,11 @@ def _single_expression(value: str) -> str | None:
     return None
 
 
-class _Context:
-    """One Jinja context per ``render`` call, made on first use and shared by every
-    single-expression template in the value (making contexts is most of a render's cost)."""
+class TemplateContext:
+    """The variables templates see, and one Jinja context for them, made on first use and
+    shared by every single-expression template rendered with it (making Jinja contexts is
+    most of a render's cost). Reusable while the variables' objects stay the same; values
+    changed inside them (a new node output) are seen."""
 
     def __init__(self, variables: Mapping[str, Any]) -> None:
         self.variables = variables
@@ -73,7 +75,7 @@ class _Context:
 
 
 @lru_cache(maxsize=4096)
-def _compile(value: str) -> Callable[[_Context], Any]:
+def _compile(value: str) -> Callable[[TemplateContext], Any]:
     expression = _single_expression(value)
     if expression is not None:
         # compile_expression's own template: it sets ``result`` to the expression's value.
@@ -83,12 +85,14 @@ def _compile(value: str) -> Callable[[_Context], Any]:
     return lambda context: template.render(**context.variables)
 
 
-def render(value: Any, context: Mapping[str, Any], path: str = "") -> Any:
+def render(value: Any, context: Mapping[str, Any] | TemplateContext, path: str = "") -> Any:
     """Render every template inside ``value`` (dicts and lists recursively)."""
-    return _render(value, _Context(context), path)
+    if not isinstance(context, TemplateContext):
+        context = TemplateContext(context)
+    return _render(value, context, path)
 
 
-def _render(value: Any, context: _Context, path: str) -> Any:
+def _render(value: Any, context: TemplateContext, path: str) -> Any:
     if isinstance(value, str):
         if not is_template(value):
             return value
