@@ -7,9 +7,11 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from conveyor import Conveyor, build_registry
 from conveyor.store import Database, Store
@@ -101,3 +103,32 @@ def test_event_feeds_keep_polling_on_sqlite(database: Path) -> None:
         assert store.listener(lambda _: None, EVENTS_CHANNEL) is None
     finally:
         store.close()
+
+
+def test_a_writer_waits_for_another_connections_write_lock(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE retries in short steps: the lock is taken soon after it is freed."""
+    path = tmp_path / "locked.db"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release() -> None:
+        holder.execute("COMMIT")
+        released.set()
+
+    timer = threading.Timer(0.2, release)
+    timer.start()
+    try:
+        with db.write() as conn:
+            assert released.is_set()  # it did wait for the other writer
+            conn.execute(
+                text("INSERT INTO workspaces (id, name, created_at) VALUES ('x', 'x', '')")
+            )
+        with db.read() as conn:
+            assert conn.execute(text("SELECT count(*) FROM workspaces")).scalar() == 1
+    finally:
+        timer.cancel()
+        holder.close()
+        db.dispose()

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import sqlite3
 import struct
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,7 @@ from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
 
 WRITE_OPTION = "conveyor_write"
 BUSY_TIMEOUT_MS = 30_000
+_BEGIN_WAIT_MS = 1  # per attempt at BEGIN IMMEDIATE (see _begin_immediate)
 _NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
 
 
@@ -151,9 +154,28 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _on_begin(conn: Any) -> None:
     # Writers take the write lock up front so two writers never deadlock on lock upgrade.
     if conn.get_execution_options().get(WRITE_OPTION):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(conn.connection.dbapi_connection)
     else:
         conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(raw: Any) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's write lock in steps of about a
+    millisecond. SQLite's own busy handler backs off to sleeps of 10-100 ms, so a lock
+    freed after a fraction of a millisecond is often taken up only many milliseconds
+    later; with writers in several processes that sleep, not the work, set the pace."""
+    raw.execute(f"PRAGMA busy_timeout={_BEGIN_WAIT_MS}")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    try:
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def sqlite_url(path: str) -> URL:
