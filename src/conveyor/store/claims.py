@@ -191,14 +191,6 @@ _DEFINITIONS: dict[str, tuple[dict[str, Any], int, str]] = {}
 _DEFINITIONS_KEPT = 1000
 
 
-def load_claimed(conn: Connection, ids: list[str], owner: str) -> list[ClaimedExecution]:
-    """Everything the runner needs to resume executions ``owner`` holds."""
-    rows = conn.execute(
-        select(*_CLAIMED).where(executions.c.id.in_(ids), executions.c.lease_owner == owner)
-    ).all()
-    return _load(conn, rows, owner, {})
-
-
 def _load(
     conn: Connection, rows: Any, owner: str, before: dict[str, dict[str, Any]]
 ) -> list[ClaimedExecution]:
