@@ -26,7 +26,7 @@ from conveyor.engine.runner import FOREVER, Runner
 from conveyor.engine.state import ExecutionStatus
 from conveyor.errors import ConveyorError, LeaseLost
 from conveyor.nodes.registry import Registry
-from conveyor.store import Store
+from conveyor.store import Store, claims
 from conveyor.store.database import new_id
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,19 @@ class Worker:
         self.store = store
         self.name = name or worker_name()
         self.runner = Runner(
-            store, registry, clock, RuntimeServices(store), hold_timers_up_to=base.hold_timers_up_to
+            store,
+            registry,
+            clock,
+            RuntimeServices(store),
+            hold_timers_up_to=base.hold_timers_up_to,
+            on_innocent=self._on_innocent,
         )
         self.running: dict[str, asyncio.Task[ExecutionStatus | None]] = {}
+        # A suspect this worker runs alone (see store/claims.py): nothing else is claimed
+        # until a step of it finishes.
+        self._isolating: str | None = None
+        # ``run_one``: the executions this worker may claim (one and its children).
+        self._family: set[str] | None = None
         self._wake = asyncio.Event()
         self._controls_due = asyncio.Event()
         self._signals_seen: dict[str, int] = {}
@@ -77,17 +87,32 @@ class Worker:
         return self.settings.lease.total_seconds()
 
     async def run_one(self, execution_id: str) -> ExecutionStatus | None:
-        """Claim one execution and run it in this process, holding its timers (CLI ``run``)."""
+        """Run one execution in this process, with the child executions it starts
+        (``workflow.call``), holding its timers; return its final status (CLI ``run`` and
+        ``execute --wait``). Controls from other processes reach it as they reach any
+        worker. If another worker holds it, follow it (and take over if that one dies).
+        Cancelled (Ctrl-C, SIGTERM): everything this worker runs is recorded cancelled."""
         self.runner.hold_timers_up_to = FOREVER
-        claimed = await self.store.claim(
-            self.name, lease_seconds=self._lease_seconds, execution_id=execution_id
-        )
-        if not claimed:
-            return None
+        self._family = {execution_id}
+        never = asyncio.Event()
         helpers = self._start_helpers()
         try:
-            return await self._run(claimed[0])
+            while True:
+                self._wake.clear()
+                due = await self._claim()
+                if execution_id not in self.running:
+                    status = await self.store.read(claims.status_of, execution_id)
+                    if status is None or status.terminal:
+                        return status
+                await self._idle(never, due)
+        except asyncio.CancelledError:
+            tasks = list(self.running.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         finally:
+            await self._shutdown()
             await self._stop_helpers(helpers)
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -108,18 +133,31 @@ class Worker:
     async def _claim(self) -> datetime | None:
         """Fill free slots; return when the next waiting execution is due, if known."""
         free = self.settings.concurrency - len(self.running)
-        if free <= 0:
+        if free <= 0 or self._isolating is not None:
             return None
         try:
             claimed, due = await self.store.claim_or_next_due(
-                self.name, lease_seconds=self._lease_seconds, limit=free
+                self.name,
+                lease_seconds=self._lease_seconds,
+                limit=free,
+                idle=not self.running and self._family is None,
+                family=self._family,
             )
         except (ConveyorError, SQLAlchemyError) as exc:
             log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
             return None
         for execution in claimed:
+            if execution.isolated:
+                self._isolating = execution.id
+            if self._family is not None:
+                self._family.add(execution.id)
             self._start(execution)
         return due
+
+    def _on_innocent(self, execution_id: str) -> None:
+        if self._isolating == execution_id:
+            self._isolating = None
+            self._wake.set()
 
     async def _idle(self, stop: asyncio.Event, due: datetime | None) -> None:
         """Sleep until woken, the next waiting execution is due, or the poll interval passes
@@ -140,6 +178,8 @@ class Worker:
 
         def done(_: asyncio.Task[ExecutionStatus | None]) -> None:
             self.running.pop(execution.id, None)
+            if self._isolating == execution.id:
+                self._isolating = None
             self._signals_seen.pop(execution.id, None)
             self._wake.set()
 
@@ -147,12 +187,12 @@ class Worker:
 
     async def _run(self, execution: ClaimedExecution) -> ExecutionStatus | None:
         try:
-            if execution.recoveries > self.settings.max_recoveries:
+            if execution.crashes >= self.settings.max_recoveries:
                 return await self.runner.dead_letter(
                     execution,
-                    f"dead-lettered: its worker stopped {execution.recoveries} "
-                    f"times while running it (limit {self.settings.max_recoveries}); retry "
-                    "it by hand once the cause is fixed",
+                    f"dead-lettered: its worker died {execution.crashes} times while "
+                    f"running it alone (limit {self.settings.max_recoveries}); retry it by "
+                    "hand once the cause is fixed",
                 )
             return await self.runner.run(execution)
         except LeaseLost:

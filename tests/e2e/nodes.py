@@ -74,12 +74,16 @@ class WorkConfig(BaseModel):
     first_attempt_sleep: float | None = None
     # Fail (non-retryable) unless this flag is in e2e_flags when the sleep ends.
     fail_unless_flag: str | None = None
+    # Kill the worker process running the step, on every attempt (a poison execution).
+    die: bool = False
 
 
 @node("e2e.work", config=WorkConfig)
 async def work(ctx: NodeContext, config: WorkConfig) -> dict[str, Any]:
     """Record the call, sleep, maybe fail, record how it ended."""
     call_id = await asyncio.to_thread(record_start, ctx)
+    if config.die:
+        os._exit(137)
     delay = config.sleep
     if ctx.attempt == 1 and config.first_attempt_sleep is not None:
         delay = config.first_attempt_sleep

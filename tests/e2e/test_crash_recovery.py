@@ -368,3 +368,64 @@ async def test_a_worker_dying_right_after_its_claim_does_not_lose_the_execution_
         diagnose=workers.logs,
     )
     assert status == "timed_out"
+
+
+# -- at-most-once across several recoveries ----------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+async def test_an_interrupted_at_most_once_step_stays_final_through_later_recoveries(
+    app: Conveyor, side: Side, workers: Workers
+) -> None:
+    """G3: a step with ``max_attempts: 1`` interrupted by a crash is recorded interrupted,
+    and no later recovery of the same execution runs it again; its dependent follows the
+    recorded outcome (``on_error: continue``)."""
+    await app.apply(
+        {
+            "name": "once",
+            "settings": {"retry": {"max_attempts": 5, "initial_interval": "100ms"}},
+            "nodes": [
+                {
+                    **work("charge", sleep=60),
+                    "retry": {"max_attempts": 1},
+                    "on_error": "continue",
+                },
+                work("report", ["charge"], sleep=0.05, first_attempt_sleep=60),
+            ],
+        }
+    )
+    execution_id = (await app.execute("once", {})).execution_id
+
+    def started(node_id: str, attempt: int) -> Any:
+        return lambda: [
+            c for c in side.calls(execution_id) if (c.node_id, c.attempt) == (node_id, attempt)
+        ]
+
+    first = workers.start(concurrency=1)
+    await eventually(started("charge", 1), within=20, what="charge starts", diagnose=workers.logs)
+    first.kill()
+    second = workers.start(concurrency=1)
+    await eventually(
+        started("report", 1),
+        within=LEASE + 20,
+        what="report starts after the recovery",
+        diagnose=workers.logs,
+    )
+    second.kill()
+    workers.start(concurrency=1)
+    await eventually(
+        lambda: side.statuses([execution_id])[execution_id] in TERMINAL,
+        within=LEASE + 20,
+        what="the third worker finishes the execution",
+        diagnose=workers.logs,
+    )
+    assert side.statuses([execution_id])[execution_id] == "succeeded"
+    charges = [c for c in side.calls(execution_id) if c.node_id == "charge"]
+    assert len(charges) == 1, f"the at-most-once step ran {len(charges)} times: {charges}"
+    by_attempt = {(s["node_id"], s["attempt"]): s["status"] for s in side.steps(execution_id)}
+    assert by_attempt == {
+        ("charge", 1): "interrupted",
+        ("report", 1): "interrupted",
+        ("report", 2): "succeeded",
+    }
+    check_event_sequences(side, [execution_id])

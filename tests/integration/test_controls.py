@@ -315,7 +315,7 @@ async def test_a_crash_looping_execution_is_dead_lettered(conveyor: Conveyor) ->
     )
     enqueued = await conveyor.execute("loop")
     with conveyor.store.db.write() as conn:
-        conn.execute(update(executions).values(recoveries=3))
+        conn.execute(update(executions).values(crashes=3))
     worker = Worker(conveyor.store, conveyor.registry, SystemClock(), max_recoveries=2)
     assert await worker.run_one(enqueued.execution_id) == "failed"
     failed = await detail(conveyor, enqueued.execution_id)

@@ -103,7 +103,9 @@ def _restore_node(state: ExecutionState, record: StepRecord) -> None:
     ):
         state.states[node_id] = NodeStatus(NodeState.RUNNING)
         state.timers[node_id] = Timer(record.wait_until, "retry")
-    elif record.status == StepStatus.FAILED:
+    elif record.status in (StepStatus.FAILED, StepStatus.INTERRUPTED):
+        # Failed for good: an interrupted at-most-once attempt is as final as a failure,
+        # however many recoveries follow (G3); dependents follow its recorded outcome.
         state.states[node_id] = NodeStatus(NodeState.FAILED, continued=record.continued)
         state.nodes[node_id] = {"status": "failed", "output": record.output, "error": record.error}
     elif record.status == StepStatus.RUNNING:

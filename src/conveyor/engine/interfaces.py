@@ -83,6 +83,8 @@ class ClaimedExecution:
     cancel_requested: bool
     recoveries: int
     steps: dict[str, StepRecord] = field(default_factory=dict)
+    crashes: int = 0  # worker deaths attributed to it (while it ran alone)
+    isolated: bool = False  # a suspect running alone until a step of it finishes
     first_claim: bool = False
     recovered: bool = False  # taken from a worker whose lease expired
     signals: list[Signal] = field(default_factory=list)
@@ -133,6 +135,7 @@ class Changes:
     available_at: datetime | None = None
     wait_reason: str | None = None
     release: bool = False
+    innocent: bool = False  # a suspect's step finished: it is a suspect no more
     consumed_signals: list[tuple[int, str]] = field(default_factory=list)
     # Parking as waiting: signal names that must make the execution due at once if one is
     # already there (a signal can land between the runner's last look and this write).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,7 +50,11 @@ class Runner:
         services: Services,
         *,
         hold_timers_up_to: timedelta = FOREVER,
+        on_innocent: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_innocent(execution_id)``: a suspect running alone finished a step, so it is
+        not what killed its worker (the worker may run others beside it again)."""
+        self.on_innocent = on_innocent
         self.store = store
         self.registry = registry
         self.clock = clock
@@ -146,7 +151,7 @@ class Runner:
                 if finished is not None:
                     return finished
             if changes:
-                await self.store.apply(state.execution, changes)
+                await self._apply(state, changes)
                 changes = Changes()
             for start, prepared in starts:
                 self._spawn(state, start, prepared, control)
@@ -350,7 +355,7 @@ class Runner:
         if error is not None:
             payload["error"] = error
         changes.events.append((f"execution.{status.value}", payload))
-        await self.store.apply(state.execution, changes)
+        await self._apply(state, changes)
         return status
 
     async def _release(
@@ -372,8 +377,22 @@ class Runner:
         if available_at is not None and available_at != NEVER:
             event["until"] = available_at.isoformat()
         changes.events.append((f"execution.{status.value}", event))
-        await self.store.apply(state.execution, changes)
+        await self._apply(state, changes)
         return status
+
+    async def _apply(self, state: ExecutionState, changes: Changes) -> None:
+        """Commit one transition (fenced by the lease). A suspect whose step finished is
+        cleared in the same transaction."""
+        execution = state.execution
+        innocent = execution.isolated and any(
+            f.status not in (StepStatus.INTERRUPTED, StepStatus.CANCELLED) for f in changes.finished
+        )
+        changes.innocent = innocent
+        await self.store.apply(execution, changes)
+        if innocent:
+            execution.isolated = False
+            if self.on_innocent is not None:
+                self.on_innocent(execution.id)
 
 
 def _variables(state: ExecutionState) -> dict[str, Any]:

@@ -6,11 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Float, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Float,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from conveyor.engine.interfaces import ClaimedExecution, Lease, Signal, StepRecord
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.store import flow
+from conveyor.store.channels import WAKE_CHANNEL
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import (
     UTCDateTime,
@@ -32,6 +46,7 @@ _CANDIDATE = (
     executions.c.workflow_limit,
     executions.c.rate_limit,
     executions.c.rate_period_seconds,
+    executions.c.suspect,
 )
 
 
@@ -45,18 +60,54 @@ def _running_count(column: Any) -> Any:
     )
 
 
-def _candidates(dialect: StoreDialect, one: bool) -> Any:
-    """Ready: queued or waiting and due (by the worker's clock), not paused, or running with a
-    lease the database clock says has expired (a recovery). Priority first, then age.
-    Concurrency limits are pre-filtered here and checked exactly by ``flow.admit``."""
+def _ready(dialect: StoreDialect) -> Any:
+    """Queued or waiting and due (by the worker's clock), not paused, or running with a
+    lease the database clock says has expired (a recovery)."""
     c = executions.c
     due = and_(
         c.status.in_(["queued", "waiting"]), c.available_at <= bindparam("now", type_=UTCDateTime())
     )
     expired = and_(c.status == "running", c.lease_expires_at < dialect.now())
+    return and_(or_(due, expired), c.paused.is_(False))
+
+
+def _suspect_waiting(dialect: StoreDialect) -> Any:
+    """Whether a suspect is ready to run alone (a lookup in an index that is empty but for
+    suspects). While one is, busy workers claim nothing, so some worker becomes idle and
+    takes it: suspects are never starved by a backlog."""
+
+    def col(name: str, type_: Any = None) -> Any:
+        return literal_column(f"suspects.{name}", type_)
+
+    due = and_(
+        col("status").in_(["queued", "waiting"]),
+        col("available_at", UTCDateTime()) <= bindparam("now", type_=UTCDateTime()),
+    )
+    expired = and_(
+        col("status") == "running", col("lease_expires_at", UTCDateTime()) < dialect.now()
+    )
+    source = text(f"executions AS suspects {dialect.index_hint('ix_executions_suspect')}")
+    return (
+        select(literal_column("1"))
+        .select_from(source)
+        .where(col("suspect"), or_(due, expired), col("paused", Boolean()).is_(False))
+        .exists()
+    )
+
+
+def _candidates(dialect: StoreDialect, variant: str) -> Any:
+    """Ready executions, priority first, then their place in line (``available_at``, which
+    a release or a recovery leaves alone). Concurrency limits are pre-filtered here and
+    checked exactly by ``flow.admit``.
+
+    Variants: ``busy`` (a worker running something: no suspects, and nothing at all while
+    a suspect waits), ``idle`` (no suspects), ``suspect`` (only suspects: an idle worker
+    runs one alone), ``one`` (the execution given) and ``family`` (the executions given and
+    their children: ``conveyor run``)."""
+    c = executions.c
     query = (
         select(*_CANDIDATE)
-        .where(or_(due, expired), c.paused.is_(False))
+        .where(_ready(dialect))
         .where(
             or_(
                 c.key_limit.is_(None),
@@ -75,7 +126,17 @@ def _candidates(dialect: StoreDialect, one: bool) -> Any:
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=executions)
     )
-    return query.where(c.id == bindparam("execution_id")) if one else query
+    if variant == "busy":
+        return query.where(c.suspect.is_(False), ~_suspect_waiting(dialect))
+    if variant == "idle":
+        return query.where(c.suspect.is_(False))
+    if variant == "suspect":
+        return query.where(text("executions.suspect"))
+    if variant == "one":
+        return query.where(c.id == bindparam("execution_id"))
+    assert variant == "family"
+    family: Any = bindparam("family", expanding=True)
+    return query.where(or_(c.id.in_(family), c.parent_execution_id.in_(family)))
 
 
 def _take(dialect: StoreDialect) -> Any:
@@ -111,21 +172,29 @@ _CLAIMED = (
     executions.c.deadline_at,
     executions.c.cancel_requested,
     executions.c.recoveries,
+    executions.c.crashes,
     executions.c.paused,
 )
 _BUILT: dict[tuple[str, str], Any] = {}
+_VARIANTS = ("busy", "idle", "suspect", "one", "family", "any")
 
 
 def _built(dialect: StoreDialect, name: str) -> Any:
     key = (dialect.name, name)
     if key not in _BUILT:
-        builders = {
-            "many": lambda: _candidates(dialect, False),
-            "one": lambda: _candidates(dialect, True),
-            "take": lambda: _take(dialect),
-        }
-        _BUILT[key] = builders[name]()
+        if name == "take":
+            _BUILT[key] = _take(dialect)
+        elif name == "any":
+            _BUILT[key] = _any_candidate(dialect)
+        else:
+            assert name in _VARIANTS
+            _BUILT[key] = _candidates(dialect, name)
     return _BUILT[key]
+
+
+def _any_candidate(dialect: StoreDialect) -> Any:
+    """Is anything at all ready (an idle worker's look before it claims, suspects too)?"""
+    return select(executions.c.id).where(_ready(dialect)).limit(bindparam("limit"))
 
 
 def claim(
@@ -137,38 +206,95 @@ def claim(
     limit: int,
     now: datetime,
     execution_id: str | None = None,
+    family: set[str] | None = None,
+    idle: bool = False,
 ) -> list[ClaimedExecution]:
-    """Take up to ``limit`` ready executions (or the one given) under a new lease each.
+    """Take up to ``limit`` ready executions under a new lease each: the one given, the
+    ``family`` given (and their children), or any. An ``idle`` worker (running nothing)
+    first looks for a suspect to run alone.
 
     Concurrency limits are then checked exactly under per-key locks (see
     :func:`conveyor.store.flow.admit`), so they hold across processes."""
-    params: dict[str, Any] = {"now": now, "limit": limit}
+    base: dict[str, Any] = {"now": now, "limit": limit}
+    take = {"owner": owner, "lease_seconds": lease_seconds, "now": now}
     if execution_id is not None:
-        params["execution_id"] = execution_id
-    query = _built(dialect, "many" if execution_id is None else "one")
-    candidates = conn.execute(query, params).mappings().all()
-    chosen = flow.admit(conn, dialect, [dict(c) for c in candidates], now)
+        return _claim(conn, dialect, "one", base | {"execution_id": execution_id}, take)
+    if family is not None:
+        return _claim(conn, dialect, "family", base | {"family": sorted(family)}, take)
+    if idle:
+        alone = _claim(conn, dialect, "suspect", base | {"limit": 1}, take)
+        if alone:
+            return alone
+    return _claim(conn, dialect, "idle" if idle else "busy", base, take)
+
+
+def _claim(
+    conn: Connection,
+    dialect: StoreDialect,
+    variant: str,
+    params: dict[str, Any],
+    take: dict[str, Any],
+) -> list[ClaimedExecution]:
+    candidates = conn.execute(_built(dialect, variant), params).mappings().all()
+    chosen = flow.admit(conn, dialect, [dict(c) for c in candidates], params["now"])
     if not chosen:
         return []
-    rows = conn.execute(
-        _built(dialect, "take"),
-        {
-            "ids": [c["id"] for c in chosen],
-            "owner": owner,
-            "lease_seconds": lease_seconds,
-            "now": now,
-        },
-    ).all()
-    before = {c["id"]: c for c in chosen}
-    claimed = _load(conn, rows, owner, before)
+    rows = conn.execute(_built(dialect, "take"), take | {"ids": [c["id"] for c in chosen]}).all()
+    claimed = _load(conn, rows, take["owner"], {c["id"]: c for c in chosen})
     for execution in claimed:
-        execution.lease_seconds = lease_seconds
+        execution.lease_seconds = take["lease_seconds"]
+    # Recoveries proper: the lease of a dead (or stopped) owner expired.
+    expired = {c["id"] for c in chosen if c["status"] == "running"}
+    if variant == "suspect":
+        _count_crashes(conn, claimed, expired)
+    elif variant in ("busy", "idle"):
+        claimed = _set_suspects_aside(conn, dialect, claimed, expired)
     return claimed
 
 
-def peek(conn: Connection, dialect: StoreDialect, now: datetime) -> tuple[bool, datetime | None]:
+def _in_flight(execution: ClaimedExecution) -> bool:
+    """Whether a dead owner left a step of it running (node code was executing)."""
+    return any(s.status == StepStatus.RUNNING for s in execution.steps.values())
+
+
+def _set_suspects_aside(
+    conn: Connection, dialect: StoreDialect, claimed: list[ClaimedExecution], expired: set[str]
+) -> list[ClaimedExecution]:
+    """Recoveries with a step in flight may be what killed their worker, and so may any of
+    the others it ran: the crash cannot be pinned on one. Each goes back to its place in
+    line as a suspect, to run alone; the rest are returned to run here."""
+    suspects = [e.id for e in claimed if e.id in expired and _in_flight(e)]
+    if not suspects:
+        return claimed
+    conn.execute(
+        update(executions)
+        .where(executions.c.id.in_(suspects))
+        .values(status="queued", suspect=True, lease_owner=None, lease_expires_at=None)
+    )
+    dialect.notify(conn, WAKE_CHANNEL, "queued")  # an idle worker takes a suspect
+    return [e for e in claimed if e.id not in suspects]
+
+
+def _count_crashes(conn: Connection, claimed: list[ClaimedExecution], expired: set[str]) -> None:
+    """A suspect runs alone: if its worker died with a step of it in flight, the crash is
+    its own (G6)."""
+    for execution in claimed:
+        execution.isolated = True
+        if execution.id in expired and _in_flight(execution):
+            execution.crashes += 1
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == execution.id)
+                .values(crashes=executions.c.crashes + 1)
+            )
+
+
+def peek(
+    conn: Connection, dialect: StoreDialect, now: datetime, idle: bool = False
+) -> tuple[bool, datetime | None]:
     """Without locking anything: is an execution ready, and if not, when is the next due?"""
-    ready = conn.execute(_built(dialect, "many"), {"now": now, "limit": 1}).first() is not None
+    query = _built(dialect, "any" if idle else "busy")
+    ready = conn.execute(query, {"now": now, "limit": 1}).first() is not None
     return ready, None if ready else next_due(conn)
 
 
@@ -247,9 +373,13 @@ def _load(
                 deadline_at=r.deadline_at,
                 cancel_requested=r.cancel_requested,
                 recoveries=r.recoveries,
+                crashes=r.crashes,
                 steps=latest[r.id],
                 first_claim=r.id in first,
-                recovered=r.id in before and before[r.id]["status"] == "running",
+                # Taken from a dead owner: its lease expired, or a suspect set aside with a
+                # step still marked running.
+                recovered=before[r.id]["status"] == "running"
+                or any(s.status == StepStatus.RUNNING for s in latest[r.id].values()),
                 signals=pending[r.id],
                 paused=r.paused,
             )
@@ -330,3 +460,10 @@ def next_due(conn: Connection) -> datetime | None:
         )
     ).scalar()
     return value
+
+
+def status_of(conn: Connection, execution_id: str) -> ExecutionStatus | None:
+    status = conn.execute(
+        select(executions.c.status).where(executions.c.id == execution_id)
+    ).scalar()
+    return None if status is None else ExecutionStatus(status)

@@ -112,6 +112,10 @@ class PostgresDialect:
         for key in keys:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
 
+    def index_hint(self, index: str) -> str:
+        """No hints: PostgreSQL's planner picks a small partial index by itself."""
+        return ""
+
     def lock_suffix(self) -> str:
         return " FOR UPDATE SKIP LOCKED"
 

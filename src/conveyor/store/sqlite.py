@@ -133,6 +133,11 @@ class SQLiteDialect:
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every claimer."""
 
+    def index_hint(self, index: str) -> str:
+        """Text after a table name in FROM that makes the planner use ``index``: SQLite
+        without statistics would rather walk a bigger index."""
+        return f"INDEXED BY {index}"
+
     def lock_suffix(self) -> str:
         return ""
 

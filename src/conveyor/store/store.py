@@ -265,14 +265,22 @@ class Store:
         )
 
     async def claim_or_next_due(
-        self, owner: str, *, lease_seconds: float, limit: int
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int,
+        idle: bool = False,
+        family: set[str] | None = None,
     ) -> tuple[list[ClaimedExecution], datetime | None]:
         """Claim ready executions; when there are none, say when the next waiting one is due
-        (one transaction either way, so an idle worker costs one round trip per poll)."""
+        (one transaction either way, so an idle worker costs one round trip per poll).
+        ``idle``: the worker runs nothing, so it may take a suspect to run alone;
+        ``family``: only these executions and their children (``conveyor run``)."""
 
-        if not self.db.dialect.supports_skip_locked:
+        if not self.db.dialect.supports_skip_locked and family is None:
             # SQLite: look before taking the write lock, which would stall other writers.
-            ready, due = await self.read(claims.peek, self.db.dialect, self.clock.now())
+            ready, due = await self.read(claims.peek, self.db.dialect, self.clock.now(), idle)
             if not ready:
                 return [], due
 
@@ -284,6 +292,8 @@ class Store:
                 lease_seconds=lease_seconds,
                 limit=limit,
                 now=self.clock.now(),
+                idle=idle,
+                family=family,
             )
             return claimed, None if claimed else claims.next_due(conn)
 

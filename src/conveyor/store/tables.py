@@ -159,6 +159,11 @@ executions = Table(
     Column("lease_expires_at", UTCDateTime()),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("recoveries", Integer, nullable=False, server_default="0"),
+    # Crash attribution (G6): an execution that had a step in flight when its worker died
+    # is a suspect and runs alone in a worker until a step of it finishes; only a crash
+    # while it ran alone counts against it.
+    Column("suspect", Boolean, nullable=False, server_default=text("false")),
+    Column("crashes", Integer, nullable=False, server_default="0"),
     Column("paused", Boolean, nullable=False, server_default=text("false")),
     Column("idempotency_key", String(200)),
     # Flow control, copied from the pinned version at enqueue and enforced at claim time.
@@ -197,6 +202,13 @@ executions = Table(
     Index("ix_executions_workflow_finished", "workflow_id", "finished_at"),
     Index("ix_executions_workspace_status", "workspace_id", "status"),
     Index("ix_executions_created_by", "workspace_id", "created_by", "created_at"),
+    # Empty but for suspects: every busy claim asks whether one is waiting to run alone.
+    Index(
+        "ix_executions_suspect",
+        "status",
+        postgresql_where=text("suspect"),
+        sqlite_where=text("suspect"),
+    ),
 )
 
 steps = Table(

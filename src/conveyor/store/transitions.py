@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     case,
     column,
+    false,
     func,
     insert,
     literal_column,
@@ -78,6 +79,7 @@ def _fence(dialect: StoreDialect) -> Any:
         *(column(f"d_{name}", BigInteger()) for name in (*_COUNTERS, "events")),
         column("final", Boolean()),
         column("release", Boolean()),
+        column("innocent", Boolean()),
         column("status", String()),
         column("result", Text()),
         column("error", Text()),
@@ -117,6 +119,9 @@ def _fence(dialect: StoreDialect) -> Any:
                     else_=c.lease_expires_at,
                 ),
                 c.wait_reason: func.coalesce(v.wait_reason, c.wait_reason),
+                # A suspect whose step finished did not kill its worker (see claims.py);
+                # a finished execution is nobody's suspect.
+                c.suspect: and_(c.suspect, ~func.coalesce(v.innocent, false()), ~v.final),
             }
             | {getattr(c, n): func.coalesce(getattr(v, n), getattr(c, n)) for n in _TIMES}
         )
@@ -291,6 +296,7 @@ def _fence_row(execution: ClaimedExecution, changes: Changes, time: Any) -> dict
         d_events=len(changes.events),
         final=final,
         release=changes.release,
+        innocent=changes.innocent,
         status=changes.status.value if changes.status is not None else None,
         result=_json(changes.result) if final else None,
         error=_json(changes.error) if final else None,
