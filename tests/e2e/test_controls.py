@@ -298,6 +298,56 @@ async def test_sigterm_finishes_the_running_step_and_hands_the_rest_over(
     check_event_sequences(side, [execution_id])
 
 
+@pytest.mark.timeout(90)
+async def test_an_execution_drained_by_sigterm_keeps_its_place_in_line(
+    app: Conveyor, side: Side, workers: Workers
+) -> None:
+    """A graceful shutdown gives the execution back without sending it behind the backlog
+    that queued after it: with one slot per key, it runs again before any younger one."""
+    await app.apply(
+        {
+            "name": "lined",
+            "settings": {
+                "concurrency": {"key": "all", "key_limit": 1},
+                "retry": {"max_attempts": 3, "initial_interval": "100ms"},
+            },
+            # The oldest one's attempt 1 outlives the shutdown grace: the drain cuts it short.
+            "nodes": [
+                work(
+                    "step",
+                    sleep=0.05,
+                    first_attempt_sleep="{{ 30 if input.n == 0 else none }}",
+                )
+            ],
+        }
+    )
+    oldest = (await app.execute("lined", {"n": 0})).execution_id
+    first = workers.start(concurrency=1, CONVEYOR_SHUTDOWN_GRACE_SECONDS="0.5")
+    await eventually(
+        lambda: side.calls(oldest), within=20, what="the oldest starts", diagnose=workers.logs
+    )
+    younger = [(await app.execute("lined", {"n": i})).execution_id for i in range(1, 9)]
+    first.send(signal.SIGTERM)
+    assert first.wait(timeout=20) == 0
+    assert status_of(side, oldest) == "queued"
+
+    workers.start(concurrency=4)
+    await eventually(
+        lambda: set(side.statuses([oldest, *younger]).values()) == {"succeeded"},
+        within=30,
+        what="every execution succeeds",
+        diagnose=lambda: f"{side.statuses([oldest, *younger])} {side.steps(oldest)}"
+        f"{workers.logs()}",
+    )
+    order = [
+        c.execution_id
+        for c in sorted(side.calls(), key=lambda c: c.started_at)
+        if c.pid != first.pid
+    ]
+    assert order[0] == oldest, f"the drained execution ran after {order.index(oldest)} younger"
+    check_event_sequences(side, [oldest, *younger])
+
+
 # -- dead-lettering ----------------------------------------------------------------------------
 
 MAX_RECOVERIES = 2

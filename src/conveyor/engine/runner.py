@@ -369,7 +369,9 @@ class Runner:
         """Give the execution back to the queue; whoever claims it next resumes from the
         committed steps."""
         changes.status = status
-        changes.available_at = available_at or self.clock.now()
+        # Without a due time the execution keeps its place in line (its ``available_at``):
+        # one drained by a shutdown or paused is not sent behind younger ones.
+        changes.available_at = available_at
         changes.wait_reason = reason
         changes.release = True
         changes.wake_signals = sorted(set(state.signal_waiters().values()))
