@@ -336,8 +336,9 @@ async def test_an_execution_drained_by_sigterm_keeps_its_place_in_line(
         lambda: set(side.statuses([oldest, *younger]).values()) == {"succeeded"},
         within=30,
         what="every execution succeeds",
-        diagnose=lambda: f"{side.statuses([oldest, *younger])} {side.steps(oldest)}"
-        f"{workers.logs()}",
+        diagnose=lambda: (
+            f"{side.statuses([oldest, *younger])} {side.steps(oldest)}{workers.logs()}"
+        ),
     )
     order = [
         c.execution_id

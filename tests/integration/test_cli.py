@@ -162,7 +162,12 @@ def test_plugin_node_types_load(workdir: Path) -> None:
     assert json.loads(done.stdout) == {"hi": {"hello": "hi"}}
 
 
-def test_ctrl_c_cancels_the_execution_and_exits_130(workdir: Path, database_url: str) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_ctrl_c_or_sigterm_cancels_the_execution_and_exits_130_or_143(
+    workdir: Path, database_url: str, signum: signal.Signals, code: int
+) -> None:
     (workdir / "slow.yaml").write_text(
         "name: slow\nnodes:\n  - {id: first, type: transform, config: {output: 1}}\n"
         "  - {id: hold, type: wait, needs: [first], config: {duration: 1h}}\n"
@@ -186,11 +191,11 @@ def test_ctrl_c_cancels_the_execution_and_exits_130(workdir: Path, database_url:
             time.sleep(0.2)
         else:
             pytest.fail("the execution never reached its wait")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _out, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     [row] = json.loads(
         conveyor("executions", "list", "--json", cwd=workdir, database=database_url).stdout
     )

@@ -13,7 +13,8 @@ from conveyor.errors import (
 OK = 0
 FAILED = 1
 BAD_INPUT = 2
-INTERRUPTED = 130
+INTERRUPTED = 130  # Ctrl-C
+TERMINATED = 143  # SIGTERM
 
 
 def exit_code(exc: ConveyorError) -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import Coroutine
 from typing import Any
 
 from rich.live import Live
 
 from conveyor.app import Conveyor
-from conveyor.cli.base import as_json, err, registry_for, run_async
+from conveyor.cli.base import as_json, err, registry_for
 from conveyor.cli.display import LiveNodes, duration, styled, summary_table
-from conveyor.cli.exits import FAILED, OK
+from conveyor.cli.exits import FAILED, INTERRUPTED, OK, TERMINATED
 from conveyor.engine.interfaces import SystemClock
 from conveyor.worker import Worker
 
@@ -45,17 +48,52 @@ def report(detail: dict[str, Any]) -> int:
     return FAILED
 
 
+def foreground(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work`` (which runs an execution here) to its exit code. Ctrl-C (130) and
+    SIGTERM (143) both cancel it, so the execution is recorded ``cancelled``: a foreground
+    run never leaves an execution ``running`` behind with nobody to finish it."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        terminated: list[bool] = []
+
+        def terminate() -> None:
+            terminated.append(True)
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if terminated:
+                return TERMINATED
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        code = asyncio.run(main())
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    if code in (INTERRUPTED, TERMINATED):
+        what = "interrupted" if code == INTERRUPTED else "terminated"
+        err.print(f"{what}: the execution was recorded as cancelled", style="magenta")
+    return code
+
+
 def follow(database: str, execution_id: str, registry: Any = None) -> int:
     """Run an enqueued execution in this process with live progress (``--wait``)."""
 
-    async def go() -> dict[str, Any]:
+    async def go() -> int:
         conveyor = await Conveyor.open(database, registry or registry_for([], False))
         try:
-            return await watch(conveyor, execution_id)
+            return report(await watch(conveyor, execution_id))
         finally:
             conveyor.close()
 
-    return report(run_async(go()))
+    return foreground(go())
 
 
 def enqueued_or_follow(database: str, enqueued: Any, wait: bool) -> int:

@@ -17,7 +17,6 @@ from conveyor.cli.base import (
     PluginOpt,
     PrivateOpt,
     as_json,
-    err,
     guard,
     open_conveyor,
     out,
@@ -27,8 +26,8 @@ from conveyor.cli.base import (
     worker_settings,
 )
 from conveyor.cli.executions import executions_app, workflows_app
-from conveyor.cli.exits import INTERRUPTED, OK
-from conveyor.cli.follow import follow, report, watch
+from conveyor.cli.exits import OK
+from conveyor.cli.follow import follow, foreground, report, watch
 from conveyor.engine.definition import definition_schema, load_definition_file
 from conveyor.engine.interfaces import SystemClock
 from conveyor.settings import DEFAULT_DATABASE_URL, Settings
@@ -62,19 +61,15 @@ def run(
 ) -> None:
     """Run a workflow file once, in this process, with live progress.
 
-    Exit 0 on success, 1 when the execution did not succeed, 2 for bad input, 130 when
-    interrupted. The result is printed as JSON on stdout; progress and the summary go to
-    stderr."""
+    Exit 0 on success, 1 when the execution did not succeed, 2 for bad input, 130 on
+    Ctrl-C and 143 on SIGTERM (both record the execution as cancelled). The result is
+    printed as JSON on stdout; progress and the summary go to stderr."""
 
     def body() -> int:
         data = load_definition_file(file)
         payload = parse_input(input)
         registry = registry_for(plugin, allow_private_network)
-        try:
-            return run_async(_run(data, payload, database, registry))
-        except KeyboardInterrupt:
-            err.print("interrupted: the execution was recorded as cancelled", style="magenta")
-            return INTERRUPTED
+        return foreground(_run(data, payload, database, registry))
 
     guard(body)
 
