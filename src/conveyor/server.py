@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from datetime import datetime, timedelta
 
 from fastapi import FastAPI
@@ -84,32 +85,72 @@ async def bootstrap_admin(conveyor: Conveyor, settings: Settings) -> None:
     )
 
 
+class EmbeddedWorker:
+    """The server's worker on an event loop of its own, in a thread: node code, even code
+    that blocks its loop, can never stall an API request. It shares the server's Store,
+    whose subscribers hand commits between the two loops."""
+
+    def __init__(self, conveyor: Conveyor, settings: WorkerSettings) -> None:
+        self.conveyor = conveyor
+        self.settings = settings
+        self.worker: Worker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="conveyor-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+
+    def _main(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.worker = Worker(
+            self.conveyor.store, self.conveyor.registry, SystemClock(), settings=self.settings
+        )
+        self._started.set()
+        try:
+            await self.worker.serve(self._stop)
+        except Exception:
+            log.exception("the embedded worker stopped", extra={"action": "worker_failed"})
+
+    async def stop(self) -> None:
+        """Drain gracefully (the worker's shutdown grace) and wait for the thread."""
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # its loop already ended
+                self._loop.call_soon_threadsafe(self._stop.set)
+        await asyncio.to_thread(self._thread.join)
+
+
 def build(
     conveyor: Conveyor,
     settings: Settings,
     worker_settings: WorkerSettings | None,
 ) -> FastAPI:
     """The server app; with ``worker_settings`` it also runs an embedded worker."""
-    worker_task: list[asyncio.Task[None]] = []
+    embedded: list[EmbeddedWorker] = []
     housekeeping: list[asyncio.Task[None]] = []
-    stop = asyncio.Event()
 
     async def on_start(app: FastAPI) -> None:
         await bootstrap_admin(conveyor, settings)
         if worker_settings is not None:
-            worker = Worker(
-                conveyor.store, conveyor.registry, SystemClock(), settings=worker_settings
-            )
-            app.state.worker = worker
-            worker_task.append(asyncio.create_task(worker.serve(stop)))
+            worker = EmbeddedWorker(conveyor, worker_settings)
+            worker.start()
+            app.state.worker = worker.worker
+            embedded.append(worker)
         housekeeping.append(asyncio.create_task(retention(conveyor, settings)))
 
     async def on_stop(app: FastAPI) -> None:
-        stop.set()  # the worker drains gracefully; housekeeping is simply cancelled
         for task in housekeeping:
             task.cancel()
-        for task in worker_task + housekeeping:
+        for task in housekeeping:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for worker in embedded:
+            await worker.stop()
 
     return create_app(conveyor, on_start=on_start, on_stop=on_stop)

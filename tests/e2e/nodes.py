@@ -102,3 +102,15 @@ async def work(ctx: NodeContext, config: WorkConfig) -> dict[str, Any]:
         raise
     await asyncio.to_thread(record_end, call_id, "ok")
     return {"node": ctx.node_id, "key": ctx.idempotency_key, "pid": os.getpid()}
+
+
+class BlockConfig(BaseModel):
+    seconds: float
+
+
+@node("e2e.block", config=BlockConfig)
+async def block(ctx: NodeContext, config: BlockConfig) -> dict[str, Any]:
+    """Blocks its event loop (a badly written node: time.sleep inside async code)."""
+    started = time.time()
+    time.sleep(config.seconds)  # noqa: ASYNC251 (the point of this node)
+    return {"started": started, "ended": time.time()}

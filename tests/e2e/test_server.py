@@ -86,7 +86,9 @@ def free_port() -> int:
 class ServerProcess:
     """``conveyor server --concurrency 0`` on a free port; its output goes to a log file."""
 
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    def __init__(
+        self, database_url: str, log_path: Path, args: tuple[str, ...] = ("--concurrency", "0")
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -115,8 +117,7 @@ class ServerProcess:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
-                "--concurrency",
-                "0",
+                *args,
             ],
             cwd=REPO,
             env=environment,

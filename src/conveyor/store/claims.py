@@ -390,7 +390,9 @@ def _load(
 def _definitions(
     conn: Connection, version_ids: set[str]
 ) -> dict[str, tuple[dict[str, Any], int, str]]:
-    missing = [v for v in version_ids if v not in _DEFINITIONS]
+    # Built locally: another thread (the server's embedded worker) may clear the cache.
+    found = {v: d for v in version_ids if (d := _DEFINITIONS.get(v)) is not None}
+    missing = [v for v in version_ids if v not in found]
     if missing:
         if len(_DEFINITIONS) + len(missing) > _DEFINITIONS_KEPT:
             _DEFINITIONS.clear()
@@ -404,8 +406,8 @@ def _definitions(
             .join(workflows, workflows.c.id == workflow_versions.c.workflow_id)
             .where(workflow_versions.c.id.in_(missing))
         ):
-            _DEFINITIONS[v.id] = (v.definition, v.version, v.name)
-    return {v: _DEFINITIONS[v] for v in version_ids}
+            found[v.id] = _DEFINITIONS[v.id] = (v.definition, v.version, v.name)
+    return found
 
 
 def heartbeat(

@@ -25,21 +25,23 @@ from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
+from conveyor.store.subscribers import Subscribers
 from conveyor.store.tables import executions, notifications
 from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
 _MAX_BATCH = 256  # transitions per group commit
-EventListener = Callable[[list[EventRecord]], None]
 
 
 class Store:
     def __init__(self, db: Database, *, clock: Clock | None = None, threads: int = 4) -> None:
         self.db = db
         self.clock: Clock = clock or SystemClock()
-        self.listeners: list[EventListener] = []
+        # Each runs on the event loop it was added from (the server's embedded worker has
+        # a loop of its own).
+        self.listeners: Subscribers[list[EventRecord]] = Subscribers()
         # Called after a commit that may give workers in this process something to do.
-        self.wake_listeners: list[Callable[[str], None]] = []
+        self.wake_listeners: Subscribers[str] = Subscribers()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -72,13 +74,11 @@ class Store:
         return result
 
     def _wake(self, reason: str) -> None:
-        for listener in self.wake_listeners:
-            listener(reason)
+        self.wake_listeners(reason)
 
     def _publish(self, records: list[EventRecord]) -> None:
         if records:
-            for listener in self.listeners:
-                listener(records)
+            self.listeners(records)
 
     # -- the runner's interface ------------------------------------------------------------
     async def apply(self, execution: ClaimedExecution, changes: Changes) -> None:
