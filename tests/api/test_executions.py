@@ -348,6 +348,7 @@ async def test_cancel_a_running_execution(api: Api) -> None:
 async def test_retry_a_failed_execution_reuses_what_succeeded(api: Api) -> None:
     definition = {
         "name": "retryable",
+        "settings": {"retry": {"max_attempts": 1}},  # fails at once; retried by hand
         "nodes": [
             {"id": "first", "type": "transform", "config": {"output": "{{ input.n }}"}},
             {"id": "flaky", "type": "test.flaky", "needs": ["first"], "config": {"key": "r"}},

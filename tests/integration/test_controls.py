@@ -242,6 +242,7 @@ async def test_retry_reruns_only_the_failed_step_and_what_follows(serving: Any) 
     app, watcher, calls = serving
     definition = {
         "name": "retryable",
+        "settings": {"retry": {"max_attempts": 1}},  # fails at once; retried by hand
         "nodes": [
             {"id": "a", "type": "test.count"},
             {"id": "flaky", "type": "test.count", "needs": ["a"]},

@@ -281,6 +281,7 @@ async def test_a_step_timeout_fails_the_step_with_node_timeout(
                 "id": "slow_call",
                 "type": "http.request",
                 "timeout": "300ms",
+                "retry": {"max_attempts": 1},
                 "config": {
                     "url": f"{http_server.base_url}/slow",
                     "query": {"seconds": 30},
@@ -335,7 +336,7 @@ async def test_on_error_continue_records_the_error_as_the_output(conveyor: Conve
     assert finished.status == "succeeded"
     assert finished.execution["error"] is None
     [row] = finished.rows("enrich")
-    error = {"type": "NodeError", "message": "enrichment service said no", "non_retryable": False}
+    error = {"type": "NodeError", "message": "enrichment service said no", "non_retryable": True}
     assert row["status"] == "failed"
     assert row["continued"] is True
     assert row["error"] == error
@@ -364,7 +365,7 @@ async def test_on_error_stop_fails_the_execution_naming_the_node(conveyor: Conve
         "node_id": "charge",
         "type": "NodeError",
         "message": "card declined",
-        "non_retryable": False,
+        "non_retryable": True,  # a fail node's failure is deliberate: not retried
     }
     assert finished.execution["error"] == expected
     assert finished.execution["result"] is None
@@ -740,3 +741,55 @@ async def test_progress_counters_match_the_step_rows(conveyor: Conveyor) -> None
     assert finished.execution["steps_total"] == len(definition["nodes"]) == 9
     assert len(finished.rows("flaky")) == 2
     assert finished.step("end")["output"] == 7
+
+
+# -- the default retry policy -------------------------------------------------------------------
+
+
+async def test_without_a_policy_a_failing_step_is_tried_three_times_with_backoff(
+    fake_time_app: Conveyor, clock: FakeClock
+) -> None:
+    attempts: list[int] = []
+
+    @node("test.always_down")
+    async def always_down(ctx: NodeContext, config: Any) -> None:
+        attempts.append(ctx.attempt)
+        raise NodeError("service unavailable")
+
+    @node("test.charge", repeatable=False)
+    async def charge(ctx: NodeContext, config: Any) -> None:
+        attempts.append(100 + ctx.attempt)
+        raise NodeError("card network down")
+
+    fake_time_app.registry.register(always_down)
+    fake_time_app.registry.register(charge)
+    finished = await execute(
+        fake_time_app,
+        workflow("defaults", {"id": "down", "type": "test.always_down"}),
+        clock=clock,
+    )
+    assert finished.status == "failed"
+    assert [r["attempt"] for r in finished.rows("down")] == [1, 2, 3]
+    assert [e["delay_seconds"] for e in finished.events_of("step.retrying")] == [1.0, 2.0]
+
+    # A type that says it is unsafe to repeat gets one attempt, unless a policy is explicit.
+    unsafe = await execute(
+        fake_time_app, workflow("unsafe", {"id": "pay", "type": "test.charge"}), clock=clock
+    )
+    assert [r["attempt"] for r in unsafe.rows("pay")] == [1]
+    explicit = await execute(
+        fake_time_app,
+        workflow(
+            "unsafe-explicit", {"id": "pay", "type": "test.charge"}, retry={"max_attempts": 2}
+        ),
+        clock=clock,
+    )
+    assert [r["attempt"] for r in explicit.rows("pay")] == [1, 2]
+    # max_attempts: 1 is the at-most-once opt-out for any type.
+    once = await execute(
+        fake_time_app,
+        workflow("once", {"id": "down", "type": "test.always_down", "retry": {"max_attempts": 1}}),
+        clock=clock,
+    )
+    assert [r["attempt"] for r in once.rows("down")] == [1]
+    assert attempts == [1, 2, 3, 101, 101, 102, 1]

@@ -96,5 +96,28 @@ def test_on_error_retry_with_an_explicit_policy_keeps_its_attempts() -> None:
 
 @pytest.mark.parametrize("strategy", [ErrorStrategy.STOP, ErrorStrategy.CONTINUE])
 def test_other_strategies_use_the_policy_attempts(strategy: ErrorStrategy) -> None:
-    assert effective_attempts(RetryPolicy(), strategy, explicit=False) == 1
+    assert effective_attempts(RetryPolicy(), strategy, explicit=False) == 3
+    assert effective_attempts(RetryPolicy(max_attempts=1), strategy, explicit=True) == 1
     assert effective_attempts(RetryPolicy(max_attempts=4), strategy, explicit=True) == 4
+
+
+def test_the_default_policy_is_three_attempts_with_exponential_backoff() -> None:
+    policy = RetryPolicy()
+    assert policy.max_attempts == 3
+    assert [backoff(policy, attempt) for attempt in (1, 2, 7, 8)] == [
+        timedelta(seconds=1),
+        timedelta(seconds=2),
+        timedelta(seconds=60),
+        timedelta(seconds=60),
+    ]
+
+
+@pytest.mark.parametrize("strategy", list(ErrorStrategy))
+def test_a_type_unsafe_to_repeat_gets_one_attempt_unless_a_policy_is_explicit(
+    strategy: ErrorStrategy,
+) -> None:
+    assert effective_attempts(RetryPolicy(), strategy, explicit=False, repeatable=False) == 1
+    explicit = effective_attempts(
+        RetryPolicy(max_attempts=5), strategy, explicit=True, repeatable=False
+    )
+    assert explicit == 5

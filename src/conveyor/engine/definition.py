@@ -32,12 +32,17 @@ class ErrorStrategy(StrEnum):
 
 
 class RetryPolicy(BaseModel):
+    """How a failed or interrupted step is tried again. The default: 3 attempts, 1 s apart
+    then doubling, at most 1 min apart. ``max_attempts: 1`` makes a step at-most-once (an
+    interrupted attempt then fails instead of running again). Node types that are unsafe to
+    repeat get one attempt unless a policy is given explicitly."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(default=1, ge=1, le=1000)
+    max_attempts: int = Field(default=3, ge=1, le=1000)
     initial_interval: Duration = timedelta(seconds=1)
     backoff_coefficient: float = Field(default=2.0, ge=1.0, le=100.0)
-    max_interval: Duration = timedelta(minutes=5)
+    max_interval: Duration = timedelta(minutes=1)
     non_retryable: list[str] = Field(
         default_factory=list, description="error type names that are never retried"
     )
@@ -140,6 +145,10 @@ class WorkflowDefinition(BaseModel):
 
     def retry_policy(self, node: Node) -> RetryPolicy:
         return node.retry or self.settings.retry
+
+    def explicit_retry(self, node: Node) -> bool:
+        """Whether the node or the workflow states a retry policy (not just the default)."""
+        return node.retry is not None or self.settings.retry != RetryPolicy()
 
     def error_strategy(self, node: Node) -> ErrorStrategy:
         return node.on_error or self.settings.on_error

@@ -56,6 +56,8 @@ class ExecutionState:
     retry_now: list[str] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     templates: TemplateContext | None = None  # made on the first render
+    # Nodes whose type is unsafe to repeat (``NodeType.repeatable`` false).
+    unrepeatable: frozenset[str] = frozenset()
     failure: dict[str, Any] | None = None
 
     def node(self, node_id: str) -> Node:

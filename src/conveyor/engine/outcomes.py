@@ -21,7 +21,8 @@ def max_attempts(state: ExecutionState, node_id: str) -> int:
     return effective_attempts(
         state.definition.retry_policy(node),
         state.definition.error_strategy(node),
-        node.retry is not None,
+        state.definition.explicit_retry(node),
+        node_id not in state.unrepeatable,
     )
 
 

@@ -31,8 +31,13 @@ def backoff(policy: RetryPolicy, attempt: int) -> timedelta:
     return timedelta(seconds=min(seconds, cap))
 
 
-def effective_attempts(policy: RetryPolicy, strategy: ErrorStrategy, explicit: bool) -> int:
-    """``on_error: retry`` without an explicit retry policy means three attempts."""
+def effective_attempts(
+    policy: RetryPolicy, strategy: ErrorStrategy, explicit: bool, repeatable: bool = True
+) -> int:
+    """The policy's attempts; one for a node type unsafe to repeat unless a policy is
+    given explicitly; ``on_error: retry`` never means fewer than three."""
+    if not explicit and not repeatable:
+        return 1
     if strategy == ErrorStrategy.RETRY and not explicit and policy.max_attempts == 1:
         return DEFAULT_RETRY_ATTEMPTS
     return policy.max_attempts

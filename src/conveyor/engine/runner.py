@@ -60,7 +60,9 @@ class Runner:
         self.clock = clock
         self.services = services
         self.hold_timers_up_to = hold_timers_up_to
-        self._definitions: dict[tuple[str, int], tuple[WorkflowDefinition, Graph]] = {}
+        self._definitions: dict[
+            tuple[str, int], tuple[WorkflowDefinition, Graph, frozenset[str]]
+        ] = {}
         self.controls: dict[str, Control] = {}
 
     def control(self, execution_id: str) -> Control | None:
@@ -120,9 +122,14 @@ class Runner:
         key = (execution.workflow_id, execution.version)
         if key not in self._definitions:
             definition = parse_definition(execution.definition)
-            self._definitions[key] = (definition, Graph(definition))
-        definition, graph = self._definitions[key]
-        state = ExecutionState(execution, definition, graph)
+            unrepeatable = frozenset(
+                n.id
+                for n in definition.nodes
+                if (t := self.registry.get(n.type)) is not None and not t.repeatable
+            )
+            self._definitions[key] = (definition, Graph(definition), unrepeatable)
+        definition, graph, unrepeatable = self._definitions[key]
+        state = ExecutionState(execution, definition, graph, unrepeatable=unrepeatable)
         restore(state)
         return state
 

@@ -118,12 +118,15 @@ class NodeType:
     """A kind of node. Subclass it, or use :func:`node` on a function.
 
     ``config_model`` validates the node's config (after templates are rendered);
-    ``branches`` tells which branch labels the node can produce (``None``: no labels).
+    ``branches`` tells which branch labels the node can produce (``None``: no labels);
+    ``repeatable`` false says a second attempt may do harm (a payment without an idempotency
+    key): steps of the type then get one attempt unless a retry policy is given explicitly.
     """
 
     name: str = ""
     description: str = ""
     config_model: type[BaseModel] = EmptyConfig
+    repeatable: bool = True
 
     def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
         return None
@@ -145,8 +148,10 @@ class FunctionNode(NodeType):
         config_model: type[BaseModel],
         branches: frozenset[str] | None,
         description: str,
+        repeatable: bool = True,
     ) -> None:
         self.name = name
+        self.repeatable = repeatable
         self.fn = fn
         self.config_model = config_model
         self._branches = branches
@@ -170,6 +175,7 @@ def node(
     config: type[BaseModel] = EmptyConfig,
     branches: list[str] | None = None,
     description: str = "",
+    repeatable: bool = True,
 ) -> Callable[[NodeFunction], FunctionNode]:
     """Declare a node type from a function ``fn(ctx, config)``; register it with a Registry.
 
@@ -178,7 +184,7 @@ def node(
 
     def wrap(fn: NodeFunction) -> FunctionNode:
         labels = frozenset(branches) if branches is not None else None
-        return FunctionNode(name, fn, config, labels, description)
+        return FunctionNode(name, fn, config, labels, description, repeatable)
 
     return wrap
 

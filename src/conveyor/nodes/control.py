@@ -100,7 +100,8 @@ class FailConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = "failed on purpose"
-    non_retryable: bool = False
+    # A deliberate failure is not retried unless asked to be.
+    non_retryable: bool = True
 
 
 class Fail(NodeType):
