@@ -204,3 +204,16 @@ def test_ctrl_c_cancels_the_execution_and_exits_130(workdir: Path, database_url:
         "first": "succeeded",
         "hold": "cancelled",
     }
+
+
+@pytest.mark.parametrize("command", [["run", "good.yaml"], ["server", "--port", "1"]])
+def test_a_file_that_is_not_a_sqlite_database_exits_2_in_one_line(
+    workdir: Path, command: list[str]
+) -> None:
+    garbage = workdir / "garbage.db"
+    garbage.write_bytes(b"this is not a database, only text\n" * 300)
+    done = conveyor(*command, cwd=workdir, database=f"sqlite:///{garbage}")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert str(garbage) in line and "not a SQLite database" in line, line
+    assert garbage.read_bytes().startswith(b"this is not a database")
