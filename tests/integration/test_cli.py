@@ -217,3 +217,26 @@ def test_a_file_that_is_not_a_sqlite_database_exits_2_in_one_line(
     [line] = done.stderr.strip().splitlines()
     assert str(garbage) in line and "not a SQLite database" in line, line
     assert garbage.read_bytes().startswith(b"this is not a database")
+
+
+def test_validate_lists_every_problem_in_one_pass(workdir: Path) -> None:
+    (workdir / "bad.yaml").write_text(
+        "name: x\nnodes:\n"
+        "  - {id: a, type: transform, config: {output: 1}, timeout: soon}\n"
+        "  - {id: w1, type: wait, needs: a, config: {duration: later}}\n"
+        "  - {id: w2, type: wait, needs: a, config: {duration: never}}\n"
+        "  - {id: t, type: transform, needs: a, config: {output: '{{ nodes.ghost.output }}'}}\n"
+        "  - {id: hold, type: wait, needs: a, timeout: 300ms, config: {duration: 2s}}\n"
+    )
+    done = conveyor("validate", "bad.yaml", cwd=workdir, database="sqlite:///unused.db")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 5, done.stderr
+    for where in (
+        "node 'a', timeout:",
+        "node 'w1', config.duration:",
+        "node 'w2', config.duration:",
+        "node 't', config.output: template refers to unknown node 'ghost'",
+        "node 'hold', timeout: a step timeout bounds node code",
+    ):
+        assert any(where in line for line in lines), (where, done.stderr)

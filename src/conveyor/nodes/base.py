@@ -119,11 +119,16 @@ class NodeType:
 
     ``config_model`` validates the node's config (after templates are rendered);
     ``branches`` tells which branch labels the node can produce (``None``: no labels).
+    ``wait_bound`` names the config that bounds a node which returns at once and then waits
+    (``wait``, ``wait_for_event``, ``workflow.call``): a step ``timeout`` bounds node code,
+    and such a node runs none while it waits, so a ``timeout`` on it is rejected and points
+    there instead.
     """
 
     name: str = ""
     description: str = ""
     config_model: type[BaseModel] = EmptyConfig
+    wait_bound: str | None = None
 
     def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
         return None
