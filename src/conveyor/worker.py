@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from conveyor.app import RuntimeServices
 from conveyor.engine.execution_state import Control
 from conveyor.engine.interfaces import ClaimedExecution, Clock
+from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.runner import FOREVER, Runner
 from conveyor.engine.state import ExecutionStatus
 from conveyor.errors import ConveyorError, LeaseLost
@@ -45,6 +46,7 @@ class WorkerSettings:
     hold_timers_up_to: timedelta = timedelta(seconds=5)
     max_recoveries: int = 5
     shutdown_grace: timedelta = timedelta(seconds=10)
+    limits: Limits = DEFAULT_LIMITS
 
 
 class Worker:
@@ -64,7 +66,12 @@ class Worker:
         self.store = store
         self.name = name or worker_name()
         self.runner = Runner(
-            store, registry, clock, RuntimeServices(store), hold_timers_up_to=base.hold_timers_up_to
+            store,
+            registry,
+            clock,
+            RuntimeServices(store),
+            hold_timers_up_to=base.hold_timers_up_to,
+            limits=base.limits,
         )
         self.running: dict[str, asyncio.Task[ExecutionStatus | None]] = {}
         self._wake = asyncio.Event()

@@ -42,14 +42,21 @@ nodes:
 """
 
 
-def conveyor(*args: str, cwd: Path, database: str) -> subprocess.CompletedProcess[str]:
+def conveyor(
+    *args: str, cwd: Path, database: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
-        env={"CONVEYOR_DATABASE_URL": database, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env={
+            "CONVEYOR_DATABASE_URL": database,
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            **(env or {}),
+        },
         check=False,
     )
 
@@ -240,3 +247,20 @@ def test_validate_lists_every_problem_in_one_pass(workdir: Path) -> None:
         "node 'hold', timeout: a step timeout bounds node code",
     ):
         assert any(where in line for line in lines), (where, done.stderr)
+
+
+def test_an_input_or_definition_over_its_limit_exits_2_naming_the_setting(workdir: Path) -> None:
+    sqlite = f"sqlite:///{workdir / 'x.db'}"
+    (workdir / "big.json").write_text(json.dumps({"n": 7, "blob": "x" * 5000}))
+    limits = {"CONVEYOR_MAX_INPUT_BYTES": "1000", "CONVEYOR_MAX_DEFINITION_BYTES": "1000"}
+    for command in (["run", "good.yaml"], ["execute", "cli-demo"]):
+        done = conveyor(*command, "--input", "@big.json", cwd=workdir, database=sqlite, env=limits)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("error: the input is 5") and "CONVEYOR_MAX_INPUT_BYTES" in line
+    (workdir / "wide.yaml").write_text(GOOD.replace("small", "s" * 2000))
+    for command in (["validate", "wide.yaml"], ["run", "wide.yaml"]):
+        done = conveyor(*command, cwd=workdir, database=sqlite, env=limits)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert "over the limit of 1000 bytes (CONVEYOR_MAX_DEFINITION_BYTES)" in line

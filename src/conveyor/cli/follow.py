@@ -7,7 +7,7 @@ from typing import Any
 from rich.live import Live
 
 from conveyor.app import Conveyor
-from conveyor.cli.base import as_json, err, registry_for, run_async
+from conveyor.cli.base import as_json, err, open_conveyor, registry_for, run_async
 from conveyor.cli.display import LiveNodes, duration, styled, summary_table
 from conveyor.cli.exits import FAILED, OK
 from conveyor.engine.interfaces import SystemClock
@@ -23,7 +23,7 @@ async def watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
     order = [(n["id"], n["type"]) for n in ref.definition["nodes"]]
     live = LiveNodes(execution_id, order, detail["steps"])
     conveyor.store.listeners.append(live.on_events)
-    worker = Worker(conveyor.store, conveyor.registry, SystemClock())
+    worker = Worker(conveyor.store, conveyor.registry, SystemClock(), limits=conveyor.limits)
     with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
         await worker.run_one(execution_id)
     final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
@@ -49,7 +49,7 @@ def follow(database: str, execution_id: str, registry: Any = None) -> int:
     """Run an enqueued execution in this process with live progress (``--wait``)."""
 
     async def go() -> dict[str, Any]:
-        conveyor = await Conveyor.open(database, registry or registry_for([], False))
+        conveyor = await open_conveyor(database, registry=registry or registry_for([], False))
         try:
             return await watch(conveyor, execution_id)
         finally:

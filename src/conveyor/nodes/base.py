@@ -49,14 +49,30 @@ class NodeResult:
 
 
 class StepLog:
-    """A logger whose lines are stored with the step."""
+    """A logger whose lines are stored with the step. Past ``max_lines`` (0: no limit) lines
+    are dropped and counted in one marker line, so a chatty node cannot bloat its step."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_lines: int = 0) -> None:
         self.lines: list[dict[str, str]] = []
+        self.max_lines = max_lines
+        self.dropped = 0
 
     def _add(self, level: str, message: str) -> None:
         ts = datetime.now(UTC).isoformat()
-        self.lines.append({"ts": ts, "level": level, "message": str(message)})
+        if not self.max_lines or len(self.lines) < self.max_lines:
+            self.lines.append({"ts": ts, "level": level, "message": str(message)})
+            return
+        self.dropped += 1
+        marker = {
+            "ts": ts,
+            "level": "warning",
+            "message": f"{self.dropped} more log lines dropped: the limit is {self.max_lines} "
+            "per step (CONVEYOR_MAX_LOG_LINES)",
+        }
+        if self.dropped == 1:
+            self.lines.append(marker)
+        else:
+            self.lines[-1] = marker
 
     def debug(self, message: str) -> None:
         self._add("debug", message)
