@@ -4,14 +4,16 @@ or logs are over their limits."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
-from conveyor.engine.limits import Limits
+from conveyor.engine.limits import Limits, json_size
 from conveyor.errors import PayloadTooLarge
 from conveyor.nodes.base import NodeContext, node
 from conveyor.nodes.builtin import build_registry
@@ -94,3 +96,33 @@ async def test_log_lines_past_the_limit_are_stored_as_one_marker(limited: Convey
     assert messages[5:] == [
         "45 more log lines dropped: the limit is 5 per step (CONVEYOR_MAX_LOG_LINES)"
     ]
+
+
+async def test_a_large_input_is_written_once_not_at_every_step(tmp_path: Path) -> None:
+    """SQLite rewrites a whole row on any update, overflow pages and all: an input kept in the
+    executions row, which every transition updates, was written again at each step, leaving
+    the file about twice the input's size (the old copies on the free list) and the WAL
+    many times it. PostgreSQL keeps an unchanged large value out of line on update."""
+    database = tmp_path / "payload.db"
+    app = await Conveyor.open(f"sqlite:///{database}", build_registry(entry_points=False))
+    payload = {"n": 3, "rows": [{"id": i, "name": "x" * 40} for i in range(8000)]}
+    size = json_size(payload)
+    chain = [
+        {"id": f"s{i}", "type": "transform", "config": {"output": "{{ input.n }}"}}
+        | ({"needs": f"s{i - 1}"} if i else {})
+        for i in range(6)
+    ]
+    try:
+        await app.apply({"name": "chain", "nodes": chain})
+        execution_id = (await app.execute("chain", payload)).execution_id
+        worker = Worker(app.store, app.registry, SystemClock())
+        await asyncio.wait_for(worker.run_one(execution_id), timeout=30)
+        detail = await app.store.get_execution(app.workspace_id, execution_id)
+    finally:
+        app.close()
+    assert detail["status"] == "succeeded" and detail["input"] == payload
+    with sqlite3.connect(database) as conn:
+        free_pages, page_size = (
+            conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count", "page_size")
+        )
+    assert free_pages * page_size < size / 4, (free_pages * page_size, size)
