@@ -44,3 +44,7 @@ def test_log_lines_past_the_limit_are_dropped_with_one_marker() -> None:
     assert log.lines[3]["message"] == (
         "7 more log lines dropped: the limit is 3 per step (CONVEYOR_MAX_LOG_LINES)"
     )
+
+
+def test_integers_past_64_bits_are_measured_too() -> None:
+    assert json_size({"n": -(2**63) - 1}) == len('{"n":-9223372036854775809}')

@@ -3,6 +3,7 @@ step outputs and log lines. Built from settings at the edges and passed down."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,11 @@ DEFAULT_LIMITS = Limits()
 
 
 def json_size(value: Any) -> int:
-    return len(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    try:
+        return len(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError:
+        # Integers past 64 bits: measured anyway; whether they can be stored is decided later.
+        return len(json.dumps(value, default=str, separators=(",", ":")).encode())
 
 
 def too_large(what: str, size: int, limit: int, setting: str) -> str:
