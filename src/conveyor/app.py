@@ -8,6 +8,7 @@ from typing import Any
 from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
 from conveyor.engine.interfaces import Clock
+from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import TERMINAL
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
@@ -27,10 +28,16 @@ class Enqueued:
 
 
 class Conveyor:
-    def __init__(self, store: Store, registry: Registry, workspace_id: str) -> None:
+    """``limits`` bound what the commands accept (inputs, definitions, signal data) and,
+    through the workers built on it, what steps may keep; one place for every interface."""
+
+    def __init__(
+        self, store: Store, registry: Registry, workspace_id: str, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self.store = store
         self.registry = registry
         self.workspace_id = workspace_id
+        self.limits = limits
 
     @classmethod
     async def open(
@@ -41,6 +48,7 @@ class Conveyor:
         clock: Clock | None = None,
         workspace: str = DEFAULT_WORKSPACE,
         migrate: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> Conveyor:
         """Open (and migrate) the database and return the commands bound to a workspace."""
         db = Database(database_url)
@@ -52,17 +60,18 @@ class Conveyor:
         except BaseException:
             store.close()
             raise
-        return cls(store, registry, workspace_id)
+        return cls(store, registry, workspace_id, limits)
 
     def close(self) -> None:
         self.store.close()
 
     def scoped(self, workspace_id: str) -> Conveyor:
         """The same commands acting in another workspace (shares the store and registry)."""
-        return Conveyor(self.store, self.registry, workspace_id)
+        return Conveyor(self.store, self.registry, workspace_id, self.limits)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validate a definition and return its normalized form (what gets stored)."""
+        self.limits.check_definition(data)
         definition = validate(data, self.registry)
         return definition.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -84,6 +93,7 @@ class Conveyor:
         """Enqueue an execution of a stored workflow (one transaction; durable on return)."""
         if input is None:
             input = {}
+        self.limits.check_input(input)
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 200:
             raise InputError("an idempotency key has 1 to 200 characters")
 
@@ -121,6 +131,7 @@ class Conveyor:
             raise InputError(
                 "a signal name has 1 to 200 characters and does not start with 'child:'"
             )
+        self.limits.check_input(data, "the signal data")
         return await self.store.signal(self.workspace_id, execution_id, name, data)
 
     async def retry(self, execution_id: str) -> Enqueued:
@@ -166,6 +177,8 @@ class Conveyor:
             and s["node_id"] in graph.node_ids
             and s["node_id"] not in rerun
         }
+        if input is not None:
+            self.limits.check_input(input)
         payload = old["input"] if input is None else input
         return await self._rerun(old, ref.version, payload, reuse, "replay")
 

@@ -3,6 +3,7 @@
     ConveyorError
     ├── DefinitionError          a workflow definition does not validate (carries every problem)
     ├── InputError               bad user input: JSON that does not parse, unknown ids, flags
+    ├── PayloadTooLarge          a body, input or definition over its size limit (names the setting)
     ├── StoreUnavailable         the database cannot be opened or reached
     ├── NotFound                 an object does not exist (or is in another workspace)
     ├── Conflict                 a command that the current state does not allow
@@ -11,6 +12,7 @@
     ├── LeaseLost                a fenced write matched no row: another worker owns the execution
     └── NodeError                a node failed; ``non_retryable`` and ``retry_after`` steer retries
         ├── NodeTimeout          a step ran past its timeout
+        ├── StepOutputTooLarge   a step's output is over its size limit (non-retryable)
         ├── HttpStatusError      an HTTP response had an unexpected status
         └── BlockedAddress       an outbound request targeted a refused address (non-retryable)
 
@@ -60,6 +62,15 @@ class InputError(ConveyorError):
     pass
 
 
+class PayloadTooLarge(ConveyorError):
+    """Over a size limit; ``setting`` is the environment variable that raises it."""
+
+    def __init__(self, message: str, *, setting: str, limit: int) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.limit = limit
+
+
 class StoreUnavailable(ConveyorError):
     pass
 
@@ -106,6 +117,11 @@ class NodeError(ConveyorError):
 
 class NodeTimeout(NodeError):
     pass
+
+
+class StepOutputTooLarge(NodeError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, non_retryable=True)
 
 
 class HttpStatusError(NodeError):

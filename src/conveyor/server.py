@@ -18,7 +18,7 @@ from conveyor.engine.interfaces import SystemClock
 from conveyor.settings import Settings
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
-from conveyor.store.tables import events, executions, signals, steps
+from conveyor.store.tables import events, execution_inputs, executions, signals, steps
 from conveyor.store.workflows import DEFAULT_WORKSPACE, workspace_id
 from conveyor.worker import Worker, WorkerSettings
 
@@ -40,7 +40,7 @@ def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -
         .all()
     )
     if ids:
-        for table in (events, steps, signals):
+        for table in (events, steps, signals, execution_inputs):
             conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
         conn.execute(delete(executions).where(executions.c.id.in_(ids)))
     return len(ids)

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     # Finished executions are deleted after this many days (0 keeps them forever).
     retention_succeeded_days: float = Field(default=14, ge=0)
     retention_failed_days: float = Field(default=90, ge=0)
+    # Size limits (bytes of compact JSON; 0: none). Over them the API answers 413 and the
+    # CLI exits 2, naming the setting; a step output over its limit fails the step.
+    max_request_bytes: int = Field(default=2 * 1024 * 1024, ge=0)
+    max_input_bytes: int = Field(default=1024 * 1024, ge=0)
+    max_definition_bytes: int = Field(default=1024 * 1024, ge=0)
+    max_step_output_bytes: int = Field(default=1024 * 1024, ge=0)
+    # Log lines kept per step; later ones are dropped and counted in one marker line.
+    max_log_lines: int = Field(default=1000, ge=0)
 
     @property
     def lease(self) -> timedelta:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from conveyor.app import RuntimeServices
 from conveyor.engine.execution_state import Control
 from conveyor.engine.interfaces import ClaimedExecution, Clock
+from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.runner import FOREVER, Runner
 from conveyor.engine.state import ExecutionStatus
 from conveyor.errors import ConveyorError, LeaseLost
@@ -45,6 +46,7 @@ class WorkerSettings:
     hold_timers_up_to: timedelta = timedelta(seconds=5)
     max_recoveries: int = 5
     shutdown_grace: timedelta = timedelta(seconds=10)
+    limits: Limits = DEFAULT_LIMITS
 
 
 class Worker:
@@ -70,6 +72,7 @@ class Worker:
             RuntimeServices(store),
             hold_timers_up_to=base.hold_timers_up_to,
             on_innocent=self._on_innocent,
+            limits=base.limits,
         )
         self.running: dict[str, asyncio.Task[ExecutionStatus | None]] = {}
         # A suspect this worker runs alone (see store/claims.py): nothing else is claimed

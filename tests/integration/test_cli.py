@@ -42,14 +42,21 @@ nodes:
 """
 
 
-def conveyor(*args: str, cwd: Path, database: str) -> subprocess.CompletedProcess[str]:
+def conveyor(
+    *args: str, cwd: Path, database: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
-        env={"CONVEYOR_DATABASE_URL": database, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env={
+            "CONVEYOR_DATABASE_URL": database,
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            **(env or {}),
+        },
         check=False,
     )
 
@@ -209,3 +216,56 @@ def test_ctrl_c_or_sigterm_cancels_the_execution_and_exits_130_or_143(
         "first": "succeeded",
         "hold": "cancelled",
     }
+
+
+@pytest.mark.parametrize("command", [["run", "good.yaml"], ["server", "--port", "1"]])
+def test_a_file_that_is_not_a_sqlite_database_exits_2_in_one_line(
+    workdir: Path, command: list[str]
+) -> None:
+    garbage = workdir / "garbage.db"
+    garbage.write_bytes(b"this is not a database, only text\n" * 300)
+    done = conveyor(*command, cwd=workdir, database=f"sqlite:///{garbage}")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert str(garbage) in line and "not a SQLite database" in line, line
+    assert garbage.read_bytes().startswith(b"this is not a database")
+
+
+def test_validate_lists_every_problem_in_one_pass(workdir: Path) -> None:
+    (workdir / "bad.yaml").write_text(
+        "name: x\nnodes:\n"
+        "  - {id: a, type: transform, config: {output: 1}, timeout: soon}\n"
+        "  - {id: w1, type: wait, needs: a, config: {duration: later}}\n"
+        "  - {id: w2, type: wait, needs: a, config: {duration: never}}\n"
+        "  - {id: t, type: transform, needs: a, config: {output: '{{ nodes.ghost.output }}'}}\n"
+        "  - {id: hold, type: wait, needs: a, timeout: 300ms, config: {duration: 2s}}\n"
+    )
+    done = conveyor("validate", "bad.yaml", cwd=workdir, database="sqlite:///unused.db")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 5, done.stderr
+    for where in (
+        "node 'a', timeout:",
+        "node 'w1', config.duration:",
+        "node 'w2', config.duration:",
+        "node 't', config.output: template refers to unknown node 'ghost'",
+        "node 'hold', timeout: a step timeout bounds node code",
+    ):
+        assert any(where in line for line in lines), (where, done.stderr)
+
+
+def test_an_input_or_definition_over_its_limit_exits_2_naming_the_setting(workdir: Path) -> None:
+    sqlite = f"sqlite:///{workdir / 'x.db'}"
+    (workdir / "big.json").write_text(json.dumps({"n": 7, "blob": "x" * 5000}))
+    limits = {"CONVEYOR_MAX_INPUT_BYTES": "1000", "CONVEYOR_MAX_DEFINITION_BYTES": "1000"}
+    for command in (["run", "good.yaml"], ["execute", "cli-demo"]):
+        done = conveyor(*command, "--input", "@big.json", cwd=workdir, database=sqlite, env=limits)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("error: the input is 5") and "CONVEYOR_MAX_INPUT_BYTES" in line
+    (workdir / "wide.yaml").write_text(GOOD.replace("small", "s" * 2000))
+    for command in (["validate", "wide.yaml"], ["run", "wide.yaml"]):
+        done = conveyor(*command, cwd=workdir, database=sqlite, env=limits)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert "over the limit of 1000 bytes (CONVEYOR_MAX_DEFINITION_BYTES)" in line

@@ -314,8 +314,10 @@ def _falls_back(run: Finished) -> None:
     assert final["error"]["type"] == "NodeTimeout"
     for row in rows:
         assert row["finished_at"] - row["started_at"] < timedelta(seconds=5)
+    # Two attempts (the rows above); a loaded machine may time an attempt out before its
+    # request reaches the server, so the server saw one or two.
     calls = run.server.requests_to("/slow")
-    assert [c.query for c in calls] == [{"customer": "ada"}] * 2
+    assert [c.query for c in calls] in ([{"customer": "ada"}], [{"customer": "ada"}] * 2)
     assert run.step("loyalty_failed")["branch"] == "true"
     assert run.status_of("loyalty_tier") == ["skipped"]
     assert run.execution["error"] is None

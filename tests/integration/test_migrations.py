@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from conveyor.store import Database
+from conveyor.store.database import MIGRATIONS
 from conveyor.store.tables import metadata
 
 
@@ -52,3 +55,43 @@ def test_hot_tables_leave_room_for_heap_only_updates_on_postgresql(database_url:
     finally:
         db.dispose()
     assert options == {"executions": ["fillfactor=70"], "steps": ["fillfactor=80"]}
+
+
+def test_0005_moves_every_input_out_of_the_executions_row(tmp_path: Path) -> None:
+    """On SQLite (a fresh database at 0003); the statements of 0005 are the same on both."""
+    from alembic import command
+    from alembic.config import Config
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with db.write() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0003")
+            t = "2025-01-01 00:00:00.000000"
+            for statement in (
+                f"INSERT INTO workspaces (id, name, created_at) VALUES ('w', 'w', '{t}')",
+                "INSERT INTO workflows (id, workspace_id, name, status, latest_version, "
+                f"created_at, updated_at) VALUES ('f', 'w', 'f', 'active', 1, '{t}', '{t}')",
+                "INSERT INTO workflow_versions (id, workflow_id, version, definition, digest, "
+                f"created_at) VALUES ('v', 'f', 1, '{{}}', 'd', '{t}')",
+            ):
+                conn.exec_driver_sql(statement)
+            for n in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO executions (id, workspace_id, workflow_id, version_id, "
+                        "status, trigger_type, input, available_at, created_at) VALUES "
+                        "(:id, 'w', 'f', 'v', 'queued', 'manual', :input, :t, :t)"
+                    ),
+                    {"id": f"e{n}", "input": f'{{"n": {n}}}', "t": t},
+                )
+        db.migrate()
+        with db.read() as conn:
+            moved = conn.execute(text("SELECT execution_id, input FROM execution_inputs")).all()
+            columns = {c["name"] for c in inspect(conn).get_columns("executions")}
+    finally:
+        db.dispose()
+    assert sorted(moved) == [("e1", '{"n": 1}'), ("e2", '{"n": 2}')]
+    assert "input" not in columns

@@ -52,7 +52,7 @@ def test_a_valid_definition_is_returned(registry: Registry) -> None:
     assert [n.id for n in definition.nodes] == ["fetch", "c", "yes", "no", "end"]
 
 
-def test_shape_problems_are_reported_before_registry_checks(registry: Registry) -> None:
+def test_a_shape_problem_is_located(registry: Registry) -> None:
     problems = _problems(_definition(_node("a", timeout="soon")), registry)
     assert _located(problems) == [("a", "timeout")]
 
@@ -324,3 +324,61 @@ def test_the_error_message_joins_every_problem(registry: Registry) -> None:
         "node 'b', needs[0]: "
     )
     assert str(info.value).endswith("unknown node 'ghost'")
+
+
+def test_every_problem_in_one_pass_shape_config_graph_and_templates(registry: Registry) -> None:
+    data = _definition(
+        _node("a", timeout="soon"),
+        _node("w1", "wait", needs="a", config={"duration": "later"}),
+        _node("w2", "wait", needs="a", config={"duration": "-"}),
+        _node("t", needs="a", config={"output": "{{ nodes.ghost.output }}"}),
+        _node("h", "http.request", needs="a", retry={"max_attempts": 0}, config={}),
+        settings={"on_error": "explode"},
+    )
+    problems = _problems(data, registry)
+    assert sorted(_located(problems), key=str) == sorted(
+        [
+            ("a", "timeout"),
+            ("h", "retry.max_attempts"),
+            (None, "settings.on_error"),
+            ("w1", "config.duration"),
+            ("w2", "config.duration"),
+            ("h", "config.url"),
+            ("t", "config.output"),
+        ],
+        key=str,
+    )
+
+
+def test_a_cycle_is_found_alongside_shape_problems(registry: Registry) -> None:
+    data = _definition(
+        _node("a", needs="b", timeout="soon"), _node("b", needs="a", on_error="sometimes")
+    )
+    assert set(_located(_problems(data, registry))) == {
+        ("a", "timeout"),
+        ("b", "on_error"),
+        ("a", "needs"),
+    }
+
+
+def test_a_broken_node_shape_reports_what_can_be_known(registry: Registry) -> None:
+    data = _definition({"id": "a"}, _node("b", "wait", config={"duration": "x"}))
+    assert set(_located(_problems(data, registry))) == {("a", "type"), ("b", "config.duration")}
+
+
+@pytest.mark.parametrize(
+    ("node_type", "config", "own"),
+    [
+        ("wait", {"duration": "2s"}, "config.duration"),
+        ("wait_for_event", {"event": "approved"}, "config.timeout"),
+        ("workflow.call", {"workflow": "child"}, "config.timeout"),
+    ],
+)
+def test_a_step_timeout_on_a_waiting_node_is_rejected(
+    registry: Registry, node_type: str, config: dict[str, Any], own: str
+) -> None:
+    problems = _problems(
+        _definition(_node("w", node_type, config=config, timeout="300ms")), registry
+    )
+    assert _located(problems) == [("w", "timeout")]
+    assert own in problems[0].message

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from conveyor import __version__
 from conveyor.api import problems
+from conveyor.api.limits import BodyLimit
 from conveyor.api.routes import accounts, executions, ops, streams, workflows
 from conveyor.app import Conveyor
 from conveyor.live import Feed
@@ -49,6 +50,7 @@ def create_app(
     )
     app.state.conveyor = conveyor
     problems.install(app)
+    app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     for module in (accounts, workflows, executions, streams):
         app.include_router(module.router, prefix=API, responses=problems.API_ERRORS)
     app.include_router(ops.router, responses=problems.documented(503))

@@ -18,6 +18,7 @@ from conveyor.errors import (
     Forbidden,
     InputError,
     NotFound,
+    PayloadTooLarge,
     StoreUnavailable,
     Unauthorized,
 )
@@ -35,6 +36,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+    setting: str | None = None  # with 413: the setting that sets the limit
+    limit: int | None = None
 
 
 _DESCRIPTIONS = {
@@ -43,6 +46,7 @@ _DESCRIPTIONS = {
     403: "Role too low",
     404: "Not found (or in another workspace)",
     409: "Conflict with the state",
+    413: "Body, input or definition over its size limit (the problem names the setting)",
     422: "Invalid request or definition",
     503: "Database unavailable; retry",
 }
@@ -57,10 +61,11 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-API_ERRORS = documented(400, 401, 403, 404, 409, 422, 503)
+API_ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 503)
 
 _STATUS: list[tuple[type[ConveyorError], int, str]] = [
     (DefinitionError, 422, "invalid-definition"),
+    (PayloadTooLarge, 413, "payload-too-large"),
     (InputError, 400, "bad-request"),
     (NotFound, 404, "not-found"),
     (Conflict, 409, "conflict"),
@@ -90,11 +95,18 @@ def _title(kind: str) -> str:
 
 async def conveyor_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ConveyorError)
+    return response_for(exc)
+
+
+def response_for(exc: ConveyorError) -> JSONResponse:
+    """The problem+json answer to ``exc`` (also used by middleware, outside any route)."""
     for cls, status, kind in _STATUS:
         if isinstance(exc, cls):
             extra: dict[str, Any] = {}
             if isinstance(exc, DefinitionError):
                 extra["errors"] = [p.as_dict() for p in exc.problems]
+            if isinstance(exc, PayloadTooLarge):
+                extra.update(setting=exc.setting, limit=exc.limit)
             return problem(status, kind, _title(kind), str(exc), **extra)
     return problem(500, "internal", "Internal error", str(exc))
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from conveyor.app import Conveyor
 from conveyor.cli.exits import describe, exit_code
+from conveyor.engine.limits import Limits
 from conveyor.errors import ConveyorError, InputError
 from conveyor.nodes.builtin import build_registry
 from conveyor.settings import Settings
@@ -84,6 +85,16 @@ def registry_for(plugins: list[str], allow_private: bool) -> Any:
     return build_registry(allow_private_network=allow_private, plugins=plugins)
 
 
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        request_bytes=settings.max_request_bytes,
+        input_bytes=settings.max_input_bytes,
+        definition_bytes=settings.max_definition_bytes,
+        step_output_bytes=settings.max_step_output_bytes,
+        log_lines=settings.max_log_lines,
+    )
+
+
 def worker_settings(settings: Settings, concurrency: int) -> WorkerSettings:
     return WorkerSettings(
         concurrency=concurrency,
@@ -93,6 +104,7 @@ def worker_settings(settings: Settings, concurrency: int) -> WorkerSettings:
         hold_timers_up_to=timedelta(seconds=settings.hold_timers_seconds),
         max_recoveries=settings.max_recoveries,
         shutdown_grace=timedelta(seconds=settings.shutdown_grace_seconds),
+        limits=limits_of(settings),
     )
 
 
@@ -115,8 +127,12 @@ def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-async def open_conveyor(database: str, plugins: list[str] | None = None) -> Conveyor:
-    return await Conveyor.open(database, registry_for(plugins or [], False))
+async def open_conveyor(
+    database: str, plugins: list[str] | None = None, registry: Any = None
+) -> Conveyor:
+    """Conveyor on ``database`` with the limits of the CONVEYOR_* settings."""
+    registry = registry or registry_for(plugins or [], False)
+    return await Conveyor.open(database, registry, limits=limits_of(Settings()))
 
 
 def with_conveyor(database: str, action: Callable[[Conveyor], Awaitable[T]]) -> T:

@@ -7,6 +7,7 @@ from conveyor.errors import (
     DefinitionError,
     InputError,
     NotFound,
+    PayloadTooLarge,
     StoreUnavailable,
 )
 
@@ -18,7 +19,8 @@ TERMINATED = 143  # SIGTERM
 
 
 def exit_code(exc: ConveyorError) -> int:
-    if isinstance(exc, DefinitionError | InputError | StoreUnavailable | NotFound):
+    bad_input = DefinitionError | InputError | PayloadTooLarge | StoreUnavailable | NotFound
+    if isinstance(exc, bad_input):
         return BAD_INPUT
     return FAILED
 

@@ -10,7 +10,7 @@ from typing import Any
 from rich.live import Live
 
 from conveyor.app import Conveyor
-from conveyor.cli.base import as_json, err, registry_for
+from conveyor.cli.base import as_json, err, open_conveyor, registry_for
 from conveyor.cli.display import LiveNodes, duration, styled, summary_table
 from conveyor.cli.exits import FAILED, INTERRUPTED, OK, TERMINATED
 from conveyor.engine.interfaces import SystemClock
@@ -26,7 +26,7 @@ async def watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
     order = [(n["id"], n["type"]) for n in ref.definition["nodes"]]
     live = LiveNodes(execution_id, order, detail["steps"])
     conveyor.store.listeners.append(live.on_events)
-    worker = Worker(conveyor.store, conveyor.registry, SystemClock())
+    worker = Worker(conveyor.store, conveyor.registry, SystemClock(), limits=conveyor.limits)
     with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
         await worker.run_one(execution_id)
     final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
@@ -87,7 +87,7 @@ def follow(database: str, execution_id: str, registry: Any = None) -> int:
     """Run an enqueued execution in this process with live progress (``--wait``)."""
 
     async def go() -> int:
-        conveyor = await Conveyor.open(database, registry or registry_for([], False))
+        conveyor = await open_conveyor(database, registry=registry or registry_for([], False))
         try:
             return report(await watch(conveyor, execution_id))
         finally:

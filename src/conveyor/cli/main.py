@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.app import Conveyor
 from conveyor.cli.accounts import keys_app, users_app
 from conveyor.cli.base import (
     DatabaseOpt,
@@ -18,6 +17,7 @@ from conveyor.cli.base import (
     PrivateOpt,
     as_json,
     guard,
+    limits_of,
     open_conveyor,
     out,
     parse_input,
@@ -75,7 +75,7 @@ def run(
 
 
 async def _run(data: dict[str, Any], payload: Any, database: str, registry: Any) -> int:
-    conveyor = await Conveyor.open(database, registry)
+    conveyor = await open_conveyor(database, registry=registry)
     try:
         conveyor.validate(data)
         ref = await conveyor.apply(data)
@@ -98,6 +98,7 @@ def validate(
         registry = registry_for(plugin, False)
         from conveyor.engine.validation import validate as check
 
+        limits_of(Settings()).check_definition(data)
         definition = check(data, registry)
         out.print(
             f"ok: {definition.name} ({len(definition.nodes)} nodes, "
@@ -172,7 +173,7 @@ def worker(
         registry = registry_for(plugin, allow_private_network)
 
         async def go() -> None:
-            conveyor = await Conveyor.open(database, registry)
+            conveyor = await open_conveyor(database, registry=registry)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             import signal
@@ -233,7 +234,7 @@ def server(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
         registry = registry_for(plugin, allow_private_network)
-        conveyor = run_async(Conveyor.open(database, registry))
+        conveyor = run_async(open_conveyor(database, registry=registry))
         worker = worker_settings(settings, concurrency) if concurrency else None
         try:
             uvicorn.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -173,16 +174,89 @@ def _location(data: Any, loc: tuple[int | str, ...]) -> tuple[str | None, str]:
 
 def parse_definition(data: Any) -> WorkflowDefinition:
     """Validate the shape of a definition; every shape problem is reported at once."""
+    parsed = parse_leniently(data)
+    if parsed.problems or parsed.definition is None:
+        raise DefinitionError(parsed.problems)
+    return parsed.definition
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Every shape problem, plus the definition without the fields they are in (defaults in
+    their place) when that still is one, so that validation goes on to check configs, the
+    graph and templates in the same pass. ``whole_graph`` is false when a node or an edge
+    had to be left out: then what the graph says would be about a different graph."""
+
+    definition: WorkflowDefinition | None
+    problems: list[Problem]
+    whole_graph: bool = True
+
+
+def parse_leniently(data: Any) -> Parsed:
     if not isinstance(data, dict):
-        raise DefinitionError([Problem("a workflow definition must be a mapping")])
+        return Parsed(None, [Problem("a workflow definition must be a mapping")])
     try:
-        return WorkflowDefinition.model_validate(data)
+        return Parsed(WorkflowDefinition.model_validate(data), [])
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            node_id, path = _location(data, tuple(err["loc"]))
-            problems.append(Problem(err["msg"], node_id=node_id, path=path))
-        raise DefinitionError(problems) from None
+        errors = exc.errors()
+    problems = [Problem(err["msg"], *_location(data, tuple(err["loc"]))) for err in errors]
+    repair = _Repair(data)
+    for err in errors:
+        repair.remove(tuple(err["loc"]))
+    if not repair.possible:
+        return Parsed(None, problems)
+    try:
+        definition = WorkflowDefinition.model_validate(repair.data())
+    except ValidationError:
+        return Parsed(None, problems)
+    return Parsed(definition, problems, repair.whole_graph)
+
+
+class _Repair:
+    """A copy of a definition's data without the fields that failed validation."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.top = dict(data)
+        nodes, settings = data.get("nodes"), data.get("settings")
+        self.nodes: list[Any] | None = list(nodes) if isinstance(nodes, list) else None
+        self.settings = dict(settings) if isinstance(settings, dict) else None
+        self.dropped: set[int] = set()
+        self.possible = True
+        self.whole_graph = True
+
+    def remove(self, loc: tuple[int | str, ...]) -> None:
+        head = loc[0]
+        if head == "nodes":
+            self._remove_from_node(loc[1:])
+        elif head == "settings" and len(loc) > 1 and self.settings is not None:
+            self.settings.pop(str(loc[1]), None)
+        elif head == "name":
+            self.top["name"] = "workflow"
+        else:
+            self.top.pop(str(head), None)
+            self.whole_graph = self.whole_graph and head != "edges"
+
+    def _remove_from_node(self, loc: tuple[int | str, ...]) -> None:
+        if self.nodes is None or not loc or not isinstance(loc[0], int):
+            self.possible = False
+            return
+        index = loc[0]
+        node = self.nodes[index]
+        # Without its id, type or config a node cannot be checked any further.
+        if len(loc) == 1 or loc[1] in ("id", "type", "config") or not isinstance(node, dict):
+            self.dropped.add(index)
+            self.whole_graph = False
+            return
+        self.nodes[index] = {k: v for k, v in node.items() if k != loc[1]}
+        self.whole_graph = self.whole_graph and loc[1] != "needs"
+
+    def data(self) -> dict[str, Any]:
+        data = dict(self.top)
+        if self.nodes is not None:
+            data["nodes"] = [n for i, n in enumerate(self.nodes) if i not in self.dropped]
+        if self.settings is not None:
+            data["settings"] = self.settings
+        return data
 
 
 class _Yaml12Loader(yaml.SafeLoader):

@@ -26,11 +26,12 @@ from conveyor.engine.interfaces import (
     StepFinish,
     StepStart,
 )
+from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
 from conveyor.engine.templates import TemplateContext, TemplateProblem, render
 from conveyor.errors import NodeError
-from conveyor.nodes.base import NodeContext, Services
+from conveyor.nodes.base import NodeContext, Services, StepLog
 from conveyor.nodes.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,13 @@ class Runner:
         *,
         hold_timers_up_to: timedelta = FOREVER,
         on_innocent: Callable[[str], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """``on_innocent(execution_id)``: a suspect running alone finished a step, so it is
         not what killed its worker (the worker may run others beside it again)."""
         self.on_innocent = on_innocent
         self.store = store
+        self.limits = limits
         self.registry = registry
         self.clock = clock
         self.services = services
@@ -259,6 +262,7 @@ class Runner:
             attempt=start.attempt,
             services=self.services,
             clock=self.clock.now,
+            log=StepLog(self.limits.log_lines),
         )
         node_type = self.registry.get(node.type)
         if node_type is None:
@@ -271,7 +275,8 @@ class Runner:
         elif isinstance(prepared, Exception):
             coro = _raise(prepared, ctx)
         else:
-            coro = run_attempt(node_type, ctx, prepared, state.definition.timeout(node))
+            timeout = state.definition.timeout(node)
+            coro = run_attempt(node_type, ctx, prepared, timeout, self.limits)
         task = asyncio.create_task(coro, name=f"{execution.id}:{node.id}:{start.attempt}")
         task.add_done_callback(lambda _: control.poke())
         state.tasks[task] = node.id

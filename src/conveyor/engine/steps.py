@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from conveyor.engine.limits import Limits
 from conveyor.engine.retry import StepFailure
 from conveyor.errors import NodeError, NodeTimeout
 from conveyor.nodes.base import NodeContext, NodeResult, NodeType
@@ -66,7 +67,11 @@ def check_config(node_type: NodeType, rendered: Any) -> Any:
 
 
 async def run_attempt(
-    node_type: NodeType, ctx: NodeContext, rendered: Any, step_timeout: timedelta | None
+    node_type: NodeType,
+    ctx: NodeContext,
+    rendered: Any,
+    step_timeout: timedelta | None,
+    limits: Limits | None = None,
 ) -> Outcome:
     """Run one attempt. CancelledError propagates; every other error becomes an Outcome."""
     try:
@@ -83,6 +88,8 @@ async def run_attempt(
                 raise NodeTimeout(
                     f"step timed out after {step_timeout.total_seconds():g}s"
                 ) from None
+        if limits is not None:
+            limits.check_step_output(result.output if isinstance(result, NodeResult) else result)
     except Exception as exc:
         return failed(exc, ctx)
     outcome = Outcome(logs=ctx.log.lines, usage=ctx.usage.as_dict())

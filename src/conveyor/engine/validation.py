@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from conveyor.engine.definition import NODE_ID, WorkflowDefinition, parse_definition
+from conveyor.engine.definition import NODE_ID, WorkflowDefinition, parse_leniently
 from conveyor.engine.graph import Graph, find_cycle
 from conveyor.engine.templates import TemplateProblem, contains_template, node_references
 from conveyor.errors import DefinitionError, Problem
@@ -16,8 +16,14 @@ from conveyor.nodes.registry import Registry
 
 def validate(data: Any, registry: Registry) -> WorkflowDefinition:
     """Return the definition, or raise DefinitionError listing every problem found."""
-    definition = parse_definition(data)
-    problems = _node_problems(definition, registry)
+    parsed = parse_leniently(data)
+    definition = parsed.definition
+    problems = list(parsed.problems)
+    if definition is None:
+        raise DefinitionError(problems)
+    problems += _node_problems(definition, registry)
+    if not parsed.whole_graph:
+        raise DefinitionError(problems)
     problems += _edge_problems(definition, registry)
     if not any(p.path.startswith(("needs", "edges")) for p in problems):
         graph = Graph(definition)
@@ -59,6 +65,16 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
             problems.append(Problem(message, node_id=node.id, path="type"))
             continue
         problems += config_problems(node_type.config_model, node.config, node.id)
+        if node.timeout is not None and node_type.wait_bound is not None:
+            problems.append(
+                Problem(
+                    f"a step timeout bounds node code, and a {node.type} node runs none while "
+                    f"it waits, so this would have no effect: bound the wait with "
+                    f"{node_type.wait_bound} instead",
+                    node_id=node.id,
+                    path="timeout",
+                )
+            )
     return problems
 
 

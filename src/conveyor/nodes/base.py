@@ -49,14 +49,30 @@ class NodeResult:
 
 
 class StepLog:
-    """A logger whose lines are stored with the step."""
+    """A logger whose lines are stored with the step. Past ``max_lines`` (0: no limit) lines
+    are dropped and counted in one marker line, so a chatty node cannot bloat its step."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_lines: int = 0) -> None:
         self.lines: list[dict[str, str]] = []
+        self.max_lines = max_lines
+        self.dropped = 0
 
     def _add(self, level: str, message: str) -> None:
         ts = datetime.now(UTC).isoformat()
-        self.lines.append({"ts": ts, "level": level, "message": str(message)})
+        if not self.max_lines or len(self.lines) < self.max_lines:
+            self.lines.append({"ts": ts, "level": level, "message": str(message)})
+            return
+        self.dropped += 1
+        marker = {
+            "ts": ts,
+            "level": "warning",
+            "message": f"{self.dropped} more log lines dropped: the limit is {self.max_lines} "
+            "per step (CONVEYOR_MAX_LOG_LINES)",
+        }
+        if self.dropped == 1:
+            self.lines.append(marker)
+        else:
+            self.lines[-1] = marker
 
     def debug(self, message: str) -> None:
         self._add("debug", message)
@@ -121,12 +137,17 @@ class NodeType:
     ``branches`` tells which branch labels the node can produce (``None``: no labels);
     ``repeatable`` false says a second attempt may do harm (a payment without an idempotency
     key): steps of the type then get one attempt unless a retry policy is given explicitly.
+    ``wait_bound`` names the config that bounds a node which returns at once and then waits
+    (``wait``, ``wait_for_event``, ``workflow.call``): a step ``timeout`` bounds node code,
+    and such a node runs none while it waits, so a ``timeout`` on it is rejected and points
+    there instead.
     """
 
     name: str = ""
     description: str = ""
     config_model: type[BaseModel] = EmptyConfig
     repeatable: bool = True
+    wait_bound: str | None = None
 
     def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
         return None

@@ -90,6 +90,7 @@ class Wait(NodeType):
     name = "wait"
     description = "Pause the execution for a duration or until a time."
     config_model = WaitConfig
+    wait_bound = "config.duration (or config.until)"
 
     async def run(self, ctx: NodeContext, config: WaitConfig) -> NodeResult:
         until = config.until or ctx.now() + (config.duration or timedelta(0))
@@ -131,6 +132,7 @@ class WaitForEvent(NodeType):
     name = "wait_for_event"
     description = "Wait for a signal sent to the execution; its data becomes the output."
     config_model = WaitForEventConfig
+    wait_bound = "config.timeout"
 
     async def run(self, ctx: NodeContext, config: WaitForEventConfig) -> NodeResult:
         until = ctx.now() + config.timeout if config.timeout is not None else None

@@ -22,6 +22,7 @@ class WorkflowCall(NodeType):
     name = "workflow.call"
     description = "Run another workflow as a child execution and wait for its result."
     config_model = WorkflowCallConfig
+    wait_bound = "config.timeout"
 
     async def run(self, ctx: NodeContext, config: WorkflowCallConfig) -> NodeResult:
         # The idempotency key makes every attempt of this step find the same child.

@@ -28,6 +28,7 @@ from conveyor.store.channels import WAKE_CHANNEL
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import (
     UTCDateTime,
+    execution_inputs,
     executions,
     signals,
     steps,
@@ -163,7 +164,6 @@ _CLAIMED = (
     executions.c.workspace_id,
     executions.c.workflow_id,
     executions.c.version_id,
-    executions.c.input,
     executions.c.status,
     executions.c.trigger_type,
     executions.c.lease_number,
@@ -346,6 +346,14 @@ def _load(
                 wait_until=s["wait_until"],
                 wait_signal=s["wait_signal"],
             )
+    inputs: dict[str, Any] = {
+        i.execution_id: i.input
+        for i in conn.execute(
+            select(execution_inputs.c.execution_id, execution_inputs.c.input).where(
+                execution_inputs.c.execution_id.in_(ids)
+            )
+        )
+    }
     pending: dict[str, list[Signal]] = {i: [] for i in ids}
     for g in conn.execute(
         select(signals.c.id, signals.c.execution_id, signals.c.name, signals.c.data)
@@ -364,7 +372,7 @@ def _load(
                 workflow_name=workflow_name,
                 version=version,
                 definition=definition,
-                input=r.input,
+                input=inputs.get(r.id),
                 status=ExecutionStatus(r.status),
                 trigger_type=r.trigger_type,
                 lease=Lease(owner, r.lease_number),

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, OperationalError
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions: checked before importing Alembic (tens of MB),
 # so a process whose schema is current never loads it. A unit test keeps it in step.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 class StoreDialect(Protocol):
@@ -122,7 +122,10 @@ class Database:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
+        except DatabaseError as exc:
+            self._raise_if_not_a_database(exc)
+            if not isinstance(exc, OperationalError):
+                raise
             if _is_connection_error(exc):
                 hint = self.dialect.database_exists_hint(self.url)
                 raise StoreUnavailable(
@@ -130,6 +133,16 @@ class Database:
                     f"{str(exc.orig).strip().splitlines()[0]} ({hint})"
                 ) from exc
             raise
+
+    def _raise_if_not_a_database(self, exc: DatabaseError) -> None:
+        """A file that is not (or no longer) a SQLite database fails on the first statement
+        of every connection; say so in one line instead of a driver traceback."""
+        message = str(exc.orig).lower()
+        if self.dialect.name == "sqlite" and any(m in message for m in _NOT_A_DATABASE):
+            raise StoreUnavailable(
+                f"cannot open {self.url.database}: it is not a SQLite database "
+                f"({str(exc.orig).strip()})"
+            ) from exc
 
     def now(self) -> ColumnElement[Any]:
         return self.dialect.now()
@@ -157,6 +170,8 @@ class Database:
             with self.read() as conn:
                 return conn.execute(select(version.c.version_num)).scalar()
         except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, DatabaseError):
+                self._raise_if_not_a_database(exc)
             if isinstance(exc, OperationalError) and _is_connection_error(exc):
                 raise StoreUnavailable(
                     f"cannot open the database {self.url.render_as_string()}: "
@@ -166,6 +181,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# What SQLite says about a file that is not a database, or is a damaged one.
+_NOT_A_DATABASE = ("file is not a database", "is encrypted or is not a database", "malformed")
 
 
 def _is_connection_error(exc: OperationalError) -> bool:

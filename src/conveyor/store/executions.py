@@ -26,6 +26,7 @@ from conveyor.store.database import new_id
 from conveyor.store.prepared import prepared
 from conveyor.store.tables import (
     events,
+    execution_inputs,
     executions,
 )
 
@@ -78,7 +79,6 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
         "version_id": new.version_id,
         "status": ExecutionStatus.QUEUED.value,
         "trigger_type": new.trigger_type,
-        "input": new.input,
         "priority": new.priority,
         "available_at": now,
         "created_at": now,
@@ -107,6 +107,10 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
             if existing is None:
                 raise
             return existing, False
+    stored = {"execution_id": execution_id, "input": new.input}
+    prepared(conn, "execution_inputs.insert", lambda: _insert(execution_inputs, stored)).run(
+        conn, stored
+    )
     event = {
         "execution_id": execution_id,
         "workspace_id": new.workspace_id,

@@ -10,7 +10,14 @@ from sqlalchemy import Connection, Select, Text, cast, func, select, tuple_
 
 from conveyor.errors import NotFound
 from conveyor.store import flow
-from conveyor.store.tables import events, executions, steps, workflow_versions, workflows
+from conveyor.store.tables import (
+    events,
+    execution_inputs,
+    executions,
+    steps,
+    workflow_versions,
+    workflows,
+)
 
 
 @dataclass
@@ -25,6 +32,9 @@ class ExecutionFilter:
     error_contains: str | None = None
     limit: int = 50
     cursor: tuple[datetime, str] | None = None
+
+
+_INPUT_OF = execution_inputs.c.execution_id == executions.c.id
 
 
 def filtered(query: Select[Any], f: ExecutionFilter) -> Select[Any]:
@@ -53,9 +63,9 @@ def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]
     """Newest first; the cursor is the (created_at, id) of the last row of the previous page."""
     query = (
         filtered(
-            select(executions, workflows.c.name.label("workflow_name")).join(
-                workflows, workflows.c.id == executions.c.workflow_id
-            ),
+            select(executions, execution_inputs.c.input, workflows.c.name.label("workflow_name"))
+            .join(workflows, workflows.c.id == executions.c.workflow_id)
+            .join(execution_inputs, _INPUT_OF),
             f,
         )
         .order_by(executions.c.created_at.desc(), executions.c.id.desc())
@@ -72,8 +82,14 @@ def get_execution(
     """An execution with its workflow name, version and every step attempt."""
     row = (
         conn.execute(
-            select(executions, workflows.c.name.label("workflow_name"), workflow_versions.c.version)
+            select(
+                executions,
+                execution_inputs.c.input,
+                workflows.c.name.label("workflow_name"),
+                workflow_versions.c.version,
+            )
             .join(workflows, workflows.c.id == executions.c.workflow_id)
+            .join(execution_inputs, _INPUT_OF)
             .join(workflow_versions, workflow_versions.c.id == executions.c.version_id)
             .where(
                 executions.c.workspace_id == workspace_id,
@@ -127,7 +143,11 @@ def events_after(
 
 def execution_row(conn: Connection, execution_id: str) -> dict[str, Any]:
     """The bare execution row, any workspace (for the runtime, never for callers)."""
-    row = conn.execute(select(executions).where(executions.c.id == execution_id)).first()
+    row = conn.execute(
+        select(executions, execution_inputs.c.input)
+        .join(execution_inputs, _INPUT_OF)
+        .where(executions.c.id == execution_id)
+    ).first()
     if row is None:
         raise NotFound(f"execution '{execution_id}' not found")
     return dict(row._mapping)

@@ -145,7 +145,6 @@ executions = Table(
     Column("version_id", Id, ForeignKey("workflow_versions.id"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("trigger_type", String(16), nullable=False),
-    Column("input", Json, nullable=False),
     Column("result", Json),
     Column("error", Json),
     Column("priority", Integer, nullable=False, server_default="0"),
@@ -250,6 +249,21 @@ events = Table(
     Column("data", Json, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("execution_id", "seq"),
+)
+
+# An execution's input, written once at enqueue, in a row of its own: every transition
+# updates the executions row, and SQLite rewrites a whole row (overflow pages and all) on any
+# update, so an input kept there was written again at every step.
+execution_inputs = Table(
+    "execution_inputs",
+    metadata,
+    Column(
+        "execution_id",
+        Id,
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("input", Json, nullable=False),
 )
 
 signals = Table(
