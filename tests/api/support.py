@@ -121,10 +121,11 @@ class StreamingTransport(httpx.AsyncBaseTransport):
 
 
 class WebSocketRejected(Exception):
-    def __init__(self, status: int, body: bytes = b"") -> None:
-        super().__init__(f"websocket rejected with {status}: {body[:200]!r}")
+    def __init__(self, status: int, body: bytes = b"", reason: str = "") -> None:
+        super().__init__(f"websocket rejected with {status} {reason}: {body[:200]!r}")
         self.status = status
         self.body = body
+        self.reason = reason
 
 
 class WebSocket:
@@ -165,7 +166,7 @@ class WebSocket:
             return self
         await self._finish()
         if first["type"] == "websocket.close":
-            raise WebSocketRejected(int(first.get("code", 1000)))
+            raise WebSocketRejected(int(first.get("code", 1000)), reason=first.get("reason", ""))
         if first["type"] == "websocket.http.response.start":
             body = b""
             while not self.outbox.empty():

@@ -84,9 +84,17 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``conveyor server --concurrency 0`` on a free port; its output goes to a log file."""
+    """``conveyor server`` on a free port (by default ``--concurrency 0``: no embedded
+    worker); its output goes to a log file. ``program`` is how to start ``conveyor``."""
 
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        log_path: Path,
+        *,
+        concurrency: int = 0,
+        program: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -105,18 +113,17 @@ class ServerProcess:
                 ),
             }
         )
+        program = program or [sys.executable, "-c", "from conveyor.cli.main import main; main()"]
         self.popen = subprocess.Popen(
             [
-                sys.executable,
-                "-c",
-                "from conveyor.cli.main import main; main()",
+                *program,
                 "server",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(self.port),
                 "--concurrency",
-                "0",
+                str(concurrency),
             ],
             cwd=REPO,
             env=environment,
