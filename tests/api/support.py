@@ -131,10 +131,17 @@ class WebSocketRejected(Exception):
 class WebSocket:
     """A WebSocket client talking to the ASGI app in this event loop."""
 
-    def __init__(self, app: ASGIApp, path: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        headers: dict[str, str] | None = None,
+        query: bytes = b"",
+    ) -> None:
         self.app = app
         self.path = path
         self.headers = headers or {}
+        self.query = query
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.outbox: asyncio.Queue[Message] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
@@ -147,7 +154,7 @@ class WebSocket:
             "scheme": "ws",
             "path": self.path,
             "raw_path": self.path.encode(),
-            "query_string": b"",
+            "query_string": self.query,
             "headers": [(k.lower().encode(), v.encode()) for k, v in self.headers.items()],
             "server": ("test", 80),
             "client": ("127.0.0.1", 50001),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from conveyor import __version__
 from conveyor.api import problems
+from conveyor.api.parameters import known_query
 from conveyor.api.routes import accounts, executions, ops, streams, workflows
 from conveyor.app import Conveyor
 from conveyor.live import Feed
@@ -50,6 +51,11 @@ def create_app(
     app.state.conveyor = conveyor
     problems.install(app)
     for module in (accounts, workflows, executions, streams):
-        app.include_router(module.router, prefix=API, responses=problems.API_ERRORS)
+        app.include_router(
+            module.router,
+            prefix=API,
+            responses=problems.API_ERRORS,
+            dependencies=[Depends(known_query)],
+        )
     app.include_router(ops.router, responses=problems.documented(503))
     return app
