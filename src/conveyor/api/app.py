@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from conveyor import __version__
-from conveyor.api import problems
+from conveyor.api import docs, problems
 from conveyor.api.parameters import known_query
 from conveyor.api.routes import accounts, executions, ops, streams, workflows
 from conveyor.app import Conveyor
@@ -45,11 +45,12 @@ def create_app(
         lifespan=lifespan,
         description="Durable workflow automation. Errors are application/problem+json.",
         openapi_url=f"{API}/openapi.json",
-        docs_url=f"{API}/docs",
+        docs_url=None,  # served by api/docs.py, from packaged assets
         redoc_url=None,
     )
     app.state.conveyor = conveyor
     problems.install(app)
+    docs.install(app, API)
     for module in (accounts, workflows, executions, streams):
         app.include_router(
             module.router,
