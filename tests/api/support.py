@@ -121,19 +121,27 @@ class StreamingTransport(httpx.AsyncBaseTransport):
 
 
 class WebSocketRejected(Exception):
-    def __init__(self, status: int, body: bytes = b"") -> None:
-        super().__init__(f"websocket rejected with {status}: {body[:200]!r}")
+    def __init__(self, status: int, body: bytes = b"", reason: str = "") -> None:
+        super().__init__(f"websocket rejected with {status} {reason}: {body[:200]!r}")
         self.status = status
         self.body = body
+        self.reason = reason
 
 
 class WebSocket:
     """A WebSocket client talking to the ASGI app in this event loop."""
 
-    def __init__(self, app: ASGIApp, path: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        headers: dict[str, str] | None = None,
+        query: bytes = b"",
+    ) -> None:
         self.app = app
         self.path = path
         self.headers = headers or {}
+        self.query = query
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.outbox: asyncio.Queue[Message] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
@@ -146,7 +154,7 @@ class WebSocket:
             "scheme": "ws",
             "path": self.path,
             "raw_path": self.path.encode(),
-            "query_string": b"",
+            "query_string": self.query,
             "headers": [(k.lower().encode(), v.encode()) for k, v in self.headers.items()],
             "server": ("test", 80),
             "client": ("127.0.0.1", 50001),
@@ -165,7 +173,7 @@ class WebSocket:
             return self
         await self._finish()
         if first["type"] == "websocket.close":
-            raise WebSocketRejected(int(first.get("code", 1000)))
+            raise WebSocketRejected(int(first.get("code", 1000)), reason=first.get("reason", ""))
         if first["type"] == "websocket.http.response.start":
             body = b""
             while not self.outbox.empty():

@@ -21,7 +21,8 @@ def embedded(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(
         database_url,
         tmp_path / "server.log",
-        ("--concurrency", "2", "--plugin", "tests.e2e.nodes"),
+        concurrency=2,
+        args=("--plugin", "tests.e2e.nodes"),
     )
     try:
         process.wait_ready(within=30)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from conveyor import __version__
-from conveyor.api import problems
+from conveyor.api import docs, problems
 from conveyor.api.limits import BodyLimit
+from conveyor.api.parameters import known_query
 from conveyor.api.routes import accounts, executions, ops, streams, workflows
 from conveyor.app import Conveyor
 from conveyor.live import Feed
@@ -45,13 +46,19 @@ def create_app(
         lifespan=lifespan,
         description="Durable workflow automation. Errors are application/problem+json.",
         openapi_url=f"{API}/openapi.json",
-        docs_url=f"{API}/docs",
+        docs_url=None,  # served by api/docs.py, from packaged assets
         redoc_url=None,
     )
     app.state.conveyor = conveyor
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
+    docs.install(app, API)
     for module in (accounts, workflows, executions, streams):
-        app.include_router(module.router, prefix=API, responses=problems.API_ERRORS)
+        app.include_router(
+            module.router,
+            prefix=API,
+            responses=problems.API_ERRORS,
+            dependencies=[Depends(known_query)],
+        )
     app.include_router(ops.router, responses=problems.documented(503))
     return app

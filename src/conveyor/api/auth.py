@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request, WebSocket
+from fastapi import Depends, Path, Query, Request, WebSocket
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -53,12 +53,14 @@ async def caller(
     return await _principal(request, credentials.credentials if credentials else None, session)
 
 
-async def socket_caller(websocket: WebSocket) -> Principal:
+async def socket_caller(
+    websocket: WebSocket,
+    api_key: Annotated[str | None, Query(max_length=200, description="an API key")] = None,
+) -> Principal:
     """WebSockets: the same credentials, or ``?api_key=`` (browsers cannot set headers)."""
     header = websocket.headers.get("authorization", "")
     key = header[7:] if header.lower().startswith("bearer ") else None
-    key = key or websocket.query_params.get("api_key")
-    return await _principal(websocket, key, websocket.cookies.get(SESSION_COOKIE))
+    return await _principal(websocket, key or api_key, websocket.cookies.get(SESSION_COOKIE))
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
 from conveyor.errors import (
     Conflict,
@@ -26,6 +27,12 @@ from conveyor.errors import (
 PROBLEM = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 MAX_INT = 2**31 - 1  # the largest number any integer parameter may carry
+# A WebSocket refused before its handshake is closed with this code, which the server turns
+# into an HTTP 403. A denial response (401/404 with a problem body) would say more, but
+# uvicorn's websockets-sansio protocol logs each one as "ASGI callable returned without
+# completing handshake" (Kludex/uvicorn#3138), so refusals would read as server errors.
+SOCKET_REFUSED = 1008  # policy violation
+SOCKET_FAILED = 1011  # internal error
 
 
 class Problem(BaseModel):
@@ -93,22 +100,38 @@ def _title(kind: str) -> str:
     return kind.replace("-", " ").capitalize()
 
 
-async def conveyor_error(request: Request, exc: Exception) -> JSONResponse:
+def _classify(exc: ConveyorError) -> tuple[int, str]:
+    for cls, status, kind in _STATUS:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "internal"
+
+
+@overload
+async def conveyor_error(connection: Request, exc: Exception) -> JSONResponse: ...
+@overload
+async def conveyor_error(connection: WebSocket, exc: Exception) -> None: ...
+async def conveyor_error(connection: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    """A problem answer; for a WebSocket, a refusal (or a close once it is open)."""
     assert isinstance(exc, ConveyorError)
+    if isinstance(connection, WebSocket):
+        status, kind = _classify(exc)
+        await connection.close(SOCKET_REFUSED if status < 500 else SOCKET_FAILED, reason=kind)
+        return None
     return response_for(exc)
 
 
 def response_for(exc: ConveyorError) -> JSONResponse:
     """The problem+json answer to ``exc`` (also used by middleware, outside any route)."""
-    for cls, status, kind in _STATUS:
-        if isinstance(exc, cls):
-            extra: dict[str, Any] = {}
-            if isinstance(exc, DefinitionError):
-                extra["errors"] = [p.as_dict() for p in exc.problems]
-            if isinstance(exc, PayloadTooLarge):
-                extra.update(setting=exc.setting, limit=exc.limit)
-            return problem(status, kind, _title(kind), str(exc), **extra)
-    return problem(500, "internal", "Internal error", str(exc))
+    status, kind = _classify(exc)
+    if kind == "internal":
+        return problem(500, "internal", "Internal error", str(exc))
+    extra: dict[str, Any] = {}
+    if isinstance(exc, DefinitionError):
+        extra["errors"] = [p.as_dict() for p in exc.problems]
+    if isinstance(exc, PayloadTooLarge):
+        extra.update(setting=exc.setting, limit=exc.limit)
+    return problem(status, kind, _title(kind), str(exc), **extra)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ class ExecutionFilter:
     error_contains: str | None = None
     limit: int = 50
     cursor: tuple[datetime, str] | None = None
+    offset: int = 0  # rows skipped after the cursor (or from the start)
 
 
 _INPUT_OF = execution_inputs.c.execution_id == executions.c.id
@@ -70,6 +71,7 @@ def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]
         )
         .order_by(executions.c.created_at.desc(), executions.c.id.desc())
         .limit(f.limit)
+        .offset(f.offset)
     )
     if f.cursor:
         query = query.where(tuple_(executions.c.created_at, executions.c.id) < tuple_(*f.cursor))

@@ -176,13 +176,15 @@ def get_workflow(conn: Connection, workspace: str, ref: str) -> dict[str, Any]:
 
 
 def list_page(
-    conn: Connection, workspace: str, limit: int, after: str | None
+    conn: Connection, workspace: str, limit: int, after: str | None, offset: int = 0
 ) -> list[dict[str, Any]]:
-    """Workflows by name; ``after`` is the last name of the previous page."""
+    """Workflows by name; ``after`` is the last name of the previous page, ``offset`` the
+    rows skipped after it."""
     query = select(workflows).where(workflows.c.workspace_id == workspace)
     if after is not None:
         query = query.where(workflows.c.name > after)
-    rows = conn.execute(query.order_by(workflows.c.name).limit(limit)).mappings().all()
+    query = query.order_by(workflows.c.name).limit(limit).offset(offset)
+    rows = conn.execute(query).mappings().all()
     return [dict(r) for r in rows]
 
 

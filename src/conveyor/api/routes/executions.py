@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import (
     Accepted,
     ControlResult,
@@ -105,12 +106,15 @@ async def _page(
         else None,
     }
     if stats:
-        f.cursor = None
+        f.cursor, f.offset = None, 0
         page["stats"] = await store.read(statistics.list_stats, f)
     return page
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_INT, description="rows to skip (after the cursor, if one is given)")
+]
 Text = Annotated[str | None, Query(max_length=200)]
 
 
@@ -126,6 +130,7 @@ class ListQuery:
     error: Text = None
     limit: Limit = 50
     cursor: Text = None
+    offset: Offset = 0
     stats: bool = True
 
     def filter(self, scope: Scope, workflow_id: str | None) -> ExecutionFilter:
@@ -139,6 +144,7 @@ class ListQuery:
             created_before=self.created_before,
             error_contains=self.error,
             limit=self.limit,
+            offset=self.offset,
         )
 
 

@@ -1,8 +1,8 @@
 """Live streams: Server-Sent Events per execution and per workspace, and a WebSocket.
 
 Every message is read from the events table, so a client that reconnects with
-``Last-Event-ID`` (the execution's event ``seq``) receives every later event exactly once.
-The feed only says *when* to read (in-process commits, NOTIFY, or a short poll).
+``Last-Event-ID`` (any id a stream sent; see ``api/sse.py``) receives every later message
+exactly once. The feed only says *when* to read (in-process commits, NOTIFY, or a short poll).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSo
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import Connection, func, select
 
-from conveyor.api import views
+from conveyor.api import sse, views
 from conveyor.api.auth import Scope, read_access, socket_access
+from conveyor.api.sse import Position
 from conveyor.engine.state import TERMINAL
-from conveyor.errors import ConveyorError, InputError
+from conveyor.errors import ConveyorError
 from conveyor.live import Feed
 from conveyor.store.history import events_after
 from conveyor.store.tables import events, executions
@@ -28,6 +29,7 @@ router = APIRouter(prefix="/workspaces/{ws}", tags=["streams"])
 Read = Annotated[Scope, Depends(read_access)]
 TERMINAL_EVENTS = {f"execution.{s.value}" for s in TERMINAL}
 _LIVE = ("queued", "running", "waiting")
+BATCH = 1000  # events read per query; a full batch is followed at once by the next
 
 
 def _feed(request: Request) -> Feed:
@@ -35,9 +37,19 @@ def _feed(request: Request) -> Feed:
     return feed
 
 
-def _messages(rows: list[dict[str, Any]]) -> list[ServerSentEvent]:
-    """Raw events as SSE messages: ``step`` for step events, ``complete`` (after ``error``
-    for failures) for the end, and the raw type for the other execution events."""
+def _kinds(event_type: str) -> list[str]:
+    """The messages one stored event becomes: ``step`` for step events, ``complete`` (after
+    ``error`` for failures) for the end, and the raw type for the other execution events."""
+    if event_type.startswith("step."):
+        return ["step"]
+    if event_type == "execution.failed":
+        return ["error", "complete"]
+    if event_type in TERMINAL_EVENTS:
+        return ["complete"]
+    return [event_type]
+
+
+def _messages(rows: list[dict[str, Any]]) -> list[tuple[Position, ServerSentEvent]]:
     out = []
     for r in rows:
         data = {
@@ -46,27 +58,21 @@ def _messages(rows: list[dict[str, Any]]) -> list[ServerSentEvent]:
             **r["data"],
             "created_at": r["created_at"].isoformat(),
         }
-        ident = str(r["seq"])
-        if r["type"].startswith("step."):
-            out.append(ServerSentEvent(event="step", id=ident, data=data))
-        elif r["type"] in TERMINAL_EVENTS:
-            if r["type"] == "execution.failed":
-                out.append(ServerSentEvent(event="error", id=ident, data=data))
-            out.append(ServerSentEvent(event="complete", id=ident, data=data))
-        else:
-            out.append(ServerSentEvent(event=r["type"], id=ident, data=data))
+        for index, kind in enumerate(_kinds(r["type"])):
+            at = Position(r["seq"], index)
+            out.append((at, ServerSentEvent(event=kind, id=str(at), data=data)))
     return out
 
 
-def _resume_point(last_event_id: str | None, after: int | None) -> int:
-    raw = last_event_id if last_event_id is not None else after
-    try:
-        seq = int(raw) if raw is not None else 0
-    except ValueError:
-        raise InputError("Last-Event-ID must be an event number") from None
-    if not 0 <= seq <= 2**62:
-        raise InputError("Last-Event-ID must be an event number from 0 to 2^62")
-    return seq
+def _after(rows: list[dict[str, Any]]) -> Position:
+    """The id of the snapshot that follows a batch: the next free index of its last event."""
+    return Position(rows[-1]["seq"], len(_kinds(rows[-1]["type"])))
+
+
+def _resume_point(last_event_id: str | None, after: int | None) -> Position:
+    if last_event_id is not None:
+        return sse.parse(last_event_id)
+    return Position(after) if after is not None else sse.START
 
 
 async def _target(scope: Read, execution_id: str) -> dict[str, Any]:
@@ -76,9 +82,11 @@ async def _target(scope: Read, execution_id: str) -> dict[str, Any]:
 
 
 def _resume_after(
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after this seq")] = None,
-) -> int:
+    last_event_id: Annotated[str | None, Header(max_length=sse.MAX_ID_LENGTH)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=sse.MAX_SEQ, description="resume after this event seq")
+    ] = None,
+) -> Position:
     """Checked before the response starts too (a bad Last-Event-ID is a 400)."""
     return _resume_point(last_event_id, after)
 
@@ -92,32 +100,36 @@ async def execution_stream(
     scope: Read,
     request: Request,
     detail: Annotated[dict[str, Any], Depends(_target)],
-    seq: Annotated[int, Depends(_resume_after)],
+    cursor: Annotated[Position, Depends(_resume_after)],
 ) -> AsyncIterator[ServerSentEvent]:
     store = scope.conveyor.store
     full = detail["id"]
     feed = _feed(request)
     yield ServerSentEvent(
-        event="connected", id=str(seq), data={"execution_id": full, "resume_after": seq}
+        event="connected",
+        id=str(cursor),
+        data={"execution_id": full, "resume_after": cursor.seq},
     )
     finished = detail["status"] in TERMINAL
     async with feed.watch(full) as wake:
         while True:
-            rows = await store.read(events_after, full, seq)
-            if not rows and finished:
-                return  # resumed after the end: nothing more will come
-            if rows:
-                for message in _messages(rows):
+            # From the cursor's own event: the messages derived from it may still be due.
+            rows = await store.read(events_after, full, cursor.seq - 1, BATCH)
+            for at, message in _messages(rows):
+                if at > cursor:
                     yield message
-                seq = rows[-1]["seq"]
+            if rows and _after(rows) > cursor:
+                cursor = _after(rows)
                 row = await store.get_execution(scope.workspace_id, full)
                 yield ServerSentEvent(
                     event="progress",
-                    id=str(seq),
+                    id=str(cursor),
                     data={**views.progress(row), "status": row["status"]},
                 )
-                if any(r["type"] in TERMINAL_EVENTS for r in rows):
-                    return
+            if len(rows) == BATCH:
+                continue
+            if finished or any(r["type"] in TERMINAL_EVENTS for r in rows):
+                return
             await feed.wait(wake, 15)
 
 
@@ -161,9 +173,9 @@ def _latest_id(conn: Connection, workspace_id: str) -> int:
 
 
 def _workspace_resume(
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
-) -> int | None:
-    return _resume_point(last_event_id, None) if last_event_id is not None else None
+    last_event_id: Annotated[str | None, Header(max_length=sse.MAX_ID_LENGTH)] = None,
+) -> Position | None:
+    return sse.parse(last_event_id) if last_event_id is not None else None
 
 
 @router.get(
@@ -174,12 +186,14 @@ def _workspace_resume(
 async def workspace_stream(
     scope: Read,
     request: Request,
-    resume: Annotated[int | None, Depends(_workspace_resume)],
+    resume: Annotated[Position | None, Depends(_workspace_resume)],
 ) -> AsyncIterator[ServerSentEvent]:
+    """Ids are the workspace's event ids; ``counts`` after event ``N`` is ``"N.1"``."""
     store, feed = scope.conveyor.store, _feed(request)
-    after = resume if resume is not None else await store.read(_latest_id, scope.workspace_id)
+    start = resume or Position(await store.read(_latest_id, scope.workspace_id))
+    after = start.seq
     counts = await store.read(_counts, scope.workspace_id)
-    yield ServerSentEvent(event="connected", id=str(after), data={"counts": counts})
+    yield ServerSentEvent(event="connected", id=str(start), data={"counts": counts})
     async with feed.watch(scope.workspace_id) as wake:
         while True:
             # One snapshot: the counts sent with a batch are the counts as of its last event.
@@ -194,7 +208,7 @@ async def workspace_stream(
                 after = rows[-1]["id"]
                 if new_counts != counts:
                     counts = new_counts
-                    yield ServerSentEvent(event="counts", id=str(after), data=counts)
+                    yield ServerSentEvent(event="counts", id=str(Position(after, 1)), data=counts)
             await feed.wait(wake, 15)
 
 

@@ -18,6 +18,9 @@ router = APIRouter(prefix="/workspaces/{ws}/workflows", tags=["workflows"])
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_INT, description="rows to skip (after the cursor, if one is given)")
+]
 
 
 async def _detail(scope: Scope, ref: str, created: bool | None = None) -> dict[str, Any]:
@@ -28,10 +31,13 @@ async def _detail(scope: Scope, ref: str, created: bool | None = None) -> dict[s
 
 @router.get("", response_model=Page[Workflow], summary="List workflows by name")
 async def list_workflows(
-    scope: Read, limit: Limit = 50, cursor: str | None = None
+    scope: Read, limit: Limit = 50, cursor: str | None = None, offset: Offset = 0
 ) -> dict[str, Any]:
+    """Page with ``cursor`` (recommended: stable while workflows are added) or ``offset``."""
     after = views.decode_name_cursor(cursor) if cursor else None
-    rows = await scope.conveyor.store.read(store.list_page, scope.workspace_id, limit + 1, after)
+    rows = await scope.conveyor.store.read(
+        store.list_page, scope.workspace_id, limit + 1, after, offset
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return {
