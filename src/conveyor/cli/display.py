@@ -163,3 +163,45 @@ def steps_table(detail: dict[str, Any]) -> Table:
             f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
         )
     return table
+
+
+def _id_column(table: Table, ids: list[str]) -> None:
+    """Ids are what people copy into the next command: never cut or wrapped; the other
+    columns wrap instead."""
+    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+
+
+def executions_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    _id_column(table, [r["id"] for r in rows])
+    for header in ("workflow", "status", "trigger", "created", "duration", "steps"):
+        table.add_column(header, overflow="fold")
+    for r in rows:
+        done = r["steps_succeeded"] + r["steps_failed"] + r["steps_skipped"]
+        table.add_row(
+            r["id"],
+            r["workflow_name"],
+            styled(r["status"]),
+            r["trigger_type"],
+            r["created_at"].isoformat(timespec="seconds"),
+            duration(r["started_at"], r["finished_at"]),
+            f"{done}/{r['steps_total']}",
+        )
+    return table
+
+
+def workflows_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for header in ("name", "version", "status", "finished", "succeeded"):
+        table.add_column(header, overflow="fold")
+    _id_column(table, [r["id"] for r in rows])
+    for r in rows:
+        table.add_row(
+            r["name"],
+            str(r["latest_version"]),
+            r["status"],
+            str(r["executions_finished"]),
+            str(r["executions_succeeded"]),
+            r["id"],
+        )
+    return table

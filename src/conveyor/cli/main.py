@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from conveyor.app import Conveyor
 from conveyor.cli.accounts import keys_app, users_app
 from conveyor.cli.base import (
+    DEFAULT_DATABASE_URL,
+    HELP_FORMAT,
     DatabaseOpt,
     InputOpt,
     PluginOpt,
@@ -27,24 +27,43 @@ from conveyor.cli.base import (
 )
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
-from conveyor.cli.follow import follow, foreground, report, watch
-from conveyor.engine.definition import definition_schema, load_definition_file
-from conveyor.engine.interfaces import SystemClock
-from conveyor.settings import DEFAULT_DATABASE_URL, Settings
-from conveyor.store import Database
-from conveyor.worker import Worker
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Conveyor: durable workflow automation on SQLite or PostgreSQL.",
+    **HELP_FORMAT,
 )
-db_app = typer.Typer(no_args_is_help=True, help="Manage the database.")
+db_app = typer.Typer(no_args_is_help=True, help="Manage the database.", **HELP_FORMAT)
 app.add_typer(executions_app, name="executions")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        print(f"conveyor {version('conveyor')}")
+        raise typer.Exit(OK)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            expose_value=False,
+            callback=_print_version,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def main() -> None:
@@ -66,15 +85,22 @@ def run(
     printed as JSON on stdout; progress and the summary go to stderr."""
 
     def body() -> int:
+        from conveyor.engine.definition import load_definition_file
+
         data = load_definition_file(file)
         payload = parse_input(input)
         registry = registry_for(plugin, allow_private_network)
+        from conveyor.cli.follow import foreground
+
         return foreground(_run(data, payload, database, registry))
 
     guard(body)
 
 
 async def _run(data: dict[str, Any], payload: Any, database: str, registry: Any) -> int:
+    from conveyor.app import Conveyor
+    from conveyor.cli.follow import report, watch
+
     conveyor = await Conveyor.open(database, registry)
     try:
         conveyor.validate(data)
@@ -94,10 +120,11 @@ def validate(
     """Check a definition without running it (exit 2 listing every problem)."""
 
     def body() -> int:
-        data = load_definition_file(file)
-        registry = registry_for(plugin, False)
+        from conveyor.engine.definition import load_definition_file
         from conveyor.engine.validation import validate as check
 
+        data = load_definition_file(file)
+        registry = registry_for(plugin, False)
         definition = check(data, registry)
         out.print(
             f"ok: {definition.name} ({len(definition.nodes)} nodes, "
@@ -111,6 +138,8 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of workflow definitions."""
+    from conveyor.engine.definition import definition_schema
+
     print(as_json(definition_schema()))
 
 
@@ -149,6 +178,8 @@ def execute(
 
         execution_id = run_async(go())
         if wait:
+            from conveyor.cli.follow import follow
+
             return follow(database, execution_id, registry_for(plugin, allow_private_network))
         print(execution_id)
         return OK
@@ -163,36 +194,26 @@ def worker(
     plugin: PluginOpt = [],  # noqa: B006
     allow_private_network: PrivateOpt = False,
 ) -> None:
-    """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C."""
+    """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C.
+
+    One line on stderr when it starts (database, concurrency, worker id) and one when it
+    stops (executions finished, executions released to other workers)."""
 
     def body() -> int:
-        settings = Settings()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from conveyor.cli.worker import serve
+        from conveyor.settings import Settings
+
+        _configure_logging()
         registry = registry_for(plugin, allow_private_network)
-
-        async def go() -> None:
-            conveyor = await Conveyor.open(database, registry)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            import signal
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            try:
-                await Worker(
-                    conveyor.store,
-                    registry,
-                    SystemClock(),
-                    settings=worker_settings(settings, concurrency),
-                ).serve(stop)
-            finally:
-                conveyor.close()
-
-        run_async(go())
+        run_async(serve(database, registry, worker_settings(Settings(), concurrency)))
         return OK
 
     guard(body)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @db_app.command("upgrade")
@@ -200,6 +221,8 @@ def db_upgrade(database: DatabaseOpt = DEFAULT_DATABASE_URL) -> None:
     """Apply the database migrations (every command also does this when needed)."""
 
     def body() -> int:
+        from conveyor.store import Database
+
         db = Database(database)
         try:
             db.migrate()
@@ -227,11 +250,12 @@ def server(
     def body() -> int:
         import uvicorn
 
+        from conveyor.app import Conveyor
         from conveyor.server import build
+        from conveyor.settings import Settings
 
         settings = Settings()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        _configure_logging()
         registry = registry_for(plugin, allow_private_network)
         conveyor = run_async(Conveyor.open(database, registry))
         worker = worker_settings(settings, concurrency) if concurrency else None
