@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -107,6 +109,15 @@ class LiveNodes:
                 f"{seconds:.2f}s" if seconds is not None else "",
             )
         return Group(table, self.progress)
+
+
+def live_view(nodes: LiveNodes, console: Console) -> AbstractContextManager[Any]:
+    """The live node table on a terminal, cleared when done (the summary follows). Without
+    one (a pipe, a log file, CI) nothing: a frame printed there would be a second table,
+    timed by this process's clock rather than the stored step times the summary shows."""
+    if not console.is_terminal:
+        return nullcontext()
+    return Live(nodes, console=console, refresh_per_second=10, transient=True)
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:

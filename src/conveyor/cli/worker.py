@@ -60,7 +60,7 @@ async def serve(database: str, registry: Any, settings: WorkerSettings) -> None:
         )
         await worker.serve(stop)
         log.info(
-            "worker %s stopped: %d executions finished, %d released unfinished",
+            "worker %s stopped: executions finished %d, released unfinished %d",
             worker.name,
             len(tally.finished),
             tally.released,
