@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,3 +273,113 @@ def test_an_input_or_definition_over_its_limit_exits_2_naming_the_setting(workdi
         assert done.returncode == 2, done.stderr
         [line] = done.stderr.strip().splitlines()
         assert "over the limit of 1000 bytes (CONVEYOR_MAX_DEFINITION_BYTES)" in line
+
+
+def _wait_for(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting until {what}")
+
+
+def _listed(workdir: Path, database: str) -> dict[str, dict[str, Any]]:
+    listed = conveyor("executions", "list", "--json", cwd=workdir, database=database)
+    return {r["workflow_name"]: r for r in json.loads(listed.stdout)} if listed.stdout else {}
+
+
+def test_the_worker_says_when_it_starts_and_what_it_did_when_it_stops(
+    workdir: Path, database_url: str
+) -> None:
+    (workdir / "holder.yaml").write_text(
+        "name: holder\nnodes:\n  - {id: first, type: transform, config: {output: 1}}\n"
+        "  - {id: hold, type: wait, needs: [first], config: {duration: 1h}}\n"
+    )
+    for name, command in (("good.yaml", "cli-demo"), ("holder.yaml", "holder")):
+        conveyor("workflows", "apply", name, cwd=workdir, database=database_url)
+        conveyor("execute", command, "--input", '{"n": 1}', cwd=workdir, database=database_url)
+    # A password in the URL (PostgreSQL's trust authentication ignores it) must not be shown.
+    database = database_url.replace("postgres@", "postgres:s3cret@")
+    env = {
+        "CONVEYOR_DATABASE_URL": database,
+        "PATH": "/usr/bin:/bin",
+        # The one-hour wait stays in its slot, so the stop finds it in flight.
+        "CONVEYOR_HOLD_TIMERS_SECONDS": "7200",
+        "CONVEYOR_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    process = subprocess.Popen(
+        [*CLI, "worker", "--concurrency", "3"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: (
+                _listed(workdir, database_url)["cli-demo"]["status"] == "succeeded"
+                and _listed(workdir, database_url)["holder"]["steps_succeeded"] == 1
+            ),
+            "one execution finished and the other is waiting in its slot",
+        )
+        process.send_signal(signal.SIGTERM)
+        _out, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    started = re.search(r"worker (\S+) started: database (\S+), concurrency 3$", stderr, re.M)
+    assert started, stderr
+    worker_id, shown = started.groups()
+    assert shown.endswith(database_url.rsplit("/", 1)[1])
+    assert "s3cret" not in stderr
+    assert ("***" in shown) is (database != database_url)
+    [stopped] = [line for line in stderr.splitlines() if "stopped" in line]
+    assert stopped.endswith(
+        f"worker {worker_id} stopped: executions finished 1, released unfinished 1"
+    )
+    assert _listed(workdir, database_url)["holder"]["status"] == "queued"
+
+
+def test_executions_list_never_cuts_ids(workdir: Path, database_url: str) -> None:
+    conveyor("run", "good.yaml", "--input", '{"n": 1}', cwd=workdir, database=database_url)
+    [row] = _listed(workdir, database_url).values()
+    for columns in ("80", "50"):
+        listed = subprocess.run(
+            [*CLI, "executions", "list"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                "CONVEYOR_DATABASE_URL": database_url,
+                "PATH": "/usr/bin:/bin",
+                "COLUMNS": columns,
+            },
+            check=True,
+        )
+        assert row["id"] in listed.stdout, listed.stdout
+        assert max(len(line) for line in listed.stdout.splitlines()) <= int(columns)
+
+
+def test_run_without_a_terminal_prints_one_table_timed_like_the_summary(
+    workdir: Path, database_url: str
+) -> None:
+    (workdir / "pause.yaml").write_text(
+        "name: pause\nnodes:\n  - {id: first, type: transform, config: {output: 1}}\n"
+        "  - {id: pause, type: wait, needs: [first], config: {duration: 300ms}}\n"
+    )
+    done = conveyor("run", "pause.yaml", cwd=workdir, database=database_url)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stderr.splitlines() if re.search(r"\bpause\b.*\bwait\b", line)]
+    assert len(rows) == 1, done.stderr
+    [row] = rows
+    [execution] = _listed(workdir, database_url).values()
+    shown = conveyor(
+        "executions", "show", execution["id"], "--json", cwd=workdir, database=database_url
+    )
+    [step] = [s for s in json.loads(shown.stdout)["steps"] if s["node_id"] == "pause"]
+    took = datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(step["started_at"])
+    milliseconds = took.total_seconds() * 1000
+    assert f"{milliseconds:.0f}ms" in row

@@ -3,6 +3,11 @@ outputs, step rows and side effects are checked (not just its final status)."""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -227,6 +232,7 @@ def _flaky_gives_up(run: Finished) -> None:
     assert "answered 503" in error["message"]
     assert len(run.server.requests_to("/flaky")) == 5
     assert run.rows("rates") == []
+    assert run.execution["result"] is None
 
 
 FLAKY = [
@@ -266,6 +272,16 @@ def _approved_after_review(run: Finished) -> None:
     assert run.status_of("auto_approved") == ["skipped"]
     waiting = [e for e in run.events if e["type"] == "step.waiting"]
     assert [e["data"]["node_id"] for e in waiting] == ["review_window"]
+    assert run.execution["result"] == {
+        "decision": {
+            "employee": "grace",
+            "amount": 420,
+            "decision": "approved",
+            "by": "review window closed without objection",
+            "reviewed": True,
+            "notification_id": sent["id"],
+        }
+    }
 
 
 def _approved_at_once(run: Finished) -> None:
@@ -274,6 +290,16 @@ def _approved_at_once(run: Finished) -> None:
     assert (sent["title"], sent["message"]) == ("Expense of 40 approved", "under the limit")
     assert run.status_of("review_window", "approved_after_review") == ["skipped", "skipped"]
     assert "step.waiting" not in run.event_types()
+    assert run.execution["result"] == {
+        "decision": {
+            "employee": "grace",
+            "amount": 40,
+            "decision": "approved",
+            "by": "under the limit",
+            "reviewed": False,
+            "notification_id": sent["id"],
+        }
+    }
 
 
 APPROVAL = [
@@ -343,7 +369,15 @@ def _routed(team: str, case: str, sla: int, channel: str, taken: str):
         [sent] = run.notifications
         assert (sent["channel"], sent["title"]) == (channel, f"T-1 -> {team}")
         assert run.execution["result"] == {
-            "tell_team": {"notification_id": sent["id"], "channel": channel}
+            "routed": {
+                "ticket": "T-1",
+                "category": case,
+                "team": team,
+                "sla_hours": sla,
+                "page_on_call": channel == "pager",
+                "channel": channel,
+                "notification_id": sent["id"],
+            }
         }
 
     return check
@@ -413,4 +447,57 @@ async def test_example_runs(case: Case, conveyor: Conveyor, http_server: LocalSe
     assert run.execution["steps_running"] == 0
     assert [e["seq"] for e in run.events] == list(range(1, len(run.events) + 1))
     assert run.events[-1]["type"] == f"execution.{run.execution['status']}"
+    if run.execution["status"] == "succeeded":
+        # The result shows what the workflow decided, not only which notification it sent.
+        [(_node, shown)] = run.execution["result"].items()
+        assert set(shown) - {"notification_id", "channel"}, shown
     case.check(run)
+
+
+# -- the commands an example's header documents -----------------------------------------------
+
+
+def _documented_commands(example: str) -> list[list[str]]:
+    """The indented ``#   python ...`` and ``#   conveyor ...`` lines of an example's header."""
+    lines = (EXAMPLES / f"{example}.yaml").read_text().splitlines()
+    commands = [line.removeprefix("#").strip() for line in lines if line.startswith("#   ")]
+    return [shlex.split(c) for c in commands if c.split()[0] in ("python", "conveyor")]
+
+
+def test_the_flaky_example_runs_as_its_header_says(database_url: str) -> None:
+    [server_command, run_command] = _documented_commands("flaky-endpoint-retries")
+    assert server_command == ["python", "examples/flaky_server.py"]
+    assert "--allow-private-network" in run_command
+    env = {"CONVEYOR_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    root = EXAMPLES.parent
+    # The one change to the documented commands: a free port instead of 8000, which
+    # something else on a shared machine may hold.
+    with subprocess.Popen(
+        [sys.executable, *server_command[1:], "--port", "0"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as server:
+        assert server.stdout is not None
+        try:
+            ready = server.stdout.readline()
+            address = re.match(r"serving http://(\S+)/flaky", ready)
+            assert address, ready
+            run = [arg.replace("127.0.0.1:8000", address.group(1)) for arg in run_command]
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "conveyor"), *run[1:]],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            server.terminate()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "rates": {"status": 200, "resource": "exchange-rates", "calls_seen_by_server": 3}
+    }

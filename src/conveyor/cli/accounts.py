@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import getpass
 import os
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from conveyor.cli.base import DatabaseOpt, guard, open_conveyor, out, run_async
+from conveyor.cli.base import (
+    DEFAULT_DATABASE_URL,
+    HELP_FORMAT,
+    DatabaseOpt,
+    guard,
+    open_conveyor,
+    out,
+    run_async,
+)
 from conveyor.cli.exits import OK
 from conveyor.errors import InputError, NotFound
-from conveyor.settings import DEFAULT_DATABASE_URL
-from conveyor.store import accounts
-from conveyor.store.accounts import Role
-from conveyor.store.workflows import DEFAULT_WORKSPACE, workspace_id
 
-users_app = typer.Typer(no_args_is_help=True, help="Manage users.")
-keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+users_app = typer.Typer(no_args_is_help=True, help="Manage users.", **HELP_FORMAT)
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.", **HELP_FORMAT)
+# conveyor.store's values, repeated so that loading the command line does not load the
+# store; tests/unit/test_cli.py keeps them equal.
+DEFAULT_WORKSPACE = "default"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="workspace name")]
 
 
@@ -43,6 +60,9 @@ def users_create(
     workspace (created if new)."""
 
     def body() -> int:
+        from conveyor.store import accounts
+        from conveyor.store.workflows import workspace_id
+
         password = _password()
 
         async def go() -> str:
@@ -54,7 +74,7 @@ def users_create(
                     accounts.create_user, email, password, now, is_admin=admin
                 )
                 ws = await store.write(workspace_id, workspace, now)
-                await store.write(accounts.set_role, user_id, ws, role, now)
+                await store.write(accounts.set_role, user_id, ws, accounts.Role(role), now)
                 return user_id
             finally:
                 conveyor.close()
@@ -80,6 +100,8 @@ def keys_create(
     """Create an API key and print it (it is shown once, stored only hashed)."""
 
     def body() -> int:
+        from conveyor.store import accounts
+
         async def go() -> str:
             conveyor = await open_conveyor(database)
             try:
@@ -103,7 +125,12 @@ def keys_create(
                 if user_id is None:
                     raise NotFound(f"no user with email {email}")
                 key, _row = await store.write(
-                    accounts.create_api_key, ws["id"], user_id, name, role, store.clock.now()
+                    accounts.create_api_key,
+                    ws["id"],
+                    user_id,
+                    name,
+                    accounts.Role(role),
+                    store.clock.now(),
                 )
                 return key
             finally:

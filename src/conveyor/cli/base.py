@@ -1,36 +1,49 @@
-"""What every command shares: options, error mapping to exit codes, opening Conveyor."""
+"""What every command shares: options, error mapping to exit codes, opening Conveyor.
+
+Loading this module (and every command module) costs only Typer, Rich's console and the
+standard library, so ``--help`` and ``--version`` answer at once: what a command needs
+beyond that (the app, the store, pydantic, SQLAlchemy) is imported inside it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from conveyor.app import Conveyor
 from conveyor.cli.exits import describe, exit_code
-from conveyor.engine.limits import Limits
 from conveyor.errors import ConveyorError, InputError
-from conveyor.nodes.builtin import build_registry
-from conveyor.settings import Settings
-from conveyor.worker import WorkerSettings
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.engine.limits import Limits
+    from conveyor.settings import Settings
+    from conveyor.worker import WorkerSettings
 
 T = TypeVar("T")
 out = Console()
 err = Console(stderr=True)
+# conveyor.settings' default, repeated so that option defaults need no pydantic import;
+# tests/unit/test_cli.py keeps the two equal.
+DEFAULT_DATABASE_URL = "sqlite:///conveyor.db"
+# Click's plain help layout for every Typer app: Typer's Rich layout prints a type after
+# every option, so boolean flags read ``--json <bool>`` as if they took a value (and it
+# would import Rich's whole rendering stack just to print --help).
+HELP_FORMAT: dict[str, Any] = {"rich_markup_mode": None}
 
 DatabaseOpt = Annotated[
     str,
     typer.Option(
         "--database",
         "-d",
+        metavar="URL",
         envvar="CONVEYOR_DATABASE_URL",
         help="sqlite:///FILE, a file path, or postgresql://user@host/db",
     ),
@@ -38,7 +51,10 @@ DatabaseOpt = Annotated[
 
 
 PluginOpt = Annotated[
-    list[str], typer.Option("--plugin", "-p", help="Python module defining node types (repeatable)")
+    list[str],
+    typer.Option(
+        "--plugin", "-p", metavar="MODULE", help="Python module defining node types (repeatable)"
+    ),
 ]
 
 
@@ -54,7 +70,12 @@ PrivateOpt = Annotated[
 
 InputOpt = Annotated[
     str | None,
-    typer.Option("--input", "-i", help="input as JSON, or @FILE to read JSON from a file"),
+    typer.Option(
+        "--input",
+        "-i",
+        metavar="JSON|@FILE",
+        help="input as JSON, or @FILE to read JSON from a file",
+    ),
 ]
 
 
@@ -76,16 +97,22 @@ def guard(action: Callable[[], int]) -> None:
 
 
 def run_async(coro: Awaitable[T]) -> T:
+    import asyncio
+
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 def registry_for(plugins: list[str], allow_private: bool) -> Any:
+    from conveyor.nodes.builtin import build_registry
+
     if plugins and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     return build_registry(allow_private_network=allow_private, plugins=plugins)
 
 
 def limits_of(settings: Settings) -> Limits:
+    from conveyor.engine.limits import Limits
+
     return Limits(
         request_bytes=settings.max_request_bytes,
         input_bytes=settings.max_input_bytes,
@@ -96,6 +123,8 @@ def limits_of(settings: Settings) -> Limits:
 
 
 def worker_settings(settings: Settings, concurrency: int) -> WorkerSettings:
+    from conveyor.worker import WorkerSettings
+
     return WorkerSettings(
         concurrency=concurrency,
         lease=settings.lease,
@@ -131,6 +160,9 @@ async def open_conveyor(
     database: str, plugins: list[str] | None = None, registry: Any = None
 ) -> Conveyor:
     """Conveyor on ``database`` with the limits of the CONVEYOR_* settings."""
+    from conveyor.app import Conveyor
+    from conveyor.settings import Settings
+
     registry = registry or registry_for(plugins or [], False)
     return await Conveyor.open(database, registry, limits=limits_of(Settings()))
 

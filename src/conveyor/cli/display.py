@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -109,6 +111,15 @@ class LiveNodes:
         return Group(table, self.progress)
 
 
+def live_view(nodes: LiveNodes, console: Console) -> AbstractContextManager[Any]:
+    """The live node table on a terminal, cleared when done (the summary follows). Without
+    one (a pipe, a log file, CI) nothing: a frame printed there would be a second table,
+    timed by this process's clock rather than the stored step times the summary shows."""
+    if not console.is_terminal:
+        return nullcontext()
+    return Live(nodes, console=console, refresh_per_second=10, transient=True)
+
+
 def duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""
@@ -161,5 +172,47 @@ def steps_table(detail: dict[str, Any]) -> Table:
             started,
             duration(step["started_at"], step["finished_at"]),
             f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
+        )
+    return table
+
+
+def _id_column(table: Table, ids: list[str]) -> None:
+    """Ids are what people copy into the next command: never cut or wrapped; the other
+    columns wrap instead."""
+    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+
+
+def executions_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    _id_column(table, [r["id"] for r in rows])
+    for header in ("workflow", "status", "trigger", "created", "duration", "steps"):
+        table.add_column(header, overflow="fold")
+    for r in rows:
+        done = r["steps_succeeded"] + r["steps_failed"] + r["steps_skipped"]
+        table.add_row(
+            r["id"],
+            r["workflow_name"],
+            styled(r["status"]),
+            r["trigger_type"],
+            r["created_at"].isoformat(timespec="seconds"),
+            duration(r["started_at"], r["finished_at"]),
+            f"{done}/{r['steps_total']}",
+        )
+    return table
+
+
+def workflows_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for header in ("name", "version", "status", "finished", "succeeded"):
+        table.add_column(header, overflow="fold")
+    _id_column(table, [r["id"] for r in rows])
+    for r in rows:
+        table.add_row(
+            r["name"],
+            str(r["latest_version"]),
+            r["status"],
+            str(r["executions_finished"]),
+            str(r["executions_succeeded"]),
+            r["id"],
         )
     return table

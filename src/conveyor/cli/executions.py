@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from conveyor.app import Conveyor
 from conveyor.cli.base import (
+    DEFAULT_DATABASE_URL,
+    HELP_FORMAT,
     DatabaseOpt,
     ExecutionArg,
     InputOpt,
@@ -24,15 +24,21 @@ from conveyor.cli.base import (
     run_async,
     with_conveyor,
 )
-from conveyor.cli.display import duration, steps_table, styled
 from conveyor.cli.exits import OK
-from conveyor.cli.follow import enqueued_or_follow
-from conveyor.engine.definition import load_definition_file
-from conveyor.settings import DEFAULT_DATABASE_URL
-from conveyor.store.history import ExecutionFilter
 
-executions_app = typer.Typer(no_args_is_help=True, help="Read and control executions.")
-workflows_app = typer.Typer(no_args_is_help=True, help="Store and list workflows.")
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+executions_app = typer.Typer(
+    no_args_is_help=True, help="Read and control executions.", **HELP_FORMAT
+)
+workflows_app = typer.Typer(no_args_is_help=True, help="Store and list workflows.", **HELP_FORMAT)
+
+
+def _enqueued_or_follow(database: str, enqueued: Any, wait: bool) -> int:
+    from conveyor.cli.follow import enqueued_or_follow as run_or_print
+
+    return run_or_print(database, enqueued, wait)
 
 
 @workflows_app.command("apply")
@@ -44,6 +50,8 @@ def workflows_apply(
     """Store a definition as the next version of its workflow."""
 
     def body() -> int:
+        from conveyor.engine.definition import load_definition_file
+
         data = load_definition_file(file)
 
         async def go() -> Any:
@@ -79,19 +87,9 @@ def workflows_list(
         if json_output:
             print(as_json(rows))
             return OK
-        table = Table()
-        for header in ("name", "version", "status", "finished", "succeeded", "id"):
-            table.add_column(header)
-        for r in rows:
-            table.add_row(
-                r["name"],
-                str(r["latest_version"]),
-                r["status"],
-                str(r["executions_finished"]),
-                str(r["executions_succeeded"]),
-                r["id"],
-            )
-        out.print(table)
+        from conveyor.cli.display import workflows_table
+
+        out.print(workflows_table(rows))
         return OK
 
     guard(body)
@@ -108,6 +106,8 @@ def executions_list(
     """List executions, newest first."""
 
     def body() -> int:
+        from conveyor.store.history import ExecutionFilter
+
         async def go() -> list[dict[str, Any]]:
             conveyor = await open_conveyor(database)
             try:
@@ -130,21 +130,9 @@ def executions_list(
         if json_output:
             print(as_json(rows))
             return OK
-        table = Table()
-        for header in ("id", "workflow", "status", "trigger", "created", "duration", "steps"):
-            table.add_column(header)
-        for r in rows:
-            done = r["steps_succeeded"] + r["steps_failed"] + r["steps_skipped"]
-            table.add_row(
-                r["id"],
-                r["workflow_name"],
-                styled(r["status"]),
-                r["trigger_type"],
-                r["created_at"].isoformat(timespec="seconds"),
-                duration(r["started_at"], r["finished_at"]),
-                f"{done}/{r['steps_total']}",
-            )
-        out.print(table)
+        from conveyor.cli.display import executions_table
+
+        out.print(executions_table(rows))
         return OK
 
     guard(body)
@@ -177,6 +165,8 @@ def executions_show(
 
 
 def _print_detail(detail: dict[str, Any]) -> None:
+    from conveyor.cli.display import duration, steps_table, styled
+
     out.print(
         f"[bold]{detail['id']}[/]  {detail['workflow_name']} v{detail['version']}  ",
         styled(detail["status"]),
@@ -286,7 +276,7 @@ def executions_retry(
     async def act(c: Conveyor) -> Any:
         return await c.retry(await full_id(c, execution_id))
 
-    guard(lambda: enqueued_or_follow(database, with_conveyor(database, act), wait))
+    guard(lambda: _enqueued_or_follow(database, with_conveyor(database, act), wait))
 
 
 @executions_app.command("replay")
@@ -311,6 +301,6 @@ def executions_replay(
                 await full_id(c, execution_id), from_node, input=payload, current=current
             )
 
-        return enqueued_or_follow(database, with_conveyor(database, act), wait)
+        return _enqueued_or_follow(database, with_conveyor(database, act), wait)
 
     guard(body)

@@ -7,11 +7,9 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-from rich.live import Live
-
 from conveyor.app import Conveyor
 from conveyor.cli.base import as_json, err, open_conveyor, registry_for
-from conveyor.cli.display import LiveNodes, duration, styled, summary_table
+from conveyor.cli.display import LiveNodes, duration, live_view, styled, summary_table
 from conveyor.cli.exits import FAILED, INTERRUPTED, OK, TERMINATED
 from conveyor.engine.interfaces import SystemClock
 from conveyor.worker import Worker
@@ -27,7 +25,7 @@ async def watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
     live = LiveNodes(execution_id, order, detail["steps"])
     conveyor.store.listeners.append(live.on_events)
     worker = Worker(conveyor.store, conveyor.registry, SystemClock(), limits=conveyor.limits)
-    with Live(live, console=err, refresh_per_second=10, transient=err.is_terminal):
+    with live_view(live, err):
         await worker.run_one(execution_id)
     final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
     final["order"] = [n for n, _ in order]

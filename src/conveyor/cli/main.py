@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,8 @@ import typer
 
 from conveyor.cli.accounts import keys_app, users_app
 from conveyor.cli.base import (
+    DEFAULT_DATABASE_URL,
+    HELP_FORMAT,
     DatabaseOpt,
     InputOpt,
     PluginOpt,
@@ -27,24 +28,43 @@ from conveyor.cli.base import (
 )
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
-from conveyor.cli.follow import follow, foreground, report, watch
-from conveyor.engine.definition import definition_schema, load_definition_file
-from conveyor.engine.interfaces import SystemClock
-from conveyor.settings import DEFAULT_DATABASE_URL, Settings
-from conveyor.store import Database
-from conveyor.worker import Worker
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Conveyor: durable workflow automation on SQLite or PostgreSQL.",
+    **HELP_FORMAT,
 )
-db_app = typer.Typer(no_args_is_help=True, help="Manage the database.")
+db_app = typer.Typer(no_args_is_help=True, help="Manage the database.", **HELP_FORMAT)
 app.add_typer(executions_app, name="executions")
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        print(f"conveyor {version('conveyor')}")
+        raise typer.Exit(OK)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            expose_value=False,
+            callback=_print_version,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def main() -> None:
@@ -66,15 +86,21 @@ def run(
     printed as JSON on stdout; progress and the summary go to stderr."""
 
     def body() -> int:
+        from conveyor.engine.definition import load_definition_file
+
         data = load_definition_file(file)
         payload = parse_input(input)
         registry = registry_for(plugin, allow_private_network)
+        from conveyor.cli.follow import foreground
+
         return foreground(_run(data, payload, database, registry))
 
     guard(body)
 
 
 async def _run(data: dict[str, Any], payload: Any, database: str, registry: Any) -> int:
+    from conveyor.cli.follow import report, watch
+
     conveyor = await open_conveyor(database, registry=registry)
     try:
         conveyor.validate(data)
@@ -94,11 +120,13 @@ def validate(
     """Check a definition without running it (exit 2 listing every problem)."""
 
     def body() -> int:
-        data = load_definition_file(file)
-        registry = registry_for(plugin, False)
+        from conveyor.engine.definition import load_definition_file
         from conveyor.engine.validation import validate as check
+        from conveyor.settings import Settings
 
+        data = load_definition_file(file)
         limits_of(Settings()).check_definition(data)
+        registry = registry_for(plugin, False)
         definition = check(data, registry)
         out.print(
             f"ok: {definition.name} ({len(definition.nodes)} nodes, "
@@ -112,6 +140,8 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of workflow definitions."""
+    from conveyor.engine.definition import definition_schema
+
     print(as_json(definition_schema()))
 
 
@@ -150,6 +180,8 @@ def execute(
 
         execution_id = run_async(go())
         if wait:
+            from conveyor.cli.follow import follow
+
             return follow(database, execution_id, registry_for(plugin, allow_private_network))
         print(execution_id)
         return OK
@@ -164,36 +196,26 @@ def worker(
     plugin: PluginOpt = [],  # noqa: B006
     allow_private_network: PrivateOpt = False,
 ) -> None:
-    """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C."""
+    """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C.
+
+    One line on stderr when it starts (database, concurrency, worker id) and one when it
+    stops (executions finished, executions released to other workers)."""
 
     def body() -> int:
-        settings = Settings()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from conveyor.cli.worker import serve
+        from conveyor.settings import Settings
+
+        _configure_logging()
         registry = registry_for(plugin, allow_private_network)
-
-        async def go() -> None:
-            conveyor = await open_conveyor(database, registry=registry)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            import signal
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            try:
-                await Worker(
-                    conveyor.store,
-                    registry,
-                    SystemClock(),
-                    settings=worker_settings(settings, concurrency),
-                ).serve(stop)
-            finally:
-                conveyor.close()
-
-        run_async(go())
+        run_async(serve(database, registry, worker_settings(Settings(), concurrency)))
         return OK
 
     guard(body)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @db_app.command("upgrade")
@@ -201,6 +223,8 @@ def db_upgrade(database: DatabaseOpt = DEFAULT_DATABASE_URL) -> None:
     """Apply the database migrations (every command also does this when needed)."""
 
     def body() -> int:
+        from conveyor.store import Database
+
         db = Database(database)
         try:
             db.migrate()
@@ -229,10 +253,10 @@ def server(
         import uvicorn
 
         from conveyor.server import build
+        from conveyor.settings import Settings
 
         settings = Settings()
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        _configure_logging()
         registry = registry_for(plugin, allow_private_network)
         conveyor = run_async(open_conveyor(database, registry=registry))
         worker = worker_settings(settings, concurrency) if concurrency else None

@@ -1,0 +1,70 @@
+"""``conveyor worker``: serve until SIGTERM or Ctrl-C, saying on stderr when it starts and
+what it did when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from conveyor.cli.base import open_conveyor
+from conveyor.engine.interfaces import SystemClock
+from conveyor.engine.state import TERMINAL
+from conveyor.store.executions import EventRecord
+from conveyor.worker import Worker, WorkerSettings
+
+log = logging.getLogger(__name__)
+_FINISHED = frozenset(f"execution.{status.value}" for status in TERMINAL)
+
+
+class Tally:
+    """What one worker process did, counted from the events its own commits publish."""
+
+    def __init__(self) -> None:
+        self.finished: set[str] = set()
+        self.in_flight_at_stop: set[str] = set()
+
+    def on_events(self, records: list[EventRecord]) -> None:
+        self.finished.update(r.execution_id for r in records if r.type in _FINISHED)
+
+    @property
+    def released(self) -> int:
+        """Executions running when the stop came that the worker gave back unfinished."""
+        return len(self.in_flight_at_stop - self.finished)
+
+
+async def serve(database: str, registry: Any, settings: WorkerSettings) -> None:
+    conveyor = await open_conveyor(database, registry=registry)
+    try:
+        worker = Worker(conveyor.store, registry, SystemClock(), settings=settings)
+        tally = Tally()
+        conveyor.store.listeners.append(tally.on_events)
+        stop = asyncio.Event()
+
+        def on_signal() -> None:
+            if not stop.is_set():
+                tally.in_flight_at_stop = set(worker.running)
+                stop.set()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        url = conveyor.store.db.url.render_as_string(hide_password=True)
+        log.info(
+            "worker %s started: database %s, concurrency %d",
+            worker.name,
+            url,
+            settings.concurrency,
+            extra={"action": "worker_started", "worker": worker.name},
+        )
+        await worker.serve(stop)
+        log.info(
+            "worker %s stopped: executions finished %d, released unfinished %d",
+            worker.name,
+            len(tally.finished),
+            tally.released,
+            extra={"action": "worker_stopped", "worker": worker.name},
+        )
+    finally:
+        conveyor.close()
