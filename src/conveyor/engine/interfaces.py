@@ -56,6 +56,7 @@ class StepRecord:
     finished_at: datetime | None = None
     wait_until: datetime | None = None
     wait_signal: str | None = None
+    index: int | None = None  # the step index (see StepStart)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class StepStart:
     attempt: int
     input: Any
     started_at: datetime
+    # The step index: the order in which this attempt started within its execution (1-based).
+    index: int | None = None
 
 
 @dataclass

@@ -219,6 +219,7 @@ class Runner:
                 attempt,
                 None if isinstance(prepared, Exception) else prepared,
                 now,
+                index=state.begin(node_id),
             )
             state.states[node_id] = NodeStatus(NodeState.RUNNING)
             changes.started.append(start)

@@ -185,6 +185,7 @@ _STEP_STATE = (
     steps.c.finished_at,
     steps.c.wait_until,
     steps.c.wait_signal,
+    steps.c.step_index,
 )
 # Versions never change once written: their definitions are read once per process.
 _DEFINITIONS: dict[str, tuple[dict[str, Any], int, str]] = {}
@@ -219,6 +220,7 @@ def _load(
                 finished_at=s["finished_at"],
                 wait_until=s["wait_until"],
                 wait_signal=s["wait_signal"],
+                index=s["step_index"],
             )
     pending: dict[str, list[Signal]] = {i: [] for i in ids}
     for g in conn.execute(
