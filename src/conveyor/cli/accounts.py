@@ -1,4 +1,5 @@
-"""``conveyor users ...`` and ``conveyor keys ...``: accounts from the command line."""
+"""``conveyor users ...``, ``conveyor keys ...`` and ``conveyor workspaces ...``: accounts
+and workspace settings from the command line."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from conveyor.store.workflows import DEFAULT_WORKSPACE, workspace_id
 
 users_app = typer.Typer(no_args_is_help=True, help="Manage users.")
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+workspaces_app = typer.Typer(no_args_is_help=True, help="Manage workspace settings.")
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="workspace name")]
 
 
@@ -110,6 +112,45 @@ def keys_create(
                 conveyor.close()
 
         print(run_async(go()))
+        return OK
+
+    guard(body)
+
+
+@workspaces_app.command("set")
+def workspaces_set(
+    max_running_per_user: Annotated[
+        int,
+        typer.Option(
+            "--max-running-per-user",
+            min=0,
+            help="at most this many running executions per user; 0: no limit",
+        ),
+    ],
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Change a workspace's settings (for executions enqueued from now on)."""
+
+    def body() -> int:
+        limit = max_running_per_user or None
+
+        async def go() -> None:
+            conveyor = await open_conveyor(database)
+            try:
+                ws = await conveyor.store.read(accounts.find_workspace, workspace)
+                if ws is None:
+                    raise NotFound(f"workspace '{workspace}' not found")
+                await conveyor.store.write(accounts.set_max_running_per_user, ws["id"], limit)
+            finally:
+                conveyor.close()
+
+        run_async(go())
+        out.print(
+            f"workspace {workspace}: at most {limit} running executions per user"
+            if limit
+            else f"workspace {workspace}: no limit on running executions per user"
+        )
         return OK
 
     guard(body)

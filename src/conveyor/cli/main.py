@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.app import Conveyor
-from conveyor.cli.accounts import keys_app, users_app
+from conveyor.cli.accounts import keys_app, users_app, workspaces_app
 from conveyor.cli.base import (
     DatabaseOpt,
     InputOpt,
@@ -46,6 +46,7 @@ app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(workspaces_app, name="workspaces")
 
 
 def main() -> None:

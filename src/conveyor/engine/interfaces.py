@@ -36,6 +36,25 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class ExecutionUser:
+    """Who started an execution: the authenticated caller, set by the server and never
+    taken from the input."""
+
+    id: str
+    email: str
+    name: str = ""
+
+
+def user_variables(user: ExecutionUser | None) -> dict[str, str | None]:
+    """``execution.user`` as templates see it. Without a user (the CLI, schedules, child
+    executions of such) every field is None, so ``{{ execution.user.id }}`` renders rather
+    than failing the enqueue."""
+    if user is None:
+        return {"id": None, "email": None, "name": None}
+    return {"id": user.id, "email": user.email, "name": user.name}
+
+
+@dataclass(frozen=True)
 class Lease:
     owner: str
     number: int
@@ -89,6 +108,7 @@ class ClaimedExecution:
     signals: list[Signal] = field(default_factory=list)
     paused: bool = False
     lease_seconds: float = 30.0
+    user: ExecutionUser | None = None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from conveyor.engine.interfaces import (
     ExecutionStore,
     StepFinish,
     StepStart,
+    user_variables,
 )
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
@@ -390,6 +391,7 @@ def _variables(state: ExecutionState) -> dict[str, Any]:
             "workflow": execution.workflow_name,
             "version": execution.version,
             "trigger_type": execution.trigger_type,
+            "user": user_variables(execution.user),
         },
         "workflow": {
             "id": execution.workflow_id,

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Float, and_, bindparam, case, func, or_, sele
 
 from conveyor.engine.interfaces import ClaimedExecution, Lease, Signal, StepRecord
 from conveyor.engine.state import ExecutionStatus, StepStatus
-from conveyor.store import flow
+from conveyor.store import accounts, flow
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import (
     UTCDateTime,
@@ -32,7 +32,25 @@ _CANDIDATE = (
     executions.c.workflow_limit,
     executions.c.rate_limit,
     executions.c.rate_period_seconds,
+    executions.c.workspace_id,
+    executions.c.created_by,
+    executions.c.user_limit,
 )
+
+
+def _running_user_count() -> Any:
+    """Running executions of the candidate's user in its workspace (a correlated count)."""
+    other = executions.alias("other")
+    c = executions.c
+    return (
+        select(func.count())
+        .where(
+            other.c.workspace_id == c.workspace_id,
+            other.c.created_by == c.created_by,
+            other.c.status == "running",
+        )
+        .scalar_subquery()
+    )
 
 
 def _running_count(column: Any) -> Any:
@@ -70,6 +88,9 @@ def _candidates(dialect: StoreDialect, one: bool) -> Any:
                 c.status == "running",
                 _running_count(c.workflow_id) < c.workflow_limit,
             )
+        )
+        .where(
+            or_(c.user_limit.is_(None), c.status == "running", _running_user_count() < c.user_limit)
         )
         .order_by(c.priority.desc(), c.available_at)
         .limit(bindparam("limit"))
@@ -112,6 +133,7 @@ _CLAIMED = (
     executions.c.cancel_requested,
     executions.c.recoveries,
     executions.c.paused,
+    executions.c.created_by,
 )
 _BUILT: dict[tuple[str, str], Any] = {}
 
@@ -229,6 +251,9 @@ def _load(
         .order_by(signals.c.id)
     ):
         pending[g.execution_id].append(Signal(g.id, g.name, g.data))
+    starters = accounts.execution_users(
+        conn, {r.created_by for r in rows if r.created_by is not None}
+    )
     claimed = []
     for r in rows:
         definition, version, workflow_name = definitions[r.version_id]
@@ -254,6 +279,7 @@ def _load(
                 recovered=r.id in before and before[r.id]["status"] == "running",
                 signals=pending[r.id],
                 paused=r.paused,
+                user=starters.get(r.created_by) if r.created_by is not None else None,
             )
         )
     return claimed
