@@ -7,14 +7,14 @@ from typing import Any
 
 from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
-from conveyor.engine.interfaces import Clock
+from conveyor.engine.interfaces import Clock, ExecutionUser, user_variables
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import TERMINAL
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
 from conveyor.errors import Conflict, InputError
 from conveyor.nodes.registry import Registry
-from conveyor.store import Database, Store
+from conveyor.store import Database, Store, accounts
 from conveyor.store.executions import NewExecution
 from conveyor.store.workflows import DEFAULT_WORKSPACE, VersionRef
 
@@ -88,9 +88,12 @@ class Conveyor:
         idempotency_key: str | None = None,
         priority: int | None = None,
         trigger_type: str = "manual",
-        created_by: str | None = None,
+        user: ExecutionUser | None = None,
     ) -> Enqueued:
-        """Enqueue an execution of a stored workflow (one transaction; durable on return)."""
+        """Enqueue an execution of a stored workflow (one transaction; durable on return).
+
+        ``user``: the authenticated caller (``execution.user`` in templates, the per-user
+        running limit); interfaces set it from credentials, never from the input."""
         if input is None:
             input = {}
         self.limits.check_input(input)
@@ -100,11 +103,10 @@ class Conveyor:
         def build(ref: VersionRef) -> NewExecution:
             if ref.status == "archived":
                 raise Conflict(f"workflow '{ref.workflow_name}' is archived; restore it first")
-            new = new_execution(ref, input, self.workspace_id)
+            new = new_execution(ref, input, self.workspace_id, user)
             new.trigger_type = trigger_type
             new.priority = priority if priority is not None else new.priority
             new.idempotency_key = idempotency_key
-            new.created_by = created_by
             return new
 
         ref, execution_id, created = await self.store.enqueue_version(
@@ -134,9 +136,10 @@ class Conveyor:
         self.limits.check_input(data, "the signal data")
         return await self.store.signal(self.workspace_id, execution_id, name, data)
 
-    async def retry(self, execution_id: str) -> Enqueued:
+    async def retry(self, execution_id: str, *, user: ExecutionUser | None = None) -> Enqueued:
         """A new execution of the same version and input that reuses every step that
-        succeeded, so only the failed step and what follows it run again."""
+        succeeded, so only the failed step and what follows it run again. It is started by
+        ``user`` (who retries), not by whoever started the first one."""
         old = await self.store.get_execution(self.workspace_id, execution_id)
         if old["status"] not in ("failed", "cancelled", "timed_out"):
             raise Conflict(
@@ -144,10 +147,16 @@ class Conveyor:
                 "or timed-out executions can be retried"
             )
         reuse = {s["node_id"] for s in old["steps"] if s["status"] == "succeeded"}
-        return await self._rerun(old, old["version"], old["input"], reuse, "retry")
+        return await self._rerun(old, old["version"], old["input"], reuse, "retry", user)
 
     async def replay(
-        self, execution_id: str, from_node: str, *, input: Any = None, current: bool = False
+        self,
+        execution_id: str,
+        from_node: str,
+        *,
+        input: Any = None,
+        current: bool = False,
+        user: ExecutionUser | None = None,
     ) -> Enqueued:
         """A new execution that reuses the outputs of every succeeded step except
         ``from_node`` and what depends on it, which run again (with ``input`` if given).
@@ -180,13 +189,19 @@ class Conveyor:
         if input is not None:
             self.limits.check_input(input)
         payload = old["input"] if input is None else input
-        return await self._rerun(old, ref.version, payload, reuse, "replay")
+        return await self._rerun(old, ref.version, payload, reuse, "replay", user)
 
     async def _rerun(
-        self, old: dict[str, Any], version: int, input: Any, reuse: set[str], trigger: str
+        self,
+        old: dict[str, Any],
+        version: int,
+        input: Any,
+        reuse: set[str],
+        trigger: str,
+        user: ExecutionUser | None,
     ) -> Enqueued:
         ref = await self.store.find_version(self.workspace_id, old["workflow_id"], version)
-        new = new_execution(ref, input, self.workspace_id)
+        new = new_execution(ref, input, self.workspace_id, user)
         new.trigger_type = trigger
         new.retry_of = old["id"]
         execution_id, created = await self.store.enqueue(new, seed_from=(old["id"], reuse))
@@ -212,7 +227,13 @@ class RuntimeServices:
     ) -> str:
         parent = await self.store.execution_row(parent_execution_id)
         ref = await self.store.find_version(parent["workspace_id"], workflow)
-        new = new_execution(ref, input, parent["workspace_id"])
+        # A child runs for the user who started its parent (it is not held back by the
+        # per-user limit, see store.executions).
+        user = None
+        if parent["created_by"] is not None:
+            users = await self.store.read(accounts.execution_users, {parent["created_by"]})
+            user = users[parent["created_by"]]
+        new = new_execution(ref, input, parent["workspace_id"], user)
         new.trigger_type = "workflow"
         new.parent_execution_id = parent_execution_id
         new.parent_node_id = parent_node_id
@@ -221,8 +242,11 @@ class RuntimeServices:
         return execution_id
 
 
-def new_execution(ref: VersionRef, input: Any, workspace_id: str) -> NewExecution:
-    """An execution of ``ref`` with its flow-control settings resolved for ``input``."""
+def new_execution(
+    ref: VersionRef, input: Any, workspace_id: str, user: ExecutionUser | None = None
+) -> NewExecution:
+    """An execution of ``ref`` started by ``user``, with its flow-control settings resolved
+    for ``input`` and ``user``."""
     definition = _parsed(ref)
     settings = definition.settings
     new = NewExecution(
@@ -232,11 +256,16 @@ def new_execution(ref: VersionRef, input: Any, workspace_id: str) -> NewExecutio
         input=input,
         steps_total=len(definition.nodes),
         priority=settings.priority,
+        created_by=user.id if user is not None else None,
     )
     if settings.concurrency is not None:
         new.workflow_limit = settings.concurrency.limit
         if settings.concurrency.key is not None:
-            context = {"trigger": input, "input": input}
+            context = {
+                "trigger": input,
+                "input": input,
+                "execution": {"user": user_variables(user)},
+            }
             try:
                 key = render(settings.concurrency.key, context, "settings.concurrency.key")
             except TemplateProblem as exc:

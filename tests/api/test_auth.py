@@ -34,6 +34,7 @@ ADMIN_ONLY = {
     ("GET", f"{WS}/api-keys"),
     ("POST", f"{WS}/api-keys"),
     ("DELETE", f"{WS}/api-keys/{{key_id}}"),
+    ("PATCH", WS),
 }
 # Routes the brief names explicitly; they must be among the generated checks.
 VIEWER_REFUSED = {
@@ -63,6 +64,7 @@ def bodies(world: World) -> dict[tuple[str, str], Any]:
         ("POST", f"{API}/auth/login"): {"email": world.owner_a.email, "password": "x" * 12},
         ("POST", f"{API}/workspaces"): {"name": "made-by-the-sweep"},
         ("PUT", f"{WS}/members"): {"email": world.owner_a.email, "role": "owner"},
+        ("PATCH", WS): {"max_running_per_user": 10},
         ("POST", f"{WS}/api-keys"): {"name": "sweep", "role": "viewer"},
         ("POST", f"{WS}/workflows"): {"definition": transform("made-by-the-sweep")},
         ("PUT", f"{WS}/workflows/{{workflow}}"): {"definition": waiting("wf")},

@@ -138,6 +138,28 @@ async def test_get_shows_progress_and_every_step(api: Api) -> None:
         assert step["duration_ms"] is not None and step["duration_ms"] >= 0
     # an id prefix finds the execution too
     assert (await _get(api, row["id"][:20]))["id"] == row["id"]
+
+
+async def test_get_shows_step_indexes_and_the_traceback_of_an_unexpected_exception(
+    api: Api,
+) -> None:
+    definition = {
+        "name": "crashes",
+        "settings": {"retry": {"max_attempts": 1}},  # the first call fails for good
+        "nodes": [
+            {"id": "first", "type": "transform", "config": {"output": "{{ input }}"}},
+            {"id": "crash", "type": "test.flaky", "needs": ["first"], "config": {"key": "k"}},
+        ],
+    }
+    row = await api.run(definition, {"x": 1})
+    detail = await _get(api, row["id"])
+    steps = {s["node_id"]: s for s in detail["steps"]}
+    assert (steps["first"]["step_index"], steps["crash"]["step_index"]) == (1, 2)
+    error = steps["crash"]["error"]
+    assert (error["type"], error["step_index"]) == ("RuntimeError", 2)
+    assert "in flaky" in error["traceback"]
+    assert error["traceback"].endswith("RuntimeError: first call of k fails")
+    assert detail["error"]["traceback"] == error["traceback"]
     problem_of(await api.http.get(f"{api.ws()}/executions/{'0' * 32}"), 404)
 
 

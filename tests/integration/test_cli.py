@@ -173,6 +173,34 @@ def test_plugin_node_types_load(workdir: Path) -> None:
     assert json.loads(done.stdout) == {"hi": {"hello": "hi"}}
 
 
+def test_show_prints_the_step_index_and_the_traceback_of_a_crash(
+    workdir: Path, database_url: str
+) -> None:
+    (workdir / "crashing.py").write_text(
+        "import conveyor\n\n"
+        "def lookup(table, key):\n"
+        "    return table[key]\n\n"
+        "@conveyor.node('acme.crash')\n"
+        "async def crash(ctx, config):\n"
+        "    return lookup({}, 'missing-key')\n"
+    )
+    (workdir / "crash.yaml").write_text(
+        "name: crash\nnodes:\n  - {id: first, type: transform, config: {output: 1}}\n"
+        "  - {id: boom, type: acme.crash, needs: [first], retry: {max_attempts: 1}}\n"
+    )
+    done = conveyor("run", "crash.yaml", "--plugin", "crashing", cwd=workdir, database=database_url)
+    assert done.returncode == 1, done.stderr
+    [row] = json.loads(
+        conveyor("executions", "list", "--json", cwd=workdir, database=database_url).stdout
+    )
+    shown = conveyor("executions", "show", row["id"], cwd=workdir, database=database_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "boom (step 2, attempt 1, failed)" in shown.stdout
+    assert "  traceback:\n    Traceback (most recent call last):" in shown.stdout
+    assert "in crash" in shown.stdout and "return table[key]" in shown.stdout
+    assert "    KeyError: 'missing-key'" in shown.stdout
+
+
 @pytest.mark.parametrize(
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
 )

@@ -336,7 +336,12 @@ async def test_on_error_continue_records_the_error_as_the_output(conveyor: Conve
     assert finished.status == "succeeded"
     assert finished.execution["error"] is None
     [row] = finished.rows("enrich")
-    error = {"type": "NodeError", "message": "enrichment service said no", "non_retryable": True}
+    error = {
+        "type": "NodeError",
+        "message": "enrichment service said no",
+        "non_retryable": True,
+        "step_index": 1,
+    }
     assert row["status"] == "failed"
     assert row["continued"] is True
     assert row["error"] == error
@@ -366,6 +371,7 @@ async def test_on_error_stop_fails_the_execution_naming_the_node(conveyor: Conve
         "type": "NodeError",
         "message": "card declined",
         "non_retryable": True,  # a fail node's failure is deliberate: not retried
+        "step_index": 1,
     }
     assert finished.execution["error"] == expected
     assert finished.execution["result"] is None

@@ -82,6 +82,9 @@ class Step(BaseModel):
     node_id: str
     node_type: str
     attempt: int
+    step_index: int | None = Field(
+        None, description="the order in which this attempt started in the execution (1-based)"
+    )
     status: str
     input: Any = None
     output: Any = None

@@ -63,6 +63,7 @@ def step(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "node_id": row["node_id"],
         "node_type": row["node_type"],
         "attempt": row["attempt"],
+        "step_index": row["step_index"],
         "status": row["status"],
         "input": row["input"],
         "output": row["output"],

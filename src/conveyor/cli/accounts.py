@@ -1,4 +1,5 @@
-"""``conveyor users ...`` and ``conveyor keys ...``: accounts from the command line."""
+"""``conveyor users ...``, ``conveyor keys ...`` and ``conveyor workspaces ...``: accounts
+and workspace settings from the command line."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from conveyor.errors import InputError, NotFound
 
 users_app = typer.Typer(no_args_is_help=True, help="Manage users.", **HELP_FORMAT)
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.", **HELP_FORMAT)
+workspaces_app = typer.Typer(no_args_is_help=True, help="Manage workspace settings.", **HELP_FORMAT)
 # conveyor.store's values, repeated so that loading the command line does not load the
 # store; tests/unit/test_cli.py keeps them equal.
 DEFAULT_WORKSPACE = "default"
@@ -137,6 +139,47 @@ def keys_create(
                 conveyor.close()
 
         print(run_async(go()))
+        return OK
+
+    guard(body)
+
+
+@workspaces_app.command("set")
+def workspaces_set(
+    max_running_per_user: Annotated[
+        int,
+        typer.Option(
+            "--max-running-per-user",
+            min=0,
+            help="at most this many running executions per user; 0: no limit",
+        ),
+    ],
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    database: DatabaseOpt = DEFAULT_DATABASE_URL,
+) -> None:
+    """Change a workspace's settings (for executions enqueued from now on)."""
+
+    def body() -> int:
+        from conveyor.store import accounts
+
+        limit = max_running_per_user or None
+
+        async def go() -> None:
+            conveyor = await open_conveyor(database)
+            try:
+                ws = await conveyor.store.read(accounts.find_workspace, workspace)
+                if ws is None:
+                    raise NotFound(f"workspace '{workspace}' not found")
+                await conveyor.store.write(accounts.set_max_running_per_user, ws["id"], limit)
+            finally:
+                conveyor.close()
+
+        run_async(go())
+        out.print(
+            f"workspace {workspace}: at most {limit} running executions per user"
+            if limit
+            else f"workspace {workspace}: no limit on running executions per user"
+        )
         return OK
 
     guard(body)

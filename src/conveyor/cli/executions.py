@@ -182,15 +182,31 @@ def _print_detail(detail: dict[str, Any]) -> None:
     if detail["result"] is not None:
         out.print("result:", as_json(detail["result"]), markup=False, highlight=False)
     if detail["error"] is not None:
-        out.print("error:", as_json(detail["error"]), markup=False, highlight=False, style="red")
+        error = _without_traceback(detail["error"])
+        out.print("error:", as_json(error), markup=False, highlight=False, style="red")
     out.print(steps_table(detail))
     for step in detail["steps"]:
         if step["attempt"] == 0:
             continue
-        out.print(f"[bold]{step['node_id']}[/] attempt {step['attempt']} ({step['status']})")
+        index = f"step {step['step_index']}, " if step.get("step_index") else ""
+        out.print(
+            f"[bold]{step['node_id']}[/] ({index}attempt {step['attempt']}, {step['status']})"
+        )
         for name in ("input", "output", "error", "logs"):
-            if step[name] not in (None, [], {}):
-                out.print(f"  {name}: {as_json(step[name])}", markup=False, highlight=False)
+            value = _without_traceback(step[name]) if name == "error" else step[name]
+            if value not in (None, [], {}):
+                out.print(f"  {name}: {as_json(value)}", markup=False, highlight=False)
+        trace = (step["error"] or {}).get("traceback")
+        if trace:
+            text = "\n".join("    " + line for line in str(trace).splitlines())
+            out.print(f"  traceback:\n{text}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _without_traceback(error: Any) -> Any:
+    """The traceback is printed as text on its own, not as one long JSON string."""
+    if isinstance(error, dict) and "traceback" in error:
+        return {k: v for k, v in error.items() if k != "traceback"}
+    return error
 
 
 @executions_app.command("cancel")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli.accounts import keys_app, users_app
+from conveyor.cli.accounts import keys_app, users_app, workspaces_app
 from conveyor.cli.base import (
     DEFAULT_DATABASE_URL,
     HELP_FORMAT,
@@ -41,6 +41,7 @@ app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(workspaces_app, name="workspaces")
 
 
 def _print_version(wanted: bool) -> None:

@@ -59,6 +59,14 @@ class ExecutionState:
     # Nodes whose type is unsafe to repeat (``NodeType.repeatable`` false).
     unrepeatable: frozenset[str] = frozenset()
     failure: dict[str, Any] | None = None
+    started: int = 0  # attempts started so far (the last step index given)
+    step_index: dict[str, int] = field(default_factory=dict)  # of each node's latest attempt
+
+    def begin(self, node_id: str) -> int:
+        """The step index of an attempt of ``node_id`` starting now."""
+        self.started += 1
+        self.step_index[node_id] = self.started
+        return self.started
 
     def node(self, node_id: str) -> Node:
         return self.definition.node(node_id)
@@ -79,6 +87,11 @@ class ExecutionState:
 def restore(state: ExecutionState) -> None:
     for record in state.execution.steps.values():
         state.attempts[record.node_id] = record.attempt
+        if record.index is not None:
+            # A node's latest attempt started after its earlier ones: the largest index
+            # among latest attempts is the largest of the execution.
+            state.step_index[record.node_id] = record.index
+            state.started = max(state.started, record.index)
         _restore_node(state, record)
     state.signals = list(state.execution.signals)
 

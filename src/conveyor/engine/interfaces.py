@@ -36,6 +36,25 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class ExecutionUser:
+    """Who started an execution: the authenticated caller, set by the server and never
+    taken from the input."""
+
+    id: str
+    email: str
+    name: str = ""
+
+
+def user_variables(user: ExecutionUser | None) -> dict[str, str | None]:
+    """``execution.user`` as templates see it. Without a user (the CLI, schedules, child
+    executions of such) every field is None, so ``{{ execution.user.id }}`` renders rather
+    than failing the enqueue."""
+    if user is None:
+        return {"id": None, "email": None, "name": None}
+    return {"id": user.id, "email": user.email, "name": user.name}
+
+
+@dataclass(frozen=True)
 class Lease:
     owner: str
     number: int
@@ -56,6 +75,7 @@ class StepRecord:
     finished_at: datetime | None = None
     wait_until: datetime | None = None
     wait_signal: str | None = None
+    index: int | None = None  # the step index (see StepStart)
 
 
 @dataclass
@@ -90,6 +110,7 @@ class ClaimedExecution:
     signals: list[Signal] = field(default_factory=list)
     paused: bool = False
     lease_seconds: float = 30.0
+    user: ExecutionUser | None = None
 
 
 @dataclass
@@ -99,6 +120,8 @@ class StepStart:
     attempt: int
     input: Any
     started_at: datetime
+    # The step index: the order in which this attempt started within its execution (1-based).
+    index: int | None = None
 
 
 @dataclass

@@ -126,6 +126,8 @@ def failure(
     node = state.node(node_id)
     attempt = state.attempts[node_id]
     assert outcome.failure is not None and outcome.error is not None
+    if node_id in state.step_index:
+        outcome.error = {**outcome.error, "step_index": state.step_index[node_id]}
     delay = next_retry(
         state.definition.retry_policy(node), max_attempts(state, node_id), attempt, outcome.failure
     )

@@ -25,6 +25,7 @@ from conveyor.engine.interfaces import (
     ExecutionStore,
     StepFinish,
     StepStart,
+    user_variables,
 )
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import ExecutionStatus, StepStatus
@@ -234,6 +235,7 @@ class Runner:
                 attempt,
                 None if isinstance(prepared, Exception) else prepared,
                 now,
+                index=state.begin(node_id),
             )
             state.states[node_id] = NodeStatus(NodeState.RUNNING)
             changes.started.append(start)
@@ -422,6 +424,7 @@ def _variables(state: ExecutionState) -> dict[str, Any]:
             "workflow": execution.workflow_name,
             "version": execution.version,
             "trigger_type": execution.trigger_type,
+            "user": user_variables(execution.user),
         },
         "workflow": {
             "id": execution.workflow_id,

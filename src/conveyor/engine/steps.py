@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from conveyor.engine.limits import Limits
 from conveyor.engine.retry import StepFailure
+from conveyor.engine.tracebacks import node_traceback
 from conveyor.errors import NodeError, NodeTimeout
 from conveyor.nodes.base import NodeContext, NodeResult, NodeType
+from conveyor.redaction import Redactor, strings_in
 
 
 @dataclass
@@ -33,20 +35,30 @@ class Outcome:
         return self.error is None
 
 
-def error_data(exc: BaseException) -> dict[str, Any]:
-    data: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc) or repr(exc)}
+def error_data(exc: BaseException, rendered: Any = None) -> dict[str, Any]:
+    """A NodeError is the node's own report, kept as raised. Any other exception is a bug
+    to debug: it keeps its traceback, and the step's rendered config values (which may hold
+    input or secrets) are redacted from its text."""
+    message = str(exc) or repr(exc)
     if isinstance(exc, NodeError):
+        data: dict[str, Any] = {"type": type(exc).__name__, "message": message}
         data["non_retryable"] = exc.non_retryable
         if exc.details:
             data["details"] = exc.details
-    return data
+        return data
+    redact = Redactor(strings_in(rendered))
+    return {
+        "type": type(exc).__name__,
+        "message": redact(message),
+        "traceback": node_traceback(exc, redact),
+    }
 
 
-def failed(exc: BaseException, ctx: NodeContext | None = None) -> Outcome:
+def failed(exc: BaseException, ctx: NodeContext | None = None, rendered: Any = None) -> Outcome:
     retry_after = exc.retry_after if isinstance(exc, NodeError) else None
     non_retryable = exc.non_retryable if isinstance(exc, NodeError) else False
     outcome = Outcome(
-        error=error_data(exc),
+        error=error_data(exc, rendered),
         failure=StepFailure(type(exc).__name__, non_retryable, retry_after),
     )
     if ctx is not None:
@@ -91,7 +103,7 @@ async def run_attempt(
         if limits is not None:
             limits.check_step_output(result.output if isinstance(result, NodeResult) else result)
     except Exception as exc:
-        return failed(exc, ctx)
+        return failed(exc, ctx, rendered)
     outcome = Outcome(logs=ctx.log.lines, usage=ctx.usage.as_dict())
     if isinstance(result, NodeResult):
         outcome.output = result.output

@@ -21,6 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from conveyor.engine.interfaces import ExecutionUser
 from conveyor.errors import Conflict, InputError, NotFound
 from conveyor.store.database import new_id
 from conveyor.store.tables import api_keys, memberships, sessions, users, workspaces
@@ -63,6 +64,12 @@ class Principal:
     roles: dict[str, Role] = field(default_factory=dict)
     api_key_id: str | None = None
     touch: bool = False  # the key's last-used time is due for an update
+    name: str = ""
+
+    @property
+    def user(self) -> ExecutionUser:
+        """Who an execution this caller starts was started by (``execution.user``)."""
+        return ExecutionUser(self.user_id, self.email, self.name)
 
     def role_in(self, workspace_id: str) -> Role | None:
         return self.roles.get(workspace_id)
@@ -173,7 +180,7 @@ def session_principal(conn: Connection, token: str, now: datetime) -> Principal 
 
 def principal(conn: Connection, user_id: str) -> Principal | None:
     user = conn.execute(
-        select(users.c.id, users.c.email, users.c.is_admin, users.c.disabled).where(
+        select(users.c.id, users.c.email, users.c.name, users.c.is_admin, users.c.disabled).where(
             users.c.id == user_id
         )
     ).first()
@@ -187,7 +194,7 @@ def principal(conn: Connection, user_id: str) -> Principal | None:
             )
         )
     }
-    return Principal(user.id, user.email, user.is_admin, roles)
+    return Principal(user.id, user.email, user.is_admin, roles, name=user.name)
 
 
 def create_api_key(
@@ -226,7 +233,15 @@ def api_key_principal(conn: Connection, key: str, now: datetime) -> Principal | 
         return None
     role = min(member_role, Role(row.role), key=lambda r: r.rank)
     stale = row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY
-    return Principal(user.user_id, user.email, False, {row.workspace_id: role}, row.id, touch=stale)
+    return Principal(
+        user.user_id,
+        user.email,
+        False,
+        {row.workspace_id: role},
+        row.id,
+        touch=stale,
+        name=user.name,
+    )
 
 
 def touch_api_key(conn: Connection, key_id: str, now: datetime) -> None:
@@ -271,3 +286,27 @@ def find_workspace(conn: Connection, ref: str) -> dict[str, Any] | None:
         select(workspaces).where(or_(workspaces.c.id == ref, workspaces.c.name == ref))
     ).first()
     return dict(row._mapping) if row is not None else None
+
+
+def execution_users(conn: Connection, user_ids: set[str]) -> dict[str, ExecutionUser]:
+    """``execution.user`` of templates: who started each execution (a deleted user keeps
+    their id, with no email)."""
+    if not user_ids:
+        return {}
+    found = {
+        u.id: ExecutionUser(u.id, u.email, u.name)
+        for u in conn.execute(
+            select(users.c.id, users.c.email, users.c.name).where(users.c.id.in_(user_ids))
+        )
+    }
+    return {i: found.get(i) or ExecutionUser(i, "") for i in user_ids}
+
+
+def set_max_running_per_user(conn: Connection, workspace_id: str, limit: int | None) -> None:
+    """The running limit per user (None: none) for executions enqueued from now on; those
+    already queued keep the limit they were enqueued with."""
+    if limit is not None and limit < 1:
+        raise InputError("max_running_per_user is at least 1 (or none)")
+    conn.execute(
+        update(workspaces).where(workspaces.c.id == workspace_id).values(max_running_per_user=limit)
+    )

@@ -23,7 +23,7 @@ from sqlalchemy import (
 
 from conveyor.engine.interfaces import ClaimedExecution, Lease, Signal, StepRecord
 from conveyor.engine.state import ExecutionStatus, StepStatus
-from conveyor.store import flow
+from conveyor.store import accounts, flow
 from conveyor.store.channels import WAKE_CHANNEL
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import (
@@ -48,7 +48,25 @@ _CANDIDATE = (
     executions.c.rate_limit,
     executions.c.rate_period_seconds,
     executions.c.suspect,
+    executions.c.workspace_id,
+    executions.c.created_by,
+    executions.c.user_limit,
 )
+
+
+def _running_user_count() -> Any:
+    """Running executions of the candidate's user in its workspace (a correlated count)."""
+    other = executions.alias("other")
+    c = executions.c
+    return (
+        select(func.count())
+        .where(
+            other.c.workspace_id == c.workspace_id,
+            other.c.created_by == c.created_by,
+            other.c.status == "running",
+        )
+        .scalar_subquery()
+    )
 
 
 def _running_count(column: Any) -> Any:
@@ -123,6 +141,9 @@ def _candidates(dialect: StoreDialect, variant: str) -> Any:
                 _running_count(c.workflow_id) < c.workflow_limit,
             )
         )
+        .where(
+            or_(c.user_limit.is_(None), c.status == "running", _running_user_count() < c.user_limit)
+        )
         .order_by(c.priority.desc(), c.available_at)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=executions)
@@ -174,6 +195,7 @@ _CLAIMED = (
     executions.c.recoveries,
     executions.c.crashes,
     executions.c.paused,
+    executions.c.created_by,
 )
 _BUILT: dict[tuple[str, str], Any] = {}
 _VARIANTS = ("busy", "idle", "suspect", "one", "family", "any")
@@ -311,6 +333,7 @@ _STEP_STATE = (
     steps.c.finished_at,
     steps.c.wait_until,
     steps.c.wait_signal,
+    steps.c.step_index,
 )
 # Versions never change once written: their definitions are read once per process.
 _DEFINITIONS: dict[str, tuple[dict[str, Any], int, str]] = {}
@@ -345,6 +368,7 @@ def _load(
                 finished_at=s["finished_at"],
                 wait_until=s["wait_until"],
                 wait_signal=s["wait_signal"],
+                index=s["step_index"],
             )
     inputs: dict[str, Any] = {
         i.execution_id: i.input
@@ -361,6 +385,9 @@ def _load(
         .order_by(signals.c.id)
     ):
         pending[g.execution_id].append(Signal(g.id, g.name, g.data))
+    starters = accounts.execution_users(
+        conn, {r.created_by for r in rows if r.created_by is not None}
+    )
     claimed = []
     for r in rows:
         definition, version, workflow_name = definitions[r.version_id]
@@ -390,6 +417,7 @@ def _load(
                 or any(s.status == StepStatus.RUNNING for s in latest[r.id].values()),
                 signals=pending[r.id],
                 paused=r.paused,
+                user=starters.get(r.created_by) if r.created_by is not None else None,
             )
         )
     return claimed

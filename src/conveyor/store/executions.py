@@ -28,6 +28,7 @@ from conveyor.store.tables import (
     events,
     execution_inputs,
     executions,
+    workspaces,
 )
 
 _TERMINAL = [s.value for s in TERMINAL]
@@ -89,6 +90,7 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
         "rate_limit": new.rate_limit,
         "rate_period_seconds": new.rate_period_seconds,
         "created_by": new.created_by,
+        "user_limit": _user_limit(conn, new),
         "parent_execution_id": new.parent_execution_id,
         "parent_node_id": new.parent_node_id,
         "retry_of": new.retry_of,
@@ -121,6 +123,17 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
     }
     prepared(conn, "events.insert", lambda: _insert(events, event)).run(conn, event)
     return execution_id, True
+
+
+def _user_limit(conn: Connection, new: NewExecution) -> int | None:
+    """The workspace's running limit per user, as it is now. A child execution is not held
+    back by it: its parent (already counted) may be waiting for it."""
+    if new.created_by is None or new.parent_execution_id is not None:
+        return None
+    limit: int | None = conn.execute(
+        select(workspaces.c.max_running_per_user).where(workspaces.c.id == new.workspace_id)
+    ).scalar()
+    return limit
 
 
 def _insert(table: Table, row: dict[str, Any]) -> Any:

@@ -1,4 +1,5 @@
-"""Flow control at claim time: concurrency per workflow and per key, and rate limits.
+"""Flow control at claim time: concurrency per workflow, per key and per user (the
+workspace's running limit for each user who starts executions), and rate limits.
 
 The claim query pre-filters saturated keys; :func:`admit` then decides exactly, holding a
 lock per key for the rest of the claim transaction (PostgreSQL advisory locks; SQLite's
@@ -23,31 +24,45 @@ def admit(
     conn: Connection, dialect: StoreDialect, candidates: list[dict[str, Any]], now: datetime
 ) -> list[dict[str, Any]]:
     """The candidates that fit every limit, in order."""
-    limited = [c for c in candidates if c["key_limit"] or c["workflow_limit"] or c["rate_limit"]]
+    limited = [
+        c
+        for c in candidates
+        if c["key_limit"] or c["workflow_limit"] or c["rate_limit"] or c["user_limit"]
+    ]
     if not limited:
         return candidates
     keys = {c["concurrency_key"] for c in limited if c["key_limit"]}
     workflows = {c["workflow_id"] for c in limited if c["workflow_limit"]}
+    starters = {_user(c) for c in limited if c["user_limit"]}
     rated = {
         c["workflow_id"]: (c["rate_limit"], c["rate_period_seconds"])
         for c in limited
         if c["rate_limit"]
     }
     dialect.lock_keys(
-        conn, sorted({f"key:{k}" for k in keys} | {f"workflow:{w}" for w in workflows | set(rated)})
+        conn,
+        sorted(
+            {f"key:{k}" for k in keys}
+            | {f"workflow:{w}" for w in workflows | set(rated)}
+            | {f"user:{w}:{u}" for w, u in starters}
+        ),
     )
     by_key = _running(conn, executions.c.concurrency_key, keys)
     by_workflow = _running(conn, executions.c.workflow_id, workflows)
+    by_user = _running_users(conn, starters)
     started = _started(conn, rated, now)
     chosen = []
     for c in candidates:
         recovering = c["status"] == "running"
-        if not recovering and not _fits(c, by_key, by_workflow, started):
+        if not recovering and not (
+            _fits(c, by_key, by_workflow, started) and _user_fits(c, by_user)
+        ):
             continue
         chosen.append(c)
         if not recovering:
             by_key[c["concurrency_key"]] += 1
             by_workflow[c["workflow_id"]] += 1
+            by_user[_user(c)] += 1
         if c["started_at"] is None:
             started[c["workflow_id"]] += 1
     return chosen
@@ -63,6 +78,30 @@ def _fits(
     return not (
         c["rate_limit"] and c["started_at"] is None and started[c["workflow_id"]] >= c["rate_limit"]
     )
+
+
+def _user(c: dict[str, Any]) -> tuple[str, str | None]:
+    """The per-user limit counts a user's running executions in one workspace."""
+    return (c["workspace_id"], c["created_by"])
+
+
+def _user_fits(c: dict[str, Any], by_user: Counter[Any]) -> bool:
+    return not (c["user_limit"] and by_user[_user(c)] >= c["user_limit"])
+
+
+def _running_users(conn: Connection, starters: set[tuple[str, str | None]]) -> Counter[Any]:
+    if not starters:
+        return Counter()
+    rows = conn.execute(
+        select(executions.c.workspace_id, executions.c.created_by, func.count())
+        .where(
+            executions.c.workspace_id.in_({w for w, _ in starters}),
+            executions.c.created_by.in_({u for _, u in starters}),
+            executions.c.status == "running",
+        )
+        .group_by(executions.c.workspace_id, executions.c.created_by)
+    ).all()
+    return Counter({(r[0], r[1]): r[2] for r in rows})
 
 
 def _running(conn: Connection, column: Any, values: set[Any]) -> Counter[Any]:
@@ -101,6 +140,10 @@ def blocked_reason(conn: Connection, row: dict[str, Any], now: datetime) -> str 
         count = _running(conn, executions.c.workflow_id, {row["workflow_id"]})[row["workflow_id"]]
         if count >= row["workflow_limit"]:
             return f"workflow concurrency at {count}/{row['workflow_limit']}"
+    if row["user_limit"]:
+        count = _running_users(conn, {_user(row)})[_user(row)]
+        if count >= row["user_limit"]:
+            return f"its user's running executions at {count}/{row['user_limit']}"
     if row["rate_limit"]:
         period = row["rate_period_seconds"]
         count = _started(conn, {row["workflow_id"]: (row["rate_limit"], period)}, now)[

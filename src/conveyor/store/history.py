@@ -15,6 +15,7 @@ from conveyor.store.tables import (
     execution_inputs,
     executions,
     steps,
+    users,
     workflow_versions,
     workflows,
 )
@@ -26,7 +27,7 @@ class ExecutionFilter:
     status: str | None = None
     workflow_id: str | None = None
     trigger_type: str | None = None
-    created_by: str | None = None
+    created_by: str | None = None  # a user id, or an email (it has an "@")
     created_after: datetime | None = None
     created_before: datetime | None = None
     error_contains: str | None = None
@@ -46,10 +47,11 @@ def filtered(query: Select[Any], f: ExecutionFilter) -> Select[Any]:
         (c.status, f.status),
         (c.workflow_id, f.workflow_id),
         (c.trigger_type, f.trigger_type),
-        (c.created_by, f.created_by),
     ):
         if value is not None:
             query = query.where(column == value)
+    if f.created_by is not None:
+        query = query.where(c.created_by == _user_id(f.created_by))
     if f.created_after is not None:
         query = query.where(c.created_at >= f.created_after)
     if f.created_before is not None:
@@ -58,6 +60,13 @@ def filtered(query: Select[Any], f: ExecutionFilter) -> Select[Any]:
         needle = f.error_contains.lower().replace("\\", "").replace("%", "").replace("_", "")
         query = query.where(func.lower(cast(c.error, Text)).contains(needle))
     return query
+
+
+def _user_id(ref: str) -> Any:
+    """A user id, or the id of the user with that email (emails are stored lower-case)."""
+    if "@" not in ref:
+        return ref
+    return select(users.c.id).where(users.c.email == ref.strip().lower()).scalar_subquery()
 
 
 def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from conveyor.store.history import ExecutionFilter, filtered
-from conveyor.store.tables import executions, steps, user_usage, workflows
+from conveyor.store.tables import executions, steps, user_usage, users, workflows
 
 WINDOW = 1_000
 NODE_WINDOW = 200
@@ -134,9 +134,12 @@ def node_stats(conn: Connection, workflow_id: str) -> list[dict[str, Any]]:
 
 
 def user_stats(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
+    """Per user who started executions here, with their email and name (None for a user
+    deleted since)."""
     rows = (
         conn.execute(
-            select(user_usage)
+            select(user_usage, users.c.email, users.c.name)
+            .outerjoin(users, users.c.id == user_usage.c.user_id)
             .where(user_usage.c.workspace_id == workspace_id)
             .order_by(user_usage.c.executions.desc())
         )
@@ -146,6 +149,8 @@ def user_stats(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
     return [
         {
             "user_id": r["user_id"],
+            "email": r["email"],
+            "name": r["name"],
             "executions": r["executions"],
             "tokens": r["tokens"],
             "api_calls": r["api_calls"],

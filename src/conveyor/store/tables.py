@@ -101,6 +101,8 @@ workspaces = Table(
     Column("id", Id, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Copied onto each execution a user starts (``user_limit``); NULL: no per-user limit.
+    Column("max_running_per_user", Integer, server_default="10"),
 )
 
 workflows = Table(
@@ -176,6 +178,7 @@ executions = Table(
     Column("parent_node_id", String(100)),
     Column("retry_of", Id),
     Column("created_by", Id),
+    Column("user_limit", Integer),
     Column("event_seq", BigInteger, nullable=False, server_default="0"),
     Column("steps_total", Integer, nullable=False, server_default="0"),
     Column("steps_succeeded", Integer, nullable=False, server_default="0"),
@@ -208,6 +211,7 @@ executions = Table(
         postgresql_where=text("suspect"),
         sqlite_where=text("suspect"),
     ),
+    Index("ix_executions_user_status", "workspace_id", "created_by", "status"),
 )
 
 steps = Table(
@@ -220,6 +224,8 @@ steps = Table(
     Column("node_id", String(100), nullable=False),
     Column("node_type", String(100), nullable=False),
     Column("attempt", Integer, nullable=False),
+    # The order in which the attempt started within its execution (1-based).
+    Column("step_index", Integer),
     Column("status", String(16), nullable=False),
     Column("input", Json),
     Column("output", Json),

@@ -191,9 +191,19 @@ def _insert_steps(dialect: StoreDialect) -> Any:
         column("status", String()),
         column("input", Text()),
         column("started_at", UTCDateTime()),
+        column("step_index", Integer()),
     )
     v = rows.c
-    names = ["execution_id", "node_id", "node_type", "attempt", "status", "input", "started_at"]
+    names = [
+        "execution_id",
+        "node_id",
+        "node_type",
+        "attempt",
+        "status",
+        "input",
+        "started_at",
+        "step_index",
+    ]
     values = [getattr(v, n) for n in names]
     values[5] = dialect.json_value(v.input)
     return insert(steps).from_select(names, select(*values).select_from(rows))
@@ -370,6 +380,7 @@ def _step_calls(
             "status": StepStatus.RUNNING.value,
             "input": _json(s.input),
             "started_at": time(s.started_at),
+            "step_index": s.index,
         }
         for execution, changes, _ in held
         for s in changes.started
@@ -383,6 +394,7 @@ def _step_calls(
             "status": StepStatus.SKIPPED.value,
             "input": None,
             "started_at": None,
+            "step_index": None,
         }
         for execution, changes, _ in held
         for node_id, node_type in changes.skipped

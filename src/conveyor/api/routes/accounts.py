@@ -35,6 +35,26 @@ class NewWorkspace(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
 
 
+class WorkspaceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_running_per_user: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="at most this many running executions per user (null: no limit); "
+        "applies to executions enqueued from now on",
+    )
+
+
+def _workspace(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "max_running_per_user": row["max_running_per_user"],
+    }
+
+
 class Member(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -117,6 +137,23 @@ async def create_workspace(
     ws = await store.write(workspace_id, body.name, now)
     await store.write(accounts.set_role, principal.user_id, ws, Role.OWNER, now)
     return {"id": ws, "name": body.name, "role": "owner"}
+
+
+@router.get("/workspaces/{ws}", summary="The workspace and its settings")
+async def get_workspace(scope: Read) -> dict[str, Any]:
+    row = await scope.conveyor.store.read(accounts.find_workspace, scope.workspace_id)
+    assert row is not None  # the scope found it
+    return _workspace(row)
+
+
+@router.patch("/workspaces/{ws}", summary="Change the workspace's settings (admin)")
+async def update_workspace(scope: Admin, body: WorkspaceSettings) -> dict[str, Any]:
+    store = scope.conveyor.store
+    if "max_running_per_user" in body.model_fields_set:
+        await store.write(
+            accounts.set_max_running_per_user, scope.workspace_id, body.max_running_per_user
+        )
+    return await get_workspace(scope)
 
 
 @router.put("/workspaces/{ws}/members", summary="Add a user to the workspace or change their role")

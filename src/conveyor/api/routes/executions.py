@@ -65,7 +65,7 @@ async def execute(scope: Write, workflow: str, body: ExecuteBody) -> dict[str, A
         idempotency_key=body.idempotency_key,
         priority=body.priority,
         trigger_type="api",
-        created_by=scope.principal.user_id,
+        user=scope.principal.user,
     )
     return _accepted(scope, enqueued)
 
@@ -250,7 +250,8 @@ async def delete(scope: Write, execution_id: str) -> dict[str, Any]:
     summary="Retry from the failed step: a new execution reusing what succeeded",
 )
 async def retry(scope: Write, execution_id: str) -> dict[str, Any]:
-    return _accepted(scope, await scope.conveyor.retry(await _full_id(scope, execution_id)))
+    full = await _full_id(scope, execution_id)
+    return _accepted(scope, await scope.conveyor.retry(full, user=scope.principal.user))
 
 
 @router.post(
@@ -265,6 +266,7 @@ async def replay(scope: Write, execution_id: str, body: ReplayBody) -> dict[str,
         body.from_node,
         input=body.input,
         current=body.version == "current",
+        user=scope.principal.user,
     )
     return _accepted(scope, enqueued)
 
