@@ -136,16 +136,23 @@ async def _chaos(
             # A worker holding nothing would prove nothing: kill one that holds leases.
             return [w for w in workers.alive if side.held_by(w.pid)] if done >= threshold else []
 
-        holders = await eventually(
-            ready,
-            within=20,
-            what=f"{threshold} of the batch finish, and some worker holds an execution",
-            interval=0.01,
-            diagnose=workers.logs,
-        )
-        victim = rng.choice(holders)
-        killed_at = victim.kill()
-        held = side.held_by(victim.pid)
+        for _ in range(5):
+            holders = await eventually(
+                ready,
+                within=20,
+                what=f"{threshold} of the batch finish, and some worker holds an execution",
+                interval=0.01,
+                diagnose=workers.logs,
+            )
+            victim = rng.choice(holders)
+            killed_at = victim.kill()
+            held = side.held_by(victim.pid)
+            if held:
+                break
+            # It finished what it held between the look and the kill: that kill tested
+            # nothing, so replace it and kill another.
+            workers.start(concurrency=8)
+        assert held, "no worker held an execution at the moment it was killed, five times"
         kills.append(Kill(victim.pid, killed_at, held, _lease_expiry(side, held, killed_at)))
     return ids, kills
 

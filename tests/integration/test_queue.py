@@ -156,3 +156,33 @@ async def test_parking_for_an_unrelated_signal_stays_parked(conveyor: Conveyor) 
     )
     await conveyor.store.apply(claimed, park)
     assert await conveyor.store.claim("w2", lease_seconds=30) == []
+
+
+def test_processes_creating_the_same_workspace_at_once_agree_on_it(database_url: str) -> None:
+    """Every command creates the default workspace on first use; on PostgreSQL two commands
+    started together (``conveyor run`` and ``executions list``) raced into a unique
+    violation."""
+    import subprocess
+    import sys
+    import time
+
+    start = time.time() + 3  # all processes are past their imports by then
+    code = (
+        "import asyncio, time\n"
+        "from conveyor.store import Database, Store\n"
+        "async def main():\n"
+        f"    s = Store(Database({database_url!r}))\n"
+        f"    time.sleep(max(0, {start} - time.time()))\n"
+        "    print(await s.workspace('shared'))\n"
+        "    s.close()\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, [err for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Integer, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from conveyor.errors import InputError, NotFound
 from conveyor.store.database import new_id
@@ -34,7 +35,15 @@ def workspace_id(conn: Connection, name: str, now: datetime) -> str:
     if found is not None:
         return str(found)
     new = new_id()
-    conn.execute(insert(workspaces), {"id": new, "name": name, "created_at": now})
+    try:
+        # A savepoint: on PostgreSQL another process's first command may create it at the
+        # same moment (SQLite writers are serialized), and the loser reads the winner's row.
+        with conn.begin_nested():
+            conn.execute(insert(workspaces), {"id": new, "name": name, "created_at": now})
+    except IntegrityError:
+        return str(
+            conn.execute(select(workspaces.c.id).where(workspaces.c.name == name)).scalar_one()
+        )
     return new
 
 
