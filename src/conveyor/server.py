@@ -1,10 +1,11 @@
-"""Composition root of ``conveyor server``: the API, an embedded worker, the first admin,
-and retention of old executions."""
+"""Composition root of ``conveyor server``: the API and the dashboard, an embedded worker, the
+first user, and retention of old executions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -12,9 +13,11 @@ from datetime import datetime, timedelta
 from fastapi import FastAPI
 from sqlalchemy import Connection, delete, select
 
+from conveyor import web
 from conveyor.api.app import create_app
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
+from conveyor.errors import InputError
 from conveyor.settings import Settings
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
@@ -62,27 +65,55 @@ async def retention(conveyor: Conveyor, settings: Settings) -> None:
         await asyncio.sleep(RETENTION_EVERY.total_seconds())
 
 
-async def bootstrap_admin(conveyor: Conveyor, settings: Settings) -> None:
-    """Create the first admin from CONVEYOR_ADMIN_EMAIL/_PASSWORD, or say how to."""
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def first_start(conveyor: Conveyor, settings: Settings, host: str, port: int) -> str | None:
+    """Make sure someone can sign in, before serving. Returns a one-time sign-in URL to
+    print when the local owner (created on a fresh loopback server) has no password yet.
+
+    On an empty database: the first admin from CONVEYOR_ADMIN_EMAIL/_PASSWORD if set; else,
+    on a loopback address, a passwordless local owner of the default workspace who signs in
+    through such links (as Jupyter prints its token URL); else refuse to start."""
     store = conveyor.store
-    if await store.read(accounts.count_users):
-        return
-    if settings.admin_email and settings.admin_password:
-        now = store.clock.now()
-        user_id = await store.write(
-            accounts.create_user, settings.admin_email, settings.admin_password, now, is_admin=True
-        )
-        ws = await store.write(workspace_id, DEFAULT_WORKSPACE, now)
-        await store.write(accounts.set_role, user_id, ws, Role.OWNER, now)
-        log.info(
-            "created the first admin %s", settings.admin_email, extra={"action": "admin_created"}
-        )
-        return
-    log.warning(
-        "no users yet: create the first admin with `conveyor users create --admin "
-        "EMAIL` (or set CONVEYOR_ADMIN_EMAIL and CONVEYOR_ADMIN_PASSWORD)",
-        extra={"action": "no_users"},
-    )
+    now = store.clock.now()
+    if not await store.read(accounts.count_users):
+        if settings.admin_email and settings.admin_password:
+            user_id = await store.write(
+                accounts.create_user,
+                settings.admin_email,
+                settings.admin_password,
+                now,
+                is_admin=True,
+            )
+            ws = await store.write(workspace_id, DEFAULT_WORKSPACE, now)
+            await store.write(accounts.set_role, user_id, ws, Role.OWNER, now)
+            log.info(
+                "created the first admin %s",
+                settings.admin_email,
+                extra={"action": "admin_created"},
+            )
+        elif is_loopback(host):
+            ws = await store.write(workspace_id, DEFAULT_WORKSPACE, now)
+            await store.write(accounts.create_local_owner, ws, now)
+        else:
+            raise InputError(
+                f"no users yet and {host} is not a loopback address: create an admin first "
+                "(`conveyor users create EMAIL --admin`, or set CONVEYOR_ADMIN_EMAIL and "
+                "CONVEYOR_ADMIN_PASSWORD)"
+            )
+    owner = await store.read(accounts.passwordless_owner)
+    if owner is None or not is_loopback(host):
+        return None
+    token = await store.write(accounts.create_signin_link, owner, now)
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/signin/link/{token}"
 
 
 class EmbeddedWorker:
@@ -136,7 +167,6 @@ def build(
     housekeeping: list[asyncio.Task[None]] = []
 
     async def on_start(app: FastAPI) -> None:
-        await bootstrap_admin(conveyor, settings)
         if worker_settings is not None:
             worker = EmbeddedWorker(conveyor, worker_settings)
             worker.start()
@@ -153,4 +183,6 @@ def build(
         for worker in embedded:
             await worker.stop()
 
-    return create_app(conveyor, on_start=on_start, on_stop=on_stop)
+    app = create_app(conveyor, on_start=on_start, on_stop=on_stop)
+    web.install(app)
+    return app

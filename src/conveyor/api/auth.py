@@ -74,6 +74,21 @@ class Scope:
     role: Role
 
 
+async def resolve_scope(conveyor: Conveyor, principal: Principal, ws: str, needed: Role) -> Scope:
+    """``principal`` acting in workspace ``ws`` (name or id) with at least ``needed``."""
+    row = await conveyor.store.read(accounts.find_workspace, ws)
+    role = principal.role_in(row["id"]) if row else None
+    if row is not None and role is None and principal.is_admin and not principal.api_key_id:
+        role = Role.OWNER
+    if row is None or role is None:
+        raise NotFound(f"workspace '{ws}' not found")
+    if not role.allows(needed):
+        raise Forbidden(
+            f"your role in '{row['name']}' is {role.value}; this needs {needed.value} or above"
+        )
+    return Scope(conveyor.scoped(row["id"]), principal, row["id"], row["name"], role)
+
+
 def workspace(
     needed: Role, who: Callable[..., Awaitable[Principal]] = caller
 ) -> Callable[..., Awaitable[Scope]]:
@@ -86,18 +101,7 @@ def workspace(
         # globals, where the closure's ``who`` does not exist.
         principal: Principal = Depends(who),  # noqa: B008
     ) -> Scope:
-        conveyor = base_app(connection)
-        row = await conveyor.store.read(accounts.find_workspace, ws)
-        role = principal.role_in(row["id"]) if row else None
-        if row is not None and role is None and principal.is_admin and not principal.api_key_id:
-            role = Role.OWNER
-        if row is None or role is None:
-            raise NotFound(f"workspace '{ws}' not found")
-        if not role.allows(needed):
-            raise Forbidden(
-                f"your role in '{row['name']}' is {role.value}; this needs {needed.value} or above"
-            )
-        return Scope(conveyor.scoped(row["id"]), principal, row["id"], row["name"], role)
+        return await resolve_scope(base_app(connection), principal, ws, needed)
 
     return scope
 

@@ -100,7 +100,8 @@ def _title(kind: str) -> str:
     return kind.replace("-", " ").capitalize()
 
 
-def _classify(exc: ConveyorError) -> tuple[int, str]:
+def classify(exc: ConveyorError) -> tuple[int, str]:
+    """The HTTP status and problem kind of an error (the dashboard's pages use it too)."""
     for cls, status, kind in _STATUS:
         if isinstance(exc, cls):
             return status, kind
@@ -115,7 +116,7 @@ async def conveyor_error(connection: HTTPConnection, exc: Exception) -> JSONResp
     """A problem answer; for a WebSocket, a refusal (or a close once it is open)."""
     assert isinstance(exc, ConveyorError)
     if isinstance(connection, WebSocket):
-        status, kind = _classify(exc)
+        status, kind = classify(exc)
         await connection.close(SOCKET_REFUSED if status < 500 else SOCKET_FAILED, reason=kind)
         return None
     return response_for(exc)
@@ -123,7 +124,7 @@ async def conveyor_error(connection: HTTPConnection, exc: Exception) -> JSONResp
 
 def response_for(exc: ConveyorError) -> JSONResponse:
     """The problem+json answer to ``exc`` (also used by middleware, outside any route)."""
-    status, kind = _classify(exc)
+    status, kind = classify(exc)
     if kind == "internal":
         return problem(500, "internal", "Internal error", str(exc))
     extra: dict[str, Any] = {}

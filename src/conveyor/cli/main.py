@@ -17,6 +17,7 @@ from conveyor.cli.base import (
     PluginOpt,
     PrivateOpt,
     as_json,
+    err,
     guard,
     limits_of,
     open_conveyor,
@@ -253,7 +254,7 @@ def server(
     def body() -> int:
         import uvicorn
 
-        from conveyor.server import build
+        from conveyor.server import build, first_start
         from conveyor.settings import Settings
 
         settings = Settings()
@@ -261,11 +262,21 @@ def server(
         registry = registry_for(plugin, allow_private_network)
         conveyor = run_async(open_conveyor(database, registry=registry))
         worker = worker_settings(settings, concurrency) if concurrency else None
+        address, number = host or settings.host, port or settings.port
         try:
+            link = run_async(first_start(conveyor, settings, address, number))
+            if link is not None:
+                err.print(
+                    f"Dashboard: open {link} to sign in (a one-time link; "
+                    "restart the server for a new one)",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             uvicorn.run(
                 build(conveyor, settings, worker),
-                host=host or settings.host,
-                port=port or settings.port,
+                host=address,
+                port=number,
                 log_level="info",
             )
         finally:

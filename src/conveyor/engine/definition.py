@@ -278,6 +278,20 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
+def load_definition_text(
+    text: str, source: str = "the definition", *, json_: bool = False
+) -> dict[str, Any]:
+    """Parse YAML (or JSON) text into plain definition data; bad syntax is an InputError
+    naming ``source``."""
+    try:
+        data = json.loads(text) if json_ else load_yaml(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise InputError(f"{source} is not valid {'JSON' if json_ else 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DefinitionError([Problem(f"{source} must contain a mapping at the top level")])
+    return data
+
+
 def load_definition_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON definition file into plain data."""
     file = Path(path)
@@ -285,15 +299,7 @@ def load_definition_file(path: str | Path) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text) if file.suffix == ".json" else load_yaml(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InputError(
-            f"{file} is not valid {'JSON' if file.suffix == '.json' else 'YAML'}: {exc}"
-        ) from None
-    if not isinstance(data, dict):
-        raise DefinitionError([Problem(f"{file} must contain a mapping at the top level")])
-    return data
+    return load_definition_text(text, str(file), json_=file.suffix == ".json")
 
 
 def definition_schema() -> dict[str, Any]:

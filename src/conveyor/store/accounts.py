@@ -310,3 +310,91 @@ def set_max_running_per_user(conn: Connection, workspace_id: str, limit: int | N
     conn.execute(
         update(workspaces).where(workspaces.c.id == workspace_id).values(max_running_per_user=limit)
     )
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a session: derived from it, so nothing more is stored, and useless
+    without the (HttpOnly) session cookie it belongs to."""
+    return hmac.new(b"conveyor-csrf", session_token.encode(), hashlib.sha256).hexdigest()
+
+
+def list_workspaces(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
+    """The named workspaces (id and name), by name."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(workspaces.c.id, workspaces.c.name)
+        .where(workspaces.c.id.in_(ids))
+        .order_by(workspaces.c.name)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def all_workspace_ids(conn: Connection) -> list[str]:
+    return [str(i) for i in conn.execute(select(workspaces.c.id)).scalars()]
+
+
+LOCAL_OWNER_EMAIL = "owner@localhost"
+NO_PASSWORD = "!"  # noqa: S105 (not an argon2 hash: no password can match it)
+SIGNIN_LINK_TTL = timedelta(days=1)
+
+
+def _link_hash(token: str) -> str:
+    # Distinct from a session's digest: the link itself is not a session cookie.
+    return digest(f"signin-link:{token}")
+
+
+def create_local_owner(conn: Connection, workspace_id: str, now: datetime) -> str:
+    """The owner a fresh local server creates: no password, signs in by one-time links."""
+    user_id = new_id()
+    conn.execute(
+        insert(users),
+        {
+            "id": user_id,
+            "email": LOCAL_OWNER_EMAIL,
+            "name": "Local owner",
+            "password_hash": NO_PASSWORD,
+            "is_admin": True,
+            "created_at": now,
+        },
+    )
+    set_role(conn, user_id, workspace_id, Role.OWNER, now)
+    return user_id
+
+
+def passwordless_owner(conn: Connection) -> str | None:
+    """The local owner's id while it has no password (it then signs in only by link)."""
+    found = conn.execute(
+        select(users.c.id).where(
+            users.c.email == LOCAL_OWNER_EMAIL, users.c.password_hash == NO_PASSWORD
+        )
+    ).scalar()
+    return str(found) if found is not None else None
+
+
+def create_signin_link(conn: Connection, user_id: str, now: datetime) -> str:
+    """A one-time sign-in token (kept as a digest, like sessions)."""
+    token = secrets.token_urlsafe(32)
+    conn.execute(
+        insert(sessions),
+        {
+            "token_hash": _link_hash(token),
+            "user_id": user_id,
+            "created_at": now,
+            "expires_at": now + SIGNIN_LINK_TTL,
+        },
+    )
+    return token
+
+
+def redeem_signin_link(conn: Connection, token: str, now: datetime) -> str | None:
+    """The user of a valid link, which is used up; None when unknown, used or expired."""
+    row = conn.execute(
+        delete(sessions)
+        .where(sessions.c.token_hash == _link_hash(token))
+        .returning(sessions.c.user_id, sessions.c.expires_at)
+    ).first()
+    if row is None or row.expires_at <= now:
+        return None
+    conn.execute(update(users).where(users.c.id == row.user_id).values(last_login_at=now))
+    return str(row.user_id)

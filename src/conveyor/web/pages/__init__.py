@@ -1,0 +1,9 @@
+"""The dashboard's pages, one module each; every page lives under ``/w/{ws}/``."""
+
+from fastapi import APIRouter
+
+from conveyor.web.pages import execution, executions, settings, statistics, workflow, workflows
+
+router = APIRouter(include_in_schema=False)
+for _module in (workflows, workflow, executions, execution, statistics, settings):
+    router.include_router(_module.router)

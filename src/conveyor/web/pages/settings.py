@@ -1,0 +1,18 @@
+"""The settings page (being built: issue 10)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from conveyor.web.render import render
+from conveyor.web.session import InWorkspace
+
+router = APIRouter()
+
+
+@router.get("/w/{ws}/settings")
+async def settings_page(page: InWorkspace) -> HTMLResponse:
+    return render(
+        page.request, "pending.html", {"page": page, "title": "Settings", "nav": "settings"}
+    )

@@ -1,0 +1,144 @@
+// The one live channel of a page: the workspace's Server-Sent Events stream, shared by every
+// component, plus execution streams on demand. Events are handed to components once per
+// animation frame (batched), so 50 executions at once never make the page jump. When a
+// stream drops, EventSource reconnects with Last-Event-ID (nothing is missed); while it is
+// down, counts fall back to polling.
+
+import { api, workspaceApi } from "./api.js";
+
+const eventHandlers = new Set();
+const countHandlers = new Set();
+const statusHandlers = new Set();
+let pending = [];
+let scheduled = false;
+let source = null;
+let pollTimer = null;
+let lastCounts = null;
+let status = "connecting";
+
+function flush() {
+  scheduled = false;
+  const batch = pending;
+  pending = [];
+  for (const handler of eventHandlers) handler(batch);
+}
+
+function queue(event) {
+  pending.push(event);
+  if (!scheduled) {
+    scheduled = true;
+    requestAnimationFrame(flush);
+  }
+}
+
+function setStatus(next) {
+  status = next;
+  for (const handler of statusHandlers) handler(next);
+}
+
+function setCounts(counts) {
+  lastCounts = counts;
+  for (const handler of countHandlers) handler(counts);
+}
+
+async function poll() {
+  try {
+    const page = await api("executions?limit=1&stats=true");
+    const by = page.stats?.by_status ?? {};
+    setCounts({ queued: by.queued ?? 0, running: by.running ?? 0, waiting: by.waiting ?? 0 });
+  } catch {
+    setStatus("offline");
+  }
+}
+
+function startPolling() {
+  if (pollTimer) return;
+  setStatus("polling");
+  poll();
+  pollTimer = setInterval(poll, 5000);
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+export const WORKSPACE_EVENTS = [
+  "execution.queued", "execution.started", "execution.running", "execution.waiting",
+  "execution.succeeded", "execution.failed", "execution.cancelled", "execution.timed_out",
+  "execution.paused", "execution.resumed", "execution.unpaused", "execution.released",
+  "execution.cancel_requested", "execution.signal",
+  "step.started", "step.succeeded", "step.failed", "step.skipped", "step.retrying",
+  "step.waiting", "step.interrupted", "step.cancelled", "step.log",
+];
+
+function connect() {
+  if (source) return;
+  source = new EventSource(`${workspaceApi()}/stream`);
+  source.addEventListener("open", () => {
+    stopPolling();
+    setStatus("live");
+  });
+  source.addEventListener("error", () => {
+    // EventSource retries by itself (resuming with Last-Event-ID); poll meanwhile.
+    startPolling();
+  });
+  source.addEventListener("connected", (e) => setCounts(JSON.parse(e.data).counts));
+  source.addEventListener("counts", (e) => setCounts(JSON.parse(e.data)));
+  const onEvent = (e) => queue({ type: e.type, ...JSON.parse(e.data) });
+  for (const type of WORKSPACE_EVENTS) source.addEventListener(type, onEvent);
+  source.addEventListener("message", onEvent);
+}
+
+// fn(batch): every workspace event, batched per animation frame.
+export function onWorkspaceEvents(fn) {
+  eventHandlers.add(fn);
+  connect();
+  return () => eventHandlers.delete(fn);
+}
+
+// fn({queued, running, waiting}) on every change of the live counts.
+export function onCounts(fn) {
+  countHandlers.add(fn);
+  connect();
+  if (lastCounts) fn(lastCounts);
+  return () => countHandlers.delete(fn);
+}
+
+export function onStatus(fn) {
+  statusHandlers.add(fn);
+  fn(status);
+  return () => statusHandlers.delete(fn);
+}
+
+// One execution's stream: fn(batch) with its messages (step, progress, complete, error and
+// the raw execution events), batched per animation frame; returns a function that closes it.
+export function watchExecution(executionId, fn) {
+  const stream = new EventSource(`${workspaceApi()}/executions/${executionId}/stream`);
+  let batch = [];
+  let frame = false;
+  let done = false;
+  const push = (e) => {
+    batch.push({ kind: e.type, ...JSON.parse(e.data) });
+    if (e.type === "complete") {
+      done = true;
+      stream.close();
+    }
+    if (!frame) {
+      frame = true;
+      requestAnimationFrame(() => {
+        frame = false;
+        const items = batch;
+        batch = [];
+        fn(items);
+      });
+    }
+  };
+  for (const kind of ["connected", "step", "progress", "complete", "error", ...WORKSPACE_EVENTS]) {
+    stream.addEventListener(kind, push);
+  }
+  stream.addEventListener("message", push);
+  return () => {
+    if (!done) stream.close();
+  };
+}
