@@ -124,6 +124,7 @@ def test_json_data_is_reviewed_without_positions() -> None:
         ("name: x\n  nodes: 1\n", 2, 8, "mapping values are not allowed here"),
         ("name: x\nnodes:\n\t- a\n", 3, 1, "found character '\\t'"),
         ("a: !!python/object:os.system x\n", 1, 4, "could not determine a constructor"),
+        ("name: x\nnodes: \x1f\n", 2, 8, "character #x001f is not allowed"),
     ],
 )
 def test_a_syntax_error_is_one_problem_at_its_own_line(

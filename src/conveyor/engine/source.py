@@ -70,25 +70,33 @@ class Review:
 
 def load_source(text: str) -> Source:
     """Parse YAML text (YAML 1.2 booleans, as everywhere) keeping its node tree."""
-    loader = yaml_loader(text)
     try:
-        root = loader.get_single_node()
-        if root is not None:
-            _measure(root)
-        data = loader.construct_document(root) if root is not None else None
+        root, data = _compose_and_construct(text)
     except yaml.MarkedYAMLError as exc:
         return Source(None, None, [_syntax_problem(exc)])
+    except yaml.reader.ReaderError as exc:
+        return Source(None, None, [_character_problem(text, exc)])
     except (yaml.YAMLError, _TooLarge) as exc:
         return Source(None, None, [Located(Problem(f"not valid YAML: {exc}"))])
     except RecursionError:
         return Source(None, None, [Located(Problem("not valid YAML: nested too deeply"))])
-    finally:
-        loader.dispose()
     if root is None:
         return Source(None)
     problems: list[Located] = []
     data = _plain(data, [], problems, root)
     return Source(None if problems else data, root, problems)
+
+
+def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
+    loader = yaml_loader(text)  # raises on characters YAML does not allow
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _measure(root)
+        return root, loader.construct_document(root)
+    finally:
+        loader.dispose()
 
 
 def review(source: Source, registry: Registry) -> Review:
@@ -231,3 +239,10 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> Located:
     if mark is None:
         return Located(Problem(message))
     return Located(Problem(message), "", mark.line + 1, mark.column + 1)
+
+
+def _character_problem(text: str, exc: yaml.reader.ReaderError) -> Located:
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - text.rfind("\n", 0, exc.position)
+    message = f"not valid YAML: character #x{exc.character:04x} is not allowed"
+    return Located(Problem(message), "", line, column)
