@@ -81,6 +81,8 @@ def test_a_nodes_problem_is_found_by_the_node_id() -> None:
     problem = Problem("bad", node_id="after", path="config.output.a[2]")
     assert document_path(problem, data) == ["nodes", 1, "config", "output", "a", 2]
     assert document_path(Problem("x", path="edges[0].to"), data) == ["edges", 0, "to"]
+    self_edge = Problem("a node cannot depend on itself", node_id="fetch", path="edges[0]")
+    assert document_path(self_edge, data) == ["edges", 0]
     # no such node (or nodes is not a list): the path as it is
     assert document_path(Problem("x", node_id="nope", path="id"), data) == ["id"]
     assert document_path(Problem("x", node_id="a", path="id"), {"nodes": 3}) == ["id"]

@@ -119,7 +119,9 @@ def document_path(problem: Problem, data: Any) -> list[Segment]:
     the node, found by its id (the first node with that id)."""
     segments = split_path(problem.path)
     nodes = data.get("nodes") if isinstance(data, dict) else None
-    if problem.node_id is None or not isinstance(nodes, list):
+    # An explicit edge's problem names the node it concerns, but its path is the edge's.
+    top_level = segments[:1] == ["edges"]
+    if problem.node_id is None or top_level or not isinstance(nodes, list):
         return segments
     for index, node in enumerate(nodes):
         if isinstance(node, dict) and str(node.get("id")) == problem.node_id:
