@@ -248,6 +248,8 @@ def test_integer_inputs_at_their_edges_are_not_server_errors(
         "workflow": WORKFLOW,
         "execution_id": seeded.succeeded,
         "version": 1,
+        "a": 1,  # the versions a diff compares
+        "b": 1,
         "key_id": "none",
     }
     problems = []

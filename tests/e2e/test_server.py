@@ -284,7 +284,9 @@ def api_key(base_url: str) -> str:
         assert login.status_code == 200, login.text
         assert {"name": WORKSPACE, "role": "owner"}.items() <= login.json()["workspaces"][0].items()
         created = session.post(
-            f"{API}/workspaces/{WORKSPACE}/api-keys", json={"name": "e2e", "role": "member"}
+            f"{API}/workspaces/{WORKSPACE}/api-keys",
+            json={"name": "e2e", "role": "member"},
+            headers={"X-CSRF-Token": login.json()["csrf_token"]},
         )
         assert created.status_code == 201, created.text
         return str(created.json()["key"])

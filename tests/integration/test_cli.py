@@ -411,3 +411,41 @@ def test_run_without_a_terminal_prints_one_table_timed_like_the_summary(
     took = datetime.fromisoformat(step["finished_at"]) - datetime.fromisoformat(step["started_at"])
     milliseconds = took.total_seconds() * 1000
     assert f"{milliseconds:.0f}ms" in row
+
+
+def test_an_input_that_breaks_the_declared_schema_exits_2_naming_each_field(
+    workdir: Path,
+) -> None:
+    sqlite = f"sqlite:///{workdir / 'x.db'}"
+    (workdir / "typed.yaml").write_text(
+        "name: typed\n"
+        "input:\n"
+        "  type: object\n"
+        "  properties:\n"
+        "    email: {type: string}\n"
+        "    count: {type: integer, minimum: 1}\n"
+        "  required: [email]\n"
+        "nodes:\n"
+        "  - {id: t, type: transform, config: {output: '{{ input.email }}'}}\n"
+    )
+    for command in (["run", "typed.yaml"], ["execute", "typed"]):
+        done = conveyor(*command, "--input", '{"count": 0}', cwd=workdir, database=sqlite)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "invalid input: input.count: 0 is less than the minimum of 1",
+            "invalid input: input.email: a value is required",
+        ]
+    done = conveyor(
+        "run", "typed.yaml", "--input", '{"email": "a@b.c"}', cwd=workdir, database=sqlite
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"t": "a@b.c"}
+
+    (workdir / "typed.yaml").write_text(
+        (workdir / "typed.yaml").read_text().replace("type: integer", "type: int")
+    )
+    done = conveyor("validate", "typed.yaml", cwd=workdir, database=sqlite)
+    assert done.returncode == 2
+    assert "input.properties.count.type:" in done.stderr
+    schema = json.loads(conveyor("schema", cwd=workdir, database=sqlite).stdout)
+    assert "JSON Schema" in schema["properties"]["input"]["description"]

@@ -3,7 +3,6 @@ URL, and the CSRF token every form and script request carries."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
@@ -38,8 +37,8 @@ def csrf_for(request: Request) -> str:
 
 def check_csrf(request: Request, sent: str | None) -> None:
     """Refuse a state-changing form without the session's CSRF token."""
-    expected = csrf_for(request)
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    token = session_token(request)
+    if not token or not accounts.csrf_matches(token, sent):
         raise Forbidden("the form's CSRF token is missing or stale; reload the page and retry")
 
 

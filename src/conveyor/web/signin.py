@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from conveyor.api.auth import SESSION_COOKIE, base_app
+from conveyor.api.auth import SESSION_COOKIE, base_app, same_origin
 from conveyor.errors import Forbidden
 from conveyor.store import accounts
 from conveyor.web.render import render
@@ -25,13 +24,6 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-def _same_origin(request: Request) -> None:
-    """Login CSRF: a browser posting from another site sends its Origin; refuse it."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-        raise Forbidden("sign in from this site's own page")
 
 
 def _signed_in_response(request: Request, token: str, target: str) -> Response:
@@ -77,7 +69,8 @@ async def signin(
     password: Annotated[str, Form(max_length=1000)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    _same_origin(request)
+    if not same_origin(request):  # login CSRF: another site posting this form
+        raise Forbidden("sign in from this site's own page")
     store = base_app(request).store
     now = store.clock.now()
     user_id = await store.write(accounts.authenticate, email, password, now) if email else None

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from conveyor.api.routes.workflows import RECENT
 from conveyor.engine.definition import load_definition_text
 from conveyor.errors import DefinitionError, InputError, PayloadTooLarge
 from conveyor.store import workflows as store
@@ -22,15 +23,16 @@ CsrfField = Annotated[str, Form(alias=CSRF_FIELD, max_length=200)]
 
 
 async def _rows(page: Page, q: str | None) -> list[dict[str, Any]]:
-    rows = await page.scope.conveyor.store.read(
-        store.list_page, page.scope.workspace_id, PAGE_SIZE, None
+    """The same query as ``GET /workflows``: last execution, success rate, last 24 h."""
+    store_ = page.scope.conveyor.store
+    return await store_.read(
+        store.list_page,
+        page.scope.workspace_id,
+        PAGE_SIZE,
+        None,
+        since=store_.clock.now() - RECENT,
+        search=q or None,
     )
-    if q:
-        rows = [r for r in rows if q.lower() in r["name"].lower()]
-    for row in rows:
-        finished = row["executions_finished"]
-        row["success_rate"] = row["executions_succeeded"] / finished if finished else None
-    return rows
 
 
 def _view(page: Page, rows: list[dict[str, Any]], q: str | None, **extra: Any) -> HTMLResponse:
