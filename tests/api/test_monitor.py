@@ -11,7 +11,7 @@ import pytest
 from conveyor import app as commands
 from conveyor.api.routes import executions as routes
 from conveyor.store.accounts import Role
-from tests.api.conftest import B, Api
+from tests.api.conftest import Api, B
 from tests.api.support import failing, problem_of, transform, waiting
 
 
