@@ -251,6 +251,8 @@ def test_integer_inputs_at_their_edges_are_not_server_errors(
         "a": 1,  # the versions a diff compares
         "b": 1,
         "key_id": "none",
+        "node_id": "hello",
+        "part": "output",
     }
     problems = []
     for path, method, location, name in found:
