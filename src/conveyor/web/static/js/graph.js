@@ -167,6 +167,9 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
   const width = result.width + 40;
   const height = result.height + 40;
   svg.setAttribute("viewBox", `-20 -20 ${width} ${height}`);
+  // svg-pan-zoom writes style="overflow: hidden" unless the style already names overflow;
+  // set through the CSSOM, which the CSP (style-src 'self') allows, unlike the attribute.
+  svg.style.overflow = "hidden";
   const panZoom = window.svgPanZoom(svg, {
     viewportSelector: ".graph-root",
     fit: true, center: true, minZoom: 0.1, maxZoom: 4,

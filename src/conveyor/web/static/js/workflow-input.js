@@ -38,7 +38,7 @@ function describedBy(...ids) {
 function jsonEditor(container, lastInput) {
   const id = "run-input";
   const textarea = element("textarea", {
-    id, name: "input", rows: "10", class: "code", spellcheck: "false",
+    id, name: "input", rows: "8", class: "code", spellcheck: "false",
     "aria-describedby": describedBy(`${id}-hint`, `${id}-error`),
   });
   textarea.value = JSON.stringify(lastInput ?? {}, null, 2);

@@ -17,14 +17,15 @@ const STARTED = new Set(["execution.started", "execution.running", "execution.re
 
 function clock(iso) {
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString();
+  if (Number.isNaN(date.getTime())) return "";
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 }
 
 // A step message of the execution stream as [status, detail] for graph.setStatus.
 export function stepMessageStatus(m) {
   switch (m.type) {
     case "step.started": return ["running", m.attempt > 1 ? `attempt ${m.attempt}` : ""];
-    case "step.succeeded": return ["succeeded", m.branch ? `→ ${m.branch}` : ""];
+    case "step.succeeded": return ["succeeded", ""];
     case "step.failed": return ["failed", m.continued ? "continued" : ""];
     case "step.skipped": return ["skipped", ""];
     case "step.retrying": return ["retrying", `attempt ${(m.attempt ?? 1) + 1} next`];
@@ -111,6 +112,11 @@ export function initRun({ graph, definition, run, results }) {
     if (state === "idle") return panel.hidden ? openPanel() : closePanel();
   });
   panel.querySelector("#run-close").addEventListener("click", () => {
+    closePanel();
+    button.focus();
+  });
+  panel.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
     closePanel();
     button.focus();
   });
