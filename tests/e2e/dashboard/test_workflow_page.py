@@ -28,7 +28,11 @@ BRANCHING = {
     "description": "Big orders wait for a moment; small ones go straight through.",
     "settings": {"retry": {"max_attempts": 2}, "concurrency": {"limit": 3}, "priority": 5},
     "nodes": [
-        {"id": "start", "type": "transform", "config": {"output": {"amount": "{{ input.amount }}"}}},
+        {
+            "id": "start",
+            "type": "transform",
+            "config": {"output": {"amount": "{{ input.amount }}"}},
+        },
         {
             "id": "check",
             "type": "condition",
@@ -215,6 +219,9 @@ def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
     expect(workflow.node("nap")).to_have_attribute("data-status", "cancelled")
     expect(workflow.results.locator(".results-banner")).to_contain_text("Cancelled")
     expect(page.locator("#run-status")).to_contain_text("Cancelled")
+    page.emulate_media(color_scheme="dark")
+    assert_accessible(page)
+    screenshot(page, "workflow-dark")
 
 
 def test_the_input_editor_starts_from_the_last_input_and_keeps_bad_json(
@@ -242,6 +249,66 @@ def test_the_input_editor_starts_from_the_last_input_and_keeps_bad_json(
     expect(workflow.run_button).to_have_text(re.compile("✓$"))
     expect(workflow.node("small")).to_have_attribute("data-status", "succeeded")
     expect(workflow.node("hold")).to_have_attribute("data-status", "skipped")
+    expect(
+        page.get_by_role("table", name=re.compile("Recent executions")).get_by_role("row")
+    ).to_have_count(3)
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["name", "size"],
+    "properties": {
+        "name": {"type": "string", "title": "Customer name", "description": "As on the invoice"},
+        "size": {"enum": ["S", "M", "L"], "title": "Size"},
+        "count": {"type": "integer", "default": 2},
+        "gift": {"type": "boolean", "title": "Gift wrap"},
+    },
+}
+
+
+def test_a_declared_input_schema_gives_a_labelled_form(page: Page, client: httpx.Client) -> None:
+    """The Run form's fields for a definition's ``input:`` schema, built by the module the Run
+    panel uses (into this page; definitions with ``input:`` arrive with another branch)."""
+    create(client, FAILING)
+    WorkflowPage(page).open("breaks")
+    page.evaluate(
+        """async (schema) => {
+          const { inputForm } = await import('/static/js/workflow-input.js');
+          const fields = document.createElement('div');
+          const error = document.createElement('p');
+          error.hidden = true;
+          document.querySelector('main').append(fields, error);
+          window.schemaForm = inputForm(fields, schema, {name: 'Ada', size: 'M'}, error);
+        }""",
+        SCHEMA,
+    )
+    expect(page.get_by_label("Customer name")).to_have_value("Ada")
+    expect(page.get_by_label("Customer name")).to_have_accessible_description(
+        re.compile("As on the invoice")
+    )
+    expect(page.get_by_label("Size")).to_have_value("1")  # the index of "M"
+    expect(page.get_by_label("count", exact=True)).to_have_value("2")  # the schema's default
+    expect(page.get_by_label("Gift wrap")).not_to_be_checked()
+
+    page.get_by_label("count", exact=True).fill("2.5")
+    assert page.evaluate("() => window.schemaForm.read().ok") is False
+    expect(page.locator("#input-count-error")).to_have_text("enter a whole number")
+    expect(page.get_by_label("count", exact=True)).to_have_attribute("aria-invalid", "true")
+
+    page.get_by_label("count", exact=True).fill("3")
+    page.get_by_label("Gift wrap").check()
+    read = page.evaluate("() => window.schemaForm.read()")
+    assert read == {"ok": True, "value": {"name": "Ada", "size": "M", "count": 3, "gift": True}}
+
+    # A 422 from the API: each problem at its field, the typed values kept.
+    page.evaluate(
+        """() => window.schemaForm.showProblems(
+             [{path: 'input.name', message: 'should be longer'}], 'invalid')"""
+    )
+    expect(page.locator("#input-name-error")).to_have_text("should be longer")
+    expect(page.get_by_label("Customer name")).to_be_focused()
+    expect(page.get_by_label("count", exact=True)).to_have_value("3")
+    assert_accessible(page)
 
 
 def test_a_failing_workflow_shows_failed_and_the_failed_node(

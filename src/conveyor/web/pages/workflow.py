@@ -40,10 +40,8 @@ def run_blocked(page: Page, workflow: dict[str, Any], definition: dict[str, Any]
 async def _recent(page: Page, workflow_id: str) -> list[dict[str, Any]]:
     """The same rows as ``GET .../workflows/{name}/executions``."""
     store_ = page.scope.conveyor.store
-    rows = await store_.read(
-        list_executions,
-        ExecutionFilter(workspace_id=page.scope.workspace_id, workflow_id=workflow_id, limit=RECENT),
-    )
+    scoped = ExecutionFilter(page.scope.workspace_id, workflow_id=workflow_id, limit=RECENT)
+    rows = await store_.read(list_executions, scoped)
     now = store_.clock.now()
     return [views.execution(r, now) for r in rows]
 

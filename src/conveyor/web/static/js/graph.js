@@ -175,10 +175,23 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
     fit: true, center: true, minZoom: 0.1, maxZoom: 4,
     zoomScaleSensitivity: 0.3, dblClickZoomEnabled: false,
   });
-  if (panZoom.getZoom() > 1) panZoom.zoom(1);
+  readableScale(panZoom);
   container.append(tools(panZoom));
   new ResizeObserver(() => { panZoom.resize(); }).observe(container);
   return handle(container, elements, panZoom);
+}
+
+// Fitting blows a small graph up and shrinks a wide one past reading on a phone: keep the
+// drawing between READABLE and 1 screen pixel per unit; when that overflows, show its start.
+const READABLE = 0.6;
+
+function readableScale(panZoom) {
+  const { realZoom } = panZoom.getSizes();
+  const target = Math.min(1, Math.max(realZoom, READABLE));
+  if (Math.abs(target - realZoom) < 0.01) return;
+  panZoom.zoom((panZoom.getZoom() * target) / realZoom);
+  panZoom.center();
+  if (target > realZoom) panZoom.pan({ x: 12, y: panZoom.getPan().y });
 }
 
 function tools(panZoom) {
