@@ -57,7 +57,7 @@ BRANCHING = {
 LONG_WAIT = {
     "name": "slow",
     "nodes": [
-        {"id": "first", "type": "transform", "config": {"output": {"n": 1}}},
+        {"id": "first", "type": "transform", "config": {"output": {"blob": "{{ input.blob }}"}}},
         {"id": "nap", "type": "wait", "needs": ["first"], "config": {"duration": "10m"}},
     ],
 }
@@ -225,7 +225,7 @@ def test_run_button_runs_the_workflow_and_the_graph_follows_it(
 def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
     create(client, LONG_WAIT)
     workflow = WorkflowPage(page).open("slow")
-    workflow.run()
+    workflow.run(json.dumps({"blob": "x" * 30_000}))
     expect(workflow.node("nap")).to_have_attribute("data-status", "waiting")
     cancel = page.get_by_role("button", name=re.compile("Cancel"))
     expect(cancel).to_have_class(re.compile("danger"))
@@ -235,6 +235,13 @@ def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
     expect(workflow.node("nap")).to_have_attribute("data-status", "cancelled")
     expect(workflow.results.locator(".results-banner")).to_contain_text("Cancelled")
     expect(page.locator("#run-status")).to_contain_text("Cancelled")
+    # A large output: its first 20 KB, and where to read the whole value.
+    first = workflow.results.locator('details[data-node-id="first"]')
+    first.locator("summary").click()
+    expect(first).to_contain_text("Showing the first 20 KB of 30 KB")
+    expect(first.get_by_role("link", name=re.compile("full value"))).to_have_attribute(
+        "href", re.compile(r"^/api/v1/workspaces/default/executions/[0-9a-f]+$")
+    )
     page.emulate_media(color_scheme="dark")
     assert_accessible(page)
     screenshot(page, "workflow-dark")

@@ -1,7 +1,7 @@
 // Recent executions of one workflow and its statistics, kept live from the workspace
 // stream: a status cell changes when its execution's event arrives; a new execution of this
 // workflow, or one that ends, costs one list request per batch of events (the stream's
-// events do not say which workflow they belong to), and an end refreshes the statistics.
+// events do not say which workflow they belong to) plus one for the statistics.
 
 import { api, workspace } from "./api.js";
 import { onWorkspaceEvents } from "./live.js";
@@ -74,7 +74,7 @@ export function initExecutions(run) {
   const base = `workflows/${encodeURIComponent(run.workflow)}`;
   let reading = Promise.resolve();
 
-  async function reconcile(refreshStats) {
+  async function reconcile() {
     const page = await api(`${base}/executions?limit=${KEEP}&stats=false`);
     const known = rows();
     for (const e of [...page.items].reverse()) {
@@ -84,7 +84,7 @@ export function initExecutions(run) {
     }
     while (body.rows.length > KEEP) body.rows[body.rows.length - 1].remove();
     empty.hidden = body.rows.length > 0;
-    if (refreshStats && stats) renderStats(stats, await api(`${base}/stats`));
+    if (stats) renderStats(stats, await api(`${base}/stats`));
   }
 
   onWorkspaceEvents((batch) => {
@@ -109,7 +109,7 @@ export function initExecutions(run) {
     }
     if (unknownQueued || ended) {
       // One read at a time, in order: a slow answer never overwrites a newer one.
-      reading = reading.then(() => reconcile(ended)).catch(() => {});
+      reading = reading.then(() => reconcile()).catch(() => {});
     }
   });
 }
