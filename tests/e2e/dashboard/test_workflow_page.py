@@ -170,6 +170,7 @@ def test_run_button_runs_the_workflow_and_the_graph_follows_it(
     assert_accessible(page)
 
     workflow.run('{"amount": 25}')
+    expect(workflow.run_button).to_be_focused()
     expect(workflow.run_button).to_contain_text("Running…")
     expect(page.get_by_role("button", name=re.compile("Cancel"))).to_be_enabled()
     expect(workflow.node("hold")).to_have_attribute("data-status", "waiting")

@@ -66,7 +66,9 @@ export function initRun({ graph, definition, run, results }) {
     const look = BUTTON[next];
     button.dataset.state = next;
     button.className = `button run-button ${look.cls}`.trim();
-    button.disabled = Boolean(look.disabled);
+    // aria-disabled, not disabled: the button keeps the focus it had through every state.
+    if (look.disabled) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
     const parts = [];
     if (look.spinner) parts.push(Object.assign(document.createElement("span"), { className: "spinner", ariaHidden: "true" }));
     parts.push(document.createTextNode(text ?? look.text));
@@ -104,6 +106,7 @@ export function initRun({ graph, definition, run, results }) {
   }
 
   button.addEventListener("click", () => {
+    if (button.getAttribute("aria-disabled") === "true") return;
     if (state === "running") return cancel();
     if (DONE.has(state)) {
       backToRun();
@@ -133,6 +136,7 @@ export function initRun({ graph, definition, run, results }) {
       });
       fields.clear();
       closePanel();
+      button.focus();
       follow(accepted.execution_id);
     } catch (err) {
       const problems = err instanceof ProblemError ? err.fieldErrors : [];
