@@ -1,7 +1,9 @@
 // Recent executions of one workflow and its statistics, kept live from the workspace
 // stream: a status cell changes when its execution's event arrives; a new execution of this
 // workflow, or one that ends, costs one list request per batch of events (the stream's
-// events do not say which workflow they belong to) plus one for the statistics.
+// events do not say which workflow they belong to) plus one for the statistics, and brings
+// every row's duration and step counts up to date (counting step events instead would count
+// twice those the list already had).
 
 import { api, workspace } from "./api.js";
 import { onWorkspaceEvents } from "./live.js";
@@ -15,7 +17,6 @@ const STATUS_OF = {
   "execution.cancelled": "cancelled", "execution.timed_out": "timed_out",
 };
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out"]);
-const COUNTED = new Set(["step.succeeded", "step.failed", "step.skipped"]);
 
 function badge(status) {
   return element("span", { class: `badge status-${status}`, text: status });
@@ -101,11 +102,6 @@ export function initExecutions(run) {
       const status = STATUS_OF[event.type];
       if (status) setStatus(tr, status);
       if (TERMINAL.has(status)) ended = true;
-      if (COUNTED.has(event.type)) {
-        const cell = tr.querySelector('[data-cell="steps"]');
-        const [done, total] = cell.textContent.split(" / ").map(Number);
-        if (done < total) setText(cell, `${done + 1} / ${total}`);
-      }
     }
     if (unknownQueued || ended) {
       // One read at a time, in order: a slow answer never overwrites a newer one.
