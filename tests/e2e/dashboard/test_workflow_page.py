@@ -226,7 +226,7 @@ def test_run_button_runs_the_workflow_and_the_graph_follows_it(
 def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
     create(client, LONG_WAIT)
     workflow = WorkflowPage(page).open("slow")
-    workflow.run(json.dumps({"blob": "x" * 30_000}))
+    workflow.run(json.dumps({"blob": "x" * 70_000}))
     expect(workflow.node("nap")).to_have_attribute("data-status", "waiting")
     cancel = page.get_by_role("button", name=re.compile("Cancel"))
     expect(cancel).to_have_class(re.compile("danger"))
@@ -239,13 +239,17 @@ def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
     # A large output: its first 20 KB, and where to read the whole value.
     first = workflow.results.locator('details[data-node-id="first"]')
     first.locator("summary").click()
-    expect(first).to_contain_text("Showing the first 20 KB of 30 KB")
+    expect(first).to_contain_text("Showing the first 20 KB of 70 KB")
     expect(first.get_by_role("link", name=re.compile("full value"))).to_have_attribute(
         "href", re.compile(r"^/api/v1/workspaces/default/executions/[0-9a-f]+$")
     )
     page.emulate_media(color_scheme="dark")
     assert_accessible(page)
     screenshot(page, "workflow-dark")
+
+    # An input too large to come with the page is read from the API when the form opens.
+    WorkflowPage(page).open("slow").run_button.click()
+    expect(workflow.input).to_have_value(re.compile('^{\n  "blob": "x{70000}"\n}$'))
 
 
 def test_the_input_form_starts_from_the_last_input_and_shows_problems_at_the_field(

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from conveyor.api import views
+from conveyor.engine.limits import json_size
 from conveyor.errors import DefinitionError, PayloadTooLarge
 from conveyor.store import statistics
 from conveyor.store import workflows as store
@@ -19,6 +20,7 @@ from conveyor.web.session import InWorkspace, Page
 
 router = APIRouter()
 RECENT = 20
+PREFILL_BYTES = 64 * 1024
 
 
 def run_blocked(page: Page, workflow: dict[str, Any], definition: dict[str, Any]) -> str | None:
@@ -46,6 +48,15 @@ async def _recent(page: Page, workflow_id: str) -> list[dict[str, Any]]:
     return [views.execution(r, now) for r in rows]
 
 
+def _last_input(recent: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Run form starts from the last execution's input; a large one is not sent with
+    the page but read from the API when the form opens."""
+    last = recent[0]["input"] if recent else None
+    if json_size(last) > PREFILL_BYTES:
+        return {"last_input": None, "last_input_elsewhere": True}
+    return {"last_input": last, "last_input_elsewhere": False}
+
+
 @router.get("/w/{ws}/workflows/{name}")
 async def workflow_page(page: InWorkspace, name: str) -> HTMLResponse:
     store_ = page.scope.conveyor.store
@@ -70,7 +81,7 @@ async def workflow_page(page: InWorkspace, name: str) -> HTMLResponse:
         "run": {
             "workflow": workflow["name"],
             "workflow_id": workflow["id"],
-            "last_input": recent[0]["input"] if recent else None,
+            **_last_input(recent),
         },
     }
     return render(page.request, "workflow.html", context)

@@ -9,7 +9,7 @@ import { element } from "./workflow-format.js";
 const SIMPLE = new Set(["string", "number", "integer", "boolean"]);
 
 const isSchemaForm = (schema) =>
-  schema && typeof schema === "object" && schema.type === "object" &&
+  schema && typeof schema === "object" && (schema.type === "object" || schema.type === undefined) &&
   schema.properties && typeof schema.properties === "object" && Object.keys(schema.properties).length > 0;
 
 // "input.amount", "body.input.amount", "input[0]" -> "amount" (or "" for the whole input).

@@ -55,7 +55,7 @@ export function initRun({ graph, definition, run, results }) {
   const form = panel.querySelector("#run-form");
   const submit = panel.querySelector("#run-submit");
   const formError = panel.querySelector("#run-form-error");
-  const fields = inputForm(panel.querySelector("#run-fields"), definition.input, run.last_input, formError);
+  let fields = null;
   let state = "idle";
   let executionId = null;
   let stopWatching = null;
@@ -79,10 +79,26 @@ export function initRun({ graph, definition, run, results }) {
     if (said) announce.textContent = said;
   }
 
-  function openPanel() {
+  // Built when first opened; an input too large to come with the page is read from the API
+  // (the workflow's latest execution) then.
+  async function ensureFields() {
+    if (fields) return fields;
+    let last = run.last_input;
+    if (run.last_input_elsewhere) {
+      try {
+        last = (await api(`workflows/${encodeURIComponent(run.workflow)}/execute`)).input;
+      } catch {
+        last = null;
+      }
+    }
+    fields ??= inputForm(panel.querySelector("#run-fields"), definition.input, last, formError);
+    return fields;
+  }
+
+  async function openPanel() {
     panel.hidden = false;
     button.setAttribute("aria-expanded", "true");
-    fields.focus();
+    (await ensureFields()).focus();
   }
 
   function closePanel() {
@@ -126,7 +142,7 @@ export function initRun({ graph, definition, run, results }) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    if (state !== "idle") return;
+    if (state !== "idle" || !fields) return;
     const read = fields.read();
     if (!read.ok) return;
     submit.disabled = true;
