@@ -117,7 +117,8 @@ export function initRun({ graph, definition, run, results }) {
     try {
       await api(`executions/${executionId}/cancel`, { method: "POST" });
     } catch (err) {
-      show("running", { said: `Could not cancel: ${err.message}` });
+      // Unless it ended meanwhile (then the end is what the button shows).
+      if (state === "cancelling") show("running", { said: `Could not cancel: ${err.message}` });
     }
   }
 
