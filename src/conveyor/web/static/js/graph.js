@@ -167,15 +167,31 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
   const width = result.width + 40;
   const height = result.height + 40;
   svg.setAttribute("viewBox", `-20 -20 ${width} ${height}`);
+  // svg-pan-zoom writes style="overflow: hidden" unless the style already names overflow;
+  // set through the CSSOM, which the CSP (style-src 'self') allows, unlike the attribute.
+  svg.style.overflow = "hidden";
   const panZoom = window.svgPanZoom(svg, {
     viewportSelector: ".graph-root",
     fit: true, center: true, minZoom: 0.1, maxZoom: 4,
     zoomScaleSensitivity: 0.3, dblClickZoomEnabled: false,
   });
-  if (panZoom.getZoom() > 1) panZoom.zoom(1);
+  readableScale(panZoom);
   container.append(tools(panZoom));
   new ResizeObserver(() => { panZoom.resize(); }).observe(container);
   return handle(container, elements, panZoom);
+}
+
+// Fitting blows a small graph up and shrinks a wide one past reading on a phone: keep the
+// drawing between READABLE and 1 screen pixel per unit; when that overflows, show its start.
+const READABLE = 0.6;
+
+function readableScale(panZoom) {
+  const { realZoom } = panZoom.getSizes();
+  const target = Math.min(1, Math.max(realZoom, READABLE));
+  if (Math.abs(target - realZoom) < 0.01) return;
+  panZoom.zoom((panZoom.getZoom() * target) / realZoom);
+  panZoom.center();
+  if (target > realZoom) panZoom.pan({ x: 12, y: panZoom.getPan().y });
 }
 
 function tools(panZoom) {
