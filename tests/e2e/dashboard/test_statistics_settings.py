@@ -17,11 +17,14 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from conveyor.store.accounts import csrf_token
-from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
+from tests.e2e.dashboard.browser import DESKTOP, PHONE, assert_accessible, screenshot
 from tests.e2e.dashboard.conftest import conveyor_program, new_context, sign_in
 from tests.e2e.dashboard.pages import Layout
 from tests.e2e.test_server import ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess
 
+# Each test starts a server and Chromium, which on a loaded 2-core machine takes most of the
+# usual 60 s alone.
+pytestmark = pytest.mark.timeout(120)
 API = "/api/v1"
 WS = "default"
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -71,9 +74,7 @@ class AdminApi:
         return response.json() if response.content else None
 
     def execute(self, workflow: str, payload: dict[str, Any]) -> str:
-        accepted = self.call(
-            "POST", f"/workflows/{workflow}/execute", 202, json={"input": payload}
-        )
+        accepted = self.call("POST", f"/workflows/{workflow}/execute", 202, json={"input": payload})
         return str(accepted["execution_id"])
 
     def until_finished(self, ids: list[str], within: float = 30) -> None:
@@ -100,7 +101,7 @@ def admin_api(dashboard: ServerProcess) -> Iterator[AdminApi]:
 
 def create_user(database_url: str, email: str, workspace: str, role: str) -> None:
     """``conveyor users create`` against the server's database, as an operator would."""
-    done = subprocess.run(  # noqa: S603 (our own program)
+    done = subprocess.run(
         [
             *conveyor_program(),
             "users",
@@ -188,9 +189,7 @@ def test_statistics_count_rates_and_draw_charts_over_a_range_in_the_url(
     admin_api.until_finished(ids)
 
     stats = StatisticsPage(page).open()
-    expect(page.get_by_role("link", name="Last 24 hours")).to_have_attribute(
-        "aria-current", "page"
-    )
+    expect(page.get_by_role("link", name="Last 24 hours")).to_have_attribute("aria-current", "page")
     row = stats.workflow_row("stats-mixed")
     expect(row).to_contain_text("67 %")
     assert stats.cells(row)[:4] == ["3", "2", "1", "67 %"]
@@ -220,13 +219,12 @@ def test_statistics_count_rates_and_draw_charts_over_a_range_in_the_url(
     expect(page.locator("#workflow-stats")).to_have_count(0)  # nothing ran in 2020
     expect(page.get_by_label("From (UTC)")).to_have_value("2020-01-01T00:00")
 
-    phone = page.context.new_page()
-    phone.set_viewport_size(PHONE)
-    StatisticsPage(phone).open()
-    expect(StatisticsPage(phone).workflow_row("stats-mixed")).to_contain_text("67 %")
-    expect(phone.locator("#chart-durations")).to_have_attribute("data-drawn", "true")
-    assert_accessible(phone)
-    screenshot(phone, "statistics-phone")
+    page.set_viewport_size(PHONE)
+    stats.open()
+    expect(stats.workflow_row("stats-mixed")).to_contain_text("67 %")
+    expect(page.locator("#chart-durations")).to_have_attribute("data-drawn", "true")
+    assert_accessible(page)
+    screenshot(page, "statistics-phone")
 
 
 def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(
@@ -283,9 +281,7 @@ def test_members_are_added_changed_and_removed_and_the_limit_is_saved(
     row = settings.member_row("casey@example.com")
     row.get_by_label("Role of casey@example.com", exact=True).select_option("member")
     row.get_by_role("button", name="Change role of casey@example.com").click()
-    expect(settings.member_row("casey@example.com").get_by_role("combobox")).to_have_value(
-        "member"
-    )
+    expect(settings.member_row("casey@example.com").get_by_role("combobox")).to_have_value("member")
     assert {m["email"]: m["role"] for m in admin_api.call("GET", "/members")}[
         "casey@example.com"
     ] == "member"
@@ -298,12 +294,12 @@ def test_members_are_added_changed_and_removed_and_the_limit_is_saved(
     assert admin_api.call("GET", "")["max_running_per_user"] == 3
     assert_accessible(page)
     screenshot(page, "settings")
-    phone = page.context.new_page()
-    phone.set_viewport_size(PHONE)
-    SettingsPage(phone).open()
-    expect(phone.get_by_label("Running executions per user")).to_have_value("3")
-    assert_accessible(phone)
-    screenshot(phone, "settings-phone")
+    page.set_viewport_size(PHONE)
+    settings.open()
+    expect(page.get_by_label("Running executions per user")).to_have_value("3")
+    assert_accessible(page)
+    screenshot(page, "settings-phone")
+    page.set_viewport_size(DESKTOP)
 
     settings.save_limit("")
     expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
