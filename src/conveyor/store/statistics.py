@@ -8,7 +8,7 @@ dashboard wants anyway and keeps every query O(window) rather than O(history).
 Statistics over a time range (per bucket of time, per workflow, per user) are grouped SQL
 aggregates over the executions created in the range, read through the (workspace,
 created_at) index; PostgreSQL computes their percentiles (``percentile_cont``), SQLite has
-none, so they come from at most ``SAMPLE`` durations, the most recent of each group.
+none, so they come from at most about ``SAMPLE`` durations, an even sample of the range.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, select
+from sqlalchemy import ColumnElement, Connection, Text, case, func, select, type_coerce
 
 from conveyor.errors import InputError
 from conveyor.store.database import StoreDialect
@@ -287,10 +287,14 @@ class TimeRange:
     unit: str
 
     @property
+    def count(self) -> int:
+        """How many buckets (counted, not built: a range may be centuries long)."""
+        return math.ceil((self.end - truncate(self.start, self.unit)) / BUCKETS[self.unit])
+
+    @property
     def buckets(self) -> list[datetime]:
-        step = BUCKETS[self.unit]
         first = truncate(self.start, self.unit)
-        return [first + i * step for i in range(math.ceil((self.end - first) / step))]
+        return [first + i * BUCKETS[self.unit] for i in range(self.count)]
 
 
 def truncate(moment: datetime, unit: str) -> datetime:
@@ -307,7 +311,7 @@ def time_range(start: datetime, end: datetime, unit: str | None = None) -> TimeR
     given unit if it does (else an InputError saying which would)."""
     if end <= start:
         raise InputError("the range is empty: 'from' must be before 'to'")
-    fits = [u for u in BUCKETS if len(TimeRange(start, end, u).buckets) <= MAX_BUCKETS]
+    fits = [u for u in BUCKETS if TimeRange(start, end, u).count <= MAX_BUCKETS]
     if unit is None:
         if not fits:
             raise InputError(f"a range covers at most {MAX_BUCKETS} days")
@@ -315,7 +319,7 @@ def time_range(start: datetime, end: datetime, unit: str | None = None) -> TimeR
     elif unit not in fits:
         hint = f"; use '{fits[0]}' or shorten the range" if fits else ""
         raise InputError(
-            f"{len(TimeRange(start, end, unit).buckets)} buckets of a {unit} are more than "
+            f"{TimeRange(start, end, unit).count} buckets of a {unit} are more than "
             f"{MAX_BUCKETS}{hint}"
         )
     return TimeRange(start, end, unit)
@@ -419,6 +423,7 @@ def _grouped(
     duration = dialect.duration_ms(c.started_at, c.finished_at)
     columns: list[Any] = [
         key.label("key"),
+        _raw(key).label("raw"),
         func.count().label("executions"),
         _tally(c.status == "succeeded", "succeeded"),
         _tally(c.status.in_(["failed", "timed_out"]), "failed"),
@@ -438,13 +443,20 @@ def _grouped(
         ).mappings()
     ]
     if percentiles is None:
-        sampled = _sampled(conn, f, key, duration, len(rows))
+        finished = sum(r["succeeded"] + r["failed"] + r["cancelled"] for r in rows)
+        sampled = _sampled(conn, dialect, f, key, duration, finished)
         for row in rows:
-            values = sorted(sampled.get(row["key"], []))
+            values = sorted(sampled.get(row["raw"], []))
             row["p50"], row["p95"] = (interpolated(values, q) for q in _FRACTIONS)
     for row in rows:
         row["p50_ms"], row["p95_ms"] = (_rounded(row.pop(n)) for n in ("p50", "p95"))
     return rows
+
+
+def _raw(key: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The group key as the database gives it: matching a sample's durations to their
+    group needs no conversion of each row's key (a time bucket is parsed once per group)."""
+    return type_coerce(key, Text())
 
 
 def _tally(condition: ColumnElement[bool], name: str) -> ColumnElement[Any]:
@@ -452,26 +464,24 @@ def _tally(condition: ColumnElement[bool], name: str) -> ColumnElement[Any]:
 
 
 def _sampled(
-    conn: Connection, f: ExecutionFilter, key: ColumnElement[Any], duration: Any, groups: int
+    conn: Connection,
+    dialect: StoreDialect,
+    f: ExecutionFilter,
+    key: ColumnElement[Any],
+    duration: Any,
+    finished: int,
 ) -> dict[Any, list[float]]:
-    """Durations of the most recent finished executions of each group, at most ``SAMPLE``
-    in all (and at least 50 per group)."""
+    """Durations of the filter's finished executions, per group: all of them up to
+    ``SAMPLE``, else an even sample of about ``SAMPLE`` (every n-th, in creation order),
+    so every part of the range is represented."""
     c = executions.c
-    per_group = max(50, SAMPLE // max(groups, 1))
-    rank = (
-        func.row_number()
-        .over(partition_by=key, order_by=(c.created_at.desc(), c.id.desc()))
-        .label("rank")
+    query = filtered(select(_raw(key).label("key"), duration.label("ms")), f).where(
+        c.finished_at.is_not(None), c.started_at.is_not(None)
     )
-    recent = (
-        filtered(select(key.label("key"), duration.label("ms"), rank), f)
-        .where(c.finished_at.is_not(None), c.started_at.is_not(None))
-        .subquery()
-    )
+    if finished > SAMPLE:
+        query = query.where(dialect.sample_every(math.ceil(finished / SAMPLE)))
     found: dict[Any, list[float]] = defaultdict(list)
-    for group, ms in conn.execute(
-        select(recent.c.key, recent.c.ms).where(recent.c.rank <= per_group)
-    ).all():
+    for group, ms in conn.execute(query).all():
         found[group].append(float(ms))
     return found
 

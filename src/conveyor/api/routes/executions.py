@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
@@ -26,6 +25,7 @@ from conveyor.api.schemas import (
     SignalBody,
     StatusCounts,
     StatusName,
+    UtcDatetime,
 )
 from conveyor.app import BULK_BATCH, BULK_LIMIT, BulkAction, Enqueued, Selection
 from conveyor.errors import NotFound
@@ -136,8 +136,8 @@ class FilterQuery:
     status: Statuses = None
     trigger_type: Text = None
     user: Annotated[str | None, Query(max_length=200, description="a user id or email")] = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
     error: Annotated[str | None, Query(max_length=200, description="text in the error")] = None
     q: Annotated[
         str | None, Query(max_length=200, description="text in the error or the input, any case")
