@@ -47,7 +47,10 @@ def parse_utc(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InputError(f"'{text}' is not a date and time (YYYY-MM-DDTHH:MM)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise InputError(f"'{text}' is out of range once converted to UTC") from None
 
 
 def choose(now: datetime, key: str | None, start: str | None, end: str | None) -> Chosen:
@@ -58,12 +61,13 @@ def choose(now: datetime, key: str | None, start: str | None, end: str | None) -
         return Chosen(key, now - PRESETS[key][1], now)
     typed_from, typed_to = start or "", end or ""
     try:
-        begin = parse_utc(typed_from) if typed_from else now - PRESETS[DEFAULT][1]
         finish = parse_utc(typed_to) if typed_to else now
+        begin = parse_utc(typed_from) if typed_from else finish - PRESETS[DEFAULT][1]
         statistics.time_range(begin, finish)
-    except InputError as exc:
+    except (InputError, OverflowError) as exc:
+        reason = str(exc) if isinstance(exc, InputError) else "the range is out of bounds"
         fallback = choose(now, DEFAULT, None, None)
-        return Chosen(CUSTOM, fallback.start, fallback.end, typed_from, typed_to, str(exc))
+        return Chosen(CUSTOM, fallback.start, fallback.end, typed_from, typed_to, reason)
     return Chosen(CUSTOM, begin, finish, typed_from, typed_to)
 
 
