@@ -137,6 +137,8 @@ async def remove_member(page: InWorkspace, user_id: str, csrf: CsrfField = "") -
         await store.write(accounts.ungrant, page.scope.workspace_id, page.scope.role, user_id)
     except ConveyorError as exc:
         return await _refused(page, exc, "members", {})
+    if user_id == page.scope.principal.user_id:
+        return RedirectResponse("/", 303)  # no longer a member here
     return _done(page, "members")
 
 
