@@ -305,6 +305,8 @@ def test_members_are_added_changed_and_removed_and_the_limit_is_saved(
     expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
     assert admin_api.call("GET", "")["max_running_per_user"] is None
 
+    # the last owner cannot be removed, so no button offers it
+    expect(settings.member_row(ADMIN_EMAIL).get_by_role("button", name="Remove")).to_have_count(0)
     page.once("dialog", lambda dialog: dialog.accept())
     settings.member_row("casey@example.com").get_by_role("button", name="Remove").click()
     expect(settings.member_row("casey@example.com")).to_have_count(0)
