@@ -1,5 +1,6 @@
-"""Executions: execute, read with progress and steps, list with filters and statistics, and
-the run controls (cancel, retry, replay, pause, resume, signal)."""
+"""Executions: execute, read with progress and steps (or a summary, big payloads left to a
+download), list and count with filters and statistics, the run controls (cancel, retry,
+replay, pause, resume, signal) and the same on many executions at once (bulk)."""
 
 from __future__ import annotations
 
