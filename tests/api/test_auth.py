@@ -31,6 +31,7 @@ PUBLIC = {
 WS = f"{API}/workspaces/{{ws}}"
 ADMIN_ONLY = {
     ("PUT", f"{WS}/members"),
+    ("DELETE", f"{WS}/members/{{user_id}}"),
     ("GET", f"{WS}/api-keys"),
     ("POST", f"{WS}/api-keys"),
     ("DELETE", f"{WS}/api-keys/{{key_id}}"),
@@ -168,6 +169,7 @@ async def build_world(api: Api) -> World:
             "workflow": created.json()["id"],  # an id: B's name may exist in A too
             "execution_id": execution_id,
             "key_id": who.key_id,
+            "user_id": who.user_id,
             "version": "1",
             "a": "1",  # versions compared
             "b": "1",

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.engine.interfaces import ExecutionUser
-from conveyor.errors import Conflict, InputError, NotFound
+from conveyor.errors import Conflict, Forbidden, InputError, NotFound
 from conveyor.store.database import new_id
 from conveyor.store.tables import api_keys, memberships, sessions, users, workspaces
 
@@ -133,6 +133,95 @@ def set_role(conn: Connection, user_id: str, workspace_id: str, role: Role, now:
                 "created_at": now,
             },
         )
+
+
+def check_grant(actor: Role, current: Role | None, new: Role | None) -> None:
+    """May ``actor`` change a member's role from ``current`` to ``new`` (None: not a
+    member)? Only owners make, demote or remove owners."""
+    if Role.OWNER in (current, new) and actor != Role.OWNER:
+        raise Forbidden("only an owner can make, change or remove owners")
+
+
+def check_key_role(actor: Role, role: Role) -> None:
+    """A key acts with at most the role of the member who creates it."""
+    if not actor.allows(role):
+        raise Forbidden("a key cannot have a higher role than yours")
+
+
+def user_id_by_email(conn: Connection, email: str) -> str | None:
+    found = conn.execute(select(users.c.id).where(users.c.email == email.strip().lower())).scalar()
+    return str(found) if found is not None else None
+
+
+def list_members(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
+    """The workspace's members with their email, name and role, by email."""
+    rows = conn.execute(
+        select(
+            users.c.id.label("user_id"),
+            users.c.email,
+            users.c.name,
+            memberships.c.role,
+            memberships.c.created_at,
+        )
+        .join(users, users.c.id == memberships.c.user_id)
+        .where(memberships.c.workspace_id == workspace_id)
+        .order_by(users.c.email)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def member_role(conn: Connection, workspace_id: str, user_id: str) -> Role | None:
+    found = conn.execute(
+        select(memberships.c.role).where(
+            memberships.c.workspace_id == workspace_id, memberships.c.user_id == user_id
+        )
+    ).scalar()
+    return Role(found) if found is not None else None
+
+
+def keep_an_owner(conn: Connection, workspace_id: str, user_id: str) -> None:
+    """Refuse to demote or remove the workspace's last owner."""
+    owners = conn.execute(
+        select(memberships.c.user_id).where(
+            memberships.c.workspace_id == workspace_id, memberships.c.role == Role.OWNER.value
+        )
+    ).scalars()
+    if set(owners) == {user_id}:
+        raise Conflict("a workspace keeps at least one owner; make another member owner first")
+
+
+def remove_member(conn: Connection, workspace_id: str, user_id: str) -> None:
+    """Take a user out of the workspace (their API keys for it stop working with it)."""
+    keep_an_owner(conn, workspace_id, user_id)
+    done = conn.execute(
+        delete(memberships).where(
+            memberships.c.workspace_id == workspace_id, memberships.c.user_id == user_id
+        )
+    ).rowcount
+    if not done:
+        raise NotFound(f"user '{user_id}' is not a member of this workspace")
+
+
+def grant(
+    conn: Connection, workspace_id: str, actor: Role, email: str, role: Role, now: datetime
+) -> dict[str, Any]:
+    """Add the user with ``email`` to the workspace with ``role``, or change their role,
+    as a member whose role is ``actor`` (the API's PUT members and the settings page)."""
+    user_id = user_id_by_email(conn, email)
+    if user_id is None:
+        raise NotFound(f"no user with email {email.strip()}; create the user first")
+    current = member_role(conn, workspace_id, user_id)
+    check_grant(actor, current, role)
+    if current == Role.OWNER and role != Role.OWNER:
+        keep_an_owner(conn, workspace_id, user_id)
+    set_role(conn, user_id, workspace_id, role, now)
+    return {"user_id": user_id, "email": email.strip().lower(), "role": role.value}
+
+
+def ungrant(conn: Connection, workspace_id: str, actor: Role, user_id: str) -> None:
+    """Remove a member, as a member whose role is ``actor``."""
+    check_grant(actor, member_role(conn, workspace_id, user_id), None)
+    remove_member(conn, workspace_id, user_id)
 
 
 def authenticate(conn: Connection, email: str, password: str, now: datetime) -> str | None:

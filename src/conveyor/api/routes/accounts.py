@@ -17,10 +17,9 @@ from conveyor.api.auth import (
     read_access,
     same_origin,
 )
-from conveyor.errors import Forbidden, InputError, NotFound, Unauthorized
+from conveyor.errors import Forbidden, InputError, Unauthorized
 from conveyor.store import accounts
 from conveyor.store.accounts import Principal, Role
-from conveyor.store.tables import users
 from conveyor.store.workflows import workspace_id
 
 router = APIRouter(tags=["accounts"])
@@ -175,25 +174,26 @@ async def update_workspace(scope: Admin, body: WorkspaceSettings) -> dict[str, A
     return await get_workspace(scope)
 
 
+@router.get("/workspaces/{ws}/members", summary="The workspace's members and their roles")
+async def list_members(scope: Read) -> list[dict[str, Any]]:
+    return await scope.conveyor.store.read(accounts.list_members, scope.workspace_id)
+
+
 @router.put("/workspaces/{ws}/members", summary="Add a user to the workspace or change their role")
 async def set_member(scope: Admin, body: Member) -> dict[str, Any]:
-    if body.role == Role.OWNER and scope.role != Role.OWNER:
-        raise Forbidden("only an owner can make owners")
     store = scope.conveyor.store
+    return await store.write(
+        accounts.grant, scope.workspace_id, scope.role, body.email, body.role, store.clock.now()
+    )
 
-    def find(conn: Any) -> str | None:
-        from sqlalchemy import select
 
-        value = conn.execute(
-            select(users.c.id).where(users.c.email == body.email.strip().lower())
-        ).scalar()
-        return str(value) if value is not None else None
-
-    user_id = await store.read(find)
-    if user_id is None:
-        raise NotFound(f"no user with email {body.email}")
-    await store.write(accounts.set_role, user_id, scope.workspace_id, body.role, store.clock.now())
-    return {"user_id": user_id, "email": body.email, "role": body.role.value}
+@router.delete(
+    "/workspaces/{ws}/members/{user_id}",
+    status_code=204,
+    summary="Remove a member (a workspace keeps at least one owner)",
+)
+async def remove_member(scope: Admin, user_id: str) -> None:
+    await scope.conveyor.store.write(accounts.ungrant, scope.workspace_id, scope.role, user_id)
 
 
 @router.get("/workspaces/{ws}/api-keys", summary="API keys (never the keys themselves)")
@@ -207,8 +207,7 @@ async def list_keys(scope: Admin) -> list[dict[str, Any]]:
     summary="Create an API key; the key is in this answer and nowhere else",
 )
 async def create_key(scope: Admin, body: NewKey) -> dict[str, Any]:
-    if not scope.role.allows(body.role):
-        raise Forbidden("a key cannot have a higher role than yours")
+    accounts.check_key_role(scope.role, body.role)
     store = scope.conveyor.store
     key, row = await store.write(
         accounts.create_api_key,
