@@ -1,0 +1,14 @@
+// The monitor's filter form: empty fields stay out of the URL, so a bookmarked or shared
+// view reads as what it filters (?status=failed&workflow=billing), nothing more.
+
+const form = document.getElementById("executions-filters");
+
+form?.addEventListener("submit", () => {
+  for (const field of form.querySelectorAll("input:not([type=checkbox]), select")) {
+    if (!field.value) field.disabled = true;
+  }
+  // Back from the next page (bfcache), the fields must be usable again.
+  window.addEventListener("pageshow", () => {
+    for (const field of form.querySelectorAll(":disabled")) field.disabled = false;
+  }, { once: true });
+});
