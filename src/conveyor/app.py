@@ -220,6 +220,7 @@ class Conveyor:
             dry_run,
             selected=sum(by_status.values()),
             eligible=sum(n for status, n in by_status.items() if status in eligible),
+            limit=BULK_LIMIT,
         )
         if dry_run:
             return outcome
@@ -312,7 +313,7 @@ class BulkOutcome:
     dry_run: bool
     selected: int
     eligible: int
-    limit: int = BULK_LIMIT
+    limit: int
     touched: int = 0
     skipped: int = 0
     errors_total: int = 0

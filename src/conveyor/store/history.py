@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,8 +16,8 @@ from sqlalchemy import (
     Text,
     case,
     cast,
-    exists,
     func,
+    literal,
     null,
     or_,
     select,
@@ -28,6 +28,7 @@ from conveyor.errors import NotFound
 from conveyor.store import flow
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import (
+    UTCDateTime,
     dumps,
     events,
     execution_inputs,
@@ -84,9 +85,39 @@ def filtered(query: Select[Any], f: ExecutionFilter) -> Select[Any]:
     if f.error_contains:
         query = query.where(_contains(c.error, f.error_contains))
     if f.search:
-        in_input = exists().where(_INPUT_OF, _contains(execution_inputs.c.input, f.search))
-        query = query.where(or_(_contains(c.error, f.search), in_input))
+        query = query.where(_searched(f))
     return query
+
+
+SEARCH_WINDOW = 10_000
+
+
+def _searched(f: ExecutionFilter) -> ColumnElement[bool]:
+    """The text search, bounded: it looks through the ``SEARCH_WINDOW`` most recent
+    executions matching the rest of the filter (a time range reaches older ones). Text in
+    JSON has no index, so this keeps a search O(window) instead of O(history), and the
+    list, its counts and a bulk action over the same filter see the same executions.
+
+    The window is a time bound (the creation time of its oldest execution, found by one
+    index walk), so each planner reads it as a plain index range."""
+    c = executions.c
+    oldest = (
+        filtered(select(c.created_at), replace(f, search=None))
+        .order_by(c.created_at.desc())
+        .offset(SEARCH_WINDOW - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    since = func.coalesce(oldest, literal(_EPOCH, UTCDateTime()))
+    # Per row, through the primary key (an EXISTS here may be planned as a scan of every
+    # input); an alias, as the list's own query reads execution_inputs too.
+    searched = execution_inputs.alias("searched")
+    input_text = select(searched.c.input).where(searched.c.execution_id == c.id).scalar_subquery()
+    needle = f.search or ""
+    return (c.created_at >= since) & or_(_contains(c.error, needle), _contains(input_text, needle))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _contains(json_column: Any, text: str) -> ColumnElement[bool]:
@@ -106,13 +137,16 @@ def _user_id(ref: str) -> Any:
 
 def list_executions(conn: Connection, f: ExecutionFilter) -> list[dict[str, Any]]:
     """Newest first; the cursor is the (created_at, id) of the last row of the previous page."""
+    # The input and the workflow name as scalar subqueries, not joins: with executions the
+    # only table in FROM, SQLite walks the (…, created_at) index in order and stops after
+    # ``limit`` rows, whatever its statistics (joined, it may start from workflows instead
+    # and sort every execution).
+    input_of = select(execution_inputs.c.input).where(_INPUT_OF).scalar_subquery()
+    name_of = (
+        select(workflows.c.name).where(workflows.c.id == executions.c.workflow_id).scalar_subquery()
+    )
     query = (
-        filtered(
-            select(executions, execution_inputs.c.input, workflows.c.name.label("workflow_name"))
-            .join(workflows, workflows.c.id == executions.c.workflow_id)
-            .join(execution_inputs, _INPUT_OF),
-            f,
-        )
+        filtered(select(executions, input_of.label("input"), name_of.label("workflow_name")), f)
         .order_by(executions.c.created_at.desc(), executions.c.id.desc())
         .limit(f.limit)
         .offset(f.offset)

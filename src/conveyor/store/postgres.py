@@ -49,7 +49,14 @@ class PostgresDialect:
             json_deserializer=json_deserializer,
             pool_size=10,
             max_overflow=20,
-            connect_args={"connect_timeout": 5, "application_name": "conveyor"},
+            connect_args={
+                "connect_timeout": 5,
+                "application_name": "conveyor",
+                # JIT compiles any statement the planner guesses is costly, which adds tens to
+                # hundreds of milliseconds to queries that run in a few (a bounded search, a
+                # statistics aggregate); it pays only for long analytical queries.
+                "options": "-c jit=off",
+            },
         )
 
     def now(self) -> ColumnElement[Any]:
@@ -100,6 +107,10 @@ class PostgresDialect:
     def duration_ms(self, start: ColumnElement[Any], end: ColumnElement[Any]) -> Any:
         """Milliseconds from ``start`` to ``end`` (NULL unless both are set)."""
         return func.extract("epoch", end - start) * 1000
+
+    def sample_every(self, n: int) -> ColumnElement[bool]:
+        """About one execution in ``n``, by a hash of its id."""
+        return func.abs(func.hashtext(literal_column("executions.id"))) % n == 0
 
     def percentiles(
         self, value: ColumnElement[Any], fractions: tuple[float, ...]

@@ -115,6 +115,11 @@ class SQLiteDialect:
         """Milliseconds from ``start`` to ``end`` (NULL unless both are set)."""
         return (func.julianday(end) - func.julianday(start)) * 86_400_000.0
 
+    def sample_every(self, n: int) -> ColumnElement[bool]:
+        """One execution in ``n``, by rowid (creation order): decided on the index entry,
+        before the row is read."""
+        return literal_column("executions.rowid") % n == 0
+
     def percentiles(self, value: ColumnElement[Any], fractions: tuple[float, ...]) -> None:
         """No percentile aggregate in SQLite: callers compute them from a bounded sample."""
         return None

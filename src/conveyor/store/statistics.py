@@ -8,7 +8,7 @@ dashboard wants anyway and keeps every query O(window) rather than O(history).
 Statistics over a time range (per bucket of time, per workflow, per user) are grouped SQL
 aggregates over the executions created in the range, read through the (workspace,
 created_at) index; PostgreSQL computes their percentiles (``percentile_cont``), SQLite has
-none, so they come from at most ``SAMPLE`` durations, the most recent of each group.
+none, so they come from at most about ``SAMPLE`` durations, an even sample of the range.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, case, func, select
+from sqlalchemy import ColumnElement, Connection, Text, case, func, select, type_coerce
 
 from conveyor.errors import InputError
 from conveyor.store.database import StoreDialect
@@ -419,6 +419,7 @@ def _grouped(
     duration = dialect.duration_ms(c.started_at, c.finished_at)
     columns: list[Any] = [
         key.label("key"),
+        _raw(key).label("raw"),
         func.count().label("executions"),
         _tally(c.status == "succeeded", "succeeded"),
         _tally(c.status.in_(["failed", "timed_out"]), "failed"),
@@ -438,13 +439,20 @@ def _grouped(
         ).mappings()
     ]
     if percentiles is None:
-        sampled = _sampled(conn, f, key, duration, len(rows))
+        finished = sum(r["succeeded"] + r["failed"] + r["cancelled"] for r in rows)
+        sampled = _sampled(conn, dialect, f, key, duration, finished)
         for row in rows:
-            values = sorted(sampled.get(row["key"], []))
+            values = sorted(sampled.get(row["raw"], []))
             row["p50"], row["p95"] = (interpolated(values, q) for q in _FRACTIONS)
     for row in rows:
         row["p50_ms"], row["p95_ms"] = (_rounded(row.pop(n)) for n in ("p50", "p95"))
     return rows
+
+
+def _raw(key: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The group key as the database gives it: matching a sample's durations to their
+    group needs no conversion of each row's key (a time bucket is parsed once per group)."""
+    return type_coerce(key, Text())
 
 
 def _tally(condition: ColumnElement[bool], name: str) -> ColumnElement[Any]:
@@ -452,26 +460,24 @@ def _tally(condition: ColumnElement[bool], name: str) -> ColumnElement[Any]:
 
 
 def _sampled(
-    conn: Connection, f: ExecutionFilter, key: ColumnElement[Any], duration: Any, groups: int
+    conn: Connection,
+    dialect: StoreDialect,
+    f: ExecutionFilter,
+    key: ColumnElement[Any],
+    duration: Any,
+    finished: int,
 ) -> dict[Any, list[float]]:
-    """Durations of the most recent finished executions of each group, at most ``SAMPLE``
-    in all (and at least 50 per group)."""
+    """Durations of the filter's finished executions, per group: all of them up to
+    ``SAMPLE``, else an even sample of about ``SAMPLE`` (every n-th, in creation order),
+    so every part of the range is represented."""
     c = executions.c
-    per_group = max(50, SAMPLE // max(groups, 1))
-    rank = (
-        func.row_number()
-        .over(partition_by=key, order_by=(c.created_at.desc(), c.id.desc()))
-        .label("rank")
+    query = filtered(select(_raw(key).label("key"), duration.label("ms")), f).where(
+        c.finished_at.is_not(None), c.started_at.is_not(None)
     )
-    recent = (
-        filtered(select(key.label("key"), duration.label("ms"), rank), f)
-        .where(c.finished_at.is_not(None), c.started_at.is_not(None))
-        .subquery()
-    )
+    if finished > SAMPLE:
+        query = query.where(dialect.sample_every(math.ceil(finished / SAMPLE)))
     found: dict[Any, list[float]] = defaultdict(list)
-    for group, ms in conn.execute(
-        select(recent.c.key, recent.c.ms).where(recent.c.rank <= per_group)
-    ).all():
+    for group, ms in conn.execute(query).all():
         found[group].append(float(ms))
     return found
 
