@@ -3,23 +3,31 @@ rows that follow their executions, filters kept in the URL, and bulk cancel by f
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import Side
 from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
-from tests.e2e.dashboard.conftest import EXPECT_TIMEOUT_MS
+from tests.e2e.dashboard.conftest import (
+    EXPECT_TIMEOUT_MS,
+    conveyor_program,
+    new_context,
+    sign_in,
+)
 from tests.e2e.dashboard.pages_executions import ExecutionsPage
 from tests.e2e.test_server import ServerProcess, api_key
 
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 WS = "/api/v1/workspaces/default"
+VIEWER, VIEWER_PASSWORD = "viewer@example.com", "viewer-password-e2e"
 # A step that keeps its execution running for 2 s (a ``wait`` that long would be released
 # as waiting: the e2e profile holds timers for 1 s only). Its calls go to the side table.
 BUSY = {
@@ -65,6 +73,18 @@ def execute(client: httpx.Client, workflow: str, data: Any = None) -> str:
 
 def statuses(client: httpx.Client, ids: list[str]) -> dict[str, str]:
     return {i: client.get(f"{WS}/executions/{i}").json()["status"] for i in ids}
+
+
+def create_user(database_url: str, email: str, role: str) -> None:
+    """``conveyor users create``: the dashboard has no sign-up."""
+    environment = {**os.environ, "CONVEYOR_NEW_PASSWORD": VIEWER_PASSWORD}
+    subprocess.run(
+        [*conveyor_program(), "users", "create", email, "--role", role, "--database", database_url],
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 def until(check: Callable[[], bool], what: str, within: float = 20) -> None:
@@ -144,7 +164,9 @@ def test_bulk_cancel_by_filter_touches_only_what_matches(page: Page, client: htt
     expect(monitor.count("succeeded")).to_have_text("2")
 
 
-def test_filters_live_in_the_url(page: Page, context: BrowserContext, client: httpx.Client) -> None:
+def test_filters_live_in_the_url_and_viewers_get_no_controls(
+    page: Page, browser: Browser, dashboard: ServerProcess, database_url: str, client: httpx.Client
+) -> None:
     apply(client, QUICK, BROKEN)
     alice = execute(client, "quick", {"who": "alice"})
     bob = execute(client, "quick", {"who": "bob"})
@@ -180,7 +202,7 @@ def test_filters_live_in_the_url(page: Page, context: BrowserContext, client: ht
     expect(monitor.filters.get_by_label("Search errors and inputs")).to_have_value("ALICE")
     expect(monitor.rows).to_have_count(1)
 
-    # A search in errors; the shared link opens the same view in another tab.
+    # A link with filters (as shared) opens that view; the search finds text in errors.
     monitor.open("status=failed&q=disk")
     expect(monitor.rows).to_have_count(1)
     expect(monitor.row(failed)).to_be_visible()
@@ -188,9 +210,20 @@ def test_filters_live_in_the_url(page: Page, context: BrowserContext, client: ht
     assert_accessible(page)
     screenshot(page, "executions-filtered")
 
-    phone = context.new_page()
-    phone.set_viewport_size(PHONE)
-    ExecutionsPage(phone).open()
-    expect(phone.get_by_role("link", name=failed)).to_be_visible()
-    assert_accessible(phone)
-    screenshot(phone, "executions-phone")
+    # A viewer, on a phone: the same monitor, no checkbox and no bulk action.
+    create_user(database_url, VIEWER, "viewer")
+    viewer = new_context(browser, dashboard)
+    try:
+        sign_in(viewer, VIEWER, VIEWER_PASSWORD)
+        phone = viewer.new_page()
+        phone.set_viewport_size(PHONE)
+        monitor = ExecutionsPage(phone).open()
+        expect(monitor.row(failed).locator(".badge")).to_have_text("failed")
+        expect(monitor.count("failed")).to_have_text("1")
+        expect(phone.get_by_role("checkbox", name=re.compile("^Select"))).to_have_count(0)
+        expect(monitor.bulk).to_have_count(0)
+        expect(phone.get_by_role("button", name=re.compile("all matching"))).to_have_count(0)
+        assert_accessible(phone)
+        screenshot(phone, "executions-phone")
+    finally:
+        viewer.close()
