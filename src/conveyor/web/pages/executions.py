@@ -79,9 +79,11 @@ class Filters:
             q=self.q or None,
         )
 
-    def url_query(self, **extra: str) -> str:
-        """The page's own query string (what a bookmark keeps)."""
-        pairs: list[tuple[str, str]] = [("status", s) for s in self.status]
+    def url_query(self, only_status: str = "", **extra: str) -> str:
+        """The page's own query string (what a bookmark keeps), or that of the same view
+        narrowed to ``only_status``."""
+        chosen = [only_status] if only_status else self.status
+        pairs: list[tuple[str, str]] = [("status", s) for s in chosen]
         for name, value in (
             ("workflow", self.workflow),
             ("user", self.user),
