@@ -98,7 +98,13 @@ def until(check: Callable[[], bool], what: str, within: float = 20) -> None:
 def test_the_running_count_rises_and_falls_live(
     page: Page, client: httpx.Client, side: Side
 ) -> None:
-    apply(client, BUSY)
+    apply(client, BUSY, QUICK, BROKEN)
+    earlier = [execute(client, "quick", {"who": w}) for w in ("ann", "bob")]
+    earlier.append(execute(client, "broken", {"who": "carol"}))
+    until(
+        lambda: set(statuses(client, earlier).values()) <= {"succeeded", "failed"},
+        "the first executions finished",
+    )
     monitor = ExecutionsPage(page).open()
     expect(monitor.running_now).to_have_text("0")
     page.evaluate("() => { window.notReloaded = true; }")
@@ -116,7 +122,8 @@ def test_the_running_count_rises_and_falls_live(
         row = monitor.row(execution_id)
         expect(row.locator(".badge")).to_have_text("succeeded")
         expect(row).to_contain_text("1 / 1")
-    expect(monitor.count("succeeded")).to_have_text("3")
+    expect(monitor.count("succeeded")).to_have_text("5")
+    expect(monitor.count("failed")).to_have_text("1")
     expect(monitor.count("running")).to_have_text("0")
     assert page.evaluate("() => window.notReloaded === true")
     assert_accessible(page)
