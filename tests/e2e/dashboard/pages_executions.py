@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from playwright.sync_api import Locator
+from playwright.sync_api import Locator, expect
 
 from tests.e2e.dashboard.pages import Layout
 
@@ -14,6 +14,10 @@ class ExecutionsPage(Layout):
     def open(self, query: str = "", workspace: str = "default") -> ExecutionsPage:
         self.page.goto(f"/w/{workspace}/executions" + (f"?{query}" if query else ""))
         return self
+
+    def wait_live(self) -> None:
+        """Until the page's live channel is connected (events before that are not sent)."""
+        expect(self.page.locator('[data-live-status="live"]')).to_be_attached()
 
     @property
     def running_now(self) -> Locator:

@@ -108,6 +108,7 @@ def test_the_running_count_rises_and_falls_live(
     )
     monitor = ExecutionsPage(page).open()
     expect(monitor.running_now).to_have_text("0")
+    monitor.wait_live()
     page.evaluate("() => { window.notReloaded = true; }")
 
     ids = [execute(client, "busy", {"n": n}) for n in range(3)]
@@ -128,6 +129,20 @@ def test_the_running_count_rises_and_falls_live(
     expect(monitor.count("running")).to_have_text("0")
     assert page.evaluate("() => window.notReloaded === true")
     assert_accessible(page)
+
+    # On an older page, a new execution is announced rather than added.
+    monitor.open("limit=2")
+    page.get_by_role("link", name="Older").click()
+    expect(page).to_have_url(re.compile(r"limit=2&cursor="))
+    expect(monitor.rows).to_have_count(2)
+    monitor.wait_live()
+    newer = execute(client, "quick", {"who": "dan"})
+    announced = page.get_by_role("link", name="1 new — show")
+    expect(announced).to_be_visible()
+    expect(monitor.rows).to_have_count(2)
+    announced.click()
+    expect(monitor.rows.first).to_have_attribute("data-execution-id", newer)
+    expect(monitor.rows).to_have_count(2)
 
 
 def test_bulk_cancel_by_filter_touches_only_what_matches(page: Page, client: httpx.Client) -> None:

@@ -27,6 +27,7 @@ from conveyor.web.session import InWorkspace, Page
 
 router = APIRouter()
 PAGE_SIZE = 50
+MAX_PAGE = 500  # as the API's limit
 LIVE_ROWS = 50  # the most rows one live refresh asks for by id
 STATUSES: tuple[str, ...] = get_args(StatusName)
 TRIGGERS = ("manual", "api", "cron", "webhook", "workflow", "retry", "replay")
@@ -56,6 +57,7 @@ class Filters:
     start: str = ""
     end: str = ""
     q: str = ""
+    limit: int | None = None  # rows per page (PAGE_SIZE if not given); kept in the URL
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.status if s not in STATUSES]
@@ -91,6 +93,7 @@ class Filters:
             ("from", self.start),
             ("to", self.end),
             ("q", self.q),
+            ("limit", str(self.limit or "")),
             *extra.items(),
         ):
             if value:
@@ -128,6 +131,7 @@ def _filters(
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     q: Text = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
 ) -> Filters:
     return Filters(
         status=status or [],
@@ -137,6 +141,7 @@ def _filters(
         start=start or "",
         end=end or "",
         q=(q or "").strip(),
+        limit=limit,
     )
 
 
@@ -175,11 +180,12 @@ class Listing:
 async def _listing(page: Page, filters: Filters, cursor: str | None, stats: bool) -> Listing:
     store = page.scope.conveyor.store
     f = await _store_filter(page, filters)
-    f.limit = PAGE_SIZE + 1
+    size = filters.limit or PAGE_SIZE
+    f.limit = size + 1
     f.cursor = views.decode_cursor(cursor) if cursor else None
     rows = await store.read(list_executions, f)
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
+    more = len(rows) > size
+    rows = rows[:size]
     now = store.clock.now()
     items = await _with_users(page, [views.execution(r, now) for r in rows])
     after = views.encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
@@ -197,6 +203,13 @@ async def _workflow_names(page: Page) -> list[str]:
     return [str(r["name"]) for r in rows]
 
 
+async def _newest(page: Page, filters: Filters) -> datetime | None:
+    f = await _store_filter(page, filters)
+    f.limit = 1
+    rows = await page.scope.conveyor.store.read(list_executions, f)
+    return rows[0]["created_at"] if rows else None
+
+
 @router.get("/w/{ws}/executions")
 async def executions_page(
     page: InWorkspace, filters: Filtered, cursor: Text = None
@@ -206,6 +219,9 @@ async def executions_page(
         listing = await _listing(page, filters, cursor, stats=True)
     except NotFound as exc:  # a workflow name that is not (or no longer) there
         listing, problem = Listing([], None, {"total": 0, "by_status": {}}), str(exc)
+    newest = listing.items[0]["created_at"] if listing.items and not cursor else None
+    if cursor and not problem:
+        newest = await _newest(page, filters)
     context = {
         "page": page,
         "nav": "executions",
@@ -224,6 +240,8 @@ async def executions_page(
             "selection": filters.api_selection(),
             "cursor": cursor,
             "first_page": cursor is None,
+            # What "new" means on an older page: created after the filter's newest now.
+            "newest": newest.isoformat() if newest else None,
             "filtered": filters.active,
         },
     }

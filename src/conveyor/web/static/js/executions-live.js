@@ -65,9 +65,11 @@ async function refreshRows(ids) {
   }
 }
 
+// On the first page, the top row is the newest; an older page was told by the server.
 function newest() {
   const top = body.querySelector("tr[data-execution-id]");
-  return top ? Date.parse(top.dataset.createdAt) : -Infinity;
+  if (monitor.first_page) return top ? Date.parse(top.dataset.createdAt) : -Infinity;
+  return monitor.newest ? Date.parse(monitor.newest) : -Infinity;
 }
 
 // The first page of the filter, as the server selects it: rows newer than the top one are new.
