@@ -143,9 +143,7 @@ def fill(app: Conveyor, refs: list[Any], n: int) -> None:
 def _count(conn: Connection, refs: list[Any]) -> None:
     for ref in refs:
         rows = conn.execute(
-            text(
-                "SELECT status, count(*) FROM executions WHERE workflow_id = :w GROUP BY status"
-            ),
+            text("SELECT status, count(*) FROM executions WHERE workflow_id = :w GROUP BY status"),
             {"w": ref.workflow_id},
         ).all()
         by = dict(rows)
@@ -172,7 +170,7 @@ async def timed(repeat: int, call: Callable[[], Awaitable[Any]]) -> float:
     return statistics.median(samples)
 
 
-def queries(app: Conveyor, refs: list[Any]) -> dict[str, Callable[[], Awaitable[Any]]]:
+def queries(app: Conveyor, refs: list[Any], n: int) -> dict[str, Callable[[], Awaitable[Any]]]:
     store, ws, wf = app.store, app.workspace_id, refs[3].workflow_id
     dialect = store.db.dialect
     base = ExecutionFilter(workspace_id=ws, limit=51)
@@ -200,7 +198,9 @@ def queries(app: Conveyor, refs: list[Any]) -> dict[str, Callable[[], Awaitable[
         "list: q=503 (error)": listed(search="503"),
         "list: q=order_id (input)": listed(search="order_id"),
         "list: q=rare text": listed(search="no-such-text"),
-        "list: q=rare, last 7 days": listed(search="no-such-text", created_after=week.created_after),
+        "list: q=rare, last 7 days": listed(
+            search="no-such-text", created_after=week.created_after
+        ),
         "list stats: workspace": lambda: store.read(stats.list_stats, ExecutionFilter(ws)),
         "list stats: failed|timed_out": lambda: store.read(
             stats.list_stats, ExecutionFilter(ws, status=failed)
@@ -234,13 +234,9 @@ def queries(app: Conveyor, refs: list[Any]) -> dict[str, Callable[[], Awaitable[
         "user stats: all time": lambda: store.read(stats.user_stats, ws),
         "user stats: 7 days": lambda: store.read(stats.user_range_stats, dialect, week),
         "execution detail (summary)": lambda: store.get_execution(
-            ws, f"{_newest_finished(app):032x}", max_payload_bytes=65536
+            ws, f"{n - 50:032x}", max_payload_bytes=65536
         ),
     }
-
-
-def _newest_finished(app: Conveyor) -> int:
-    return int(getattr(app, "_bench_n", 100_000)) - 50
 
 
 async def plans(app: Conveyor, name: str, call: Callable[[], Awaitable[Any]]) -> None:
@@ -282,7 +278,6 @@ async def run(backend: str, n: int, repeat: int, show_plans: bool) -> None:
             admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
             admin.execute(f"CREATE DATABASE {DB}")
     app = await Conveyor.open(url, build_registry())
-    app._bench_n = n  # type: ignore[attr-defined]
     try:
         nodes = [{"id": f"n{j}", "type": "transform", "config": {"output": j}} for j in range(1, 6)]
         refs = [await app.apply({"name": f"wf-{k}", "nodes": nodes}) for k in range(WORKFLOWS)]
@@ -290,11 +285,11 @@ async def run(backend: str, n: int, repeat: int, show_plans: bool) -> None:
         fill(app, refs, n)
         print(f"\n{backend}: filled {n:,} executions in {time.perf_counter() - start:.1f}s")
         print(f"{'query':36} {'median ms':>10}   (target < 100 ms)")
-        for name, call in queries(app, refs).items():
+        for name, call in queries(app, refs, n).items():
             ms = await timed(repeat, call)
             print(f"{name:36} {ms:10.1f}   {'ok' if ms < 100 else 'SLOW'}")
         if show_plans:
-            for name, call in queries(app, refs).items():
+            for name, call in queries(app, refs, n).items():
                 await plans(app, name, call)
     finally:
         app.close()

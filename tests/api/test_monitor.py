@@ -12,7 +12,7 @@ from conveyor import app as commands
 from conveyor.api.routes import executions as routes
 from conveyor.store.accounts import Role
 from tests.api.conftest import Api, B
-from tests.api.support import failing, problem_of, transform, waiting
+from tests.api.support import failing, gated, problem_of, transform, waiting
 
 
 def _ids(page: dict[str, Any]) -> list[str]:
@@ -256,3 +256,26 @@ async def test_a_summary_leaves_big_step_payloads_to_a_download(
         problem_of(await api.http.get(f"{api.ws()}/executions/{execution_id}/{missing}"), 404)
     problem_of(await api.http.get(f"{api.ws()}/executions/{execution_id}/steps/t/secrets"), 422)
     problem_of(await api.http.get(f"{api.ws(B)}/executions/{execution_id}/steps/t/output"), 404)
+
+
+async def test_a_bulk_retry_by_filter_never_visits_the_executions_it_creates(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its retries fail too and match the filter; walked newest first by keyset, the
+    selection never reaches them, however soon they fail."""
+    monkeypatch.setattr(commands, "BULK_BATCH", 1)
+    await api.create(failing("always-fails"))
+    failed = [await _finished(api, "always-fails") for _ in range(3)]
+    done = await _bulk(api, {"action": "retry", "filter": {"status": "failed"}})
+    assert (done["eligible"], done["touched"], done["skipped"]) == (3, 3, 0)
+    retries = (await _get(api, "/executions", trigger_type="retry"))["items"]
+    assert sorted(r["retry_of"] for r in retries) == sorted(failed)
+
+
+async def test_a_bulk_cancel_stops_a_running_execution(api: Api) -> None:
+    await api.create(gated("running-wf", "never"))
+    execution_id = await api.execute("running-wf")
+    await api.until_status(execution_id, "running")
+    done = await _bulk(api, {"action": "cancel", "ids": [execution_id]})
+    assert (done["eligible"], done["touched"]) == (1, 1)
+    assert (await api.until_finished(execution_id))["status"] == "cancelled"

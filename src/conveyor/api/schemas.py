@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -161,6 +161,16 @@ class ControlResult(BaseModel):
     status: str
 
 
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A timestamp with its time zone (required), converted to UTC."""
+
 StatusName = Literal[
     "queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"
 ]
@@ -178,8 +188,8 @@ class ExecutionQuery(BaseModel):
     workflow: ShortText | None = Field(default=None, description="a workflow name or id")
     user: ShortText | None = Field(default=None, description="a user id or email")
     trigger_type: ShortText | None = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
     error: ShortText | None = Field(default=None, description="text in the error")
     q: ShortText | None = Field(default=None, description="text in the error or the input")
 

@@ -287,10 +287,14 @@ class TimeRange:
     unit: str
 
     @property
+    def count(self) -> int:
+        """How many buckets (counted, not built: a range may be centuries long)."""
+        return math.ceil((self.end - truncate(self.start, self.unit)) / BUCKETS[self.unit])
+
+    @property
     def buckets(self) -> list[datetime]:
-        step = BUCKETS[self.unit]
         first = truncate(self.start, self.unit)
-        return [first + i * step for i in range(math.ceil((self.end - first) / step))]
+        return [first + i * BUCKETS[self.unit] for i in range(self.count)]
 
 
 def truncate(moment: datetime, unit: str) -> datetime:
@@ -307,7 +311,7 @@ def time_range(start: datetime, end: datetime, unit: str | None = None) -> TimeR
     given unit if it does (else an InputError saying which would)."""
     if end <= start:
         raise InputError("the range is empty: 'from' must be before 'to'")
-    fits = [u for u in BUCKETS if len(TimeRange(start, end, u).buckets) <= MAX_BUCKETS]
+    fits = [u for u in BUCKETS if TimeRange(start, end, u).count <= MAX_BUCKETS]
     if unit is None:
         if not fits:
             raise InputError(f"a range covers at most {MAX_BUCKETS} days")
@@ -315,7 +319,7 @@ def time_range(start: datetime, end: datetime, unit: str | None = None) -> TimeR
     elif unit not in fits:
         hint = f"; use '{fits[0]}' or shorten the range" if fits else ""
         raise InputError(
-            f"{len(TimeRange(start, end, unit).buckets)} buckets of a {unit} are more than "
+            f"{TimeRange(start, end, unit).count} buckets of a {unit} are more than "
             f"{MAX_BUCKETS}{hint}"
         )
     return TimeRange(start, end, unit)

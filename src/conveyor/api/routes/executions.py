@@ -1,5 +1,6 @@
-"""Executions: execute, read with progress and steps, list with filters and statistics, and
-the run controls (cancel, retry, replay, pause, resume, signal)."""
+"""Executions: execute, read with progress and steps (or a summary, big payloads left to a
+download), list and count with filters and statistics, the run controls (cancel, retry,
+replay, pause, resume, signal) and the same on many executions at once (bulk)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
@@ -26,6 +26,7 @@ from conveyor.api.schemas import (
     SignalBody,
     StatusCounts,
     StatusName,
+    UtcDatetime,
 )
 from conveyor.app import BULK_BATCH, BULK_LIMIT, BulkAction, Enqueued, Selection
 from conveyor.errors import NotFound
@@ -136,8 +137,8 @@ class FilterQuery:
     status: Statuses = None
     trigger_type: Text = None
     user: Annotated[str | None, Query(max_length=200, description="a user id or email")] = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
     error: Annotated[str | None, Query(max_length=200, description="text in the error")] = None
     q: Annotated[
         str | None, Query(max_length=200, description="text in the error or the input, any case")

@@ -6,10 +6,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 
 from conveyor.api.auth import Scope, read_access
-from conveyor.api.schemas import Timeseries, UserStats, WorkflowRangeStats
+from conveyor.api.schemas import Timeseries, UserStats, UtcDatetime, WorkflowRangeStats
 from conveyor.errors import InputError
 from conveyor.store import statistics
 from conveyor.store import workflows as workflow_store
@@ -19,16 +18,20 @@ router = APIRouter(prefix="/workspaces/{ws}/stats", tags=["statistics"])
 Read = Annotated[Scope, Depends(read_access)]
 DEFAULT_RANGE = timedelta(hours=24)
 From = Annotated[
-    AwareDatetime | None,
+    UtcDatetime | None,
     Query(alias="from", description="start of the range (default: 24 hours before 'to')"),
 ]
-To = Annotated[AwareDatetime | None, Query(alias="to", description="end of the range (now)")]
+To = Annotated[UtcDatetime | None, Query(alias="to", description="end of the range (now)")]
 Text = Annotated[str | None, Query(max_length=200)]
 
 
 def _range(scope: Scope, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     end = end or scope.conveyor.store.clock.now()
-    start = start or end - DEFAULT_RANGE
+    if start is None:
+        try:
+            start = end - DEFAULT_RANGE
+        except OverflowError:  # 'to' in the first day of year 1
+            start = end
     if end <= start:
         raise InputError("the range is empty: 'from' must be before 'to'")
     return start, end
