@@ -5,6 +5,7 @@ explains, on both backends."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, timedelta
 
 import httpx
 import pytest
@@ -26,6 +27,13 @@ async def signed_in(api: Api, caller: Caller) -> httpx.AsyncClient:
     )
     assert login.status_code == 200, login.text
     return client
+
+
+async def shown(browser: httpx.AsyncClient, query: str) -> list[str]:
+    """The executions the page lists for ``query``."""
+    response = await browser.get(f"/w/default/executions?{query}")
+    assert response.status_code == 200, response.text
+    return ROW.findall(response.text)
 
 
 @pytest.fixture
@@ -104,3 +112,17 @@ async def test_a_viewer_gets_the_table_without_checkboxes_or_bulk_actions(api: A
     assert 'name="selected"' not in response.text
     assert "Bulk actions" not in response.text
     assert "executions-bulk.js" not in response.text
+
+
+async def test_the_time_range_is_taken_in_utc(api: Api, browser: httpx.AsyncClient) -> None:
+    await api.create(transform("timed"))
+    execution_id = await api.execute("timed", {})
+    row = await api.until_finished(execution_id)
+    created = row["created_at"].astimezone(UTC).replace(tzinfo=None)
+    minute = created.replace(second=0, microsecond=0)  # as a datetime-local field sends it
+
+    after = (minute + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    assert await shown(browser, f"from={minute:%Y-%m-%dT%H:%M}") == [execution_id]
+    assert await shown(browser, f"to={after}") == [execution_id]
+    assert await shown(browser, f"from={after}") == []
+    assert await shown(browser, f"to={minute:%Y-%m-%dT%H:%M}&from=2000-01-01T00:00") == []
