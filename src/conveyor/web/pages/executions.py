@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, cast, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
@@ -43,7 +43,7 @@ def _moment(value: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InputError(f"'{name}' is not a date and time: '{value}'") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Filters:
     def query(self) -> FilterQuery:
         """The API's filter query, so the page selects exactly what the API would."""
         return FilterQuery(
-            status=self.status or None,  # type: ignore[arg-type]
+            status=cast("list[StatusName] | None", self.status or None),  # checked above
             trigger_type=self.trigger or None,
             user=self.user or None,
             created_after=_moment(self.start, "from"),
