@@ -9,12 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from tests.e2e.dashboard.browser import CHROMIUM_ARGS, DESKTOP, chromium_path
 from tests.e2e.test_server import ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess
 
 EXPECT_TIMEOUT_MS = 15_000  # a loaded 2-core CI machine: generous, never a sleep
+# expect() has its own default (5 s); the context's default timeout does not reach it.
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 def conveyor_program() -> list[str]:

@@ -18,7 +18,6 @@ from playwright.sync_api import Browser, Page, expect
 from tests.e2e.conftest import Side
 from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
 from tests.e2e.dashboard.conftest import (
-    EXPECT_TIMEOUT_MS,
     conveyor_program,
     new_context,
     sign_in,
@@ -26,7 +25,6 @@ from tests.e2e.dashboard.conftest import (
 from tests.e2e.dashboard.pages_executions import ExecutionsPage
 from tests.e2e.test_server import ServerProcess, api_key
 
-expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 WS = "/api/v1/workspaces/default"
 VIEWER, VIEWER_PASSWORD = "viewer@example.com", "viewer-password-e2e"
 # A step that keeps its execution running for 2 s (a ``wait`` that long would be released

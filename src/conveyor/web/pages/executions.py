@@ -197,8 +197,9 @@ async def _listing(page: Page, filters: Filters, cursor: str | None, stats: bool
 
 
 async def _workflow_names(page: Page) -> list[str]:
-    rows = await page.scope.conveyor.store.read(
-        workflow_store.list_page, page.scope.workspace_id, 500, None
+    store = page.scope.conveyor.store
+    rows = await store.read(
+        workflow_store.list_page, page.scope.workspace_id, 500, None, since=store.clock.now()
     )
     return [str(r["name"]) for r in rows]
 
