@@ -136,6 +136,29 @@ def get_execution(
     return detail
 
 
+def child_executions(
+    conn: Connection, workspace_id: str, parent_id: str, ids: list[str]
+) -> list[dict[str, Any]]:
+    """The child executions ``ids`` (found in the parent's ``workflow.call`` steps) that
+    really are the parent's, in its workspace: looked up by primary key, so no scan."""
+    if not ids:
+        return []
+    c = executions.c
+    query = (
+        select(
+            c.id,
+            c.status,
+            c.parent_node_id,
+            c.created_at,
+            workflows.c.name.label("workflow_name"),
+        )
+        .join(workflows, workflows.c.id == c.workflow_id)
+        .where(c.id.in_(ids), c.workspace_id == workspace_id, c.parent_execution_id == parent_id)
+        .order_by(c.created_at, c.id)
+    )
+    return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
 def events_after(
     conn: Connection, execution_id: str, after_seq: int = 0, limit: int = 1000
 ) -> list[dict[str, Any]]:

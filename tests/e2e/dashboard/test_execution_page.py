@@ -1,0 +1,193 @@
+"""The execution page of a real ``conveyor server``: a failed execution shows its failed node
+and error, is retried from the page (and fails again, as its input says), then replayed from
+a node with edited input (and succeeds, reusing what came before); a waiting execution is
+paused, resumed and signalled from the page and finishes live; another is cancelled."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
+from tests.e2e.dashboard.pages_execution import ExecutionPage
+from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
+
+BRANCHING = {
+    "name": "exec-branching",
+    "nodes": [
+        {"id": "fetch", "type": "transform", "config": {"output": {"source": "fixed"}}},
+        {
+            "id": "check",
+            "type": "transform",
+            "needs": ["fetch"],
+            "config": {"output": {"ok": "{{ input.ok }}", "n": "{{ input.n }}"}},
+        },
+        {"id": "gate", "type": "condition", "needs": ["check"], "config": {"if": "{{ input.ok }}"}},
+        {
+            "id": "boom",
+            "type": "fail",
+            "needs": ["gate.false"],
+            "config": {"message": "input.ok is not true"},
+        },
+        {
+            "id": "done",
+            "type": "transform",
+            "needs": ["gate.true"],
+            "config": {"output": {"n": "{{ nodes.check.output.n }}"}},
+        },
+    ],
+}
+APPROVAL = {
+    "name": "exec-approval",
+    "nodes": [
+        {"id": "prepare", "type": "transform", "config": {"output": {"ready": True}}},
+        {
+            "id": "approve",
+            "type": "wait_for_event",
+            "needs": ["prepare"],
+            "config": {"event": "approved"},
+        },
+        {
+            "id": "after",
+            "type": "transform",
+            "needs": ["approve"],
+            "config": {"output": {"by": "{{ nodes.approve.output.by }}"}},
+        },
+    ],
+}
+
+
+@pytest.fixture
+def client(dashboard: ServerProcess) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {api_key(dashboard.base_url)}"}
+    with httpx.Client(base_url=dashboard.base_url, headers=headers, timeout=10) as http:
+        yield http
+
+
+def start(client: httpx.Client, workflow: dict[str, Any], payload: Any) -> str:
+    ws = f"{API}/workspaces/{WORKSPACE}"
+    applied = client.post(f"{ws}/workflows", json=workflow)
+    assert applied.status_code in (200, 201), applied.text
+    started = client.post(f"{ws}/workflows/{workflow['name']}/execute", json={"input": payload})
+    assert started.status_code == 202, started.text
+    return str(started.json()["execution_id"])
+
+
+def detail(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+    found = client.get(f"{API}/workspaces/{WORKSPACE}/executions/{execution_id}")
+    assert found.status_code == 200, found.text
+    body: dict[str, Any] = found.json()
+    return body
+
+
+def steps_of(execution: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["node_id"]: s for s in execution["steps"]}
+
+
+def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
+    page: Page, client: httpx.Client
+) -> None:
+    first = start(client, BRANCHING, {"ok": False, "n": 1, "items": list(range(3000))})
+    view = ExecutionPage(page).open(first)
+    expect(view.status).to_have_text("failed")
+    expect(view.node("boom")).to_have_attribute("data-status", "failed")
+    expect(view.node("done")).to_have_attribute("data-status", "skipped")
+    expect(view.error).to_contain_text("input.ok is not true")
+    expect(view.error).to_contain_text("boom")
+    # The big input is shown truncated, with the whole value as a download.
+    view.node("check").click()
+    check = view.step("check")
+    expect(check.get_by_text("Truncated")).to_be_visible()
+    with page.expect_download() as download:
+        check.get_by_role("button", name="Download the full value").first.click()
+    assert download.value.suggested_filename.endswith("-check-1-input.json")
+    assert_accessible(page)
+    screenshot(page, "execution-failed")
+
+    view.action("Retry from the failed step").click()
+    expect(page).not_to_have_url(re.compile(first))
+    retried = view.current_id()
+    expect(view.status).to_have_text("failed")
+    expect(view.relations).to_contain_text(f"Retry of execution {first[:8]}")
+    expect(view.node("fetch")).to_have_attribute("data-status", "succeeded")
+    assert detail(client, retried)["trigger_type"] == "retry"
+
+    view.action("Replay…").click()
+    dialog = page.get_by_role("dialog", name="Replay from a node")
+    dialog.get_by_label("From node").select_option("check")
+    field = dialog.get_by_label("Input (JSON)")
+    field.fill('{"ok": true, "n": 2')
+    dialog.get_by_role("button", name="Replay").click()
+    expect(dialog.get_by_text("Not valid JSON")).to_be_visible()
+    expect(field).to_have_value('{"ok": true, "n": 2')  # nothing typed is lost
+    field.fill('{"ok": true, "n": 2}')
+    dialog.get_by_role("button", name="Replay").click()
+    expect(page).not_to_have_url(re.compile(retried))
+    expect(view.status).to_have_text("succeeded")
+    expect(view.node("done")).to_have_attribute("data-status", "succeeded")
+    expect(view.node("boom")).to_have_attribute("data-status", "skipped")
+
+    replayed = steps_of(detail(client, view.current_id()))
+    assert replayed["check"]["output"] == {"ok": True, "n": 2}
+    assert replayed["done"]["output"] == {"n": 2}
+    # fetch was not run again: its output was reused from the execution replayed.
+    assert "output reused from execution" in replayed["fetch"]["logs"][0]["message"]
+    assert_accessible(page)
+    screenshot(page, "execution-succeeded")
+    page.set_viewport_size(PHONE)
+    expect(view.status).to_be_visible()
+    assert_accessible(page)
+    screenshot(page, "execution-phone")
+
+
+def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_cancelled(
+    page: Page, client: httpx.Client
+) -> None:
+    waiting = start(client, APPROVAL, {})
+    view = ExecutionPage(page).open(waiting)
+    expect(view.node("approve")).to_have_attribute("data-status", "waiting")
+    expect(view.status).to_have_text("waiting")
+    expect(view.blocked).to_contain_text("waiting for signal approved")
+    page.evaluate("window.notReloaded = true")
+
+    view.action("Pause").click()
+    expect(view.action("Resume")).to_be_visible()
+    expect(view.blocked).to_contain_text("paused")
+    view.action("Resume").click()
+    expect(view.action("Pause")).to_be_visible()
+    assert_accessible(page)
+    screenshot(page, "execution-waiting")
+
+    view.action("Send signal…").click()
+    dialog = page.get_by_role("dialog", name="Send a signal")
+    expect(dialog.get_by_label("Signal name")).to_have_value("approved")
+    data = dialog.get_by_label("Data (JSON)")
+    data.fill("{by: alice}")
+    dialog.get_by_role("button", name="Send signal").click()
+    expect(dialog.get_by_text("Not valid JSON")).to_be_visible()
+    expect(data).to_have_value("{by: alice}")
+    data.fill('{"by": "alice"}')
+    dialog.get_by_role("button", name="Send signal").click()
+    expect(view.node("after")).to_have_attribute("data-status", "succeeded")
+    expect(view.status).to_have_text("succeeded")
+    assert page.evaluate("window.notReloaded") is True  # live, not reloaded
+    # The timeline shows the wait, and the same attempts as a table.
+    expect(view.timeline.locator('.timeline-row[data-node-id="approve"] .bar.wait')).to_have_count(1)
+    page.get_by_role("button", name="Show as table").click()
+    expect(page.get_by_role("row", name=re.compile(r"^approve 1 succeeded"))).to_be_visible()
+    assert steps_of(detail(client, waiting))["after"]["output"] == {"by": "alice"}
+
+    doomed = start(client, APPROVAL, {})
+    view.open(doomed)
+    expect(view.status).to_have_text("waiting")
+    view.action("Cancel execution").click()
+    expect(view.status).to_have_text("cancelled")
+    expect(view.action("Retry from the failed step")).to_be_visible()
+    expect(view.action("Cancel execution")).to_be_hidden()
+    assert_accessible(page)
+    screenshot(page, "execution-cancelled")
