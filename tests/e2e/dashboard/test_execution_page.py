@@ -20,7 +20,11 @@ from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 BRANCHING = {
     "name": "exec-branching",
     "nodes": [
-        {"id": "fetch", "type": "transform", "config": {"output": {"source": "fixed"}}},
+        {
+            "id": "fetch",
+            "type": "transform",
+            "config": {"output": {"source": "fixed", "payload": "{{ input }}"}},
+        },
         {
             "id": "check",
             "type": "transform",
@@ -71,7 +75,7 @@ def client(dashboard: ServerProcess) -> Iterator[httpx.Client]:
 
 def start(client: httpx.Client, workflow: dict[str, Any], payload: Any) -> str:
     ws = f"{API}/workspaces/{WORKSPACE}"
-    applied = client.post(f"{ws}/workflows", json=workflow)
+    applied = client.post(f"{ws}/workflows", json={"definition": workflow})
     assert applied.status_code in (200, 201), applied.text
     started = client.post(f"{ws}/workflows/{workflow['name']}/execute", json={"input": payload})
     assert started.status_code == 202, started.text
@@ -99,15 +103,16 @@ def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
     expect(view.node("done")).to_have_attribute("data-status", "skipped")
     expect(view.error).to_contain_text("input.ok is not true")
     expect(view.error).to_contain_text("boom")
-    # The big input is shown truncated, with the whole value as a download.
-    view.node("check").click()
-    check = view.step("check")
-    expect(check.get_by_text("Truncated")).to_be_visible()
-    with page.expect_download() as download:
-        check.get_by_role("button", name="Download the full value").first.click()
-    assert download.value.suggested_filename.endswith("-check-1-input.json")
     assert_accessible(page)
     screenshot(page, "execution-failed")
+    # A big value opens truncated, with the whole value as a download.
+    view.node("fetch").click()
+    output = view.step("fetch").get_by_role("region", name="Output")
+    output.locator("summary", has_text='"items"').click()
+    expect(output.get_by_text("1000 more not shown")).to_be_visible()
+    with page.expect_download() as download:
+        output.get_by_role("button", name="download the full value").click()
+    assert download.value.suggested_filename.endswith("-fetch-1-output.json")
 
     view.action("Retry from the failed step").click()
     expect(page).not_to_have_url(re.compile(first))

@@ -6,6 +6,7 @@ import { jsonViewer } from "./execution-json.js";
 import { formatDuration, isReused, nodeState, waitText } from "./execution-model.js";
 
 const LOG_LINES = 500;
+let ids = 0;
 
 function h(tag, className, text) {
   const element = document.createElement(tag);
@@ -19,7 +20,10 @@ const signature = (attempts) =>
 
 function part(title, value, step, execution) {
   const section = h("section", "step-part");
-  section.append(h("h4", null, title));
+  const heading = h("h4", null, title);
+  heading.id = `h-${step.node_id}-${step.attempt}-${title.toLowerCase()}-${++ids}`;
+  section.setAttribute("aria-labelledby", heading.id);
+  section.append(heading);
   const name = `${execution.id.slice(0, 8)}-${step.node_id}-${step.attempt}-${title.toLowerCase()}.json`;
   section.append(jsonViewer(value, { label: `${title.toLowerCase()} of ${step.node_id}`, file: name }));
   return section;

@@ -167,6 +167,9 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
   const width = result.width + 40;
   const height = result.height + 40;
   svg.setAttribute("viewBox", `-20 -20 ${width} ${height}`);
+  // svg-pan-zoom writes a style="overflow: hidden" attribute (refused by the CSP) unless the
+  // style already has an overflow: set it through CSSOM, which the CSP allows.
+  svg.style.overflow = "hidden";
   const panZoom = window.svgPanZoom(svg, {
     viewportSelector: ".graph-root",
     fit: true, center: true, minZoom: 0.1, maxZoom: 4,
