@@ -17,6 +17,9 @@ from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
 from tests.e2e.dashboard.pages_execution import ExecutionPage
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
+# A server start and several page loads each: generous for a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(120)
+
 BRANCHING = {
     "name": "exec-branching",
     "nodes": [

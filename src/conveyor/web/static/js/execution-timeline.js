@@ -34,8 +34,13 @@ export function createTimeline(container, table, { onSelect }) {
   let last = null;
   const labels = document.createElement("ol");
   labels.className = "timeline-labels";
+  // The table of attempts says the same to screen readers; the drawing is for eyes.
+  labels.setAttribute("aria-hidden", "true");
   const scroller = document.createElement("div");
   scroller.className = "timeline-scroll";
+  scroller.tabIndex = 0; // scrolled sideways with the keyboard when zoomed
+  scroller.setAttribute("role", "img");
+  scroller.setAttribute("aria-label", "Timeline of step attempts (the same attempts are listed in the table)");
   container.replaceChildren(labels, scroller);
 
   function draw(model) {
