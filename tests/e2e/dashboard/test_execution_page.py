@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
+from tests.e2e.dashboard.browser import PHONE, SCREENSHOTS, assert_accessible, screenshot
 from tests.e2e.dashboard.pages_execution import ExecutionPage
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
@@ -147,6 +147,7 @@ def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
     assert "output reused from execution" in replayed["fetch"]["logs"][0]["message"]
     assert_accessible(page)
     screenshot(page, "execution-succeeded")
+    page.screenshot(path=SCREENSHOTS / "execution-succeeded-full.png", full_page=True)
     page.set_viewport_size(PHONE)
     expect(view.status).to_be_visible()
     assert_accessible(page)
@@ -185,7 +186,8 @@ def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_ca
     expect(view.status).to_have_text("succeeded")
     assert page.evaluate("window.notReloaded") is True  # live, not reloaded
     # The timeline shows the wait, and the same attempts as a table.
-    expect(view.timeline.locator('.timeline-row[data-node-id="approve"] .bar.wait')).to_have_count(1)
+    waits = view.timeline.locator('.timeline-row[data-node-id="approve"] .bar.wait')
+    expect(waits).to_have_count(1)
     page.get_by_role("button", name="Show as table").click()
     expect(page.get_by_role("row", name=re.compile(r"^approve 1 succeeded"))).to_be_visible()
     assert steps_of(detail(client, waiting))["after"]["output"] == {"by": "alice"}

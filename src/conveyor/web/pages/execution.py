@@ -18,8 +18,19 @@ router = APIRouter()
 # The timeline's waits come from the execution's step events; an execution with more events
 # than this shows its first ones (steps themselves are always complete).
 EVENTS_SHOWN = 2000
-STEP_EVENTS = ("step.started", "step.waiting", "step.succeeded", "step.failed", "step.retrying")
-STEP_EVENTS += ("step.cancelled", "step.skipped", "step.interrupted")
+STEP_EVENTS = frozenset(
+    f"step.{kind}"
+    for kind in (
+        "started",
+        "waiting",
+        "succeeded",
+        "failed",
+        "retrying",
+        "cancelled",
+        "skipped",
+        "interrupted",
+    )
+)
 
 
 def _child_ids(steps: list[dict[str, Any]]) -> list[str]:

@@ -17,10 +17,12 @@ export function formatDuration(value) {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
-// Step attempts grouped per node, oldest attempt first, nodes in the order they started.
+// Step attempts grouped per node, oldest attempt first.
 export function attemptsByNode(steps) {
   const byNode = new Map();
-  const ordered = [...steps].sort((a, b) => (a.step_index ?? 0) - (b.step_index ?? 0) || a.attempt - b.attempt);
+  // Nodes in the order they started; skipped ones (no index) last.
+  const index = (s) => s.step_index ?? Number.MAX_SAFE_INTEGER;
+  const ordered = [...steps].sort((a, b) => index(a) - index(b) || a.attempt - b.attempt);
   for (const step of ordered) {
     if (!byNode.has(step.node_id)) byNode.set(step.node_id, []);
     byNode.get(step.node_id).push(step);
@@ -40,6 +42,12 @@ export function waitText(step) {
   return step.wait_until ? `until ${clock(step.wait_until)}` : "";
 }
 
+// What a waiting node waits for, in a word (the node's box has little room).
+function waitWord(step) {
+  if (step.wait_signal) return step.wait_signal.startsWith("child:") ? "child" : "signal";
+  return step.wait_until ? "timer" : "";
+}
+
 // [status, detail] for the graph: the latest attempt decides.
 export function nodeState(attempts, execution) {
   const latest = attempts?.at(-1);
@@ -47,9 +55,9 @@ export function nodeState(attempts, execution) {
   if (isReused(latest, execution)) return ["succeeded", "reused"];
   const attempt = latest.attempt > 1 ? `attempt ${latest.attempt}` : "";
   if (RETRIED.has(latest.status) && latest.wait_until && LIVE.has(execution.status)) {
-    return ["retrying", `attempt ${latest.attempt + 1} at ${clock(latest.wait_until)}`];
+    return ["retrying", `attempt ${latest.attempt + 1}`];
   }
-  if (latest.status === "waiting") return ["waiting", waitText(latest)];
+  if (latest.status === "waiting") return ["waiting", waitWord(latest)];
   return [latest.status, attempt];
 }
 

@@ -144,7 +144,8 @@ export function createSteps(container, definition) {
       const type = latest.node_type;
       const bits = [nodeId === (types.get(nodeId)?.name || nodeId) ? type : `${nodeId} · ${type}`];
       if (attempts.length > 1) bits.push(`${attempts.length} attempts`);
-      if (detail && detail !== "reused") bits.push(detail);
+      if (status === "waiting" && waitText(latest)) bits.push(`waiting for ${waitText(latest)}`);
+      else if (detail && detail !== "reused") bits.push(detail);
       if (latest.duration_ms !== null) bits.push(formatDuration(latest.duration_ms));
       found.meta.textContent = bits.join(" · ");
       found.details.dataset.status = status;
