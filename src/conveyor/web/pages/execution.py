@@ -33,16 +33,9 @@ STEP_EVENTS = frozenset(
 )
 
 
-def _child_ids(steps: list[dict[str, Any]]) -> list[str]:
-    """Children are started by ``workflow.call`` steps, whose output names them."""
-    found: list[str] = []
-    for s in steps:
-        output = s["output"]
-        if s["node_type"] == "workflow.call" and isinstance(output, dict):
-            child = output.get("child_execution_id")
-            if isinstance(child, str) and child not in found:
-                found.append(child)
-    return found
+def _calls_children(definition: dict[str, Any]) -> bool:
+    """Only ``workflow.call`` nodes start child executions: without one, none to look up."""
+    return any(n.get("type") == "workflow.call" for n in definition.get("nodes") or [])
 
 
 async def _user(page: Page, user_id: str | None) -> dict[str, str] | None:
@@ -68,9 +61,11 @@ async def execution_page(page: InWorkspace, execution_id: str) -> HTMLResponse:
     row = await store.get_execution(workspace_id, execution_id)
     detail = views.execution_detail(row, store.clock.now())
     ref = await store.find_version(workspace_id, row["workflow_id"], row["version"])
-    children = await store.read(
-        history.child_executions, workspace_id, row["id"], _child_ids(row["steps"])
-    )
+    children = []
+    if _calls_children(ref.definition):
+        children = await store.read(
+            history.child_executions, workspace_id, row["id"], row["created_at"]
+        )
     events = await store.read(history.events_after, row["id"], 0, EVENTS_SHOWN)
     state = {
         "execution": detail,
