@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.dashboard.browser import PHONE, SCREENSHOTS, assert_accessible, screenshot
+from tests.e2e.dashboard.conftest import EXPECT_TIMEOUT_MS
 from tests.e2e.dashboard.pages_execution import ExecutionPage
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
@@ -67,6 +68,12 @@ APPROVAL = {
         },
     ],
 }
+
+
+@pytest.fixture(autouse=True)
+def patient_expect() -> None:
+    """``expect`` waits 5 s by default (the context's timeout covers actions only)."""
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture
