@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection
 
 from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
 from conveyor.engine.interfaces import Clock, ExecutionUser, user_variables
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
-from conveyor.engine.state import TERMINAL
+from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
-from conveyor.errors import Conflict, InputError
+from conveyor.errors import Conflict, ConveyorError, InputError
 from conveyor.nodes.registry import Registry
-from conveyor.store import Database, Store, accounts
+from conveyor.store import Database, Store, accounts, history, workflows
 from conveyor.store.executions import NewExecution
+from conveyor.store.history import ExecutionFilter
+from conveyor.store.store import Seeded
 from conveyor.store.workflows import DEFAULT_WORKSPACE, VersionRef
+
+RETRYABLE = frozenset(
+    {ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.TIMED_OUT}
+)
 
 
 @dataclass(frozen=True)
@@ -141,13 +151,8 @@ class Conveyor:
         succeeded, so only the failed step and what follows it run again. It is started by
         ``user`` (who retries), not by whoever started the first one."""
         old = await self.store.get_execution(self.workspace_id, execution_id)
-        if old["status"] not in ("failed", "cancelled", "timed_out"):
-            raise Conflict(
-                f"execution {old['id']} is {old['status']}; only failed, cancelled "
-                "or timed-out executions can be retried"
-            )
-        reuse = {s["node_id"] for s in old["steps"] if s["status"] == "succeeded"}
-        return await self._rerun(old, old["version"], old["input"], reuse, "retry", user)
+        version, input, reuse = retry_plan(old)
+        return await self._rerun(old, version, input, reuse, "retry", user)
 
     async def replay(
         self,
@@ -163,33 +168,14 @@ class Conveyor:
 
         ``current`` replays on the workflow's latest version instead of the pinned one."""
         old = await self.store.get_execution(self.workspace_id, execution_id)
-        if old["status"] not in TERMINAL:
-            raise Conflict(
-                f"execution {old['id']} is {old['status']}; wait for it to finish "
-                "or cancel it before replaying"
-            )
+        check_replayable(old)
         ref = await self.store.find_version(
             self.workspace_id, old["workflow_id"], None if current else old["version"]
         )
-        definition = parse_definition(ref.definition)
-        graph = Graph(definition)
-        if from_node not in graph.node_ids:
-            raise InputError(
-                f"node '{from_node}' does not exist in version {ref.version} of "
-                f"workflow '{ref.workflow_name}'"
-            )
-        rerun = {from_node} | graph.descendants(from_node)
-        reuse = {
-            s["node_id"]
-            for s in old["steps"]
-            if s["status"] == "succeeded"
-            and s["node_id"] in graph.node_ids
-            and s["node_id"] not in rerun
-        }
         if input is not None:
             self.limits.check_input(input)
-        payload = old["input"] if input is None else input
-        return await self._rerun(old, ref.version, payload, reuse, "replay", user)
+        version, payload, reuse = replay_plan(old, ref, from_node, input)
+        return await self._rerun(old, version, payload, reuse, "replay", user)
 
     async def _rerun(
         self,
@@ -201,11 +187,156 @@ class Conveyor:
         user: ExecutionUser | None,
     ) -> Enqueued:
         ref = await self.store.find_version(self.workspace_id, old["workflow_id"], version)
-        new = new_execution(ref, input, self.workspace_id, user)
-        new.trigger_type = trigger
-        new.retry_of = old["id"]
+        new = rerun_of(old, ref, input, trigger, user)
         execution_id, created = await self.store.enqueue(new, seed_from=(old["id"], reuse))
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)
+
+    async def bulk(
+        self, action: BulkAction, selection: Selection, *, dry_run: bool = False
+    ) -> BulkOutcome:
+        """Cancel, retry or replay every execution of a selection (a list of full ids, or
+        a filter) that the action applies to: cancel the unfinished ones, retry the failed,
+        cancelled and timed-out ones, replay the finished ones. ``dry_run`` only counts.
+
+        It runs here and now, in batches of ``BULK_BATCH``, each its own transaction, so
+        it never holds the database for long and what it did is kept if it stops midway;
+        more than ``BULK_LIMIT`` executions to act on is refused before anything is done.
+        A filter is walked newest first by keyset, so executions created meanwhile (its own
+        retries among them) are never visited."""
+        if action.name == "replay" and not action.from_node:
+            raise InputError("a bulk replay needs 'from_node'")
+        eligible = sorted(_ELIGIBLE[action.name])
+        if isinstance(selection, ExecutionFilter):
+            by_status = await self.store.read(history.count_by_status, selection)
+        else:
+            if len(selection) > BULK_LIMIT:
+                raise InputError(f"a bulk action names at most {BULK_LIMIT} executions")
+            selection = list(dict.fromkeys(selection))
+            by_status = await self.store.read(
+                history.count_ids_by_status, self.workspace_id, selection
+            )
+        outcome = BulkOutcome(
+            action.name,
+            dry_run,
+            selected=sum(by_status.values()),
+            eligible=sum(n for status, n in by_status.items() if status in eligible),
+            limit=BULK_LIMIT,
+        )
+        if dry_run:
+            return outcome
+        if outcome.eligible > BULK_LIMIT:
+            raise InputError(
+                f"the selection has {outcome.eligible} executions to {action.name}, more than "
+                f"the {BULK_LIMIT} a bulk action takes: narrow it (a time range, a workflow)"
+            )
+        async for ids in self._batches(selection, eligible, outcome):
+            outcome.add(ids, await self._act(action, ids))
+        return outcome
+
+    async def _batches(
+        self, selection: Selection, eligible: list[str], outcome: BulkOutcome
+    ) -> AsyncIterator[list[str]]:
+        """The eligible ids of the selection, ``BULK_BATCH`` at a time (ids that are not
+        executions of this workspace are counted as errors, ineligible ones as skipped)."""
+        if not isinstance(selection, ExecutionFilter):
+            for start in range(0, len(selection), BULK_BATCH):
+                chunk = selection[start : start + BULK_BATCH]
+                found = await self.store.read(history.statuses_of, self.workspace_id, chunk)
+                for missing in (i for i in chunk if i not in found):
+                    outcome.error(missing, f"execution '{missing}' not found")
+                outcome.skipped += sum(1 for status in found.values() if status not in eligible)
+                ids = [i for i in chunk if found.get(i) in eligible]
+                if ids:
+                    yield ids
+            return
+        after: tuple[datetime, str] | None = None
+        visited = 0
+        while visited < BULK_LIMIT:
+            size = min(BULK_BATCH, BULK_LIMIT - visited)
+            keys = await self.store.read(history.next_batch, selection, eligible, after, size)
+            if not keys:
+                return
+            visited += len(keys)
+            after = keys[-1]
+            yield [execution_id for _created, execution_id in keys]
+
+    async def _act(self, action: BulkAction, ids: list[str]) -> list[Any]:
+        if action.name == "cancel":
+            return list(await self.store.cancel_each(self.workspace_id, ids))
+        now = self.store.clock.now()
+
+        def build(conn: Connection, execution_id: str) -> Seeded:
+            old = history.get_execution(conn, self.workspace_id, execution_id, now)
+            if action.name == "retry":
+                version, input, reuse = retry_plan(old)
+                ref = workflows.find_version(conn, self.workspace_id, old["workflow_id"], version)
+            else:
+                check_replayable(old)
+                pinned = None if action.current else old["version"]
+                ref = workflows.find_version(conn, self.workspace_id, old["workflow_id"], pinned)
+                _, input, reuse = replay_plan(old, ref, str(action.from_node), None)
+            new = rerun_of(old, ref, input, action.name, action.user)
+            return new, (old["id"], reuse)
+
+        return list(await self.store.enqueue_each(build, ids))
+
+
+BULK_LIMIT = 10_000
+BULK_BATCH = 100
+BULK_ERRORS = 100  # errors listed one by one; the rest are only counted
+_ELIGIBLE: dict[str, frozenset[str]] = {
+    "cancel": frozenset({"queued", "running", "waiting"}),
+    "retry": frozenset(s.value for s in RETRYABLE),
+    "replay": frozenset(s.value for s in TERMINAL),
+}
+Selection = list[str] | ExecutionFilter
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    """``name``: cancel, retry or replay; a replay restarts from ``from_node``, on the
+    latest version when ``current``; new executions are started by ``user``."""
+
+    name: Literal["cancel", "retry", "replay"]
+    from_node: str | None = None
+    current: bool = False
+    user: ExecutionUser | None = None
+
+
+@dataclass
+class BulkOutcome:
+    """``selected``: executions of the selection; ``eligible``: those the action applies
+    to (what a run would touch). After a run: ``touched`` (cancelled or asked to stop, or
+    a new execution enqueued), ``skipped`` (not or no longer eligible) and the errors."""
+
+    action: str
+    dry_run: bool
+    selected: int
+    eligible: int
+    limit: int
+    touched: int = 0
+    skipped: int = 0
+    errors_total: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def error(self, execution_id: str, detail: str) -> None:
+        self.errors_total += 1
+        if len(self.errors) < BULK_ERRORS:
+            self.errors.append((execution_id, detail))
+
+    def add(self, ids: list[str], results: list[Any]) -> None:
+        """Count what acting on ``ids`` gave: a status (cancel) or an enqueued execution,
+        a Conflict (the execution changed meanwhile: skipped), or another error."""
+        for execution_id, result in zip(ids, results, strict=True):
+            if isinstance(result, Conflict) or result in _FINISHED:
+                self.skipped += 1
+            elif isinstance(result, ConveyorError):
+                self.error(execution_id, str(result))
+            else:
+                self.touched += 1
+
+
+_FINISHED = frozenset(s.value for s in TERMINAL) - {"cancelled"}
 
 
 class RuntimeServices:
@@ -240,6 +371,56 @@ class RuntimeServices:
         new.idempotency_key = f"child:{idempotency_key}"
         execution_id, _created = await self.store.enqueue(new)
         return execution_id
+
+
+def retry_plan(old: dict[str, Any]) -> tuple[int, Any, set[str]]:
+    """What retrying ``old`` runs: its version, its input, and the nodes whose succeeded
+    steps it reuses."""
+    if old["status"] not in RETRYABLE:
+        raise Conflict(
+            f"execution {old['id']} is {old['status']}; only failed, cancelled "
+            "or timed-out executions can be retried"
+        )
+    reuse = {s["node_id"] for s in old["steps"] if s["status"] == "succeeded"}
+    return old["version"], old["input"], reuse
+
+
+def check_replayable(old: dict[str, Any]) -> None:
+    if old["status"] not in TERMINAL:
+        raise Conflict(
+            f"execution {old['id']} is {old['status']}; wait for it to finish "
+            "or cancel it before replaying"
+        )
+
+
+def replay_plan(
+    old: dict[str, Any], ref: VersionRef, from_node: str, input: Any
+) -> tuple[int, Any, set[str]]:
+    """What replaying ``old`` on ``ref`` from ``from_node`` runs (see ``retry_plan``)."""
+    graph = Graph(_parsed(ref))
+    if from_node not in graph.node_ids:
+        raise InputError(
+            f"node '{from_node}' does not exist in version {ref.version} of "
+            f"workflow '{ref.workflow_name}'"
+        )
+    rerun = {from_node} | graph.descendants(from_node)
+    reuse = {
+        s["node_id"]
+        for s in old["steps"]
+        if s["status"] == "succeeded"
+        and s["node_id"] in graph.node_ids
+        and s["node_id"] not in rerun
+    }
+    return ref.version, old["input"] if input is None else input, reuse
+
+
+def rerun_of(
+    old: dict[str, Any], ref: VersionRef, input: Any, trigger: str, user: ExecutionUser | None
+) -> NewExecution:
+    new = new_execution(ref, input, old["workspace_id"], user)
+    new.trigger_type = trigger
+    new.retry_of = old["id"]
+    return new
 
 
 def new_execution(

@@ -40,6 +40,7 @@ ADMIN_ONLY = {
 VIEWER_REFUSED = {
     ("POST", f"{WS}/workflows/{{workflow}}/execute"),
     ("POST", f"{WS}/executions/{{execution_id}}/cancel"),
+    ("POST", f"{WS}/executions/bulk"),
     ("DELETE", f"{WS}/executions/{{execution_id}}"),
     ("PUT", f"{WS}/workflows/{{workflow}}"),
     ("POST", f"{WS}/api-keys"),
@@ -71,6 +72,7 @@ def bodies(world: World) -> dict[tuple[str, str], Any]:
         ("POST", f"{WS}/workflows/{{workflow}}/execute"): {"input": {}},
         ("POST", f"{WS}/executions/{{execution_id}}/replay"): {"from_node": "before"},
         ("POST", f"{WS}/executions/{{execution_id}}/signal"): {"name": "go"},
+        ("POST", f"{WS}/executions/bulk"): {"action": "cancel", "filter": {}, "dry_run": True},
     }
 
 
@@ -160,6 +162,8 @@ async def build_world(api: Api) -> World:
             "execution_id": execution_id,
             "key_id": who.key_id,
             "version": "1",
+            "node_id": "before",  # a step of the waiting execution
+            "part": "output",
         }
     return World(api.owner, owner_b, values[A], values[B])
 

@@ -249,6 +249,8 @@ def test_integer_inputs_at_their_edges_are_not_server_errors(
         "execution_id": seeded.succeeded,
         "version": 1,
         "key_id": "none",
+        "node_id": "hello",
+        "part": "output",
     }
     problems = []
     for path, method, location, name in found:

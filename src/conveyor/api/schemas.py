@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -164,3 +164,125 @@ class SignalBody(BaseModel):
 class ControlResult(BaseModel):
     execution_id: str
     status: str
+
+
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A timestamp with its time zone (required), converted to UTC."""
+
+StatusName = Literal[
+    "queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"
+]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ExecutionQuery(BaseModel):
+    """A selection of executions by filter: the fields of the list's query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: list[StatusName] | StatusName | None = Field(
+        default=None, description="one status or several (any of them)"
+    )
+    workflow: ShortText | None = Field(default=None, description="a workflow name or id")
+    user: ShortText | None = Field(default=None, description="a user id or email")
+    trigger_type: ShortText | None = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
+    error: ShortText | None = Field(default=None, description="text in the error")
+    q: ShortText | None = Field(default=None, description="text in the error or the input")
+
+
+class BulkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["cancel", "retry", "replay"]
+    ids: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
+        default=None, max_length=10_000, description="full execution ids"
+    )
+    filter: ExecutionQuery | None = Field(
+        default=None, description="every execution matching it (instead of ids)"
+    )
+    dry_run: bool = Field(default=False, description="only count what the action would touch")
+    from_node: str | None = Field(
+        default=None, min_length=1, max_length=100, description="replay: the node to rerun from"
+    )
+    version: Literal["pinned", "current"] = "pinned"
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkBody:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give either 'ids' or 'filter'")
+        return self
+
+
+class BulkError(BaseModel):
+    execution_id: str
+    detail: str
+
+
+class BulkResult(BaseModel):
+    action: str
+    dry_run: bool
+    selected: int = Field(description="executions in the selection")
+    eligible: int = Field(description="of those, the ones the action applies to")
+    limit: int = Field(description="the most executions one bulk action acts on")
+    touched: int = Field(description="acted on (0 in a dry run)")
+    skipped: int = Field(description="not, or no longer, eligible when reached")
+    errors_total: int
+    errors: list[BulkError] = Field(description="the first errors, one per execution")
+
+
+class StatusCounts(BaseModel):
+    total: int
+    live: int = Field(description="queued, running or waiting")
+    by_status: dict[str, int]
+
+
+class Bucket(BaseModel):
+    start: datetime
+    executions: int = Field(description="executions created in the bucket")
+    succeeded: int
+    failed: int = Field(description="failed or timed out")
+    cancelled: int
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+
+class Timeseries(BaseModel):
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    bucket: Literal["minute", "hour", "day"]
+    buckets: list[Bucket]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class RangeStats(BaseModel):
+    executions: int
+    succeeded: int | None = None
+    failed: int | None = None
+    cancelled: int | None = None
+    success_rate: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    tokens: int
+    api_calls: int
+    last_executed_at: datetime | None = None
+
+
+class WorkflowRangeStats(RangeStats):
+    workflow_id: str
+    workflow_name: str
+
+
+class UserStats(RangeStats):
+    user_id: str
+    email: str | None = None
+    name: str | None = None

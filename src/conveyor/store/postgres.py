@@ -8,7 +8,18 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Integer, Text, bindparam, cast, create_engine, func, select, text
+from sqlalchemy import (
+    Engine,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    create_engine,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
@@ -21,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 _NOTIFY_BYTES = 7000
+_UNITS = {"minute": "minute", "hour": "hour", "day": "day"}
 
 
 class PostgresDialect:
@@ -37,7 +49,14 @@ class PostgresDialect:
             json_deserializer=json_deserializer,
             pool_size=10,
             max_overflow=20,
-            connect_args={"connect_timeout": 5, "application_name": "conveyor"},
+            connect_args={
+                "connect_timeout": 5,
+                "application_name": "conveyor",
+                # JIT compiles any statement the planner guesses is costly, which adds tens to
+                # hundreds of milliseconds to queries that run in a few (a bounded search, a
+                # statistics aggregate); it pays only for long analytical queries.
+                "options": "-c jit=off",
+            },
         )
 
     def now(self) -> ColumnElement[Any]:
@@ -71,6 +90,36 @@ class PostgresDialect:
     def time_value(self, value: datetime | None) -> Any:
         """A timestamp as ``json_rows`` takes it (orjson writes ISO 8601 with the offset)."""
         return value
+
+    def json_bytes(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The size in bytes of a JSON column as text (jsonb's text form)."""
+        return func.octet_length(cast(column, Text()))
+
+    def time_bucket(self, column: ColumnElement[Any], unit: str) -> ColumnElement[Any]:
+        """A timestamp truncated to its minute, hour or day in UTC (whatever the session's
+        time zone)."""
+        # Literals, not parameters: the expression is grouped by, and must read the same.
+        zone: ColumnElement[str] = literal_column("'UTC'")
+        part: ColumnElement[str] = literal_column(f"'{_UNITS[unit]}'")
+        truncated = func.date_trunc(part, func.timezone(zone, column))
+        return func.timezone(zone, truncated, type_=UTCDateTime())
+
+    def duration_ms(self, start: ColumnElement[Any], end: ColumnElement[Any]) -> Any:
+        """Milliseconds from ``start`` to ``end`` (NULL unless both are set)."""
+        return func.extract("epoch", end - start) * 1000
+
+    def sample_every(self, n: int) -> ColumnElement[bool]:
+        """About one execution in ``n``, by a hash of its id."""
+        return func.abs(func.hashtext(literal_column("executions.id"))) % n == 0
+
+    def percentiles(
+        self, value: ColumnElement[Any], fractions: tuple[float, ...]
+    ) -> list[ColumnElement[Any]]:
+        """Aggregates of ``value`` at each fraction, interpolated (NULLs ignored)."""
+        return [
+            func.percentile_cont(fraction).within_group(value).label(f"p{round(fraction * 100)}")
+            for fraction in fractions
+        ]
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """Delivered to listeners when the transaction commits."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
+    LargeBinary,
     Text,
     bindparam,
     cast,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    type_coerce,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
@@ -39,6 +41,7 @@ WRITE_OPTION = "conveyor_write"
 BUSY_TIMEOUT_MS = 30_000
 _BEGIN_WAIT_MS = 1  # per attempt at BEGIN IMMEDIATE (see _begin_immediate)
 _NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
+_BUCKET_PREFIX = {"minute": 16, "hour": 13, "day": 10}  # of "YYYY-MM-DD HH:MM:SS.ffffff"
 
 
 class SQLiteDialect:
@@ -94,6 +97,32 @@ class SQLiteDialect:
     def time_value(self, value: datetime | None) -> Any:
         """A timestamp as ``json_rows`` takes it."""
         return None if value is None else value.astimezone(UTC).strftime(SQLITE_TIME_FORMAT)
+
+    def json_bytes(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The size in bytes of a JSON column's stored text."""
+        return func.length(cast(column, LargeBinary()))
+
+    def time_bucket(self, column: ColumnElement[Any], unit: str) -> ColumnElement[Any]:
+        """A timestamp truncated to its minute, hour or day (UTC): a prefix of the stored
+        fixed-width text, completed to the stored format."""
+        keep = _BUCKET_PREFIX[unit]
+        rest = "0000-01-01 00:00:00.000000"[keep:]
+        # Literals, not parameters: the expression is grouped by, and must read the same.
+        prefix = func.substr(column, 1, literal_column(str(keep)))
+        return type_coerce(prefix.concat(literal_column(f"'{rest}'")), UTCDateTime())
+
+    def duration_ms(self, start: ColumnElement[Any], end: ColumnElement[Any]) -> Any:
+        """Milliseconds from ``start`` to ``end`` (NULL unless both are set)."""
+        return (func.julianday(end) - func.julianday(start)) * 86_400_000.0
+
+    def sample_every(self, n: int) -> ColumnElement[bool]:
+        """One execution in ``n``, by rowid (creation order): decided on the index entry,
+        before the row is read."""
+        return literal_column("executions.rowid") % n == 0
+
+    def percentiles(self, value: ColumnElement[Any], fractions: tuple[float, ...]) -> None:
+        """No percentile aggregate in SQLite: callers compute them from a bounded sample."""
+        return None
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
         """No notification bus: a wake-up for workers touches the ``<database>-wake`` file

@@ -20,6 +20,7 @@ from conveyor.engine.interfaces import (
     Signal,
     SystemClock,
 )
+from conveyor.errors import ConveyorError
 from conveyor.store import claims, controls, history, transitions, workflows
 from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
@@ -200,6 +201,38 @@ class Store:
             self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "queued")
         return execution_id, created
 
+    async def cancel_each(
+        self, workspace_id: str, execution_ids: list[str]
+    ) -> list[str | ConveyorError]:
+        """Cancel each execution, all in one transaction but each alone: one that fails is
+        rolled back by itself and its error is returned in its place."""
+        now = self.clock.now()
+
+        def cancel(conn: Connection, execution_id: str) -> str:
+            return controls.cancel(conn, self.db.dialect, workspace_id, execution_id, now)
+
+        results = await self.write(each, cancel, execution_ids)
+        for execution_id, result in zip(execution_ids, results, strict=True):
+            if result == "running":
+                self._wake(controls.control_message(execution_id, "cancel"))
+        return results
+
+    async def enqueue_each(
+        self, build: Callable[[Connection, T], NewExecution | Seeded], items: list[T]
+    ) -> list[tuple[str, bool] | ConveyorError]:
+        """Enqueue an execution built from each item (``build`` reads what it needs in the
+        same transaction; a ``Seeded`` one reuses committed step outputs): one transaction
+        for all, each item alone (see :meth:`cancel_each`)."""
+
+        def enqueue(conn: Connection, item: T) -> tuple[str, bool]:
+            built = build(conn, item)
+            new, seed = built if isinstance(built, tuple) else (built, None)
+            return self._enqueue(conn, new, seed)
+
+        results = await self.write(each, enqueue, items)
+        self._wake("queued")
+        return results
+
     async def cancel(self, workspace_id: str, execution_id: str) -> str:
         status = await self.write(
             controls.cancel, self.db.dialect, workspace_id, execution_id, self.clock.now()
@@ -323,8 +356,17 @@ class Store:
         return await self.read(workflows.list_workflows, workspace_id)
 
     # -- history -----------------------------------------------------------------------------
-    async def get_execution(self, workspace_id: str, execution_id: str) -> dict[str, Any]:
-        return await self.read(history.get_execution, workspace_id, execution_id, self.clock.now())
+    async def get_execution(
+        self, workspace_id: str, execution_id: str, *, max_payload_bytes: int | None = None
+    ) -> dict[str, Any]:
+        """An execution with its steps; step payloads over ``max_payload_bytes`` (if given)
+        are replaced by ``{"truncated": true, "bytes": N}``."""
+        payloads = None
+        if max_payload_bytes is not None:
+            payloads = history.Payloads(self.db.dialect, max_payload_bytes)
+        return await self.read(
+            history.get_execution, workspace_id, execution_id, self.clock.now(), payloads
+        )
 
     async def execution_row(self, execution_id: str) -> dict[str, Any]:
         return await self.read(history.execution_row, execution_id)
@@ -338,6 +380,29 @@ class Store:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.db.dispose()
+
+
+Seeded = tuple[NewExecution, tuple[str, set[str]]]
+"""A new execution and what it reuses: (source execution id, node ids of its steps)."""
+R = TypeVar("R")
+
+
+def each(
+    conn: Connection, fn: Callable[[Connection, T], R], items: list[T]
+) -> list[R | ConveyorError]:
+    """``fn(conn, item)`` for each item, each in a savepoint: an item that raises a
+    ConveyorError is rolled back alone (its announced events too) and the error is
+    returned in its place; any other error fails the whole transaction."""
+    results: list[R | ConveyorError] = []
+    for item in items:
+        announced = len(conn.info.get(controls.PENDING_EVENTS, []))
+        try:
+            with conn.begin_nested():
+                results.append(fn(conn, item))
+        except ConveyorError as exc:
+            del conn.info.get(controls.PENDING_EVENTS, [])[announced:]
+            results.append(exc)
+    return results
 
 
 Pending = tuple[ClaimedExecution, Changes, "asyncio.Future[None]"]

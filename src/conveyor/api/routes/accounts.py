@@ -1,4 +1,4 @@
-"""Login, the caller, workspaces, members, API keys and per-user statistics."""
+"""Login, the caller, workspaces, members and API keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.auth import SESSION_COOKIE, Scope, admin_access, base_app, caller, read_access
 from conveyor.errors import Forbidden, InputError, NotFound, Unauthorized
-from conveyor.store import accounts, statistics
+from conveyor.store import accounts
 from conveyor.store.accounts import Principal, Role
 from conveyor.store.tables import users
 from conveyor.store.workflows import workspace_id
@@ -207,8 +207,3 @@ async def revoke_key(scope: Admin, key_id: str) -> None:
     await scope.conveyor.store.write(
         accounts.revoke_api_key, scope.workspace_id, key_id, scope.conveyor.store.clock.now()
     )
-
-
-@router.get("/workspaces/{ws}/stats/users", summary="Per user: executions, tokens, API calls")
-async def user_stats(scope: Read) -> list[dict[str, Any]]:
-    return await scope.conveyor.store.read(statistics.user_stats, scope.workspace_id)

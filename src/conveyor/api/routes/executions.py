@@ -1,36 +1,44 @@
-"""Executions: execute, read with progress and steps, list with filters and statistics, and
-the run controls (cancel, retry, replay, pause, resume, signal)."""
+"""Executions: execute, read with progress and steps (or a summary, big payloads left to a
+download), list and count with filters and statistics, the run controls (cancel, retry,
+replay, pause, resume, signal) and the same on many executions at once (bulk)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import (
     Accepted,
+    BulkBody,
+    BulkResult,
     ControlResult,
     ExecuteBody,
     ExecutionDetail,
     ExecutionPage,
+    ExecutionQuery,
     ReplayBody,
     SignalBody,
+    StatusCounts,
+    StatusName,
+    UtcDatetime,
 )
-from conveyor.app import Enqueued
+from conveyor.app import BULK_BATCH, BULK_LIMIT, BulkAction, Enqueued, Selection
 from conveyor.errors import NotFound
 from conveyor.store import statistics
 from conveyor.store import workflows as workflow_store
-from conveyor.store.history import ExecutionFilter, events_after, list_executions
+from conveyor.store.history import ExecutionFilter, events_after, list_executions, step_payload
+from conveyor.store.tables import dumps
 
 router = APIRouter(prefix="/workspaces/{ws}", tags=["executions"])
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
-Status = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"]
+Status = StatusName
 
 
 def _accepted(scope: Scope, enqueued: Enqueued) -> dict[str, Any]:
@@ -116,39 +124,57 @@ Offset = Annotated[
     int, Query(ge=0, le=MAX_INT, description="rows to skip (after the cursor, if one is given)")
 ]
 Text = Annotated[str | None, Query(max_length=200)]
+Statuses = Annotated[
+    list[Status] | None,
+    Query(description="any of these statuses (repeat it: ?status=failed&status=timed_out)"),
+]
 
 
 @dataclass
-class ListQuery:
-    """The filters, page and stats switch every execution list takes."""
+class FilterQuery:
+    """The filters every execution list, count and bulk selection takes."""
 
-    status: Status | None = None
+    status: Statuses = None
     trigger_type: Text = None
-    user: Text = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    error: Text = None
-    limit: Limit = 50
-    cursor: Text = None
-    offset: Offset = 0
-    stats: bool = True
+    user: Annotated[str | None, Query(max_length=200, description="a user id or email")] = None
+    created_after: UtcDatetime | None = None
+    created_before: UtcDatetime | None = None
+    error: Annotated[str | None, Query(max_length=200, description="text in the error")] = None
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in the error or the input, any case")
+    ] = None
 
     def filter(self, scope: Scope, workflow_id: str | None) -> ExecutionFilter:
         return ExecutionFilter(
             workspace_id=scope.workspace_id,
-            status=self.status,
+            status=self.status or None,
             workflow_id=workflow_id,
             trigger_type=self.trigger_type,
             created_by=self.user,
             created_after=self.created_after,
             created_before=self.created_before,
             error_contains=self.error,
-            limit=self.limit,
-            offset=self.offset,
+            search=self.q,
         )
 
 
+@dataclass
+class ListQuery(FilterQuery):
+    """The filters, page and stats switch every execution list takes."""
+
+    limit: Limit = 50
+    cursor: Text = None
+    offset: Offset = 0
+    stats: bool = True
+
+    def filter(self, scope: Scope, workflow_id: str | None) -> ExecutionFilter:
+        f = super().filter(scope, workflow_id)
+        f.limit, f.offset = self.limit, self.offset
+        return f
+
+
 Listing = Annotated[ListQuery, Depends()]
+Filtering = Annotated[FilterQuery, Depends()]
 
 
 async def _workflow_id(scope: Scope, workflow: str) -> str:
@@ -195,12 +221,126 @@ async def history(
 
 
 @router.get(
+    "/executions/counts",
+    response_model=StatusCounts,
+    summary="Counts by status for a filter (cheap: what a live monitor re-reads)",
+)
+async def counts(scope: Read, query: Filtering, workflow: Text = None) -> dict[str, Any]:
+    workflow_id = await _workflow_id(scope, workflow) if workflow is not None else None
+    return await scope.conveyor.store.read(statistics.counts, query.filter(scope, workflow_id))
+
+
+@router.post(
+    "/executions/bulk",
+    response_model=BulkResult,
+    summary="Cancel, retry or replay many executions (by ids or by filter); dry_run counts",
+    description=(
+        "Acts on the executions the action applies to: cancel the queued, running and "
+        "waiting ones; retry the failed, cancelled and timed-out ones; replay (from "
+        "`from_node`) the finished ones. With `dry_run` nothing changes and the answer says "
+        "how many it would touch (`eligible`). A run is synchronous, in batches of "
+        f"{BULK_BATCH} executions, each its own transaction: what it did is kept if the "
+        "request is cut off, and others' work goes on between batches. More than "
+        f"{BULK_LIMIT} executions to act on is a 400 (the dry run shows `eligible` and "
+        "`limit`). A bulk retry or replay is not idempotent: running it twice makes new "
+        "executions twice."
+    ),
+)
+async def bulk(scope: Write, body: BulkBody) -> dict[str, Any]:
+    selection: Selection
+    if body.filter is not None:
+        selection = await _selection(scope, body.filter)
+    else:
+        selection = list(body.ids or [])
+    action = BulkAction(
+        body.action,
+        from_node=body.from_node,
+        current=body.version == "current",
+        user=scope.principal.user,
+    )
+    outcome = await scope.conveyor.bulk(action, selection, dry_run=body.dry_run)
+    result = asdict(outcome)
+    result["errors"] = [{"execution_id": i, "detail": d} for i, d in outcome.errors]
+    return result
+
+
+async def _selection(scope: Scope, query: ExecutionQuery) -> ExecutionFilter:
+    workflow_id = await _workflow_id(scope, query.workflow) if query.workflow else None
+    status = [query.status] if isinstance(query.status, str) else query.status
+    return FilterQuery(
+        status=status,
+        trigger_type=query.trigger_type,
+        user=query.user,
+        created_after=query.created_after,
+        created_before=query.created_before,
+        error=query.error,
+        q=query.q,
+    ).filter(scope, workflow_id)
+
+
+SUMMARY_BYTES = 64 * 1024
+
+
+@router.get(
     "/executions/{execution_id}",
     response_model=ExecutionDetail,
     summary="Status, progress, live duration, and every step attempt",
 )
-async def get_execution(scope: Read, execution_id: str) -> dict[str, Any]:
-    return await _detail(scope, execution_id)
+async def get_execution(
+    scope: Read,
+    execution_id: str,
+    summary: Annotated[
+        bool,
+        Query(
+            description=f"replace each step input, output, error or logs over "
+            f"{SUMMARY_BYTES // 1024} KiB by {{truncated: true, bytes: N}} (download it "
+            "from .../steps/{node_id}/{part})"
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    store = scope.conveyor.store
+    row = await store.get_execution(
+        scope.workspace_id, execution_id, max_payload_bytes=SUMMARY_BYTES if summary else None
+    )
+    return views.execution_detail(row, store.clock.now())
+
+
+@router.get(
+    "/executions/{execution_id}/steps/{node_id}/{part}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the JSON value, as a file to save",
+            "content": {"application/json": {"schema": {}}},
+        }
+    },
+    summary="One step attempt's full input, output, error or logs, as a download",
+)
+async def download_step_payload(
+    scope: Read,
+    execution_id: str,
+    node_id: Annotated[str, Path(max_length=100)],
+    part: Literal["input", "output", "error", "logs"],
+    attempt: Annotated[
+        int | None, Query(ge=1, le=MAX_INT, description="the latest attempt if not given")
+    ] = None,
+) -> Response:
+    found, value = await scope.conveyor.store.read(
+        step_payload, scope.workspace_id, execution_id, node_id, part, attempt
+    )
+    name = "-".join(
+        _safe(str(x)) for x in (found["execution_id"], found["node_id"], found["attempt"], part)
+    )
+    return Response(
+        content=dumps(value),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}.json"'},
+    )
+
+
+def _safe(text: str) -> str:
+    """A file name part with only letters, digits, dots, dashes and underscores."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
 @router.get(
