@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from conveyor.api import views
+from conveyor.api.routes.executions import SUMMARY_BYTES
 from conveyor.engine.state import TERMINAL
 from conveyor.store import accounts, history
 from conveyor.web.render import render
@@ -58,7 +59,7 @@ def _step_events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def execution_page(page: InWorkspace, execution_id: str) -> HTMLResponse:
     store = page.scope.conveyor.store
     workspace_id = page.scope.workspace_id
-    row = await store.get_execution(workspace_id, execution_id)
+    row = await store.get_execution(workspace_id, execution_id, max_payload_bytes=SUMMARY_BYTES)
     detail = views.execution_detail(row, store.clock.now())
     ref = await store.find_version(workspace_id, row["workflow_id"], row["version"])
     children = []

@@ -1,7 +1,8 @@
 // A JSON viewer: a collapsible tree (nested <details>, children rendered when first opened),
 // a Copy button (clipboard API) and a download of the full value. It stays fast for a
 // multi-megabyte payload: one expansion renders at most NODE_BUDGET values and CHAR_BUDGET
-// characters, then says it is truncated and offers the whole value as a download.
+// characters, then says it is truncated and offers the whole value as a download; a payload
+// the API left out of a summary (over 64 KiB) is only offered as a download.
 
 const NODE_BUDGET = 2000;
 const CHAR_BUDGET = 50_000;
@@ -91,15 +92,32 @@ const newBudget = () => ({ nodes: 0, chars: 0, cut: false });
 function truncated(more, download) {
   const li = h("li", "j-truncated");
   li.append(`… ${more} more not shown (truncated) — `);
-  li.append(downloadButton(download, "download the full value"));
+  li.append(downloadControl(download, "download the full value"));
   return li;
 }
 
-function downloadButton(download, text) {
+// A link to the server's download of the value when there is one, else a button that saves
+// the value the page holds.
+function downloadControl(download, text) {
+  if (typeof download === "string") {
+    const link = h("a", "download-link", text);
+    link.href = download;
+    link.setAttribute("download", "");
+    return link;
+  }
   const button = h("button", "button small link", text);
   button.type = "button";
   button.addEventListener("click", () => download());
   return button;
+}
+
+// The API's stand-in for a payload too big to send with the execution (``summary=true``).
+export const isPlaceholder = (value) =>
+  isContainer(value) && !Array.isArray(value) && value.truncated === true &&
+  typeof value.bytes === "number" && Object.keys(value).length === 2;
+
+function kilobytes(bytes) {
+  return bytes >= 1_048_576 ? `${(bytes / 1_048_576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
 }
 
 function saveAs(name, text) {
@@ -125,17 +143,27 @@ async function copy(button, text) {
 }
 
 // The viewer of ``value``; ``label`` names it for buttons ("Copy output of fetch"),
-// ``file`` is the download's file name; ``href`` a server download of the full value if any.
+// ``file`` the name of a download saved from the page; ``href`` the server's download of the
+// full value (preferred: a summary's stand-in for a big payload has only that).
 export function jsonViewer(value, { label = "value", file = "value.json", href = null } = {}) {
   const root = h("div", "json-view");
+  const download = href ?? (() => saveAs(file, text()));
+  if (isPlaceholder(value)) {
+    const note = h("p", "j-note", `Too large to show here (${kilobytes(value.bytes)}). `);
+    const link = downloadControl(download, "Download the full value");
+    link.setAttribute("aria-label", `Download ${label} (the full value)`);
+    note.append(link);
+    root.append(note);
+    return root;
+  }
   const text = () => JSON.stringify(value, null, 2) ?? "null";
-  const download = href ? () => { window.location.href = href; } : () => saveAs(file, text());
   const tools = h("div", "json-tools");
   const copyButton = h("button", "button small", "Copy");
   copyButton.type = "button";
   copyButton.setAttribute("aria-label", `Copy ${label}`);
   copyButton.addEventListener("click", () => copy(copyButton, text()));
-  const save = downloadButton(download, "Download");
+  const save = downloadControl(download, "Download");
+  save.classList.add("button", "small");
   save.setAttribute("aria-label", `Download ${label}`);
   tools.append(copyButton, save);
   root.append(tools);
@@ -152,7 +180,7 @@ export function jsonViewer(value, { label = "value", file = "value.json", href =
   }
   if (budget.cut) {
     const note = h("p", "j-note", "Truncated: this value is too large to show whole. ");
-    note.append(downloadButton(download, "Download the full value"));
+    note.append(downloadControl(download, "Download the full value"));
     root.prepend(note);
   }
   return root;

@@ -119,7 +119,8 @@ async function refresh() {
       again = false;
       try {
         const previous = execution;
-        execution = await api(`executions/${execution.id}`);
+        // The summary leaves payloads over 64 KiB to their downloads.
+        execution = await api(`executions/${execution.id}?summary=true`);
         durationBase = { ms: execution.duration_ms, at: performance.now() };
         render(previous);
       } catch {

@@ -2,7 +2,8 @@
 // rendered input, output, error (with traceback) and log lines. A node's body is rendered
 // when it is opened and again only when that node's attempts change.
 
-import { jsonViewer } from "./execution-json.js";
+import { workspaceApi } from "./api.js";
+import { isPlaceholder, jsonViewer } from "./execution-json.js";
 import { formatDuration, isReused, nodeState, waitText } from "./execution-model.js";
 
 const LOG_LINES = 500;
@@ -18,6 +19,10 @@ function h(tag, className, text) {
 const signature = (attempts) =>
   attempts.map((s) => `${s.attempt}:${s.status}:${s.finished_at}:${s.wait_until}`).join("|");
 
+// The API's download of one attempt's input, output, error or logs.
+const payloadUrl = (execution, step, name) =>
+  `${workspaceApi()}/executions/${execution.id}/steps/${encodeURIComponent(step.node_id)}/${name}?attempt=${step.attempt}`;
+
 function part(title, value, step, execution) {
   const section = h("section", "step-part");
   const heading = h("h4", null, title);
@@ -25,7 +30,8 @@ function part(title, value, step, execution) {
   section.setAttribute("aria-labelledby", heading.id);
   section.append(heading);
   const name = `${execution.id.slice(0, 8)}-${step.node_id}-${step.attempt}-${title.toLowerCase()}.json`;
-  section.append(jsonViewer(value, { label: `${title.toLowerCase()} of ${step.node_id}`, file: name }));
+  const href = payloadUrl(execution, step, title.toLowerCase());
+  section.append(jsonViewer(value, { label: `${title.toLowerCase()} of ${step.node_id}`, file: name, href }));
   return section;
 }
 
@@ -72,8 +78,10 @@ function attemptBody(step, execution) {
   const grid = h("div", "step-parts");
   grid.append(part("Input", step.input, step, execution));
   if (step.output !== null && step.output !== undefined) grid.append(part("Output", step.output, step, execution));
-  if (step.error) grid.append(errorPart(step));
-  if (step.logs?.length) grid.append(logsPart(step));
+  if (isPlaceholder(step.error)) grid.append(part("Error", step.error, step, execution));
+  else if (step.error) grid.append(errorPart(step));
+  if (isPlaceholder(step.logs)) grid.append(part("Logs", step.logs, step, execution));
+  else if (step.logs?.length) grid.append(logsPart(step));
   body.append(grid);
   return body;
 }
