@@ -215,3 +215,5 @@ def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_ca
     expect(view.action("Cancel execution")).to_be_hidden()
     assert_accessible(page)
     screenshot(page, "execution-cancelled")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "execution-cancelled-dark")

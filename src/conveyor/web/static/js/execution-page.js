@@ -155,6 +155,7 @@ function wireTimelineTools() {
   toggle.addEventListener("click", () => {
     const table = document.getElementById("timeline-table");
     table.hidden = !table.hidden;
+    if (!table.hidden) timeline.showTable();
     toggle.setAttribute("aria-pressed", String(!table.hidden));
     toggle.textContent = table.hidden ? "Show as table" : "Hide the table";
   });

@@ -95,9 +95,10 @@ export function createTimeline(container, table, { onSelect }) {
       }
     });
     scroller.replaceChildren(svg);
-    fillTable(model);
+    if (!table.hidden) fillTable(model);
   }
 
+  // Filled only while shown (and when shown): nobody reads a hidden table.
   function fillTable(model) {
     const body = table.querySelector("tbody");
     body.replaceChildren();
@@ -144,6 +145,7 @@ export function createTimeline(container, table, { onSelect }) {
 
   return {
     draw,
+    showTable: () => last && fillTable(last),
     zoomIn: () => setZoom(zoom * 1.5),
     zoomOut: () => setZoom(zoom / 1.5),
     fit: () => setZoom(1),
