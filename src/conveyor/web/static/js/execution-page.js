@@ -91,6 +91,15 @@ const actions = createActions({
   refresh: () => refresh(),
 });
 
+// A node's box shows "type ... status · detail" on one line (about 27 characters): a long
+// detail becomes short ("attempt 3" -> "#3") or goes.
+function fitted(type, status, detail) {
+  const fits = (text) => `${type}${status} · ${text}`.length <= 27;
+  if (!detail || fits(detail)) return detail;
+  const short = detail.replace(/^attempt (\d+)$/, "#$1");
+  return fits(short) ? short : "";
+}
+
 function render(previous = null) {
   const byNode = attemptsByNode(execution.steps);
   header(previous);
@@ -98,7 +107,7 @@ function render(previous = null) {
   if (graph) {
     for (const node of state.definition.nodes ?? []) {
       const [status, detail] = nodeState(byNode.get(node.id), execution);
-      graph.setStatus(node.id, status, detail);
+      graph.setStatus(node.id, status, fitted(node.type, status, detail));
     }
   }
   timeline.draw(timelineModel(execution, waits));
