@@ -159,6 +159,7 @@ def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
     expect(view.status).to_be_visible()
     assert_accessible(page)
     screenshot(page, "execution-phone")
+    page.screenshot(path=SCREENSHOTS / "execution-phone-full.png", full_page=True)
 
 
 def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_cancelled(

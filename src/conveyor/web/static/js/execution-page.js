@@ -174,7 +174,12 @@ async function start() {
   wireTimelineTools();
   render();
   if (!state.terminal) watchExecution(execution.id, onMessages);
-  setInterval(() => LIVE.has(execution.status) && tick(), 1000);
+  // While it runs, the duration and the open bars (running, waiting) grow each second.
+  setInterval(() => {
+    if (!LIVE.has(execution.status)) return;
+    tick();
+    timeline.draw(timelineModel(execution, waits));
+  }, 1000);
   // The vendored layout scripts are deferred classic scripts before this module: they have
   // run already (the load event is a fallback).
   if (!window.ELK) await new Promise((r) => window.addEventListener("load", r, { once: true }));

@@ -9,7 +9,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const ROW = 30;
 const BAR = 18;
 const AXIS = 24;
-const MIN_WIDTH = 320;
+const MIN_WIDTH = 160;
 
 function el(name, attrs = {}, parent = null) {
   const element = document.createElementNS(SVG, name);
