@@ -53,14 +53,15 @@ export function createTimeline(container, table, { onSelect }) {
     const svg = el("svg", {
       width, height: AXIS + rows.length * ROW, "aria-hidden": "true", focusable: "false",
     });
-    for (let i = 0; i <= 4; i += 1) {
-      const at = (width * i) / 4;
+    const ticks = Math.min(Math.max(Math.floor(width / 110), 2), 12); // labels never touch
+    for (let i = 0; i <= ticks; i += 1) {
+      const at = (width * i) / ticks;
       el("line", { x1: at, x2: at, y1: AXIS - 4, y2: AXIS + rows.length * ROW, class: "tick" }, svg);
       const label = el("text", {
         x: Math.min(Math.max(at, 2), width - 2), y: 14, class: "tick-label",
-        "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle",
+        "text-anchor": i === 0 ? "start" : i === ticks ? "end" : "middle",
       }, svg);
-      label.textContent = `+${formatDuration((span * i) / 4)}`;
+      label.textContent = `+${formatDuration((span * i) / ticks)}`;
     }
     labels.replaceChildren();
     rows.forEach((row, index) => {
