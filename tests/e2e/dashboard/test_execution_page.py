@@ -6,21 +6,31 @@ paused, resumed and signalled from the page and finishes live; another is cancel
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.dashboard.browser import PHONE, SCREENSHOTS, assert_accessible, screenshot
-from tests.e2e.dashboard.conftest import EXPECT_TIMEOUT_MS
+from tests.e2e.dashboard.conftest import (
+    EXPECT_TIMEOUT_MS,
+    conveyor_program,
+    new_context,
+    sign_in,
+)
 from tests.e2e.dashboard.pages_execution import ExecutionPage
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
 # A server start and several page loads each: generous for a loaded 2-core machine.
 pytestmark = pytest.mark.timeout(120)
+
+VIEWER_EMAIL = "viewer@example.com"
+VIEWER_PASSWORD = "e2e-viewer-password"
 
 BRANCHING = {
     "name": "exec-branching",
@@ -69,6 +79,19 @@ APPROVAL = {
         },
     ],
 }
+
+
+def add_viewer(database_url: str) -> None:
+    """A viewer of the default workspace, made with the CLI as an administrator would."""
+    environment = {**os.environ, "CONVEYOR_NEW_PASSWORD": VIEWER_PASSWORD}
+    command = ["users", "create", VIEWER_EMAIL, "--role=viewer", f"--database={database_url}"]
+    subprocess.run(
+        [*conveyor_program(), *command],
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +186,7 @@ def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
 
 
 def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_cancelled(
-    page: Page, client: httpx.Client
+    page: Page, client: httpx.Client, browser: Browser, dashboard: ServerProcess, database_url: str
 ) -> None:
     waiting = start(client, APPROVAL, {})
     view = ExecutionPage(page).open(waiting)
@@ -218,3 +241,17 @@ def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_ca
     screenshot(page, "execution-cancelled")
     page.emulate_media(color_scheme="dark")
     screenshot(page, "execution-cancelled-dark")
+
+    # A viewer sees the execution and no control; the server refuses them anyway.
+    viewer = new_context(browser, dashboard)
+    try:
+        add_viewer(database_url)
+        sign_in(viewer, VIEWER_EMAIL, VIEWER_PASSWORD)
+        their = ExecutionPage(viewer.new_page()).open(doomed)
+        expect(their.status).to_have_text("cancelled")
+        expect(their.page.get_by_role("group", name="Execution actions")).to_have_count(0)
+        expect(their.page.get_by_role("button", name=re.compile("Retry|Replay"))).to_have_count(0)
+        refused = viewer.request.post(f"{API}/workspaces/{WORKSPACE}/executions/{doomed}/retry")
+        assert refused.status == 403, refused.text()
+    finally:
+        viewer.close()
