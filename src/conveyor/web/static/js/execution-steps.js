@@ -25,7 +25,7 @@ const payloadUrl = (execution, step, name) =>
 
 function part(title, value, step, execution) {
   const section = h("section", "step-part");
-  const heading = h("h4", null, title);
+  const heading = h("h3", null, title);
   heading.id = `h-${step.node_id}-${step.attempt}-${title.toLowerCase()}-${++ids}`;
   section.setAttribute("aria-labelledby", heading.id);
   section.append(heading);
@@ -37,7 +37,7 @@ function part(title, value, step, execution) {
 
 function errorPart(step) {
   const section = h("section", "step-part step-error");
-  section.append(h("h4", null, "Error"));
+  section.append(h("h3", null, "Error"));
   const error = step.error;
   section.append(h("p", "error-message", `${error.type ? `${error.type}: ` : ""}${error.message ?? ""}`));
   if (error.traceback) {
@@ -50,7 +50,7 @@ function errorPart(step) {
 
 function logsPart(step) {
   const section = h("section", "step-part");
-  section.append(h("h4", null, "Logs"));
+  section.append(h("h3", null, "Logs"));
   const list = h("ol", "logs");
   for (const line of step.logs.slice(0, LOG_LINES)) {
     const li = h("li", `log-${line.level ?? "info"}`);
