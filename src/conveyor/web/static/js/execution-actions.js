@@ -53,7 +53,6 @@ export function createActions({ executionId, definition, announce, refresh }) {
   if (!bar) return { update() {} };
   const button = (name) => bar.querySelector(`[data-action="${name}"]`);
   let current = null;
-  let paused = false;
 
   async function run(name, request, after) {
     const target = button(name);
@@ -76,15 +75,13 @@ export function createActions({ executionId, definition, announce, refresh }) {
     refresh();
   }));
   button("pause").addEventListener("click", () => run("pause", () => post("pause"), () => {
-    paused = true;
     announce("Paused: no new step starts until it is resumed");
-    update(current);
+    update({ ...current, paused: true });
     refresh();
   }));
   button("resume").addEventListener("click", () => run("resume", () => post("resume"), () => {
-    paused = false;
     announce("Resumed");
-    update(current);
+    update({ ...current, paused: false });
     refresh();
   }));
   button("retry").addEventListener("click", () => run("retry", () => post("retry"), (r) => goTo(r.execution_id)));
@@ -168,7 +165,7 @@ export function createActions({ executionId, definition, announce, refresh }) {
 
   function update(execution) {
     current = execution;
-    paused = Boolean(execution.paused);
+    const paused = Boolean(execution.paused);
     const live = LIVE.has(execution.status);
     button("cancel").hidden = !live;
     button("pause").hidden = !live || paused;
@@ -177,6 +174,10 @@ export function createActions({ executionId, definition, announce, refresh }) {
     button("retry").hidden = !RETRYABLE.has(execution.status);
     button("replay").hidden = live;
     if (!live && signalDialog.open) signalDialog.close();
+    // A control that went away (Pause after pausing) hands the focus to one still there.
+    if (bar.contains(document.activeElement) && document.activeElement.hidden) {
+      bar.querySelector("button:not([hidden])")?.focus();
+    }
   }
 
   return { update };
