@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.dashboard.browser import PHONE, SCREENSHOTS, assert_accessible, screenshot
+from tests.e2e.dashboard.browser import DESKTOP, PHONE, SCREENSHOTS, assert_accessible, screenshot
 from tests.e2e.dashboard.conftest import (
     EXPECT_TIMEOUT_MS,
     conveyor_program,
@@ -59,6 +59,17 @@ BRANCHING = {
             "needs": ["gate.true"],
             "config": {"output": {"n": "{{ nodes.check.output.n }}"}},
         },
+    ],
+}
+SHAKY = {
+    "name": "exec-shaky",
+    "nodes": [
+        {
+            "id": "shaky",
+            "type": "fail",
+            "config": {"message": "still down", "non_retryable": False},
+            "retry": {"max_attempts": 2, "initial_interval": "1s"},
+        }
     ],
 }
 APPROVAL = {
@@ -130,6 +141,7 @@ def steps_of(execution: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
     page: Page, client: httpx.Client
 ) -> None:
+    shaky = start(client, SHAKY, {})
     first = start(client, BRANCHING, {"ok": False, "n": 1, "items": list(range(20_000))})
     view = ExecutionPage(page).open(first)
     expect(view.status).to_have_text("failed")
@@ -183,6 +195,16 @@ def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
     assert_accessible(page)
     screenshot(page, "execution-phone")
     page.screenshot(path=SCREENSHOTS / "execution-phone-full.png", full_page=True)
+
+    # Retries: the node shows its attempt; the timeline a bar per attempt and the backoff.
+    page.set_viewport_size(DESKTOP)
+    view.open(shaky)
+    expect(view.node("shaky")).to_have_attribute("data-status", "failed")
+    expect(view.node("shaky")).to_contain_text("attempt 2")
+    row = view.timeline.locator('.timeline-row[data-node-id="shaky"]')
+    expect(row.locator(".bar.run")).to_have_count(2)
+    expect(row.locator(".bar.wait")).to_have_count(1)
+    expect(view.step("shaky")).to_contain_text("2 attempts")
 
 
 def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_cancelled(
