@@ -92,16 +92,16 @@ APPROVAL = {
 }
 
 
-def add_viewer(database_url: str) -> None:
-    """A viewer of the default workspace, made with the CLI as an administrator would."""
+def add_viewer(database_url: str) -> subprocess.Popen[bytes]:
+    """Start making a viewer of the default workspace with the CLI, as an administrator
+    would (it runs while the test goes on; wait for it before signing in)."""
     environment = {**os.environ, "CONVEYOR_NEW_PASSWORD": VIEWER_PASSWORD}
     command = ["users", "create", VIEWER_EMAIL, "--role=viewer", f"--database={database_url}"]
-    subprocess.run(
+    return subprocess.Popen(
         [*conveyor_program(), *command],
         env=environment,
-        check=True,
-        capture_output=True,
-        timeout=60,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -210,6 +210,7 @@ def test_a_failed_execution_is_retried_then_replayed_with_edited_input(
 def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_cancelled(
     page: Page, client: httpx.Client, browser: Browser, dashboard: ServerProcess, database_url: str
 ) -> None:
+    making_viewer = add_viewer(database_url)
     waiting = start(client, APPROVAL, {})
     view = ExecutionPage(page).open(waiting)
     expect(view.node("approve")).to_have_attribute("data-status", "waiting")
@@ -267,7 +268,8 @@ def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_ca
     # A viewer sees the execution and no control; the server refuses them anyway.
     viewer = new_context(browser, dashboard)
     try:
-        add_viewer(database_url)
+        _, errors = making_viewer.communicate(timeout=60)
+        assert making_viewer.returncode == 0, errors.decode()
         sign_in(viewer, VIEWER_EMAIL, VIEWER_PASSWORD)
         their = ExecutionPage(viewer.new_page()).open(doomed)
         expect(their.status).to_have_text("cancelled")

@@ -73,8 +73,10 @@ export function foldWaits(waits, attempts, events) {
     }
     const key = `${node}#${attempts.get(node) ?? 1}`;
     const list = waits.get(key) ?? [];
-    const open = list.at(-1);
-    if (open && open.to === null) open.to = event.created_at;
+    const open = list.at(-1)?.to === null ? list.at(-1) : null;
+    // A wait taken up again (after a pause, a recovery) goes on: one wait, not two.
+    if (event.type === "step.waiting" && open) continue;
+    if (open) open.to = event.created_at;
     if (event.type === "step.waiting") {
       const reason = event.signal
         ? (event.signal.startsWith("child:") ? "waiting for a child execution" : `waiting for signal ${event.signal}`)
