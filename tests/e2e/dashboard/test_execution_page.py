@@ -228,7 +228,14 @@ def test_a_waiting_execution_is_paused_resumed_and_signalled_live_and_another_ca
 
     view.action("Send signal…").click()
     dialog = page.get_by_role("dialog", name="Send a signal")
-    expect(dialog.get_by_label("Signal name")).to_have_value("approved")
+    name = dialog.get_by_label("Signal name")
+    expect(name).to_have_value("approved")
+    # The API's refusal is shown at the field it concerns.
+    name.fill("child:forged")
+    dialog.get_by_role("button", name="Send signal").click()
+    expect(dialog.locator("#signal-name-error")).to_contain_text("does not start with 'child:'")
+    expect(name).to_have_attribute("aria-invalid", "true")
+    name.fill("approved")
     data = dialog.get_by_label("Data (JSON)")
     data.fill("{by: alice}")
     dialog.get_by_role("button", name="Send signal").click()
