@@ -465,6 +465,7 @@ async def test_pause_holds_the_next_step_until_resume(api: Api) -> None:
     await api.until_status(execution_id, "waiting")
     held = await _get(api, execution_id)
     assert held["blocked_reason"] is not None and held["blocked_reason"].startswith("paused")
+    assert held["paused"] is True
     steps = {s["node_id"]: s["status"] for s in held["steps"]}
     assert steps == {"hold": "succeeded"}, steps
 
@@ -499,6 +500,8 @@ async def test_a_signal_resumes_a_wait_for_event(api: Api) -> None:
     await api.until_status(execution_id, "waiting")
     detail = await _get(api, execution_id)
     assert detail["blocked_reason"].startswith("waiting for signal approved")
+    waits = [(s["status"], s["wait_signal"]) for s in detail["steps"] if s["wait_signal"]]
+    assert waits == [("waiting", "approved")]
     url = f"{api.ws()}/executions/{execution_id}/signal"
     sent = await api.http.post(url, json={"name": "approved", "data": {"by": "ann"}})
     assert sent.status_code == 200, sent.text

@@ -18,6 +18,7 @@ from conveyor.engine.interfaces import SystemClock
 from conveyor.errors import Conflict, InputError
 from conveyor.nodes.base import NodeContext, node
 from conveyor.store.executions import EventRecord
+from conveyor.store.history import child_executions
 from conveyor.store.tables import executions
 from conveyor.worker import Worker
 
@@ -197,6 +198,11 @@ async def test_workflow_call_runs_a_child_and_returns_its_result(serving: Any) -
         e for e in await app.store.list_executions(_filter(app)) if e["trigger_type"] == "workflow"
     ]
     assert len(children) == 1 and children[0]["parent_execution_id"] == execution_id
+    # The execution page's query finds the child, and only in the parent's workspace.
+    created = (await detail(app, execution_id))["created_at"]
+    found = await app.store.read(child_executions, app.workspace_id, execution_id, created)
+    assert [(c["id"], c["parent_node_id"]) for c in found] == [(children[0]["id"], "call")]
+    assert await app.store.read(child_executions, "elsewhere", execution_id, created) == []
 
 
 async def test_a_failing_child_fails_the_calling_step(serving: Any) -> None:

@@ -94,6 +94,10 @@ class Step(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+    wait_until: datetime | None = Field(
+        None, description="a waiting attempt: until when; a failed one: when it is retried"
+    )
+    wait_signal: str | None = Field(None, description="the signal a waiting attempt waits for")
     usage: dict[str, int]
 
 
@@ -116,6 +120,7 @@ class Execution(BaseModel):
     created_by: str | None = None
     retry_of: str | None = None
     parent_execution_id: str | None = None
+    paused: bool = Field(False, description="paused: starts no new step until resumed")
     blocked_reason: str | None = None
 
 

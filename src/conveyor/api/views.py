@@ -53,6 +53,7 @@ def execution(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "created_by": row["created_by"],
         "retry_of": row["retry_of"],
         "parent_execution_id": row["parent_execution_id"],
+        "paused": bool(row.get("paused", False)),
         "blocked_reason": row.get("blocked_reason"),
     }
 
@@ -73,6 +74,8 @@ def step(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "started_at": row["started_at"],
         "finished_at": row["finished_at"],
         "duration_ms": _ms(row["started_at"], end),
+        "wait_until": row.get("wait_until"),
+        "wait_signal": row.get("wait_signal"),
         "usage": {"tokens": row["usage_tokens"], "api_calls": row["usage_api_calls"]},
     }
 

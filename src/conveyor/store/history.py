@@ -203,6 +203,32 @@ def get_execution(
     return detail
 
 
+def child_executions(
+    conn: Connection,
+    workspace_id: str,
+    parent_id: str,
+    parent_created_at: datetime,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The executions a parent started (``workflow.call``), oldest first. Children are created
+    after their parent: the range on the (workspace, created_at) index bounds the scan."""
+    c = executions.c
+    query = (
+        select(
+            c.id, c.status, c.parent_node_id, c.created_at, workflows.c.name.label("workflow_name")
+        )
+        .join(workflows, workflows.c.id == c.workflow_id)
+        .where(
+            c.workspace_id == workspace_id,
+            c.created_at >= parent_created_at,
+            c.parent_execution_id == parent_id,
+        )
+        .order_by(c.created_at, c.id)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
 @dataclass(frozen=True)
 class Payloads:
     """Step payloads (input, output, error, logs) bigger than ``max_bytes`` of stored JSON
