@@ -7,6 +7,7 @@ from typing import Any
 
 from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
+from conveyor.engine.inputs import check_input
 from conveyor.engine.interfaces import Clock, ExecutionUser, user_variables
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import TERMINAL
@@ -103,6 +104,7 @@ class Conveyor:
         def build(ref: VersionRef) -> NewExecution:
             if ref.status == "archived":
                 raise Conflict(f"workflow '{ref.workflow_name}' is archived; restore it first")
+            check_input(_parsed(ref).input, input)
             new = new_execution(ref, input, self.workspace_id, user)
             new.trigger_type = trigger_type
             new.priority = priority if priority is not None else new.priority

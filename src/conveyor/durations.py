@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic.json_schema import GenerateJsonSchema
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 MAX_SECONDS = 100 * 365 * 86400.0
@@ -59,3 +60,14 @@ Duration = Annotated[
         }
     ),
 ]
+
+
+class DurationSchema(GenerateJsonSchema):
+    """JSON Schemas whose duration defaults read as people write them (``30s``): pydantic
+    would encode them as ISO 8601 (``PT30S``), which a form would then send back, and which
+    :func:`parse_duration` refuses."""
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft)
+        return super().encode_default(dft)

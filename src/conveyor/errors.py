@@ -3,6 +3,7 @@
     ConveyorError
     ├── DefinitionError          a workflow definition does not validate (carries every problem)
     ├── InputError               bad user input: JSON that does not parse, unknown ids, flags
+    ├── InvalidInput             an execution's input breaks the workflow's declared input schema
     ├── PayloadTooLarge          a body, input or definition over its size limit (names the setting)
     ├── StoreUnavailable         the database cannot be opened or reached
     ├── NotFound                 an object does not exist (or is in another workspace)
@@ -60,6 +61,17 @@ class DefinitionError(ConveyorError):
 
 class InputError(ConveyorError):
     pass
+
+
+class InvalidInput(ConveyorError):
+    """An execution's input does not match the workflow's ``input`` schema (every field)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the input does not match the workflow's input schema: "
+            + "; ".join(str(p) for p in problems)
+        )
 
 
 class PayloadTooLarge(ConveyorError):

@@ -69,6 +69,7 @@ def bodies(world: World) -> dict[tuple[str, str], Any]:
         ("POST", f"{WS}/workflows"): {"definition": transform("made-by-the-sweep")},
         ("PUT", f"{WS}/workflows/{{workflow}}"): {"definition": waiting("wf")},
         ("POST", f"{WS}/workflows/{{workflow}}/execute"): {"input": {}},
+        ("POST", f"{WS}/validate"): {"definition": transform("checked-by-the-sweep")},
         ("POST", f"{WS}/executions/{{execution_id}}/replay"): {"from_node": "before"},
         ("POST", f"{WS}/executions/{{execution_id}}/signal"): {"name": "go"},
     }
@@ -143,6 +144,12 @@ async def session_token(api: Api, caller: Caller) -> str:
     )
 
 
+async def session_headers(api: Api, caller: Caller) -> dict[str, str]:
+    """What the dashboard sends: the session cookie and the session's CSRF token."""
+    token = await session_token(api, caller)
+    return {"Cookie": f"conveyor_session={token}", "X-CSRF-Token": accounts.csrf_token(token)}
+
+
 async def build_world(api: Api) -> World:
     owner_b = await api.caller(Role.OWNER, B)
     as_b = api.as_(owner_b)
@@ -160,6 +167,8 @@ async def build_world(api: Api) -> World:
             "execution_id": execution_id,
             "key_id": who.key_id,
             "version": "1",
+            "a": "1",  # versions compared
+            "b": "1",
         }
     return World(api.owner, owner_b, values[A], values[B])
 
@@ -221,7 +230,7 @@ async def test_another_workspaces_objects_are_404_never_403(
     if credential == "api-key":
         headers = world.owner_a.headers
     else:
-        headers = {"Cookie": f"conveyor_session={await session_token(api, world.owner_a)}"}
+        headers = await session_headers(api, world.owner_a)
     client = api.new_client(headers)
     b_by_id = {**world.values_b, "ws": world.owner_b.workspace_id}
     mixed = {**world.values_b, "ws": A}  # my workspace, their objects
@@ -279,8 +288,7 @@ async def test_roles_viewer_reads_only_and_member_cannot_manage_keys(
         if credential == "api-key":
             client = api.as_(who)
         else:
-            token = await session_token(api, who)
-            client = api.new_client({"Cookie": f"conveyor_session={token}"})
+            client = api.new_client(await session_headers(api, who))
         for method, path in ops:
             if not path.startswith(WS):
                 continue
@@ -396,8 +404,11 @@ async def test_login_sets_a_session_cookie_and_logout_ends_it(api: Api) -> None:
         {"id": api.owner.workspace_id, "name": A, "role": "owner"}
     ]
     token = client.cookies["conveyor_session"]
+    assert response.json()["csrf_token"] == accounts.csrf_token(token)
     me = await client.get(f"{API}/me")
     assert me.status_code == 200 and me.json()["id"] == api.owner.user_id
+    assert me.json()["csrf_token"] == response.json()["csrf_token"]
+    client.headers["X-CSRF-Token"] = me.json()["csrf_token"]
     assert (await client.get(f"{api.ws()}/workflows")).status_code == 200
 
     # a session may create workspaces (API keys may not); the creator owns it

@@ -11,7 +11,7 @@ from conveyor import __version__
 from conveyor.api import docs, problems
 from conveyor.api.limits import BodyLimit
 from conveyor.api.parameters import known_query
-from conveyor.api.routes import accounts, executions, ops, streams, workflows
+from conveyor.api.routes import accounts, definitions, executions, ops, streams, workflows
 from conveyor.app import Conveyor
 from conveyor.live import Feed
 
@@ -53,7 +53,7 @@ def create_app(
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     docs.install(app, API)
-    for module in (accounts, workflows, executions, streams):
+    for module in (accounts, definitions, workflows, executions, streams):
         app.include_router(
             module.router,
             prefix=API,

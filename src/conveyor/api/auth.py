@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Path, Query, Request, WebSocket
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -17,6 +18,8 @@ from conveyor.store import accounts
 from conveyor.store.accounts import Principal, Role
 
 SESSION_COOKIE = "conveyor_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 bearer = HTTPBearer(auto_error=False, description="an API key: `cvk_...`")
 cookie = APIKeyCookie(
     name=SESSION_COOKIE,
@@ -50,7 +53,46 @@ async def caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     session: Annotated[str | None, Depends(cookie)],
 ) -> Principal:
-    return await _principal(request, credentials.credentials if credentials else None, session)
+    key = credentials.credentials if credentials else None
+    principal = await _principal(request, key, session)
+    if not key and session and request.method not in SAFE_METHODS:
+        _check_csrf(request, session)
+    return principal
+
+
+def _check_csrf(request: Request, session: str) -> None:
+    """A browser sends the session cookie with a form posted from any site (SameSite=Lax
+    stops most, not all: sibling subdomains are the same site); only our own pages know
+    the token. API keys need none: no browser attaches them by itself."""
+    if not accounts.csrf_matches(session, request.headers.get(CSRF_HEADER)):
+        raise Forbidden(
+            f"missing or wrong CSRF token: a request made with the session cookie that "
+            f"changes anything carries the {CSRF_HEADER} header (the csrf_token of "
+            "POST /auth/login and GET /me)"
+        )
+
+
+def same_origin(request: Request) -> bool:
+    """Whether the request's ``Origin`` (when a browser sent one) is this server: the host
+    the request was sent to. Compared by host and port, so a proxy that ends TLS (and so
+    changes the scheme) does not matter; it must pass the Host header through."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    sent_to = f"http://{request.headers.get('host', '')}"
+    try:
+        return _host_and_port(origin) == _host_and_port(sent_to, origin)
+    except ValueError:  # a port out of range, a malformed origin ("null" included)
+        return False
+
+
+def _host_and_port(url: str, scheme_of: str | None = None) -> tuple[str, int]:
+    """Host and port of ``url``, the default port being that of ``scheme_of``'s scheme."""
+    parts = urlsplit(url)
+    scheme = urlsplit(scheme_of).scheme if scheme_of else parts.scheme
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(url)
+    return parts.hostname, parts.port or (443 if scheme == "https" else 80)
 
 
 async def socket_caller(

@@ -18,6 +18,7 @@ from conveyor.errors import (
     DefinitionError,
     Forbidden,
     InputError,
+    InvalidInput,
     NotFound,
     PayloadTooLarge,
     StoreUnavailable,
@@ -54,7 +55,7 @@ _DESCRIPTIONS = {
     404: "Not found (or in another workspace)",
     409: "Conflict with the state",
     413: "Body, input or definition over its size limit (the problem names the setting)",
-    422: "Invalid request or definition",
+    422: "Invalid request, definition, or input (for the workflow's input schema)",
     503: "Database unavailable; retry",
 }
 
@@ -72,6 +73,7 @@ API_ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 503)
 
 _STATUS: list[tuple[type[ConveyorError], int, str]] = [
     (DefinitionError, 422, "invalid-definition"),
+    (InvalidInput, 422, "invalid-input"),
     (PayloadTooLarge, 413, "payload-too-large"),
     (InputError, 400, "bad-request"),
     (NotFound, 404, "not-found"),
@@ -128,7 +130,7 @@ def response_for(exc: ConveyorError) -> JSONResponse:
     if kind == "internal":
         return problem(500, "internal", "Internal error", str(exc))
     extra: dict[str, Any] = {}
-    if isinstance(exc, DefinitionError):
+    if isinstance(exc, DefinitionError | InvalidInput):
         extra["errors"] = [p.as_dict() for p in exc.problems]
     if isinstance(exc, PayloadTooLarge):
         extra.update(setting=exc.setting, limit=exc.limit)

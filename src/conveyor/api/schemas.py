@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -159,3 +159,87 @@ class SignalBody(BaseModel):
 class ControlResult(BaseModel):
     execution_id: str
     status: str
+
+
+class LastExecution(BaseModel):
+    id: str
+    status: str
+    created_at: datetime
+
+
+class WorkflowItem(Workflow):
+    """A row of the workflows list: the workflow and how its executions go."""
+
+    last_execution: LastExecution | None = None
+    success_rate: float | None = Field(
+        None, description="succeeded / finished, over every finished execution"
+    )
+    executions_24h: int = Field(description="executions created in the last 24 hours")
+
+
+class VersionChanges(BaseModel):
+    nodes: dict[str, list[Any]] = Field(
+        description="added and removed: node ids; changed: {id, fields}"
+    )
+    edges: dict[str, list[dict[str, Any]]] = Field(
+        description="added and removed: {from, to, branch} (needs and edges alike)"
+    )
+    fields: list[str] = Field(description="other top-level fields that changed")
+
+
+class VersionDiff(BaseModel):
+    workflow_id: str
+    from_version: int
+    to_version: int
+    unified: str = Field(description="unified diff of the two versions rendered as YAML")
+    changes: VersionChanges
+
+
+class NodeTypeInfo(BaseModel):
+    name: str
+    title: str
+    description: str
+    category: str = Field(description="http, control, data, messaging, workflow, custom, ...")
+    icon: str = Field(description="a keyword the dashboard maps to an icon")
+    config_schema: dict[str, Any] = Field(
+        description='JSON Schema of the config; "x-template": true marks values that may '
+        "hold templates (checked, against patterns and enums too, once rendered)"
+    )
+    branches: list[str] | None = Field(
+        description="the branch labels it always has (condition: false, true); null: none"
+    )
+    branches_from: str | None = Field(
+        description="the config field whose keys are branch labels too (switch: config.cases)"
+    )
+    repeatable: bool = Field(description="false: unsafe to repeat, one attempt by default")
+    waits: bool = Field(description="returns at once and waits (timer, signal, child)")
+
+
+class ValidateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    yaml: str | None = Field(None, description="the definition as YAML text")
+    definition: dict[str, Any] | None = Field(None, description="or as JSON")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ValidateBody:
+        if (self.yaml is None) == (self.definition is None):
+            raise ValueError("give exactly one of 'yaml' or 'definition'")
+        return self
+
+
+class LocatedProblem(BaseModel):
+    message: str
+    node_id: str | None = Field(description="the node the problem concerns, if any")
+    path: str = Field(description="relative to the node when node_id is set (as in 422s)")
+    document_path: str = Field(description="from the top of the definition: nodes[2].config.url")
+    line: int | None = Field(description="1-based, in the YAML text (null for JSON)")
+    column: int | None = None
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    problems: list[LocatedProblem]
+    definition: dict[str, Any] | None = Field(
+        description="the normalized definition (what a save stores) when valid"
+    )

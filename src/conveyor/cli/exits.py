@@ -6,6 +6,7 @@ from conveyor.errors import (
     ConveyorError,
     DefinitionError,
     InputError,
+    InvalidInput,
     NotFound,
     PayloadTooLarge,
     StoreUnavailable,
@@ -19,7 +20,9 @@ TERMINATED = 143  # SIGTERM
 
 
 def exit_code(exc: ConveyorError) -> int:
-    bad_input = DefinitionError | InputError | PayloadTooLarge | StoreUnavailable | NotFound
+    bad_input = (
+        DefinitionError | InputError | InvalidInput | PayloadTooLarge | StoreUnavailable | NotFound
+    )
     if isinstance(exc, bad_input):
         return BAD_INPUT
     return FAILED
@@ -29,4 +32,6 @@ def describe(exc: ConveyorError) -> list[str]:
     """One precise line per problem."""
     if isinstance(exc, DefinitionError):
         return [f"invalid definition: {p}" for p in exc.problems]
+    if isinstance(exc, InvalidInput):
+        return [f"invalid input: {p}" for p in exc.problems]
     return [f"error: {exc}"]

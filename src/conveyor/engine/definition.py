@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.durations import Duration
+from conveyor.durations import Duration, DurationSchema
 from conveyor.errors import DefinitionError, InputError, Problem
 
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -125,6 +125,12 @@ class WorkflowDefinition(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     description: str | None = None
+    input: dict[str, Any] | None = Field(
+        default=None,
+        description="JSON Schema of an execution's input (e.g. type: object, properties "
+        "with type, title, description, default, enum; required). Inputs are checked "
+        "against it when an execution is enqueued; the dashboard's Run form follows it",
+    )
     settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
     nodes: list[Node] = Field(min_length=1)
     edges: list[Edge] = Field(default_factory=list)
@@ -292,6 +298,31 @@ def load_definition_text(
     return data
 
 
+def yaml_loader(text: str) -> yaml.SafeLoader:
+    """A loader of the same YAML as :func:`load_yaml`, for callers that want the node tree
+    (with positions) too; the caller disposes of it."""
+    return _Yaml12Loader(text)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, and multi-line strings as ``|`` blocks (they read and diff line by line)."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and value == value.strip(" ") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
+def to_yaml(data: Any) -> str:
+    """A definition as people write it: keys in the order given, block style."""
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
+
+
 def load_definition_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON definition file into plain data."""
     file = Path(path)
@@ -303,4 +334,4 @@ def load_definition_file(path: str | Path) -> dict[str, Any]:
 
 
 def definition_schema() -> dict[str, Any]:
-    return WorkflowDefinition.model_json_schema(by_alias=True)
+    return WorkflowDefinition.model_json_schema(by_alias=True, schema_generator=DurationSchema)

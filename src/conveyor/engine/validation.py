@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from conveyor.engine.definition import NODE_ID, WorkflowDefinition, parse_leniently
 from conveyor.engine.graph import Graph, find_cycle
+from conveyor.engine.inputs import schema_problems
 from conveyor.engine.templates import TemplateProblem, contains_template, node_references
 from conveyor.errors import DefinitionError, Problem
 from conveyor.nodes.registry import Registry
@@ -16,14 +17,24 @@ from conveyor.nodes.registry import Registry
 
 def validate(data: Any, registry: Registry) -> WorkflowDefinition:
     """Return the definition, or raise DefinitionError listing every problem found."""
+    definition, problems = check(data, registry)
+    if problems or definition is None:
+        raise DefinitionError(problems)
+    return definition
+
+
+def check(data: Any, registry: Registry) -> tuple[WorkflowDefinition | None, list[Problem]]:
+    """Every problem of a definition, in one pass; the definition only when there are none."""
     parsed = parse_leniently(data)
     definition = parsed.definition
     problems = list(parsed.problems)
     if definition is None:
-        raise DefinitionError(problems)
+        return None, problems
+    if definition.input is not None:
+        problems += schema_problems(definition.input)
     problems += _node_problems(definition, registry)
     if not parsed.whole_graph:
-        raise DefinitionError(problems)
+        return None, problems
     problems += _edge_problems(definition, registry)
     if not any(p.path.startswith(("needs", "edges")) for p in problems):
         graph = Graph(definition)
@@ -36,9 +47,7 @@ def validate(data: Any, registry: Registry) -> WorkflowDefinition:
             )
         else:
             problems += _template_problems(definition, graph)
-    if problems:
-        raise DefinitionError(problems)
-    return definition
+    return (None if problems else definition), problems
 
 
 def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[Problem]:

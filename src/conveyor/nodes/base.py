@@ -141,13 +141,23 @@ class NodeType:
     (``wait``, ``wait_for_event``, ``workflow.call``): a step ``timeout`` bounds node code,
     and such a node runs none while it waits, so a ``timeout`` on it is rejected and points
     there instead.
+
+    For the dashboard's palette: ``title`` (default: from the name), ``category`` (http,
+    control, data, messaging, workflow, ...; default ``custom``), ``icon`` (a keyword the UI
+    maps to an icon), and ``branches_from``, the config field whose keys are branch labels
+    too (switch: ``cases``). Every string in a config may hold a template; a field that
+    must not says so with ``json_schema_extra={"x-template": False}``.
     """
 
     name: str = ""
+    title: str = ""
     description: str = ""
+    category: str = "custom"
+    icon: str = "node"
     config_model: type[BaseModel] = EmptyConfig
     repeatable: bool = True
     wait_bound: str | None = None
+    branches_from: str | None = None
 
     def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
         return None
@@ -170,8 +180,15 @@ class FunctionNode(NodeType):
         branches: frozenset[str] | None,
         description: str,
         repeatable: bool = True,
+        *,
+        title: str = "",
+        category: str = "custom",
+        icon: str = "node",
     ) -> None:
         self.name = name
+        self.title = title
+        self.category = category
+        self.icon = icon
         self.repeatable = repeatable
         self.fn = fn
         self.config_model = config_model
@@ -197,6 +214,9 @@ def node(
     branches: list[str] | None = None,
     description: str = "",
     repeatable: bool = True,
+    title: str = "",
+    category: str = "custom",
+    icon: str = "node",
 ) -> Callable[[NodeFunction], FunctionNode]:
     """Declare a node type from a function ``fn(ctx, config)``; register it with a Registry.
 
@@ -205,7 +225,17 @@ def node(
 
     def wrap(fn: NodeFunction) -> FunctionNode:
         labels = frozenset(branches) if branches is not None else None
-        return FunctionNode(name, fn, config, labels, description, repeatable)
+        return FunctionNode(
+            name,
+            fn,
+            config,
+            labels,
+            description,
+            repeatable,
+            title=title,
+            category=category,
+            icon=icon,
+        )
 
     return wrap
 

@@ -22,6 +22,9 @@ class ConditionConfig(BaseModel):
 
 class Condition(NodeType):
     name = "condition"
+    title = "Condition"
+    category = "control"
+    icon = "branch"
     description = "Take branch 'true' or 'false' depending on a value."
     config_model = ConditionConfig
 
@@ -56,6 +59,10 @@ class SwitchConfig(BaseModel):
 
 class Switch(NodeType):
     name = "switch"
+    title = "Switch"
+    category = "control"
+    icon = "switch"
+    branches_from = "cases"
     description = "Take the branch whose case equals the value, or 'default'."
     config_model = SwitchConfig
 
@@ -88,6 +95,9 @@ class WaitConfig(BaseModel):
 
 class Wait(NodeType):
     name = "wait"
+    title = "Wait"
+    category = "control"
+    icon = "clock"
     description = "Pause the execution for a duration or until a time."
     config_model = WaitConfig
     wait_bound = "config.duration (or config.until)"
@@ -107,6 +117,9 @@ class FailConfig(BaseModel):
 
 class Fail(NodeType):
     name = "fail"
+    title = "Fail"
+    category = "control"
+    icon = "stop"
     description = "Fail with a message (for testing error paths)."
     config_model = FailConfig
 
@@ -130,6 +143,9 @@ class WaitForEventConfig(BaseModel):
 
 class WaitForEvent(NodeType):
     name = "wait_for_event"
+    title = "Wait for event"
+    category = "control"
+    icon = "signal"
     description = "Wait for a signal sent to the execution; its data becomes the output."
     config_model = WaitForEventConfig
     wait_bound = "config.timeout"

@@ -17,6 +17,9 @@ class TransformConfig(BaseModel):
 
 class Transform(NodeType):
     name = "transform"
+    title = "Transform"
+    category = "data"
+    icon = "braces"
     description = "Build an output object from templates."
     config_model = TransformConfig
 

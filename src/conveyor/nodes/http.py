@@ -40,6 +40,9 @@ class HttpRequestConfig(BaseModel):
 
 class HttpRequest(NodeType):
     name = "http.request"
+    title = "HTTP request"
+    category = "http"
+    icon = "globe"
     description = "Call an HTTP endpoint; JSON responses are parsed."
     config_model = HttpRequestConfig
 

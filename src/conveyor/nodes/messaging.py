@@ -20,6 +20,9 @@ class NotifyConfig(BaseModel):
 
 class Notify(NodeType):
     name = "notify"
+    title = "Notify"
+    category = "messaging"
+    icon = "bell"
     description = "Record an in-app notification."
     config_model = NotifyConfig
 

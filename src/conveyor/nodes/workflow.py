@@ -20,6 +20,9 @@ class WorkflowCallConfig(BaseModel):
 
 class WorkflowCall(NodeType):
     name = "workflow.call"
+    title = "Call workflow"
+    category = "workflow"
+    icon = "workflow"
     description = "Run another workflow as a child execution and wait for its result."
     config_model = WorkflowCallConfig
     wait_bound = "config.timeout"

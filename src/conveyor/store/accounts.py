@@ -37,6 +37,7 @@ def _dummy_hash() -> str:
 
 
 KEY_PREFIX = "cvk_"
+CSRF_LABEL = b"conveyor csrf token v1"
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
@@ -163,6 +164,19 @@ def create_session(conn: Connection, user_id: str, now: datetime, ttl: timedelta
         },
     )
     return token
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a session, derived from it (nothing stored): the session's pages
+    and scripts are given it, and a form posted from another site cannot know it (the
+    session cookie is HttpOnly). State-changing requests made with the cookie carry it."""
+    return hmac.new(session_token.encode(), CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def csrf_matches(session_token: str, presented: str | None) -> bool:
+    return presented is not None and hmac.compare_digest(
+        csrf_token(session_token).encode(), presented.encode()
+    )
 
 
 def end_session(conn: Connection, token: str) -> None:

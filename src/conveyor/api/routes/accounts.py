@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.api.auth import SESSION_COOKIE, Scope, admin_access, base_app, caller, read_access
+from conveyor.api.auth import (
+    SESSION_COOKIE,
+    Scope,
+    admin_access,
+    base_app,
+    caller,
+    read_access,
+    same_origin,
+)
 from conveyor.errors import Forbidden, InputError, NotFound, Unauthorized
 from conveyor.store import accounts, statistics
 from conveyor.store.accounts import Principal, Role
@@ -69,7 +77,9 @@ class NewKey(BaseModel):
     role: Role = Role.MEMBER
 
 
-def _me(principal: Principal, names: dict[str, str]) -> dict[str, Any]:
+def _me(principal: Principal, names: dict[str, str], session: str | None) -> dict[str, Any]:
+    """``csrf_token``: for a caller signed in with the session cookie, what every request
+    of theirs that changes anything sends as ``X-CSRF-Token`` (null for API keys)."""
     return {
         "id": principal.user_id,
         "email": principal.email,
@@ -77,6 +87,7 @@ def _me(principal: Principal, names: dict[str, str]) -> dict[str, Any]:
         "workspaces": [
             {"id": w, "name": names.get(w, w), "role": r.value} for w, r in principal.roles.items()
         ],
+        "csrf_token": accounts.csrf_token(session) if session else None,
     }
 
 
@@ -90,8 +101,15 @@ async def _names(request: Request, principal: Principal) -> dict[str, str]:
     return found
 
 
-@router.post("/auth/login", summary="Log in; sets the session cookie the dashboard uses")
+@router.post(
+    "/auth/login",
+    summary="Log in; sets the session cookie the dashboard uses and returns its CSRF token",
+)
 async def login(request: Request, body: Login, response: Response) -> dict[str, Any]:
+    """Refused from a page of another site (its ``Origin``), so that no site can sign a
+    visitor in to an account of its choosing."""
+    if not same_origin(request):
+        raise Forbidden("cross-origin login refused: the Origin header names another site")
     store = base_app(request).store
     now = store.clock.now()
     user_id = await store.write(accounts.authenticate, body.email, body.password, now)
@@ -108,7 +126,7 @@ async def login(request: Request, body: Login, response: Response) -> dict[str, 
     )
     principal = await store.read(accounts.principal, user_id)
     assert principal is not None
-    return _me(principal, await _names(request, principal))
+    return _me(principal, await _names(request, principal), token)
 
 
 @router.post("/auth/logout", status_code=204)
@@ -119,9 +137,10 @@ async def logout(request: Request, principal: Caller, response: Response) -> Non
     response.delete_cookie(SESSION_COOKIE)
 
 
-@router.get("/me", summary="The caller and their workspaces")
+@router.get("/me", summary="The caller, their workspaces and (for a session) its CSRF token")
 async def me(request: Request, principal: Caller) -> dict[str, Any]:
-    return _me(principal, await _names(request, principal))
+    session = request.cookies.get(SESSION_COOKIE) if principal.api_key_id is None else None
+    return _me(principal, await _names(request, principal), session)
 
 
 @router.post("/workspaces", status_code=201, summary="Create a workspace; you become owner")

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
-from conveyor.api.schemas import DefinitionBody, Page, Version, Workflow, WorkflowDetail
+from conveyor.api.schemas import (
+    DefinitionBody,
+    Page,
+    Version,
+    VersionDiff,
+    WorkflowDetail,
+    WorkflowItem,
+)
+from conveyor.engine.diff import diff_definitions
 from conveyor.errors import Conflict
 from conveyor.store import statistics
 from conveyor.store import workflows as store
@@ -18,6 +27,9 @@ router = APIRouter(prefix="/workspaces/{ws}/workflows", tags=["workflows"])
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 Limit = Annotated[int, Query(ge=1, le=500)]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT)]
+WorkflowStatus = Literal["draft", "active", "paused", "archived"]
+RECENT = timedelta(hours=24)
 Offset = Annotated[
     int, Query(ge=0, le=MAX_INT, description="rows to skip (after the cursor, if one is given)")
 ]
@@ -29,14 +41,36 @@ async def _detail(scope: Scope, ref: str, created: bool | None = None) -> dict[s
     return {**workflow, "definition": version.definition, "created": created}
 
 
-@router.get("", response_model=Page[Workflow], summary="List workflows by name")
+@router.get(
+    "",
+    response_model=Page[WorkflowItem],
+    summary="List workflows by name, each with its last execution and success rate",
+)
 async def list_workflows(
-    scope: Read, limit: Limit = 50, cursor: str | None = None, offset: Offset = 0
+    scope: Read,
+    limit: Limit = 50,
+    cursor: str | None = None,
+    offset: Offset = 0,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="part of the name, in any case"),
+    ] = None,
+    status: Annotated[
+        list[WorkflowStatus] | None, Query(description="only these statuses (repeatable)")
+    ] = None,
 ) -> dict[str, Any]:
     """Page with ``cursor`` (recommended: stable while workflows are added) or ``offset``."""
     after = views.decode_name_cursor(cursor) if cursor else None
+    since = scope.conveyor.store.clock.now() - RECENT
     rows = await scope.conveyor.store.read(
-        store.list_page, scope.workspace_id, limit + 1, after, offset
+        store.list_page,
+        scope.workspace_id,
+        limit + 1,
+        after,
+        offset,
+        since=since,
+        search=q,
+        statuses=tuple(status or ()),
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -90,11 +124,29 @@ async def list_versions(scope: Read, workflow: str) -> list[dict[str, Any]]:
     response_model=dict[str, Any],
     summary="One version's definition",
 )
-async def get_version(
-    scope: Read, workflow: str, version: Annotated[int, Path(ge=1, le=MAX_INT)]
-) -> dict[str, Any]:
+async def get_version(scope: Read, workflow: str, version: VersionNumber) -> dict[str, Any]:
     ref = await scope.conveyor.store.find_version(scope.workspace_id, workflow, version)
     return {"workflow_id": ref.workflow_id, "version": ref.version, "definition": ref.definition}
+
+
+@router.get(
+    "/{workflow}/versions/{a}/diff/{b}",
+    response_model=VersionDiff,
+    summary="What changed from version a to version b: a unified diff of their YAML, and "
+    "the nodes and edges added, removed and changed",
+)
+async def diff_versions(
+    scope: Read, workflow: str, a: VersionNumber, b: VersionNumber
+) -> dict[str, Any]:
+    old = await scope.conveyor.store.find_version(scope.workspace_id, workflow, a)
+    new = await scope.conveyor.store.find_version(scope.workspace_id, workflow, b)
+    name = old.workflow_name
+    return {
+        "workflow_id": old.workflow_id,
+        "from_version": a,
+        "to_version": b,
+        **diff_definitions(old.definition, new.definition, f"{name} v{a}", f"{name} v{b}"),
+    }
 
 
 async def _status(scope: Scope, workflow: str, status: str) -> dict[str, Any]:
