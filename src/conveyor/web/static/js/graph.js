@@ -136,6 +136,10 @@ function drawEdge(parent, edge) {
 
 // Draw ``definition`` into ``container``; returns the handle pages use to show live state.
 export async function drawGraph(container, definition, { onSelect, label = "Workflow graph" } = {}) {
+  // Drawn again (the editor redraws after each change): let go of the last drawing first.
+  container.graphResize?.disconnect();
+  container.graphPanZoom?.destroy();
+  container.graphResize = container.graphPanZoom = null;
   container.replaceChildren();
   container.classList.add("graph");
   const nodes = definition.nodes ?? [];
@@ -167,6 +171,9 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
   const width = result.width + 40;
   const height = result.height + 40;
   svg.setAttribute("viewBox", `-20 -20 ${width} ${height}`);
+  // svg-pan-zoom writes a style="overflow: hidden" attribute (refused by the CSP) unless the
+  // style already has an overflow: set it through CSSOM, which the CSP allows.
+  svg.style.overflow = "hidden";
   const panZoom = window.svgPanZoom(svg, {
     viewportSelector: ".graph-root",
     fit: true, center: true, minZoom: 0.1, maxZoom: 4,
@@ -174,7 +181,9 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
   });
   if (panZoom.getZoom() > 1) panZoom.zoom(1);
   container.append(tools(panZoom));
-  new ResizeObserver(() => { panZoom.resize(); }).observe(container);
+  container.graphPanZoom = panZoom;
+  container.graphResize = new ResizeObserver(() => { panZoom.resize(); });
+  container.graphResize.observe(container);
   return handle(container, elements, panZoom);
 }
 
