@@ -326,12 +326,6 @@ def set_max_running_per_user(conn: Connection, workspace_id: str, limit: int | N
     )
 
 
-def csrf_token(session_token: str) -> str:
-    """The CSRF token of a session: derived from it, so nothing more is stored, and useless
-    without the (HttpOnly) session cookie it belongs to."""
-    return hmac.new(b"conveyor-csrf", session_token.encode(), hashlib.sha256).hexdigest()
-
-
 def list_workspaces(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
     """The named workspaces (id and name), by name."""
     if not ids:

@@ -3,6 +3,7 @@ name; create one from YAML; activate, pause, archive."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query
@@ -17,16 +18,17 @@ from conveyor.web.session import CSRF_FIELD, InWorkspace, Page, check_csrf, requ
 
 router = APIRouter()
 PAGE_SIZE = 200
+RECENT = timedelta(hours=24)  # "executions in the last 24 h", as the API counts them
 STATUS_ACTIONS = {"activate": "active", "pause": "paused", "archive": "archived"}
 CsrfField = Annotated[str, Form(alias=CSRF_FIELD, max_length=200)]
 
 
 async def _rows(page: Page, q: str | None) -> list[dict[str, Any]]:
-    rows = await page.scope.conveyor.store.read(
-        store.list_page, page.scope.workspace_id, PAGE_SIZE, None
+    store_ = page.scope.conveyor.store
+    since = store_.clock.now() - RECENT
+    rows = await store_.read(
+        store.list_page, page.scope.workspace_id, PAGE_SIZE, None, since=since, search=q
     )
-    if q:
-        rows = [r for r in rows if q.lower() in r["name"].lower()]
     for row in rows:
         finished = row["executions_finished"]
         row["success_rate"] = row["executions_succeeded"] / finished if finished else None

@@ -172,7 +172,14 @@ export function nodePanel({ form, none, heading }, types, { onEdit, onRename, on
   let fields = new Map(); // "config.url" -> {control, error}
   let general = null;
 
+  // Drawn anew for another node, or the same one renamed: focus stays on the same field.
   function render(node) {
+    const focused = form.contains(document.activeElement) ? document.activeElement.name : null;
+    draw(node);
+    if (focused) form.elements.namedItem(focused)?.focus?.();
+  }
+
+  function draw(node) {
     form.replaceChildren();
     fields = new Map();
     form.hidden = !node;

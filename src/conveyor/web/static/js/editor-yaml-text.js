@@ -5,7 +5,7 @@
 // Multi-line text becomes a literal block (|) when that keeps it exactly.
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_./-]*(?: [A-Za-z0-9_./-]+)*$/;
-const RESERVED = new Set(["null", "true", "false", "yes", "no", "on", "off", "y", "n"]);
+const RESERVED = new Set(["null", "true", "false", "yes", "no", "on", "off"]);
 
 const isEmpty = (value) =>
   Array.isArray(value) ? value.length === 0 : Object.keys(value).length === 0;

@@ -7,6 +7,24 @@ import {
 
 const nonce = () => document.querySelector('meta[name="csp-nonce"]')?.content ?? "";
 
+// Typing over a selection lets Chromium's own editing keep the old text's look with style=""
+// attributes, which the CSP refuses (a console error each time; CodeMirror redraws the lines
+// anyway). Such edits are made here instead, as CodeMirror's own transactions.
+const replaceSelection = EditorView.domEventHandlers({
+  beforeinput(event, view) {
+    const { state } = view;
+    if (state.selection.ranges.every((r) => r.empty) || view.composing) return false;
+    const insert = event.inputType === "insertText" ? event.data ?? ""
+      : event.inputType.startsWith("deleteContent") || event.inputType === "deleteByCut" ? "" : null;
+    if (insert === null) return false;
+    event.preventDefault();
+    view.dispatch(state.replaceSelection(insert), {
+      scrollIntoView: true, userEvent: insert ? "input.type" : "delete.selection",
+    });
+    return true;
+  },
+});
+
 // onChange(text) runs after each edit a person makes (not after setText).
 export function yamlView(parent, text, { onChange, label = "Definition (YAML)" }) {
   let quiet = false;
@@ -19,6 +37,7 @@ export function yamlView(parent, text, { onChange, label = "Definition (YAML)" }
         yaml(),
         lintGutter(),
         EditorView.cspNonce.of(nonce()),
+        replaceSelection,
         EditorView.lineWrapping,
         EditorView.contentAttributes.of({ "aria-label": label }),
         EditorView.updateListener.of((update) => {

@@ -57,7 +57,7 @@ const nodeForm = nodePanel({ form: $("node-form"), none: $("node-none"), heading
   onRename(id, newId) {
     if (!newId || newId === id) return;
     selected = newId;
-    edit(model.renameNode(doc, id, newId));
+    edit(model.renameNode(doc, id, newId), { rerenderNode: true });
   },
   onDelete(id) {
     selected = null;
