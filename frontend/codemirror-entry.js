@@ -3,5 +3,7 @@
 export { basicSetup, minimalSetup } from "codemirror";
 export { EditorView, keymap, placeholder } from "@codemirror/view";
 export { EditorState, Compartment } from "@codemirror/state";
+export { syntaxHighlighting } from "@codemirror/language";
+export { classHighlighter } from "@lezer/highlight";
 export { yaml } from "@codemirror/lang-yaml";
 export { linter, lintGutter, setDiagnostics, forEachDiagnostic, diagnosticCount } from "@codemirror/lint";

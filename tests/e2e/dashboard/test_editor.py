@@ -219,6 +219,17 @@ def test_a_refused_save_keeps_the_edits_and_leaving_unsaved_asks_first(
     with api(dashboard) as client:
         assert client.get(f"{WS}/workflows/kept").json()["latest_version"] == 1
 
+    # A new workflow does not quietly become the next version of one with its name.
+    editor = EditorPage(page).open_new()
+    editor.type_yaml("name: kept\nnodes:\n  - {id: b, type: wait, config: {duration: 2}}\n")
+    editor.save()
+    expect(editor.save_error).to_contain_text("a workflow named 'kept' exists already")
+    expect(editor.problems.first).to_have_text(
+        "Line 1: name: a workflow named 'kept' exists already"
+    )
+    with api(dashboard) as client:
+        assert client.get(f"{WS}/workflows/kept").json()["latest_version"] == 1
+
 
 def test_viewers_cannot_open_the_editor(
     browser: Browser, dashboard: ServerProcess, database_url: str

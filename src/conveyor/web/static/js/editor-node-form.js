@@ -82,7 +82,18 @@ function field(form, { key, label, kind, schema, value, required, template, erro
     labelEl.append(req);
   }
   let control;
-  if (kind === "enum" || kind === "boolean") {
+  let suggestions = null;
+  if (kind === "enum" && template) {
+    // A choice that may also be a template: text, with the choices offered.
+    control = document.createElement("input");
+    control.type = "text";
+    control.value = shown(kind, value);
+    suggestions = document.createElement("datalist");
+    suggestions.id = `${id}-choices`;
+    suggestions.append(...schema.enum.map((c) => new Option(String(c))));
+    control.setAttribute("list", suggestions.id);
+    if (schema.default !== undefined && schema.default !== null) control.placeholder = `default: ${schema.default}`;
+  } else if (kind === "enum" || kind === "boolean") {
     control = document.createElement("select");
     const choices = kind === "boolean" ? ["true", "false"] : schema.enum.map(String);
     const fallback = schema.default !== undefined ? `(default: ${schema.default})` : "(not set)";
@@ -125,6 +136,7 @@ function field(form, { key, label, kind, schema, value, required, template, erro
   } else {
     wrap.append(labelEl, control);
   }
+  if (suggestions) wrap.append(suggestions);
   const error = document.createElement("p");
   error.className = "field-error";
   error.id = `${id}-error`;

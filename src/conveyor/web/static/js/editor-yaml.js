@@ -1,8 +1,9 @@
-// The YAML view: CodeMirror 6 (our bundle) with YAML highlighting, each problem a lint
+// The YAML view: CodeMirror 6 (our bundle) with YAML highlighting (our colours), each problem a lint
 // diagnostic at its line. Its <style> elements carry the page's CSP nonce.
 
 import {
-  EditorState, EditorView, basicSetup, lintGutter, setDiagnostics, yaml,
+  EditorState, EditorView, basicSetup, classHighlighter, lintGutter, setDiagnostics,
+  syntaxHighlighting, yaml,
 } from "../vendor/codemirror-6.0.2/codemirror.bundle.js";
 
 const nonce = () => document.querySelector('meta[name="csp-nonce"]')?.content ?? "";
@@ -35,6 +36,8 @@ export function yamlView(parent, text, { onChange, label = "Definition (YAML)" }
       extensions: [
         basicSetup,
         yaml(),
+        // tok-* classes, coloured by editor.css for light and dark alike
+        syntaxHighlighting(classHighlighter),
         lintGutter(),
         EditorView.cspNonce.of(nonce()),
         replaceSelection,

@@ -240,6 +240,21 @@ function showSaveError(error, title) {
   box.hidden = false;
 }
 
+// A new workflow never quietly becomes the next version of an existing one of that name.
+async function refuseExisting(name) {
+  if (typeof name !== "string" || !name) return;
+  try {
+    await api(`workflows/${encodeURIComponent(name)}`);
+  } catch (error) {
+    if (error instanceof ProblemError && error.status === 404) return;
+    throw error;
+  }
+  throw new ProblemError({
+    detail: `a workflow named '${name}' exists already: choose another name, or edit that workflow`,
+    errors: [{ message: `a workflow named '${name}' exists already`, path: "name", node_id: null }],
+  }, 409);
+}
+
 async function save() {
   const button = $("editor-save");
   button.disabled = true;
@@ -251,6 +266,7 @@ async function save() {
       throw new ProblemError({ detail: "the YAML does not parse; see the problems below it" }, 422);
     }
     const body = { definition: answer.document };
+    if (!data.workflow) await refuseExisting(answer.document.name);
     const saved = data.workflow
       ? await api(`workflows/${encodeURIComponent(data.workflow)}`, { method: "PUT", body })
       : await api("workflows", { method: "POST", body });
