@@ -1,5 +1,5 @@
-// Connecting and disconnecting nodes with a form (from, branch, to) and the list of edges,
-// each with its delete button.
+// Connecting and disconnecting nodes with a form (from, branch, to), or by dragging from one
+// node to another on the graph, and the list of edges, each with its delete button.
 
 import { branchesOf, edgesWithOrigin, nodesOf } from "./editor-model.js";
 
@@ -54,7 +54,32 @@ export function connectPanel(elements, types, { onConnect, onRemoveEdge }) {
     edges.replaceChildren(...items);
   }
 
+  // Dragging from one node of the graph to another fills the form: it connects at once
+  // when the source has no branches, else it waits for the branch to be chosen.
+  function dragToConnect(elements) {
+    for (const [id, g] of elements) {
+      g.addEventListener("pointerdown", (down) => {
+        if (down.button !== 0 || from.disabled) return;
+        down.preventDefault(); // no panning (nor the mouse events svg-pan-zoom pans with)
+        g.classList.add("connecting");
+        const up = (event) => {
+          document.removeEventListener("pointerup", up);
+          g.classList.remove("connecting");
+          const target = document.elementFromPoint(event.clientX, event.clientY)?.closest("g.node");
+          if (!target || target.dataset.nodeId === id) return;
+          from.value = id;
+          updateBranches();
+          to.value = target.dataset.nodeId;
+          if (branch.disabled) form.requestSubmit();
+          else branch.focus();
+        };
+        document.addEventListener("pointerup", up);
+      });
+    }
+  }
+
   return {
+    dragToConnect,
     render(next) {
       doc = next;
       const ids = nodesOf(doc).map((n) => String(n.id));

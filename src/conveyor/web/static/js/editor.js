@@ -123,7 +123,8 @@ function locate(p) {
 }
 
 function setProblems(list) {
-  problems = list.map(locate);
+  // In text order; those without a line (not in the text) last.
+  problems = list.map(locate).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
   yaml.setProblems(problems);
   const items = problems.map((p) => {
     const li = document.createElement("li");
@@ -194,6 +195,7 @@ async function redraw() {
       graph = await drawGraph($("editor-graph"), drawable(doc), { onSelect: select, label: "Workflow graph (canvas)" });
     } while (drawAgain);
     drawing = null;
+    connect.dragToConnect(graph.elements);
     graph.select(selected);
     showProblemsOnCanvas();
   })();
