@@ -88,6 +88,9 @@ def test_a_mistake_is_shown_at_its_line_and_node_then_fixed_on_the_canvas_and_sa
     expect(editor.no_problems).to_be_visible()
     expect(editor.problems).to_have_count(0)
     expect(editor.node("notify")).not_to_have_attribute("data-problem", "true")
+    expect(editor.node("notify").locator("title")).to_have_text(
+        "notify\nid: notify\ntype: transform"
+    )
     expect(editor.edge("check", "notify")).to_have_attribute("data-branch", "true")
     text = editor.yaml_text()
     assert "  - id: check\n    type: condition\n" in text, text

@@ -114,17 +114,17 @@ function applyValidation(answer) {
   setProblems(answer.problems);
   if (answer.document) doc = answer.document;
   setCanvasEnabled(Boolean(answer.document));
-  renderCanvas({ rerenderNode: fromText });
+  // Laid out again only when the text changed the document (a canvas edit drew it already).
+  if (fromText) renderCanvas({ rerenderNode: true });
+  else showProblemsOnCanvas();
   changed();
 }
 
-function locate(p) {
-  return { ...p, text: problemText(p) };
-}
+const withText = (p) => ({ ...p, text: problemText(p) });
 
 function setProblems(list) {
   // In text order; those without a line (not in the text) last.
-  problems = list.map(locate).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+  problems = list.map(withText).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
   yaml.setProblems(problems);
   const items = problems.map((p) => {
     const li = document.createElement("li");

@@ -229,11 +229,14 @@ function handle(container, elements, panZoom) {
     setProblem(nodeId, message) {
       const g = elements.get(nodeId);
       if (!g) return;
+      const tip = g.querySelector("title");
+      g.plainTitle ??= tip.textContent; // shown again once the problem is gone
       if (message) {
         g.dataset.problem = "true";
-        g.querySelector("title").textContent = message;
+        tip.textContent = message;
       } else {
         delete g.dataset.problem;
+        tip.textContent = g.plainTitle;
       }
     },
     select(nodeId) {
