@@ -89,6 +89,7 @@ def test_a_mistake_is_shown_at_its_line_and_node_then_fixed_on_the_canvas_and_sa
     expect(editor.node("check")).to_be_visible()
     editor.set_field("if (required)", "{{ nodes.start.output.n > 0 }}")
     editor.node("start").drag_to(editor.node("check"))  # connects: start has no branches
+    expect(editor.node_form.get_by_label("Needs", exact=True)).to_have_value("start")
     expect(editor.no_problems).to_be_visible()
     expect(editor.problems).to_have_count(0)
     expect(editor.node("notify")).not_to_have_attribute("data-problem", "true")

@@ -36,7 +36,7 @@ const yaml = yamlView($("yaml-editor"), savedText, { onChange: () => { changed()
 const paletteView = palette({ search: $("palette-search"), list: $("palette-list") }, data.node_types, (type) => {
   const [next, id] = model.addNode(doc, type);
   selected = id;
-  edit(next, { rerenderNode: true });
+  edit(next);
 });
 
 const connect = connectPanel(
@@ -53,20 +53,21 @@ const connect = connectPanel(
 );
 
 const nodeForm = nodePanel({ form: $("node-form"), none: $("node-none"), heading: $("node-heading") }, types, {
-  onEdit: (id, path, value) => edit(model.setNodeField(doc, id, path, value)),
+  onEdit: (id, path, value) => edit(model.setNodeField(doc, id, path, value), { rerenderNode: false }),
   onRename(id, newId) {
     if (!newId || newId === id) return;
     selected = newId;
-    edit(model.renameNode(doc, id, newId), { rerenderNode: true });
+    edit(model.renameNode(doc, id, newId));
   },
   onDelete(id) {
     selected = null;
-    edit(model.removeNode(doc, id), { rerenderNode: true });
+    edit(model.removeNode(doc, id));
   },
 });
 
-// A canvas edit: the text is written from the new document, validated at once.
-function edit(next, { rerenderNode = false } = {}) {
+// A canvas edit: the text is written from the new document, validated at once. The node
+// form is drawn again unless the edit came from its own field (where the person still is).
+function edit(next, { rerenderNode = true } = {}) {
   doc = next;
   yaml.setText(toYaml(doc));
   changed();
