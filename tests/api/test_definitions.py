@@ -61,6 +61,9 @@ async def test_validate_yaml_locates_each_problem_at_its_line_and_node(api: Api)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["valid"] is False and body["definition"] is None
+    # what an editor draws meanwhile: the text's data as written
+    assert [n["id"] for n in body["document"]["nodes"]] == ["fetch", "use", "oops"]
+    assert body["document"]["nodes"][2]["type"] == "transfrom"
     found = {(p["node_id"], p["path"]): p for p in body["problems"]}
     assert set(found) == {("fetch", "config.url"), ("oops", "type")}
     url = found[("fetch", "config.url")]
@@ -98,6 +101,7 @@ async def test_validate_reports_a_yaml_syntax_error_at_its_line(api: Api) -> Non
     [problem] = body["problems"]
     assert problem["message"].startswith("not valid YAML: ")
     assert problem["line"] == 5 and problem["node_id"] is None
+    assert body["document"] is None
 
 
 async def test_validate_takes_exactly_one_of_yaml_or_definition(api: Api) -> None:

@@ -248,6 +248,11 @@ class ValidationReport(BaseModel):
     definition: dict[str, Any] | None = Field(
         description="the normalized definition (what a save stores) when valid"
     )
+    document: dict[str, Any] | None = Field(
+        None,
+        description="the text as plain data, valid or not, when it is a mapping: what an "
+        "editor draws while problems remain",
+    )
 
 
 def _in_utc(moment: datetime) -> datetime:

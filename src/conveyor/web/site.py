@@ -13,18 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from conveyor.api import problems
 from conveyor.errors import ConveyorError
 from conveyor.web import pages, signin
+from conveyor.web.csp import CSP
 from conveyor.web.render import render
 from conveyor.web.session import SignInRequired
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC = "/static"
-# No inline scripts or styles, nothing from elsewhere; elkjs lays graphs out in a worker-less
-# bundle, Chart.js draws on canvas: 'self' is enough for everything the pages load.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
 _API_PREFIXES = ("/api/", "/hooks/", "/healthz", "/readyz", "/metrics")
 
 
@@ -56,6 +50,7 @@ def install(app: FastAPI) -> None:
     ) -> Response:
         response = await call_next(request)
         if _is_page(request):
+            # A page may have set its own (the editor allows CodeMirror's styles by nonce).
             response.headers.setdefault("Content-Security-Policy", CSP)
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")

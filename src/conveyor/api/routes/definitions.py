@@ -47,4 +47,5 @@ async def validate(scope: Write, body: ValidateBody) -> dict[str, Any]:
         "definition": definition.model_dump(mode="json", by_alias=True, exclude_none=True)
         if definition is not None and result.valid
         else None,
+        "document": source.data if isinstance(source.data, dict) else None,
     }

@@ -2,8 +2,16 @@
 
 from fastapi import APIRouter
 
-from conveyor.web.pages import execution, executions, settings, statistics, workflow, workflows
+from conveyor.web.pages import (
+    editor,
+    execution,
+    executions,
+    settings,
+    statistics,
+    workflow,
+    workflows,
+)
 
 router = APIRouter(include_in_schema=False)
-for _module in (workflows, workflow, executions, execution, statistics, settings):
+for _module in (editor, workflows, workflow, executions, execution, statistics, settings):
     router.include_router(_module.router)

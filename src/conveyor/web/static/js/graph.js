@@ -136,6 +136,10 @@ function drawEdge(parent, edge) {
 
 // Draw ``definition`` into ``container``; returns the handle pages use to show live state.
 export async function drawGraph(container, definition, { onSelect, label = "Workflow graph" } = {}) {
+  // Drawn again (the editor redraws after each change): let go of the last drawing first.
+  container.graphResize?.disconnect();
+  container.graphPanZoom?.destroy();
+  container.graphResize = container.graphPanZoom = null;
   container.replaceChildren();
   container.classList.add("graph");
   const nodes = definition.nodes ?? [];
@@ -177,7 +181,9 @@ export async function drawGraph(container, definition, { onSelect, label = "Work
   });
   readableScale(panZoom);
   container.append(tools(panZoom));
-  new ResizeObserver(() => { panZoom.resize(); }).observe(container);
+  container.graphPanZoom = panZoom;
+  container.graphResize = new ResizeObserver(() => { panZoom.resize(); });
+  container.graphResize.observe(container);
   return handle(container, elements, panZoom);
 }
 
@@ -236,11 +242,14 @@ function handle(container, elements, panZoom) {
     setProblem(nodeId, message) {
       const g = elements.get(nodeId);
       if (!g) return;
+      const tip = g.querySelector("title");
+      g.plainTitle ??= tip.textContent; // shown again once the problem is gone
       if (message) {
         g.dataset.problem = "true";
-        g.querySelector("title").textContent = message;
+        tip.textContent = message;
       } else {
         delete g.dataset.problem;
+        tip.textContent = g.plainTitle;
       }
     },
     select(nodeId) {
