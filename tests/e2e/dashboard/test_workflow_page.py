@@ -247,6 +247,9 @@ def test_a_page_opened_while_an_execution_runs_follows_it_and_cancels_it(
     expect(workflow.run_button).to_contain_text("Running…")
     expect(workflow.node("first")).to_have_attribute("data-status", "succeeded")
     expect(workflow.node("nap")).to_have_attribute("data-status", "waiting")
+    # The page itself (before any script) starts in that state.
+    html = page.request.get(f"/w/{WORKSPACE}/workflows/slow").text()
+    assert 'data-state="running"' in html and "Running…" in html
     assert_accessible(page)
     screenshot(page, "workflow-following")
     cancel = page.get_by_role("button", name=re.compile("Cancel"))
@@ -282,6 +285,8 @@ def test_the_input_form_starts_from_the_last_input_and_shows_problems_at_the_fie
     response = client.post(f"{WS}/workflows/orders/execute", json={"input": {"amount": 3}})
     assert response.status_code == 202, response.text
     workflow = WorkflowPage(page).open("orders")
+    # The page follows that execution to its end (unless it ended before the page was made).
+    expect(workflow.run_button).to_have_text(re.compile(r"^Run$|✓$"))
     workflow.run_button.click()
     expect(workflow.input).to_be_focused()
     expect(workflow.input).to_have_value('{\n  "amount": 3\n}')
