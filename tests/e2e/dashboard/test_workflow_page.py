@@ -408,6 +408,9 @@ def test_the_versions_tab_shows_what_changed_between_two_versions(
     # Without scripts the same pair comes from the page's own form (a plain GET).
     page.goto(f"/w/{WORKSPACE}/workflows/orders?from=2&to=1")
     expect(page.get_by_role("list", name="Changes from v2 to v1")).to_be_visible()
+    page.set_viewport_size(PHONE)
+    page.get_by_role("region", name="Unified diff of the YAML").scroll_into_view_if_needed()
+    screenshot(page, "workflow-diff-phone")
 
 
 def test_a_failing_workflow_shows_failed_and_the_failed_node(

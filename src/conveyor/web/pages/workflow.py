@@ -63,11 +63,12 @@ def diff_lines(unified: str) -> list[tuple[str, str]]:
     """Each line of a unified diff with its kind (file, hunk, added, removed, same), for a
     ``<pre>`` that marks added and removed lines for the eye and for screen readers."""
     lines: list[tuple[str, str]] = []
+    in_hunk = False  # a removed line "--- x" inside a hunk is not a file header
     for line in unified.splitlines():
-        if line.startswith(("+++", "---")):
+        if line.startswith("@@"):
+            kind, in_hunk = "hunk", True
+        elif not in_hunk and line.startswith(("+++", "---")):
             kind = "file"
-        elif line.startswith("@@"):
-            kind = "hunk"
         else:
             kind = {"+": "added", "-": "removed"}.get(line[:1], "same")
         lines.append((kind, line))

@@ -5,14 +5,20 @@
 import { api } from "./api.js";
 import { element } from "./workflow-format.js";
 
-function lineKind(line) {
-  if (line.startsWith("+++") || line.startsWith("---")) return "file";
-  if (line.startsWith("@@")) return "hunk";
-  return { "+": "added", "-": "removed" }[line[0]] ?? "same";
+// As diff_lines in pages/workflow.py: a removed "--- x" inside a hunk is not a file header.
+function lineKinds(lines) {
+  let inHunk = false;
+  return lines.map((line) => {
+    if (line.startsWith("@@")) {
+      inHunk = true;
+      return "hunk";
+    }
+    if (!inHunk && (line.startsWith("+++") || line.startsWith("---"))) return "file";
+    return { "+": "added", "-": "removed" }[line[0]] ?? "same";
+  });
 }
 
-function diffLine(line) {
-  const kind = lineKind(line);
+function diffLine(line, kind) {
   if (kind === "added" || kind === "removed") {
     const tag = kind === "added" ? "ins" : "del";
     return element(tag, { class: `diff-line diff-${kind}` },
@@ -47,7 +53,8 @@ export function renderDiff(container, diff) {
   ];
   const lines = diff.unified.split("\n").filter((line, i, all) => line !== "" || i < all.length - 1);
   if (lines.length) {
-    const code = element("code", {}, ...lines.map(diffLine));
+    const kinds = lineKinds(lines);
+    const code = element("code", {}, ...lines.map((line, i) => diffLine(line, kinds[i])));
     parts.push(element("pre", { class: "diff", tabindex: "0", role: "region", "aria-label": "Unified diff of the YAML" }, code));
   }
   container.replaceChildren(...parts);
