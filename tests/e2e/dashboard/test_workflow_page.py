@@ -234,7 +234,11 @@ def test_run_button_runs_the_workflow_and_the_graph_follows_it(
 
 
 def test_a_page_opened_while_an_execution_runs_follows_it_and_cancels_it(
-    page: Page, client: httpx.Client
+    page: Page,
+    client: httpx.Client,
+    browser: Browser,
+    dashboard: ServerProcess,
+    database_url: str,
 ) -> None:
     create(client, LONG_WAIT)
     started = client.post(f"{WS}/workflows/slow/execute", json={"input": {"blob": "x" * 70_000}})
@@ -252,10 +256,24 @@ def test_a_page_opened_while_an_execution_runs_follows_it_and_cancels_it(
     assert 'data-state="running"' in html and "Running…" in html
     assert_accessible(page)
     screenshot(page, "workflow-following")
-    cancel = page.get_by_role("button", name=re.compile("Cancel"))
-    expect(cancel).to_have_class(re.compile("danger"))
-    cancel.click()
-    expect(workflow.run_button).to_have_text("Cancelled")
+
+    # A viewer's graph follows it too, without a Run button to drive it.
+    create_viewer(database_url)
+    viewer = new_context(browser, dashboard)
+    try:
+        sign_in(viewer, VIEWER_EMAIL, VIEWER_PASSWORD)
+        tab = viewer.new_page()
+        tab.goto(f"/w/{WORKSPACE}/workflows/slow")
+        viewer_nap = WorkflowPage(tab).node("nap")
+        expect(viewer_nap).to_have_attribute("data-status", "waiting")
+
+        cancel = page.get_by_role("button", name=re.compile("Cancel"))
+        expect(cancel).to_have_class(re.compile("danger"))
+        cancel.click()
+        expect(workflow.run_button).to_have_text("Cancelled")
+        expect(viewer_nap).to_have_attribute("data-status", "cancelled")
+    finally:
+        viewer.close()
     assert client.get(f"{WS}/executions/{execution_id}").json()["status"] == "cancelled"
     expect(workflow.node("first")).to_have_attribute("data-status", "succeeded")
     expect(workflow.node("nap")).to_have_attribute("data-status", "cancelled")

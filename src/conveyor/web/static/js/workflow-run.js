@@ -49,13 +49,20 @@ const BUTTON = {
   timed_out: { text: "Timed out", cls: "failed" },
 };
 
-// The graph alone follows an execution (no Run button to drive: a viewer, or blocked).
-function followGraph(graph, id) {
-  const stop = watchExecution(id, (batch) => {
+// The graph alone follows an execution (no Run button to drive: a viewer, or blocked); at
+// the end each node shows its step's final status (a cancelled wait sends no step message).
+function followGraph(graph, definition, id) {
+  watchExecution(id, async (batch) => {
     for (const m of batch) {
       const found = m.kind === "step" ? stepMessageStatus(m) : null;
       if (found) graph?.setStatus(m.node_id, ...found);
-      if (m.kind === "complete") stop();
+      if (m.kind !== "complete") continue;
+      try {
+        const detail = await api(`executions/${id}`);
+        for (const step of latestSteps(detail, definition)) graph?.setStatus(step.node_id, ...nodeStatus(step));
+      } catch {
+        // The live statuses stay as the stream left them.
+      }
     }
   });
 }
@@ -65,7 +72,7 @@ export function initRun({ graph, definition, run, results }) {
   const announce = document.getElementById("run-status");
   const panel = document.getElementById("run-panel");
   if (!button || button.disabled || !panel) {
-    if (run.following) followGraph(graph, run.following.id);
+    if (run.following) followGraph(graph, definition, run.following.id);
     return;
   }
   const form = panel.querySelector("#run-form");
