@@ -1,6 +1,8 @@
 """The workflow page of a real ``conveyor server``: the Run button through its states, the
-graph's nodes turning live, the results panel, cancelling from the button, the input editor
-pre-filled with the last input, and a failing workflow."""
+graph's nodes turning live, the results panel, a page opened while an execution runs
+following it (and cancelling it from the button), the input editor and the form of a
+declared input schema pre-filled with the last input, the diff between two versions, and a
+failing workflow."""
 
 from __future__ import annotations
 
@@ -70,15 +72,23 @@ FAILING = {
 }
 
 
-SCHEMA = {
-    "type": "object",
-    "required": ["name", "size"],
-    "properties": {
-        "name": {"type": "string", "title": "Customer name", "description": "As on the invoice"},
-        "size": {"enum": ["S", "M", "L"], "title": "Size"},
-        "count": {"type": "integer", "default": 2},
-        "gift": {"type": "boolean", "title": "Gift wrap"},
+SIGNUP = {
+    "name": "signup",
+    "input": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "title": "Customer name",
+                "description": "As on the invoice",
+            },
+            "count": {"type": "integer", "minimum": 1, "default": 2},
+            "size": {"enum": ["S", "M", "L"], "title": "Size", "default": "M"},
+            "gift": {"type": "boolean", "title": "Gift wrap"},
+        },
     },
+    "nodes": [{"id": "echo", "type": "transform", "config": {"output": {"got": "{{ input }}"}}}],
 }
 
 
@@ -223,15 +233,48 @@ def test_run_button_runs_the_workflow_and_the_graph_follows_it(
     screenshot(phone, "workflow-phone")
 
 
-def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
+def test_a_page_opened_while_an_execution_runs_follows_it_and_cancels_it(
+    page: Page,
+    client: httpx.Client,
+    browser: Browser,
+    dashboard: ServerProcess,
+    database_url: str,
+) -> None:
     create(client, LONG_WAIT)
-    workflow = WorkflowPage(page).open("slow")
-    workflow.run(json.dumps({"blob": "x" * 70_000}))
+    started = client.post(f"{WS}/workflows/slow/execute", json={"input": {"blob": "x" * 70_000}})
+    assert started.status_code == 202, started.text
+    execution_id = started.json()["execution_id"]
+    page.goto(f"/w/{WORKSPACE}/workflows/slow")
+    workflow = WorkflowPage(page)
+    # Running… (or Queued… first) straight from the server, then the graph follows it.
+    expect(workflow.run_button).to_contain_text(re.compile("Queued…|Running…"))
+    expect(workflow.run_button).to_contain_text("Running…")
+    expect(workflow.node("first")).to_have_attribute("data-status", "succeeded")
     expect(workflow.node("nap")).to_have_attribute("data-status", "waiting")
-    cancel = page.get_by_role("button", name=re.compile("Cancel"))
-    expect(cancel).to_have_class(re.compile("danger"))
-    cancel.click()
-    expect(workflow.run_button).to_have_text("Cancelled")
+    # The page itself (before any script) starts in that state.
+    html = page.request.get(f"/w/{WORKSPACE}/workflows/slow").text()
+    assert 'data-state="running"' in html and "Running…" in html
+    assert_accessible(page)
+    screenshot(page, "workflow-following")
+
+    # A viewer's graph follows it too, without a Run button to drive it.
+    create_viewer(database_url)
+    viewer = new_context(browser, dashboard)
+    try:
+        sign_in(viewer, VIEWER_EMAIL, VIEWER_PASSWORD)
+        tab = viewer.new_page()
+        tab.goto(f"/w/{WORKSPACE}/workflows/slow")
+        viewer_nap = WorkflowPage(tab).node("nap")
+        expect(viewer_nap).to_have_attribute("data-status", "waiting")
+
+        cancel = page.get_by_role("button", name=re.compile("Cancel"))
+        expect(cancel).to_have_class(re.compile("danger"))
+        cancel.click()
+        expect(workflow.run_button).to_have_text("Cancelled")
+        expect(viewer_nap).to_have_attribute("data-status", "cancelled")
+    finally:
+        viewer.close()
+    assert client.get(f"{WS}/executions/{execution_id}").json()["status"] == "cancelled"
     expect(workflow.node("first")).to_have_attribute("data-status", "succeeded")
     expect(workflow.node("nap")).to_have_attribute("data-status", "cancelled")
     expect(workflow.results.locator(".results-banner")).to_contain_text("Cancelled")
@@ -249,6 +292,7 @@ def test_cancel_from_the_run_button(page: Page, client: httpx.Client) -> None:
 
     # An input too large to come with the page is read from the API when the form opens.
     WorkflowPage(page).open("slow").run_button.click()
+    expect(workflow.run_button).to_have_text("Run")
     expect(workflow.input).to_have_value(re.compile('^{\n  "blob": "x{70000}"\n}$'))
 
 
@@ -259,6 +303,8 @@ def test_the_input_form_starts_from_the_last_input_and_shows_problems_at_the_fie
     response = client.post(f"{WS}/workflows/orders/execute", json={"input": {"amount": 3}})
     assert response.status_code == 202, response.text
     workflow = WorkflowPage(page).open("orders")
+    # The page follows that execution to its end (unless it ended before the page was made).
+    expect(workflow.run_button).to_have_text(re.compile(r"^Run$|✓$"))
     workflow.run_button.click()
     expect(workflow.input).to_be_focused()
     expect(workflow.input).to_have_value('{\n  "amount": 3\n}')
@@ -288,46 +334,101 @@ def test_the_input_form_starts_from_the_last_input_and_shows_problems_at_the_fie
         page.get_by_role("table", name=re.compile("Recent executions")).get_by_role("row")
     ).to_have_count(3)
 
-    # A declared input schema (``input:`` in a definition, which arrives with another branch)
-    # gives labelled fields instead: the module the Run panel uses, built into this page.
-    page.evaluate(
-        """async (schema) => {
-          const { inputForm } = await import('/static/js/workflow-input.js');
-          const fields = document.createElement('div');
-          const error = document.createElement('p');
-          error.hidden = true;
-          document.querySelector('main').append(fields, error);
-          window.schemaForm = inputForm(fields, schema, {name: 'Ada', size: 'M'}, error);
-        }""",
-        SCHEMA,
-    )
-    expect(page.get_by_label("Customer name")).to_have_value("Ada")
-    expect(page.get_by_label("Customer name")).to_have_accessible_description(
-        re.compile("As on the invoice")
-    )
+
+def test_a_declared_input_schema_gives_a_form_that_shows_the_apis_problems_at_the_field(
+    page: Page, client: httpx.Client
+) -> None:
+    create(client, SIGNUP)
+    workflow = WorkflowPage(page).open("signup")
+    workflow.run_button.click()
+    name, count = page.get_by_label("Customer name"), page.get_by_label("count", exact=True)
+    expect(name).to_be_focused()
+    expect(name).to_have_value("")
+    expect(name).to_have_accessible_description(re.compile("As on the invoice"))
+    expect(count).to_have_value("2")  # the schema's defaults
     expect(page.get_by_label("Size")).to_have_value("1")  # the index of "M"
-    expect(page.get_by_label("count", exact=True)).to_have_value("2")  # the schema's default
     expect(page.get_by_label("Gift wrap")).not_to_be_checked()
+    expect(workflow.input).to_have_count(0)
 
-    page.get_by_label("count", exact=True).fill("2.5")
-    assert page.evaluate("() => window.schemaForm.read().ok") is False
+    # The page's own check: a whole number.
+    name.fill("Ada")
+    count.fill("2.5")
+    page.get_by_role("button", name="Start execution").click()
     expect(page.locator("#input-count-error")).to_have_text("enter a whole number")
-    expect(page.get_by_label("count", exact=True)).to_have_attribute("aria-invalid", "true")
-
-    page.get_by_label("count", exact=True).fill("3")
-    page.get_by_label("Gift wrap").check()
-    read = page.evaluate("() => window.schemaForm.read()")
-    assert read == {"ok": True, "value": {"name": "Ada", "size": "M", "count": 3, "gift": True}}
-
-    # A 422 from the API: each problem at its field, the typed values kept.
-    page.evaluate(
-        """() => window.schemaForm.showProblems(
-             [{path: 'input.name', message: 'should be longer'}], 'invalid')"""
-    )
-    expect(page.locator("#input-name-error")).to_have_text("should be longer")
-    expect(page.get_by_label("Customer name")).to_be_focused()
-    expect(page.get_by_label("count", exact=True)).to_have_value("3")
+    # The API's check (422 invalid-input at input.count), shown at the field, nothing lost.
+    count.fill("0")
+    page.get_by_label("Size").select_option("L")
+    page.get_by_role("button", name="Start execution").click()
+    expect(page.locator("#input-count-error")).to_contain_text("minimum of 1")
+    expect(count).to_have_attribute("aria-invalid", "true")
+    expect(count).to_be_focused()
+    expect(name).to_have_value("Ada")
+    expect(page.get_by_label("Size")).to_have_value("2")
+    expect(workflow.run_button).to_have_text("Run")
     assert_accessible(page)
+    screenshot(page, "workflow-input-schema-error")
+
+    count.fill("3")
+    page.get_by_label("Gift wrap").check()
+    page.get_by_role("button", name="Start execution").click()
+    expect(workflow.run_button).to_have_text(re.compile("✓$"))
+    latest = client.get(f"{WS}/workflows/signup/execute").json()
+    assert latest["input"] == {"name": "Ada", "count": 3, "size": "L", "gift": True}
+
+    # Opened again, the form starts from that input.
+    WorkflowPage(page).open("signup").run_button.click()
+    expect(name).to_have_value("Ada")
+    expect(count).to_have_value("3")
+    expect(page.get_by_label("Size")).to_have_value("2")
+    expect(page.get_by_label("Gift wrap")).to_be_checked()
+
+
+def test_the_versions_tab_shows_what_changed_between_two_versions(
+    page: Page, client: httpx.Client
+) -> None:
+    create(client, BRANCHING)
+    changed = json.loads(json.dumps(BRANCHING))
+    changed["nodes"][2]["config"]["duration"] = "5s"
+    changed["nodes"].append(
+        {"id": "notify", "type": "transform", "needs": ["done"], "config": {"output": {}}}
+    )
+    response = client.put(f"{WS}/workflows/orders", json={"definition": changed})
+    assert response.status_code == 200, response.text
+    WorkflowPage(page).open("orders")
+    panel = page.get_by_role("tabpanel", name="Versions")
+    # Previous -> latest, rendered by the server.
+    expect(panel.get_by_label("From version")).to_have_value("1")
+    expect(panel.get_by_label("To version")).to_have_value("2")
+    summary = panel.get_by_role("list", name="Changes from v1 to v2")
+    expect(summary).to_contain_text("Node hold changed: config")
+    expect(summary).to_contain_text("Node notify added")
+    expect(summary).to_contain_text("Edge done → notify added")
+    diff = panel.get_by_role("region", name="Unified diff of the YAML")
+    expect(diff.locator("del")).to_contain_text(["duration: 2s"])
+    expect(diff.locator("ins").first).to_contain_text("added: +")
+    expect(diff.locator("ins", has_text="duration: 5s")).to_have_count(1)
+    expect(diff.locator("ins", has_text="id: notify")).to_have_count(1)
+    assert_accessible(page)
+    diff.scroll_into_view_if_needed()
+    screenshot(page, "workflow-diff")
+
+    # Another pair, swapped in by the script.
+    panel.get_by_label("From version").select_option("2")
+    panel.get_by_label("To version").select_option("1")
+    summary = panel.get_by_role("list", name="Changes from v2 to v1")
+    expect(summary).to_contain_text("Node notify removed")
+    expect(diff.locator("ins", has_text="duration: 2s")).to_have_count(1)
+    expect(page.locator("#diff-status")).to_have_text("Showing the changes from v2 to v1")
+    page.emulate_media(color_scheme="dark")
+    assert_accessible(page)
+    screenshot(page, "workflow-diff-dark")
+
+    # Without scripts the same pair comes from the page's own form (a plain GET).
+    page.goto(f"/w/{WORKSPACE}/workflows/orders?from=2&to=1")
+    expect(page.get_by_role("list", name="Changes from v2 to v1")).to_be_visible()
+    page.set_viewport_size(PHONE)
+    page.get_by_role("region", name="Unified diff of the YAML").scroll_into_view_if_needed()
+    screenshot(page, "workflow-diff-phone")
 
 
 def test_a_failing_workflow_shows_failed_and_the_failed_node(

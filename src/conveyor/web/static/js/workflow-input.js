@@ -133,8 +133,14 @@ function readControl(c) {
 function schemaForm(container, schema, lastInput, formError) {
   const required = new Set(Array.isArray(schema.required) ? schema.required : []);
   const last = lastInput && typeof lastInput === "object" && !Array.isArray(lastInput) ? lastInput : {};
-  const controls = Object.entries(schema.properties).map(([name, prop]) =>
-    control(name, prop ?? {}, required.has(name), name in last ? last[name] : prop?.default));
+  // Required fields first, in the order ``required`` lists them (an array keeps its order
+  // in every store; PostgreSQL's JSONB does not keep the order of ``properties``' keys).
+  const names = Object.keys(schema.properties);
+  const ordered = [...[...required].filter((n) => names.includes(n)), ...names.filter((n) => !required.has(n))];
+  const controls = ordered.map((name) => {
+    const prop = schema.properties[name];
+    return control(name, prop ?? {}, required.has(name), name in last ? last[name] : prop?.default);
+  });
   container.replaceChildren(...controls.map((c) => c.field));
   const byName = new Map(controls.map((c) => [c.name, c]));
   const showGeneral = (message) => {

@@ -1,8 +1,9 @@
 // The workflow page: draws the graph, then wires the Run button, the recent executions and
-// statistics, and the tabs.
+// statistics, and the tabs with the versions' diff.
 
 import { island } from "./api.js";
 import { drawGraph } from "./graph.js";
+import { initDiff } from "./workflow-diff.js";
 import { initExecutions } from "./workflow-executions.js";
 import { revealStep } from "./workflow-results.js";
 import { initRun } from "./workflow-run.js";
@@ -13,6 +14,7 @@ const run = island("workflow-run");
 const results = document.getElementById("results");
 
 initTabs(document.querySelector(".workflow-tabs"));
+initDiff(run.workflow);
 initExecutions(run);
 
 let graph = null;

@@ -2,7 +2,9 @@
 // Run -> Queued… (spinner, disabled) -> Running… (a Cancel button) -> "2.4s ✓" | Failed |
 // Cancelled | Timed out -> Run again after a few seconds or on the next click. While the
 // execution runs, every graph node shows its step's live status; at the end the results
-// panel shows what it produced. Each state is announced in an aria-live region.
+// panel shows what it produced. Each state is announced in an aria-live region. A page opened
+// while the workflow's latest execution has not ended follows that one from the start
+// (viewers, without a Run button, see its nodes turn live too).
 
 import { api, ProblemError } from "./api.js";
 import { nodeStatus } from "./graph.js";
@@ -47,11 +49,32 @@ const BUTTON = {
   timed_out: { text: "Timed out", cls: "failed" },
 };
 
+// The graph alone follows an execution (no Run button to drive: a viewer, or blocked); at
+// the end each node shows its step's final status (a cancelled wait sends no step message).
+function followGraph(graph, definition, id) {
+  watchExecution(id, async (batch) => {
+    for (const m of batch) {
+      const found = m.kind === "step" ? stepMessageStatus(m) : null;
+      if (found) graph?.setStatus(m.node_id, ...found);
+      if (m.kind !== "complete") continue;
+      try {
+        const detail = await api(`executions/${id}`);
+        for (const step of latestSteps(detail, definition)) graph?.setStatus(step.node_id, ...nodeStatus(step));
+      } catch {
+        // The live statuses stay as the stream left them.
+      }
+    }
+  });
+}
+
 export function initRun({ graph, definition, run, results }) {
   const button = document.getElementById("run-button");
   const announce = document.getElementById("run-status");
   const panel = document.getElementById("run-panel");
-  if (!button || button.disabled || !panel) return;
+  if (!button || button.disabled || !panel) {
+    if (run.following) followGraph(graph, definition, run.following.id);
+    return;
+  }
   const form = panel.querySelector("#run-form");
   const submit = panel.querySelector("#run-submit");
   const formError = panel.querySelector("#run-form-error");
@@ -164,15 +187,19 @@ export function initRun({ graph, definition, run, results }) {
     }
   });
 
-  function follow(id) {
+  function follow(id, status = "queued") {
     clearTimeout(backTimer);
     stopWatching?.();
     executionId = id;
     graph?.resetStatuses();
     results.hidden = true;
-    show("queued", { said: "Queued" });
+    if (status === "queued") show("queued", { said: "Queued" });
+    else show("running", { said: "Running" });
     stopWatching = watchExecution(id, onMessages);
   }
+
+  // The server rendered the button in the state of the execution it found running.
+  if (run.following) follow(run.following.id, run.following.status);
 
   function onMessages(batch) {
     for (const m of batch) {
