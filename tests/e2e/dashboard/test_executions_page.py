@@ -23,6 +23,7 @@ from tests.e2e.dashboard.conftest import (
     sign_in,
 )
 from tests.e2e.dashboard.pages_executions import ExecutionsPage
+from tests.e2e.dashboard.test_workflow_page import WorkflowPage
 from tests.e2e.test_server import ServerProcess, api_key
 
 WS = "/api/v1/workspaces/default"
@@ -95,7 +96,7 @@ def until(check: Callable[[], bool], what: str, within: float = 20) -> None:
 
 
 def test_the_running_count_rises_and_falls_live(
-    page: Page, client: httpx.Client, side: Side
+    page: Page, client: httpx.Client, side: Side, browser: Browser, dashboard: ServerProcess
 ) -> None:
     apply(client, BUSY, QUICK, BROKEN)
     earlier = [execute(client, "quick", {"who": w}) for w in ("ann", "bob")]
@@ -108,6 +109,16 @@ def test_the_running_count_rises_and_falls_live(
     expect(monitor.running_now).to_have_text("0")
     monitor.wait_live()
     page.evaluate("() => { window.notReloaded = true; }")
+
+    # Someone else, in a browser of their own, presses Run on the busy workflow.
+    other = new_context(browser, dashboard)
+    sign_in(other)
+    runner = WorkflowPage(other.new_page()).open("busy")
+    runner.run("{}")
+    expect(monitor.running_now).to_have_text("1")
+    expect(runner.run_button).to_contain_text("✓")
+    expect(monitor.running_now).to_have_text("0")
+    other.close()
 
     ids = [execute(client, "busy", {"n": n}) for n in range(3)]
     expect(monitor.running_now).to_have_text(re.compile(r"^[1-9]\d*$"))
@@ -122,7 +133,7 @@ def test_the_running_count_rises_and_falls_live(
         row = monitor.row(execution_id)
         expect(row.locator(".badge")).to_have_text("succeeded")
         expect(row).to_contain_text("1 / 1")
-    expect(monitor.count("succeeded")).to_have_text("5")
+    expect(monitor.count("succeeded")).to_have_text("6")
     expect(monitor.count("failed")).to_have_text("1")
     expect(monitor.count("running")).to_have_text("0")
     assert page.evaluate("() => window.notReloaded === true")
