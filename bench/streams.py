@@ -334,7 +334,21 @@ async def submit(running: Server, count: int, clients: int, ids: Any, viewers: i
         await asyncio.gather(*(one_client() for _ in range(clients)))
 
 
+def settle(running: Server, within: float = 120) -> None:
+    """Until every execution so far has finished (the warm-up's, the last phase's)."""
+    probe = Probe(running.url)
+    deadline = time.monotonic() + within
+    try:
+        while any(probe.by_status().get(s, 0) for s in ("queued", "running")):
+            if time.monotonic() > deadline:
+                raise BenchError(f"executions still unfinished after {within:g} s")
+            time.sleep(WATCH_SECONDS)
+    finally:
+        probe.close()
+
+
 def run_phase(running: Server, streams: int, count: int, clients: int) -> Phase:
+    settle(running)
     context = multiprocessing.get_context("spawn")
     ids = context.Queue()
     connected = context.Value("i", 0)
@@ -494,7 +508,8 @@ def main() -> int:
                 report(backend, phases, delays, args.streams)
                 text = running.log.read_text(errors="replace")
                 if "Traceback" in text:
-                    print(f"\nthe server logged tracebacks:\n{text[-4000:]}")
+                    at = text.index("Traceback")
+                    print(f"\nthe server logged tracebacks:\n{text[at - 500 : at + 4000]}")
     return 0
 
 

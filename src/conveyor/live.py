@@ -52,6 +52,7 @@ Key = tuple[str, str]  # ("workspace", id) or ("execution", id)
 MAX_PENDING = 10_000  # events queued for one subscriber before it must catch up itself
 _RETRY_FIRST, _RETRY_MAX = 0.005, 0.25  # re-reads while a gap or the start is unsettled
 _DOWN_FIRST, _DOWN_MAX = 0.5, 5.0  # re-reads while the database is away
+_PER_SUBSCRIBER = 0.001  # seconds added to the interval between reads per subscriber
 _STALL_WARNING = 10.0  # seconds a gap may hold delivery back before it is logged
 
 
@@ -127,12 +128,17 @@ class Feed:
         poll_seconds: float = 0.25,
         safety_poll_seconds: float = 5.0,
         min_interval: float = 0.01,
+        max_interval: float = 0.1,
         page: int = 1000,
     ) -> None:
         self.store = store
         self.poll_seconds = poll_seconds  # without cross-process wake-ups
         self.safety_poll_seconds = safety_poll_seconds  # with them (NOTIFY may be missed)
-        self.min_interval = min_interval  # between reads: a busy feed batches wake-ups
+        # Between two reads (only a busy feed waits): from min_interval, plus a little per
+        # subscriber, up to max_interval. Each batch costs every subscriber a write to its
+        # socket, so with many of them fewer, larger batches keep that cost bounded.
+        self.min_interval = min_interval
+        self.max_interval = max(min_interval, max_interval)
         self.page = page
         self.cross_process = False
         self.reads = 0  # batches read (tests and metrics)
@@ -210,13 +216,13 @@ class Feed:
     async def _run(self) -> None:
         retry = _RETRY_FIRST
         loop = asyncio.get_running_loop()
-        last_read = -self.min_interval
+        last_read = -self.max_interval
         while True:
             await self._wait(retry if self._unsettled() else None)
             if not self._subscribers:
                 self._woken.clear()
                 continue
-            await asyncio.sleep(max(0.0, last_read + self.min_interval - loop.time()))
+            await asyncio.sleep(max(0.0, last_read + self._interval() - loop.time()))
             self._woken.clear()
             last_read = loop.time()
             try:
@@ -231,6 +237,10 @@ class Feed:
             retry = min(retry * 2, _RETRY_MAX) if self._unsettled() else _RETRY_FIRST
             if batch.more:
                 self._woken.set()
+
+    def _interval(self) -> float:
+        count = sum(len(s) for s in self._subscribers.values())
+        return min(self.min_interval + _PER_SUBSCRIBER * count, self.max_interval)
 
     def _unsettled(self) -> bool:
         return self._barrier is not None and bool(self._subscribers)
