@@ -508,8 +508,9 @@ def main() -> int:
                 report(backend, phases, delays, args.streams)
                 text = running.log.read_text(errors="replace")
                 if "Traceback" in text:
-                    at = text.index("Traceback")
-                    print(f"\nthe server logged tracebacks:\n{text[at - 500 : at + 4000]}")
+                    print(f"\nthe server logged {text.count('Traceback')} tracebacks; the first:")
+                    block = text[text.index("Traceback") :].split("\nINFO:", 1)[0]
+                    print("\n".join(block.splitlines()[-25:]))
     return 0
 
 

@@ -146,6 +146,7 @@ class Feed:
         self._frontier: int | None = None
         self._barrier: Barrier | None = None
         self._woken = asyncio.Event()
+        self._reading = False  # a read is under way: subscriptions begin after its batch
         self._tasks: list[asyncio.Task[None]] = []
         self._stalled_since: float | None = None
 
@@ -184,10 +185,12 @@ class Feed:
                 self._frontier, self._barrier = None, None
 
     async def restart(self, subscription: Subscription) -> None:
-        """(Re)start at the current frontier, once the feed knows it: the caller then
-        catches up from the database up to ``subscription.start``."""
+        """(Re)start at the current frontier, between two batches, once the feed knows it:
+        the caller then catches up from the database up to ``subscription.start``. (A
+        batch read while it joined would lack its snapshot: counts or progress are read
+        only for the keys subscribed when the read began.)"""
         subscription._started.clear()
-        if self._frontier is not None:
+        if self._frontier is not None and not self._reading:
             subscription._begin(self._frontier)
             return
         subscription.start = None
@@ -226,6 +229,7 @@ class Feed:
             self._woken.clear()
             last_read = loop.time()
             try:
+                self._reading = True
                 batch = await self._read()
             except Exception as exc:  # the database is away: streams wait, then go on
                 retry = min(max(retry * 2, _DOWN_FIRST), _DOWN_MAX)
@@ -233,6 +237,8 @@ class Feed:
                 self._woken.set()
                 await asyncio.sleep(retry)
                 continue
+            finally:
+                self._reading = False
             self._apply(batch)
             retry = min(retry * 2, _RETRY_MAX) if self._unsettled() else _RETRY_FIRST
             if batch.more:
@@ -280,11 +286,6 @@ class Feed:
         self._note_stall()
         if batch.base is None or batch.frontier is None:
             return
-        if self._frontier is None:  # just started: so do the subscribers waiting for it
-            for subscribers in self._subscribers.values():
-                for subscription in subscribers:
-                    if subscription.start is None:
-                        subscription._begin(batch.base)
         grouped: dict[Key, list[dict[str, Any]]] = defaultdict(list)
         for row in batch.rows:
             grouped[workspace(row["workspace_id"])].append(row)
@@ -298,6 +299,10 @@ class Feed:
                 if subscription.start is not None:
                     subscription._push(delivery)
         self._frontier = batch.frontier
+        for subscribers in self._subscribers.values():  # those that joined meanwhile
+            for subscription in subscribers:
+                if subscription.start is None:
+                    subscription._begin(batch.frontier)
 
     def _note_stall(self) -> None:
         """Log once when a gap has held delivery back for long (a stuck transaction)."""

@@ -76,10 +76,10 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
+    def __init__(self, content: AsyncIterator[bytes], status_code: int = 200) -> None:
         # Not cached, and not buffered by nginx-like proxies.
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        super().__init__(content, headers=headers)
+        super().__init__(content, status_code=status_code, headers=headers)
 
 
 # How the streams are documented in OpenAPI (3.2's itemSchema, as FastAPI writes it).

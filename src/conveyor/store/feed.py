@@ -144,10 +144,6 @@ def progress(conn: Connection, execution_ids: Collection[str]) -> dict[str, dict
     return {str(r["id"]): dict(r) for r in rows.mappings()}
 
 
-def latest(conn: Connection) -> int:
-    return int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
-
-
 def workspace_events(
     conn: Connection, workspace_id: str, after_id: int, upto_id: int, limit: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
