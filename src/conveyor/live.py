@@ -52,7 +52,7 @@ Key = tuple[str, str]  # ("workspace", id) or ("execution", id)
 MAX_PENDING = 10_000  # events queued for one subscriber before it must catch up itself
 _RETRY_FIRST, _RETRY_MAX = 0.005, 0.25  # re-reads while a gap or the start is unsettled
 _DOWN_FIRST, _DOWN_MAX = 0.5, 5.0  # re-reads while the database is away
-_PER_SUBSCRIBER = 0.001  # seconds added to the interval between reads per subscriber
+_PER_SUBSCRIBER = 0.002  # seconds added to the interval between reads per subscriber
 _STALL_WARNING = 10.0  # seconds a gap may hold delivery back before it is logged
 
 
@@ -128,7 +128,7 @@ class Feed:
         poll_seconds: float = 0.25,
         safety_poll_seconds: float = 5.0,
         min_interval: float = 0.01,
-        max_interval: float = 0.1,
+        max_interval: float = 0.25,
         page: int = 1000,
     ) -> None:
         self.store = store
