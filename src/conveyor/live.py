@@ -228,17 +228,17 @@ class Feed:
             await asyncio.sleep(max(0.0, last_read + self._interval() - loop.time()))
             self._woken.clear()
             last_read = loop.time()
+            self._reading = True
             try:
-                self._reading = True
                 batch = await self._read()
             except Exception as exc:  # the database is away: streams wait, then go on
+                self._reading = False
                 retry = min(max(retry * 2, _DOWN_FIRST), _DOWN_MAX)
                 log.warning("live feed read failed: %s", exc, extra={"action": "feed_failed"})
                 self._woken.set()
                 await asyncio.sleep(retry)
                 continue
-            finally:
-                self._reading = False
+            self._reading = False
             self._apply(batch)
             retry = min(retry * 2, _RETRY_MAX) if self._unsettled() else _RETRY_FIRST
             if batch.more:
