@@ -142,7 +142,7 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(url: str, log_dir: str) -> Iterator[Server]:
+def server(url: str, log_dir: str, concurrency: int = 8) -> Iterator[Server]:
     port = free_port()
     log = Path(log_dir) / f"server-{port}.log"
     env = {
@@ -151,9 +151,10 @@ def server(url: str, log_dir: str) -> Iterator[Server]:
         "CONVEYOR_ADMIN_EMAIL": ADMIN["email"],
         "CONVEYOR_ADMIN_PASSWORD": ADMIN["password"],
     }
+    command = [*SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--concurrency", str(concurrency)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -481,9 +482,17 @@ def report(backend: str, phases: list[Phase], delays: list[float], streams: int)
                 f"{d['bytes'] / 1e6:.1f} MB"
             )
     print(
-        f"\nother process commit -> SSE message: p50 {percentile(delays, 50):.1f} ms, "
+        f"\nanother process's commit -> SSE message (server without a worker): p50 {percentile(delays, 50):.1f} ms, "
         f"p99 {percentile(delays, 99):.1f} ms, max {max(delays):.1f} ms ({len(delays)} signals)"
     )
+
+
+def tracebacks(running: Server) -> None:
+    text = running.log.read_text(errors="replace")
+    if "Traceback" in text:
+        print(f"\nthe server logged {text.count('Traceback')} tracebacks; the first:")
+        block = text[text.index("Traceback") :].split("\nINFO:", 1)[0]
+        print("\n".join(block.splitlines()[-25:]))
 
 
 def main() -> int:
@@ -497,20 +506,21 @@ def main() -> int:
     order = ([0, args.streams, args.streams, 0] * args.repeat)[: 2 * args.repeat]
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-logs-") as logs:
         for backend in args.backends.split(","):
-            with database(backend) as url, server(url, logs) as running:
-                asyncio.run(submit(running, 20, 4, None, 0))  # warm up
-                phases = []
-                for streams in order:
-                    phase = run_phase(running, streams, args.executions, args.clients)
-                    print(f"{backend}: {streams} streams: {phase.rate:.1f} executions/s")
-                    phases.append(phase)
-                delays = asyncio.run(cross_process_delay(running))
+            with database(backend) as url:
+                with server(url, logs) as running:
+                    asyncio.run(submit(running, 20, 4, None, 0))  # warm up
+                    phases = []
+                    for streams in order:
+                        phase = run_phase(running, streams, args.executions, args.clients)
+                        print(f"{backend}: {streams} streams: {phase.rate:.1f} executions/s")
+                        phases.append(phase)
+                    tracebacks(running)
+                # No embedded worker: nothing in the server itself commits, so only the
+                # cross-process path (NOTIFY, or the SQLite events file) can bring the event.
+                with server(url, logs, concurrency=0) as idle:
+                    delays = asyncio.run(cross_process_delay(idle))
+                    tracebacks(idle)
                 report(backend, phases, delays, args.streams)
-                text = running.log.read_text(errors="replace")
-                if "Traceback" in text:
-                    print(f"\nthe server logged {text.count('Traceback')} tracebacks; the first:")
-                    block = text[text.index("Traceback") :].split("\nINFO:", 1)[0]
-                    print("\n".join(block.splitlines()[-25:]))
     return 0
 
 
