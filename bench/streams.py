@@ -481,8 +481,9 @@ def report(backend: str, phases: list[Phase], delays: list[float], streams: int)
                 f"saw every execution succeed, {d['completes']} execution streams completed, "
                 f"{d['bytes'] / 1e6:.1f} MB"
             )
+    print("\nanother process's commit -> SSE message (a server without a worker):")
     print(
-        f"\nanother process's commit -> SSE message (server without a worker): p50 {percentile(delays, 50):.1f} ms, "
+        f"p50 {percentile(delays, 50):.1f} ms, "
         f"p99 {percentile(delays, 99):.1f} ms, max {max(delays):.1f} ms ({len(delays)} signals)"
     )
 
