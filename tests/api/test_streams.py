@@ -3,11 +3,16 @@ live counts, and the WebSocket."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+from collections import Counter
 from typing import Any
 
 import pytest
 
+from conveyor.api import sse
+from conveyor.store import feed as reads
 from conveyor.store.accounts import Role
 from tests.api.conftest import Api, B
 from tests.api.support import (
@@ -342,3 +347,87 @@ async def test_websocket_refuses_callers_without_access(api: Api, who: str) -> N
     # HTTP 403; the reason says which problem it was
     assert refused.value.status == 1008, refused.value
     assert refused.value.reason == ("unauthorized" if who == "nobody" else "not-found")
+
+
+async def test_fifty_open_streams_cost_one_database_read_per_batch(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """25 workspace and 25 execution streams follow one execution: the feed reads each
+    batch of events once for all of them, and no stream reads anything after catching up."""
+    await api.create(waiting("many-viewers"))
+    execution_id = await api.execute("many-viewers")
+    await api.until_status(execution_id, "waiting")
+    calls: Counter[str] = Counter()
+    read = api.store.read
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[fn.__name__] += 1
+        return await read(fn, *args, **kwargs)
+
+    monkeypatch.setattr(api.store, "read", counted)
+    urls = [f"{api.ws()}/stream"] * 25 + [f"{api.ws()}/executions/{execution_id}/stream"] * 25
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [await stack.enter_async_context(SSEStream(api.http, url)) for url in urls]
+        for stream in streams[25:]:  # caught up: the execution is waiting for its signal
+            await stream.until(lambda e: e.event == "execution.waiting")
+        calls.clear()
+        signal = {"name": "go", "data": {"by": "viewers"}}
+        response = await api.http.post(f"{api.ws()}/executions/{execution_id}/signal", json=signal)
+        assert response.status_code in (200, 202), response.text
+        for stream in streams[25:]:
+            await stream.until(lambda e: e.event == "complete")
+        for stream in streams[:25]:
+            await stream.until(lambda e: e.event == "execution.succeeded")
+    # Streams read nothing once live (names of this and of the old per-stream reads).
+    per_stream = {"workspace_events", "execution_events", "counts", "latest", "events_after"}
+    assert not per_stream & set(calls), calls
+    assert not {"_events_and_counts", "_workspace_events", "_counts"} & set(calls), calls
+    assert calls["get_execution"] <= 1, calls  # the signal's own request
+    assert 1 <= calls["read"] < 25, calls  # the feed: one read per batch, for all fifty
+
+
+async def test_resuming_while_events_are_written_concurrently_misses_and_repeats_nothing(
+    api: Api,
+) -> None:
+    """G11 under concurrent writers: workspace streams opened with Last-Event-ID at various
+    points while four writers commit events at once each get exactly the events after
+    their point, in id order: caught up from the database, then live from the feed."""
+    await api.create(gated("busy", "busy"))
+    running = [await api.execute("busy") for _ in range(4)]
+    for execution_id in running:
+        await api.until_status(execution_id, "running")
+    ws_id = api.conveyor.workspace_id
+    written: asyncio.Queue[None] = asyncio.Queue()
+
+    async def write(execution_id: str) -> None:
+        for n in range(25):
+            await api.store.signal(ws_id, execution_id, f"s{n}", {})
+            written.put_nowait(None)
+
+    async def stored_ids() -> list[int]:
+        rows, _ = await api.store.read(reads.workspace_events, ws_id, 0, sse.MAX_SEQ, 10_000)
+        return [r["id"] for r in rows]
+
+    base = await stored_ids()
+    writers = [asyncio.create_task(write(e)) for e in running]
+    async with contextlib.AsyncExitStack() as stack:
+        streams: list[tuple[int, SSEStream]] = []
+        for k in range(6):
+            async with asyncio.timeout(10):  # about 15 events between two streams
+                for _ in range(15 if k else 0):
+                    await written.get()
+            resume = base[-1] - 2 + k * 7 if k else base[0]
+            headers = {"Last-Event-ID": str(resume)}
+            stream = await stack.enter_async_context(
+                SSEStream(api.http, f"{api.ws()}/stream", headers)
+            )
+            streams.append((resume, stream))
+        await asyncio.gather(*writers)
+        last = await api.store.signal(ws_id, running[0], "last", {})
+        assert last
+        everything = await stored_ids()
+        for resume, stream in streams:
+            await stream.until(lambda e: e.event != "counts" and e.id == str(everything[-1]))
+            got = [int(e.id or 0) for e in stream.seen if e.event not in ("connected", "counts")]
+            assert got == [i for i in everything if i > resume], resume
+    api.gate("busy").set()

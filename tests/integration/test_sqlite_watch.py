@@ -1,5 +1,6 @@
 """SQLite has no NOTIFY: a commit that gives workers work touches ``<database>-wake`` after it
-committed, and workers in other processes watch that file."""
+committed, one that writes events ``<database>-events``, and workers and live feeds in other
+processes watch those files."""
 
 from __future__ import annotations
 
@@ -95,14 +96,18 @@ async def test_the_stat_poll_fallback_hears_the_commit_too(database: Path) -> No
     await _heard_after_commit(sqlite_dialect._poll(wake_file, heard), database, heard)
 
 
-def test_event_feeds_keep_polling_on_sqlite(database: Path) -> None:
-    """Only workers use the file watch (they re-check the queue); event feeds need to know
-    which execution changed, so they poll."""
+async def test_a_commit_that_writes_events_wakes_the_event_feeds(database: Path) -> None:
+    """Live feeds watch their own file, ``<database>-events``, touched by every commit that
+    writes events (so workers are not woken by step commits of other processes)."""
     store = Store(Database(f"sqlite:///{database}"))
+    heard = Heard()
     try:
-        assert store.listener(lambda _: None, EVENTS_CHANNEL) is None
+        watch = store.listener(heard, EVENTS_CHANNEL)
+        assert watch is not None
+        await _heard_after_commit(watch, database, heard)
     finally:
         store.close()
+    assert (database.parent / f"{database.name}-events").exists()
 
 
 def test_a_writer_waits_for_another_connections_write_lock(tmp_path: Path) -> None:

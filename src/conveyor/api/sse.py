@@ -1,17 +1,31 @@
-"""Message ids of the Server-Sent Event streams: every message has its own, strictly
-increasing, and a client that resumes after any of them gets exactly what followed it.
+"""Server-Sent Events: message ids, the wire format, and the response that streams them.
+
+Every message has its own id, strictly increasing, and a client that resumes after any of
+them gets exactly what followed it.
 
 A stored event ``N`` becomes one or more messages: the first has id ``"N"``, the ones derived
 from the same event ``"N.1"``, ``"N.2"``, ... (a failure is ``error`` ``"N"`` then
 ``complete`` ``"N.1"``). A snapshot sent after a batch ending with event ``N`` (``progress``,
 ``counts``) takes the next free index of ``N``, so it sorts after every message of ``N``
 and before event ``N + 1``. Ids compare as (seq, index), never as strings or floats.
+
+Streams are served by :class:`EventStream`, not by FastAPI's generator endpoints: those
+wrap the generator in a keep-alive task that raises ``BrokenResourceError`` (logged as an
+error with a traceback) when a client disconnects while messages are under way. Here the
+stream's own generator sends the keep-alive (:data:`PING`) when it has waited that long
+for something to send, so a disconnect simply cancels the one task that runs it.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
+
+from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
+from starlette.responses import StreamingResponse
 
 from conveyor.errors import InputError
 
@@ -46,3 +60,44 @@ def parse(raw: str) -> Position:
     if seq > MAX_SEQ:
         raise InputError("Last-Event-ID must be an event number from 0 to 2^62")
     return Position(seq, int(match[2] or 0))
+
+
+PING = KEEPALIVE_COMMENT  # a comment line: keeps proxies from closing an idle stream
+PING_SECONDS = 15.0
+
+
+def message(event: str, ident: Position | int, data: Any) -> bytes:
+    """One message on the wire (data as JSON, on one line)."""
+    return format_sse_event(data_str=json.dumps(data), event=event, id=str(ident))
+
+
+class EventStream(StreamingResponse):
+    """A ``text/event-stream`` response of already encoded messages."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes], status_code: int = 200) -> None:
+        # Not cached, and not buffered by nginx-like proxies.
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(content, status_code=status_code, headers=headers)
+
+
+# How the streams are documented in OpenAPI (3.2's itemSchema, as FastAPI writes it).
+DOCUMENTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events",
+        "content": {
+            "text/event-stream": {
+                "itemSchema": {
+                    "type": "object",
+                    "properties": {
+                        "data": {"type": "string"},
+                        "event": {"type": "string"},
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer", "minimum": 0},
+                    },
+                }
+            }
+        },
+    }
+}

@@ -113,16 +113,23 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
     prepared(conn, "execution_inputs.insert", lambda: _insert(execution_inputs, stored)).run(
         conn, stored
     )
+    queued = queued_event(new, execution_id, now)
     event = {
         "execution_id": execution_id,
         "workspace_id": new.workspace_id,
-        "seq": 1,
-        "type": "execution.queued",
-        "data": {"trigger_type": new.trigger_type},
+        "seq": queued.seq,
+        "type": queued.type,
+        "data": queued.data,
         "created_at": now,
     }
     prepared(conn, "events.insert", lambda: _insert(events, event)).run(conn, event)
     return execution_id, True
+
+
+def queued_event(new: NewExecution, execution_id: str, now: datetime) -> EventRecord:
+    """The first event of every execution, written by :func:`enqueue`."""
+    data = {"trigger_type": new.trigger_type}
+    return EventRecord(execution_id, new.workspace_id, 1, "execution.queued", data, now)
 
 
 def _user_limit(conn: Connection, new: NewExecution) -> int | None:

@@ -33,11 +33,24 @@ log = logging.getLogger(__name__)
 
 _NOTIFY_BYTES = 7000
 _UNITS = {"minute": "minute", "hour": "hour", "day": "day"}
+_EVENT_WRITERS = text(
+    "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
+    " AND mode = 'RowExclusiveLock' AND relation = to_regclass('events')"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND pid IS DISTINCT FROM pg_backend_pid()"
+)
+_RUNNING = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'virtualxid'"
+    " AND virtualxid = ANY(CAST(:w AS text[])))"
+)
 
 
 class PostgresDialect:
     name = "postgresql"
     supports_skip_locked = True
+    # Ids come from a sequence when a row is inserted, and transactions commit in any order:
+    # a lower id can become visible after a higher one (see conveyor.live).
+    ids_commit_in_order = False
 
     def normalize(self, url: URL) -> URL:
         return url.set(drivername="postgresql+psycopg")
@@ -150,10 +163,24 @@ class PostgresDialect:
         """Nothing to do: PostgreSQL delivers NOTIFY at commit."""
 
     def watch_changes(
-        self, url: URL, on_change: Callable[[str], None]
+        self, url: URL, on_change: Callable[[str], None], channel: str = ""
     ) -> Coroutine[Any, Any, None] | None:
         """Not needed: NOTIFY says what changed."""
         return None
+
+    def event_writers(self, conn: Any) -> frozenset[str]:
+        """The transactions (virtual ids) that may still commit an events row: those
+        holding the lock an INSERT takes on the table before it draws an id. Run after
+        the read whose missing ids they may hold."""
+        rows = conn.execute(_EVENT_WRITERS).scalars()
+        return frozenset(str(r) for r in rows)
+
+    def writers_running(self, conn: Any, writers: frozenset[str]) -> bool:
+        """Whether any of ``writers`` (from :meth:`event_writers`) is still open: each
+        transaction holds the lock on its own virtual id until it ends."""
+        if not writers:
+            return False
+        return bool(conn.execute(_RUNNING, {"w": sorted(writers)}).scalar())
 
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Transaction-scoped advisory locks, taken in sorted order so claimers never

@@ -1,4 +1,5 @@
-"""SQLite specifics: WAL, busy timeout, BEGIN IMMEDIATE for writes, the clock as SQL."""
+"""SQLite specifics: WAL, busy timeout, BEGIN IMMEDIATE for writes, the clock as SQL, and
+wake-up files in place of NOTIFY."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from conveyor.store.channels import WAKE_CHANNEL
+from conveyor.store.channels import EVENTS_CHANNEL, WAKE_CHANNEL
 from conveyor.store.prepared import Call
 from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
 
@@ -47,6 +48,9 @@ _BUCKET_PREFIX = {"minute": 16, "hour": 13, "day": 10}  # of "YYYY-MM-DD HH:MM:S
 class SQLiteDialect:
     name = "sqlite"
     supports_skip_locked = False
+    # One writer at a time, and a row's id is taken inside its write transaction: commits
+    # become visible in id order, so an id missing below a visible one never comes later.
+    ids_commit_in_order = True
 
     def normalize(self, url: URL) -> URL:
         return url.set(drivername="sqlite+pysqlite")
@@ -125,11 +129,12 @@ class SQLiteDialect:
         return None
 
     def notify(self, conn: Any, channel: str, payload: str) -> None:
-        """No notification bus: a wake-up for workers touches the ``<database>-wake`` file
-        once the transaction has committed (see :meth:`after_commit`), which watching
-        workers notice at once. Other channels are polled."""
-        if channel == WAKE_CHANNEL:
-            conn.info[_WAKE_PENDING] = True
+        """No notification bus: once the transaction has committed (see :meth:`after_commit`)
+        it touches the channel's file, ``<database>-wake`` for workers and
+        ``<database>-events`` for live feeds, which watching processes notice at once. The
+        payload is not carried: receivers look at the database themselves."""
+        if channel in _FILES:
+            conn.info[_pending(channel)] = True
 
     def notify_calls(self, conn: Any, channel: str, payloads: list[str]) -> list[Call]:
         """See :meth:`notify`: nothing to run in the transaction."""
@@ -138,26 +143,37 @@ class SQLiteDialect:
         return []
 
     def after_commit(self, url: URL, info: dict[str, Any]) -> None:
-        """Announce what the committed transaction notified (its ``conn.info``)."""
-        if info.pop(_WAKE_PENDING, False) and url.database and url.database != ":memory:":
-            with contextlib.suppress(OSError):
-                _wake_file(Path(url.database)).touch()
+        """Announce what the committed transaction notified (its ``conn.info``): one touch
+        of each channel's file however many rows the transaction wrote."""
+        if not url.database or url.database == ":memory:":
+            return
+        for channel in _FILES:
+            if info.pop(_pending(channel), False):
+                with contextlib.suppress(OSError):
+                    _signal_file(Path(url.database), channel).touch()
 
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]
     ) -> Coroutine[Any, Any, None] | None:
-        """No notification bus: other processes are noticed by polling."""
+        """No notification bus: see :meth:`watch_changes`."""
         return None
 
     def watch_changes(
-        self, url: URL, on_change: Callable[[str], None]
+        self, url: URL, on_change: Callable[[str], None], channel: str = WAKE_CHANNEL
     ) -> Coroutine[Any, Any, None] | None:
-        """Wake-ups from other processes: ``changed`` whenever one touches the wake file
-        after committing (inotify on Linux, so an idle watcher costs nothing; a 2 ms
+        """Wake-ups from other processes: ``changed`` whenever one touches the channel's
+        file after committing (inotify on Linux, so an idle watcher costs nothing; a 2 ms
         ``stat`` poll elsewhere). The receiver then looks at the database itself."""
-        if not url.database or url.database == ":memory:":
+        if not url.database or url.database == ":memory:" or channel not in _FILES:
             return None
-        return _watch(_wake_file(Path(url.database).resolve()), on_change)
+        return _watch(_signal_file(Path(url.database).resolve(), channel), on_change)
+
+    def event_writers(self, conn: Any) -> frozenset[str]:
+        """Nothing to wait for: commits are visible in id order (``ids_commit_in_order``)."""
+        return frozenset()
+
+    def writers_running(self, conn: Any, writers: frozenset[str]) -> bool:
+        return False
 
     def lock_keys(self, conn: Any, keys: list[str]) -> None:
         """Nothing to do: BEGIN IMMEDIATE already serializes every claimer."""
@@ -216,13 +232,21 @@ def sqlite_url(path: str) -> URL:
     return make_url(f"sqlite:///{path}")
 
 
-_WAKE_PENDING = "conveyor.wake_pending"
+_FILES = {WAKE_CHANNEL: "wake", EVENTS_CHANNEL: "events"}  # channel: file suffix
 _IN_MODIFY, _IN_ATTRIB, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x4, 0x100, 0x80
 _POLL_SECONDS = 0.002
 
 
+def _pending(channel: str) -> str:
+    return f"conveyor.touch.{channel}"
+
+
+def _signal_file(database: Path, channel: str) -> Path:
+    return database.with_name(f"{database.name}-{_FILES[channel]}")
+
+
 def _wake_file(database: Path) -> Path:
-    return database.with_name(f"{database.name}-wake")
+    return _signal_file(database, WAKE_CHANNEL)
 
 
 async def _watch(path: Path, on_change: Callable[[str], None]) -> None:

@@ -26,6 +26,7 @@ from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
+from conveyor.store.prepared import run_together
 from conveyor.store.subscribers import Subscribers
 from conveyor.store.tables import executions, notifications
 from conveyor.store.workflows import VersionRef
@@ -198,7 +199,16 @@ class Store:
         if created and seed_from is not None:
             controls.seed_steps(conn, seed_from[0], execution_id, seed_from[1], now)
         if created:
-            self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "queued")
+            # Workers hear of new work, live feeds of the new event: one round trip for both.
+            dialect = self.db.dialect
+            announce = f"{new.workspace_id}:{execution_id}"
+            run_together(
+                conn,
+                dialect.notify_calls(conn, controls.WAKE_CHANNEL, ["queued"])
+                + dialect.notify_calls(conn, controls.EVENTS_CHANNEL, [announce]),
+            )
+            record = queue.queued_event(new, execution_id, now)
+            conn.info.setdefault(controls.PENDING_EVENTS, []).append(record)
         return execution_id, created
 
     async def cancel_each(
@@ -268,12 +278,12 @@ class Store:
     def listener(
         self, on_message: Callable[[str], None], channel: str = controls.WAKE_CHANNEL
     ) -> Coroutine[Any, Any, None] | None:
-        """A coroutine delivering cross-process notifications (PostgreSQL NOTIFY), or None
-        where the database has no notification bus (then: poll). Without a bus, workers
-        still hear ``changed`` whenever another process writes (SQLite: its files)."""
+        """A coroutine delivering cross-process notifications on ``channel``: PostgreSQL
+        NOTIFY payloads, or on SQLite ``changed`` whenever another process committed
+        something for the channel (its file). None where neither exists (then: poll)."""
         bus = self.db.dialect.listener(self.db.url, channel, on_message)
-        if bus is None and channel == controls.WAKE_CHANNEL:
-            return self.db.dialect.watch_changes(self.db.url, on_message)
+        if bus is None:
+            return self.db.dialect.watch_changes(self.db.url, on_message, channel)
         return bus
 
     async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:

@@ -1,35 +1,37 @@
 """Live streams: Server-Sent Events per execution and per workspace, and a WebSocket.
 
-Every message is read from the events table, so a client that reconnects with
-``Last-Event-ID`` (any id a stream sent; see ``api/sse.py``) receives every later message
-exactly once. The feed only says *when* to read (in-process commits, NOTIFY, or a short poll).
+A stream subscribes to the process's feed (``conveyor.live``), catches up from the events
+table up to the point where its subscription starts, then sends what the feed hands it:
+one read of the database per batch of events for every stream together, never one per
+stream. A client that reconnects with ``Last-Event-ID`` (any id a stream sent; see
+``api/sse.py``) receives every later message exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.sse import EventSourceResponse, ServerSentEvent
-from sqlalchemy import Connection, func, select
 
+from conveyor import live
 from conveyor.api import sse, views
 from conveyor.api.auth import Scope, read_access, socket_access
-from conveyor.api.sse import Position
+from conveyor.api.sse import PING, PING_SECONDS, EventStream, Position
 from conveyor.engine.state import TERMINAL
 from conveyor.errors import ConveyorError
-from conveyor.live import Feed
-from conveyor.store.history import events_after
-from conveyor.store.tables import events, executions
+from conveyor.live import Delivery, Feed, Subscription
+from conveyor.store import Store
+from conveyor.store import feed as reads
 
 router = APIRouter(prefix="/workspaces/{ws}", tags=["streams"])
 Read = Annotated[Scope, Depends(read_access)]
 TERMINAL_EVENTS = {f"execution.{s.value}" for s in TERMINAL}
-_LIVE = ("queued", "running", "waiting")
-BATCH = 1000  # events read per query; a full batch is followed at once by the next
+BATCH = 1000  # events read per catch-up query; a full batch is followed at once by the next
+NEVER = sse.MAX_SEQ  # an id bound that every event is under
 
 
 def _feed(request: Request) -> Feed:
@@ -49,7 +51,7 @@ def _kinds(event_type: str) -> list[str]:
     return [event_type]
 
 
-def _messages(rows: list[dict[str, Any]]) -> list[tuple[Position, ServerSentEvent]]:
+def _messages(rows: list[dict[str, Any]]) -> list[tuple[Position, bytes]]:
     out = []
     for r in rows:
         data = {
@@ -60,13 +62,63 @@ def _messages(rows: list[dict[str, Any]]) -> list[tuple[Position, ServerSentEven
         }
         for index, kind in enumerate(_kinds(r["type"])):
             at = Position(r["seq"], index)
-            out.append((at, ServerSentEvent(event=kind, id=str(at), data=data)))
+            out.append((at, sse.message(kind, at, data)))
     return out
 
 
 def _after(rows: list[dict[str, Any]]) -> Position:
     """The id of the snapshot that follows a batch: the next free index of its last event."""
     return Position(rows[-1]["seq"], len(_kinds(rows[-1]["type"])))
+
+
+class _Rendered:
+    """An execution's batch of events as messages, made once and shared by every stream
+    that sends it (``Delivery.memo``)."""
+
+    def __init__(self, rows: list[dict[str, Any]], progress: dict[str, Any]) -> None:
+        self.messages = _messages(rows)
+        self.joined = b"".join(m for _, m in self.messages)
+        self.after = _after(rows)
+        snapshot = {**views.progress(progress), "status": progress["status"]}
+        self.progress = sse.message("progress", self.after, snapshot)
+        self.terminal = any(r["type"] in TERMINAL_EVENTS for r in rows)
+
+
+class _ExecutionView:
+    """What one execution stream has sent: it sends only what lies past its cursor."""
+
+    def __init__(self, cursor: Position) -> None:
+        self.cursor = cursor
+        self.done = False
+
+    def send(self, rendered: _Rendered) -> bytes:
+        if not rendered.messages or rendered.messages[0][0] > self.cursor:
+            out = rendered.joined
+        else:
+            out = b"".join(m for at, m in rendered.messages if at > self.cursor)
+        if rendered.after > self.cursor:
+            self.cursor = rendered.after
+            out += rendered.progress
+        self.done = self.done or rendered.terminal
+        return out
+
+    def live(self, delivery: Delivery) -> bytes:
+        rendered = delivery.memo.get("sse")
+        if rendered is None:
+            rendered = delivery.memo["sse"] = _Rendered(delivery.rows, delivery.snapshot)
+        return self.send(rendered)
+
+    async def catch_up(self, store: Store, execution_id: str, upto: int) -> AsyncIterator[bytes]:
+        """Every stored event up to id ``upto`` past the cursor, from the database."""
+        while not self.done:
+            # From the cursor's own event: the messages derived from it may still be due.
+            rows, progress = await store.read(
+                reads.execution_events, execution_id, self.cursor.seq - 1, upto, BATCH
+            )
+            if rows:
+                yield self.send(_Rendered(rows, progress))
+            if len(rows) < BATCH:
+                return
 
 
 def _resume_point(last_event_id: str | None, after: int | None) -> Position:
@@ -93,7 +145,8 @@ def _resume_after(
 
 @router.get(
     "/executions/{execution_id}/stream",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
+    responses=sse.DOCUMENTED,
     summary="Server-Sent Events of one execution; resumes after Last-Event-ID",
 )
 async def execution_stream(
@@ -101,75 +154,99 @@ async def execution_stream(
     request: Request,
     detail: Annotated[dict[str, Any], Depends(_target)],
     cursor: Annotated[Position, Depends(_resume_after)],
-) -> AsyncIterator[ServerSentEvent]:
-    store = scope.conveyor.store
+) -> EventStream:
+    return EventStream(_execution_messages(scope.conveyor.store, _feed(request), detail, cursor))
+
+
+async def _execution_messages(
+    store: Store, feed: Feed, detail: dict[str, Any], cursor: Position
+) -> AsyncIterator[bytes]:
     full = detail["id"]
-    feed = _feed(request)
-    yield ServerSentEvent(
-        event="connected",
-        id=str(cursor),
-        data={"execution_id": full, "resume_after": cursor.seq},
-    )
-    finished = detail["status"] in TERMINAL
-    async with feed.watch(full) as wake:
+    data = {"execution_id": full, "resume_after": cursor.seq}
+    yield sse.message("connected", cursor, data)
+    view = _ExecutionView(cursor)
+    if detail["status"] in TERMINAL:  # everything is stored already
+        async for chunk in view.catch_up(store, full, NEVER):
+            yield chunk
+        return
+    async with feed.subscribe(live.execution(full)) as subscription:
         while True:
-            # From the cursor's own event: the messages derived from it may still be due.
-            rows = await store.read(events_after, full, cursor.seq - 1, BATCH)
-            for at, message in _messages(rows):
-                if at > cursor:
-                    yield message
-            if rows and _after(rows) > cursor:
-                cursor = _after(rows)
-                row = await store.get_execution(scope.workspace_id, full)
-                yield ServerSentEvent(
-                    event="progress",
-                    id=str(cursor),
-                    data={**views.progress(row), "status": row["status"]},
-                )
-            if len(rows) == BATCH:
-                continue
-            if finished or any(r["type"] in TERMINAL_EVENTS for r in rows):
+            assert subscription.start is not None
+            async for chunk in view.catch_up(store, full, subscription.start):
+                yield chunk
+            async for chunk in _follow(subscription, view.live, lambda: view.done):
+                yield chunk
+            if view.done:
                 return
-            await feed.wait(wake, 15)
+            await feed.restart(subscription)
 
 
-def _counts(conn: Connection, workspace_id: str) -> dict[str, int]:
-    rows = conn.execute(
-        select(executions.c.status, func.count())
-        .where(executions.c.workspace_id == workspace_id, executions.c.status.in_(_LIVE))
-        .group_by(executions.c.status)
-    ).all()
-    found = {str(s): int(n) for s, n in rows}
-    return {s: found.get(s, 0) for s in _LIVE}
+async def _follow(
+    subscription: Subscription, send: Callable[[Delivery], bytes], done: Callable[[], bool]
+) -> AsyncIterator[bytes]:
+    """What the feed hands ``subscription``, as ``send`` renders it, with a keep-alive
+    when there was nothing for a while; until ``done()`` or the subscription is lost."""
+    while not done() and not subscription.lost:
+        deliveries = await subscription.next(PING_SECONDS)
+        if deliveries is None:
+            yield PING
+            continue
+        for delivery in deliveries:
+            chunk = send(delivery)
+            if chunk:
+                yield chunk
+            if done():
+                return
 
 
-def _workspace_events(
-    conn: Connection, workspace_id: str, after_id: int, limit: int = 500
-) -> list[dict[str, Any]]:
-    return [
-        dict(r)
-        for r in conn.execute(
-            select(events)
-            .where(events.c.workspace_id == workspace_id, events.c.id > after_id)
-            .order_by(events.c.id)
-            .limit(limit)
-        )
-        .mappings()
-        .all()
-    ]
+class _WorkspaceView:
+    """What one workspace stream has sent: events after ``after`` and the last counts."""
+
+    def __init__(self, after: int, counts: dict[str, int]) -> None:
+        self.after = after
+        self.counts = counts
+
+    def send(self, rows: list[dict[str, Any]], counts: dict[str, int], memo: Any = None) -> bytes:
+        rendered = memo.get("sse") if memo is not None else None
+        if rendered is None:
+            rendered = _workspace_messages(rows)
+            if memo is not None:
+                memo["sse"] = rendered
+        messages, joined = rendered
+        if not messages or messages[0][0] > self.after:
+            out = joined
+        else:
+            out = b"".join(m for ident, m in messages if ident > self.after)
+        if not out:
+            return b""
+        last = rows[-1]["id"]
+        self.after = last
+        if counts and counts != self.counts:
+            # One snapshot: the counts sent with a batch are the counts as of its events.
+            self.counts = counts
+            out += sse.message("counts", Position(last, 1), counts)
+        return out
+
+    def live(self, delivery: Delivery) -> bytes:
+        return self.send(delivery.rows, delivery.snapshot, delivery.memo)
+
+    async def catch_up(self, store: Store, workspace_id: str, upto: int) -> AsyncIterator[bytes]:
+        while self.after < upto:
+            rows, counts = await store.read(
+                reads.workspace_events, workspace_id, self.after, upto, BATCH
+            )
+            if rows:
+                yield self.send(rows, counts)
+            if len(rows) < BATCH:
+                return
 
 
-def _events_and_counts(
-    conn: Connection, workspace_id: str, after_id: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    return _workspace_events(conn, workspace_id, after_id), _counts(conn, workspace_id)
-
-
-def _latest_id(conn: Connection, workspace_id: str) -> int:
-    value = conn.execute(
-        select(func.max(events.c.id)).where(events.c.workspace_id == workspace_id)
-    ).scalar()
-    return int(value or 0)
+def _workspace_messages(rows: list[dict[str, Any]]) -> tuple[list[tuple[int, bytes]], bytes]:
+    messages = []
+    for r in rows:
+        data = {"execution_id": r["execution_id"], "seq": r["seq"], **r["data"]}
+        messages.append((r["id"], sse.message(r["type"], r["id"], data)))
+    return messages, b"".join(m for _, m in messages)
 
 
 def _workspace_resume(
@@ -180,36 +257,37 @@ def _workspace_resume(
 
 @router.get(
     "/stream",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
+    responses=sse.DOCUMENTED,
     summary="Server-Sent Events of a whole workspace: every event, and live counts",
 )
 async def workspace_stream(
     scope: Read,
     request: Request,
     resume: Annotated[Position | None, Depends(_workspace_resume)],
-) -> AsyncIterator[ServerSentEvent]:
-    """Ids are the workspace's event ids; ``counts`` after event ``N`` is ``"N.1"``."""
-    store, feed = scope.conveyor.store, _feed(request)
-    start = resume or Position(await store.read(_latest_id, scope.workspace_id))
-    after = start.seq
-    counts = await store.read(_counts, scope.workspace_id)
-    yield ServerSentEvent(event="connected", id=str(start), data={"counts": counts})
-    async with feed.watch(scope.workspace_id) as wake:
+) -> EventStream:
+    """Ids are event ids; ``counts`` after event ``N`` is ``"N.1"``."""
+    return EventStream(
+        _workspace_stream(scope.conveyor.store, _feed(request), scope.workspace_id, resume)
+    )
+
+
+async def _workspace_stream(
+    store: Store, feed: Feed, workspace_id: str, resume: Position | None
+) -> AsyncIterator[bytes]:
+    async with feed.subscribe(live.workspace(workspace_id)) as subscription:
+        assert subscription.start is not None
+        start = resume or Position(subscription.start)
+        counts = await store.read(reads.counts, [workspace_id])
+        yield sse.message("connected", start, {"counts": counts[workspace_id]})
+        view = _WorkspaceView(start.seq, counts[workspace_id])
         while True:
-            # One snapshot: the counts sent with a batch are the counts as of its last event.
-            rows, new_counts = await store.read(_events_and_counts, scope.workspace_id, after)
-            for r in rows:
-                yield ServerSentEvent(
-                    event=r["type"],
-                    id=str(r["id"]),
-                    data={"execution_id": r["execution_id"], "seq": r["seq"], **r["data"]},
-                )
-            if rows:
-                after = rows[-1]["id"]
-                if new_counts != counts:
-                    counts = new_counts
-                    yield ServerSentEvent(event="counts", id=str(Position(after, 1)), data=counts)
-            await feed.wait(wake, 15)
+            assert subscription.start is not None
+            async for chunk in view.catch_up(store, workspace_id, subscription.start):
+                yield chunk
+            async for chunk in _follow(subscription, view.live, lambda: False):
+                yield chunk
+            await feed.restart(subscription)
 
 
 @router.websocket("/ws")
@@ -239,35 +317,72 @@ async def websocket(socket: WebSocket, scope: Annotated[Scope, Depends(socket_ac
                 await task
 
 
+def _socket_texts(delivery: Delivery) -> list[tuple[dict[str, Any], str]]:
+    texts = delivery.memo.get("ws")
+    if texts is None:
+        texts = delivery.memo["ws"] = [(r, _socket_text(r)) for r in delivery.rows]
+    return list(texts)
+
+
+def _socket_text(r: dict[str, Any]) -> str:
+    """As ``WebSocket.send_json`` writes it."""
+    message = {"execution_id": r["execution_id"], "seq": r["seq"], "type": r["type"]}
+    return json.dumps({**message, "data": r["data"]}, separators=(",", ":"), ensure_ascii=False)
+
+
+class _SocketView:
+    """What one WebSocket subscription has sent: events up to ``after_id`` (and, for an
+    execution, up to its ``after_seq``)."""
+
+    def __init__(self, socket: WebSocket, key: live.Key, after_id: int) -> None:
+        self.socket = socket
+        self.key = key
+        self.after_id = after_id
+        self.after_seq = 0
+
+    async def catch_up(self, store: Store, upto: int) -> None:
+        while True:
+            if self.key[0] == "workspace":
+                query: Any = reads.workspace_events
+                after = self.after_id
+            else:
+                query, after = reads.execution_events, self.after_seq
+            rows, _ = await store.read(query, self.key[1], after, upto, BATCH)
+            for r in rows:
+                await self.socket.send_text(_socket_text(r))
+                self.after_id, self.after_seq = r["id"], r["seq"]
+            if len(rows) < BATCH:
+                self.after_id = max(self.after_id, upto)
+                return
+
+    async def follow(self, subscription: Subscription) -> None:
+        while not subscription.lost:
+            for delivery in await subscription.next(PING_SECONDS) or []:
+                for r, text in _socket_texts(delivery):
+                    if r["id"] > self.after_id:
+                        await self.socket.send_text(text)
+                        self.after_id, self.after_seq = r["id"], r["seq"]
+
+
 async def _pump(socket: WebSocket, scope: Scope, target: str) -> None:
+    """Workspace: every event from the moment of subscribing. Execution: all its events."""
     store = scope.conveyor.store
     feed: Feed = socket.app.state.feed
     if target == "workspace":
-        after = await store.read(_latest_id, scope.workspace_id)
-        key = scope.workspace_id
+        key = live.workspace(scope.workspace_id)
     else:
         try:
             detail = await store.get_execution(scope.workspace_id, target)
         except ConveyorError as exc:
             await socket.send_json({"error": str(exc), "subscribe": target})
             return
-        key, after = detail["id"], 0
-    await socket.send_json({"subscribed": target})
-    async with feed.watch(key) as wake:
+        key = live.execution(detail["id"])
+    async with feed.subscribe(key) as subscription:
+        await socket.send_json({"subscribed": target})
+        assert subscription.start is not None
+        view = _SocketView(socket, key, subscription.start if target == "workspace" else 0)
         while True:
-            if target == "workspace":
-                rows = await store.read(_workspace_events, scope.workspace_id, after)
-                after = rows[-1]["id"] if rows else after
-            else:
-                rows = await store.read(events_after, key, after)
-                after = rows[-1]["seq"] if rows else after
-            for r in rows:
-                await socket.send_json(
-                    {
-                        "execution_id": r["execution_id"],
-                        "seq": r["seq"],
-                        "type": r["type"],
-                        "data": r["data"],
-                    }
-                )
-            await feed.wait(wake, 15)
+            assert subscription.start is not None
+            await view.catch_up(store, subscription.start)
+            await view.follow(subscription)
+            await feed.restart(subscription)

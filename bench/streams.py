@@ -1,0 +1,533 @@
+"""Live streams benchmark: does a server slow down when people watch?
+
+Run from the repository root with the project's virtualenv active::
+
+    python bench/streams.py                          # SQLite and PostgreSQL, 0 and 100 streams
+    python bench/streams.py --backends sqlite --executions 300 --repeat 1
+
+A real ``conveyor server`` (embedded worker, default slots) per backend. 16 HTTP clients
+submit executions of a 5-step transform chain as fast as the server takes them; the rate is
+measured with no stream open and with 100 open Server-Sent Event streams (90 workspace
+streams, the "N running" indicator of every open tab, and 10 execution streams that each
+follow a recently submitted execution to its end, then the next). The phases alternate
+(0, 100, 100, 0, ...) so drift over the run falls on both. Then, with the server idle, the
+delay from a commit in ANOTHER process (this one, through the Python API) to the message
+on an SSE stream. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from conveyor.app import Conveyor
+from conveyor.nodes.builtin import build_registry
+
+PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DATABASE = f"conveyor_bench_s_{os.getpid()}"
+SERVER_COMMAND = [sys.executable, "-c", "from conveyor.cli.main import main; main()", "server"]
+ADMIN = {"email": "bench@example.com", "password": "bench-password-long-enough"}
+API = "/api/v1/workspaces/default"
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+WATCH_SECONDS = 0.05  # how often the finished count is checked
+SIGNALS = 50  # cross-process latency samples
+
+
+class BenchError(Exception):
+    """The benchmark could not produce a valid measurement."""
+
+
+def chain() -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = [
+        {"id": "n1", "type": "transform", "config": {"output": {"value": "{{ input.seed }}"}}}
+    ]
+    for i in range(2, 6):
+        output = {"value": f"{{{{ nodes.n{i - 1}.output.value + 1 }}}}"}
+        config = {"output": output}
+        nodes.append({"id": f"n{i}", "type": "transform", "needs": [f"n{i - 1}"], "config": config})
+    return {"name": "bench-chain", "nodes": nodes}
+
+
+WAITING = {
+    "name": "bench-waits",
+    "nodes": [{"id": "w", "type": "wait_for_event", "config": {"event": "never", "timeout": "1h"}}],
+}
+
+
+# -- databases and the server -----------------------------------------------------------------
+
+
+def _pg_admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)
+
+
+@contextlib.contextmanager
+def database(backend: str) -> Iterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="conveyor-bench-s-") as folder:
+            yield f"sqlite:///{os.path.join(folder, 'bench.db')}"
+        return
+    _pg_admin(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+    _pg_admin(f"CREATE DATABASE {PG_DATABASE}")
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{PG_DATABASE}"
+    finally:
+        _pg_admin(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
+
+
+class Probe:
+    """A raw driver connection for cheap polls of the executions table."""
+
+    def __init__(self, url: str) -> None:
+        self.sqlite: sqlite3.Connection | None = None
+        self.pg: psycopg.Connection[Any] | None = None
+        if url.startswith("sqlite:///"):
+            self.sqlite = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        else:
+            self.pg = psycopg.connect(url, autocommit=True)
+
+    def by_status(self) -> dict[str, int]:
+        sql = "SELECT status, count(*) FROM executions GROUP BY status"
+        rows = self.sqlite.execute(sql) if self.sqlite else self.pg.execute(sql)  # type: ignore[union-attr]
+        return {str(s): int(n) for s, n in rows.fetchall()}
+
+    def close(self) -> None:
+        for conn in (self.sqlite, self.pg):
+            if conn is not None:
+                conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes]
+    key: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def server(url: str, log_dir: str, concurrency: int = 8) -> Iterator[Server]:
+    port = free_port()
+    log = Path(log_dir) / f"server-{port}.log"
+    env = {
+        **os.environ,
+        "CONVEYOR_DATABASE_URL": url,
+        "CONVEYOR_ADMIN_EMAIL": ADMIN["email"],
+        "CONVEYOR_ADMIN_PASSWORD": ADMIN["password"],
+    }
+    command = [*SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--concurrency", str(concurrency)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    running = Server(url, port, log, process)
+    try:
+        _ready(running)
+        running.key = _api_key(running)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def _ready(running: Server) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise BenchError(f"server exited:\n{running.log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{running.base}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise BenchError("server not ready within 60 s")
+
+
+def _api_key(running: Server) -> str:
+    with httpx.Client(base_url=running.base, timeout=10) as session:
+        session.post("/api/v1/auth/login", json=ADMIN).raise_for_status()
+        created = session.post(f"{API}/api-keys", json={"name": "bench", "role": "owner"})
+        created.raise_for_status()
+        key = str(created.json()["key"])
+    with httpx.Client(base_url=running.base, timeout=10) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        for definition in (chain(), WAITING):
+            client.post(f"{API}/workflows", json={"definition": definition}, headers=headers)
+    return key
+
+
+# -- stream readers (a child process, so parsing never delays the submitters' loop) -----------
+
+
+async def _open(port: int, key: str, path: str) -> asyncio.StreamReader:
+    """A raw HTTP/1.1 stream request (no client library: reading costs next to nothing),
+    returned once its ``connected`` message came (the stream follows the feed from then)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
+        "Accept: text/event-stream\r\nConnection: close\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        raise BenchError(f"stream {path}: {head[:200]!r}")
+    await reader.readuntil(b"event: connected")
+    _WRITERS[reader] = writer  # a writer collected as garbage closes the connection
+    return reader
+
+
+_WRITERS: dict[asyncio.StreamReader, asyncio.StreamWriter] = {}
+
+
+class Counted:
+    """Occurrences of ``pattern`` in a byte stream read in arbitrary pieces."""
+
+    def __init__(self, pattern: bytes) -> None:
+        self.pattern = pattern
+        self.count = 0
+        self.bytes = 0
+        self.changed = asyncio.Event()
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk
+        self.count += data.count(self.pattern)
+        self._tail = data[-(len(self.pattern) - 1) :]
+        self.bytes += len(chunk)
+        self.changed.set()
+
+
+async def _workspace_reader(port: int, key: str, counted: Counted, connected: Any) -> None:
+    reader = await _open(port, key, f"{API}/stream")
+    with connected.get_lock():
+        connected.value += 1
+    while chunk := await reader.read(65536):
+        counted.feed(chunk)
+
+
+async def _all_seen(counters: list[Counted], count: int, within: float) -> None:
+    """Until every workspace stream has seen ``count`` executions succeed (or ``within``)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            for counter in counters:
+                while counter.count < count:
+                    counter.changed.clear()
+                    await counter.changed.wait()
+
+
+async def _execution_viewer(port: int, key: str, ids: Any, counted: Counted) -> None:
+    """Follow a recently submitted execution to its end, then the next one."""
+    loop = asyncio.get_running_loop()
+    while True:
+        execution_id = await loop.run_in_executor(None, ids.get)
+        if execution_id is None:
+            return
+        reader = await _open(port, key, f"{API}/executions/{execution_id}/stream")
+        while chunk := await reader.read(65536):
+            counted.feed(chunk)
+
+
+def readers_main(
+    port: int, key: str, streams: int, count: int, ids: Any, connected: Any, out: Any
+) -> None:
+    async def main() -> None:
+        viewers = streams // 10
+        succeeded = [Counted(b"event: execution.succeeded") for _ in range(streams - viewers)]
+        completes = Counted(b"event: complete")
+        tasks = [asyncio.create_task(_workspace_reader(port, key, c, connected)) for c in succeeded]
+        views = [
+            asyncio.create_task(_execution_viewer(port, key, ids, completes))
+            for _ in range(viewers)
+        ]
+        await asyncio.gather(*views)  # until the parent sends one None per viewer
+        await _all_seen(succeeded, count, within=30)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        out.put(
+            {
+                "workspace_succeeded": [c.count for c in succeeded],
+                "completes": completes.count,
+                "bytes": sum(c.bytes for c in succeeded) + completes.bytes,
+            }
+        )
+
+    asyncio.run(main())
+
+
+# -- the throughput phase ------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    streams: int
+    executions: int
+    seconds: float
+    server_cpu: float
+    delivered: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.executions / self.seconds
+
+
+async def submit(running: Server, count: int, clients: int, ids: Any, viewers: int) -> None:
+    numbers = iter(range(count))
+    headers = {"Authorization": f"Bearer {running.key}"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=running.base, headers=headers, limits=limits, timeout=60
+    ) as client:
+
+        async def one_client() -> None:
+            for n in numbers:
+                response = await client.post(
+                    f"{API}/workflows/bench-chain/execute", json={"input": {"seed": n}}
+                )
+                if response.status_code != 202:
+                    raise BenchError(f"execute: {response.status_code} {response.text[:300]}")
+                if viewers and n % 25 == 0:
+                    ids.put(response.json()["execution_id"])
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+
+
+def settle(running: Server, within: float = 120) -> None:
+    """Until every execution so far has finished (the warm-up's, the last phase's)."""
+    probe = Probe(running.url)
+    deadline = time.monotonic() + within
+    try:
+        while any(probe.by_status().get(s, 0) for s in ("queued", "running")):
+            if time.monotonic() > deadline:
+                raise BenchError(f"executions still unfinished after {within:g} s")
+            time.sleep(WATCH_SECONDS)
+    finally:
+        probe.close()
+
+
+def run_phase(running: Server, streams: int, count: int, clients: int) -> Phase:
+    settle(running)
+    context = multiprocessing.get_context("spawn")
+    ids = context.Queue()
+    connected = context.Value("i", 0)
+    out = context.Queue()
+    child = None
+    if streams:
+        child = context.Process(
+            target=readers_main,
+            args=(running.port, running.key, streams, count, ids, connected, out),
+        )
+        child.start()
+        deadline = time.monotonic() + 60
+        while connected.value < streams - streams // 10:
+            if time.monotonic() > deadline or not child.is_alive():
+                raise BenchError(f"only {connected.value} streams connected")
+            time.sleep(0.05)
+    probe = Probe(running.url)
+    try:
+        before = probe.by_status()
+        done_before = sum(before.get(s, 0) for s in TERMINAL)
+        cpu = running.cpu_seconds()
+        started = time.perf_counter()
+        asyncio.run(submit(running, count, clients, ids, streams // 10))
+        while sum(probe.by_status().get(s, 0) for s in TERMINAL) - done_before < count:
+            if running.process.poll() is not None:
+                raise BenchError("the server exited")
+            time.sleep(WATCH_SECONDS)
+        seconds = time.perf_counter() - started
+        cpu = running.cpu_seconds() - cpu
+        after = probe.by_status()
+    finally:
+        probe.close()
+    succeeded = after.get("succeeded", 0) - before.get("succeeded", 0)
+    if succeeded != count:
+        raise BenchError(f"{succeeded} of {count} executions succeeded: {after}")
+    phase = Phase(streams, count, seconds, cpu)
+    if child is not None:
+        phase.delivered = _stop_readers(child, ids, out, streams, count)
+    return phase
+
+
+def _stop_readers(child: Any, ids: Any, out: Any, streams: int, count: int) -> dict[str, Any]:
+    """Let the workspace streams receive the last events (up to 30 s), then stop them."""
+    for _ in range(streams // 10):
+        ids.put(None)
+    try:
+        delivered: dict[str, Any] = out.get(timeout=120)
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    seen = delivered["workspace_succeeded"]
+    delivered["complete"] = sum(1 for n in seen if n >= count)
+    return delivered
+
+
+# -- cross-process delay ---------------------------------------------------------------------
+
+
+async def cross_process_delay(running: Server) -> list[float]:
+    """Milliseconds from the start of a signal committed by this process to its message on
+    an execution stream served by the server."""
+    headers = {"Authorization": f"Bearer {running.key}"}
+    async with httpx.AsyncClient(base_url=running.base, headers=headers) as client:
+        started = await client.post(f"{API}/workflows/bench-waits/execute", json={"input": {}})
+        execution_id = started.json()["execution_id"]
+    app = await Conveyor.open(running.url, build_registry())
+    arrivals: list[float] = []
+    arrived = asyncio.Event()
+
+    async def read() -> None:
+        reader = await _open(running.port, running.key, f"{API}/executions/{execution_id}/stream")
+        counted = Counted(b"event: execution.signal")
+        while chunk := await reader.read(65536):
+            before = counted.count
+            counted.feed(chunk)
+            arrivals.extend([time.perf_counter()] * (counted.count - before))
+            if counted.count > before:
+                arrived.set()
+
+    task = asyncio.create_task(read())
+    delays: list[float] = []
+    try:
+        await asyncio.sleep(1)  # connected, and the server idle
+        for n in range(SIGNALS):
+            arrived.clear()
+            sent = time.perf_counter()
+            await app.signal(execution_id, f"ping{n}", {})
+            async with asyncio.timeout(10):
+                while len(arrivals) <= n:
+                    await arrived.wait()
+                    arrived.clear()
+            delays.append((arrivals[n] - sent) * 1000)
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        app.close()
+    return delays
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q / 100 * len(ordered)), 1) - 1]
+
+
+def report(backend: str, phases: list[Phase], delays: list[float], streams: int) -> None:
+    print(f"\n## {backend}\n")
+    print("| streams | executions/s (median) | runs | server CPU s per 100 executions |")
+    print("|--:|--:|:--|--:|")
+    medians = {}
+    for count in (0, streams):
+        runs = [p for p in phases if p.streams == count]
+        medians[count] = statistics.median(p.rate for p in runs)
+        cpu = statistics.median(p.server_cpu / p.executions * 100 for p in runs)
+        listed = ", ".join(f"{p.rate:.1f}" for p in runs)
+        print(f"| {count} | {medians[count]:.1f} | {listed} | {cpu:.2f} |")
+    change = (medians[streams] / medians[0] - 1) * 100
+    print(f"\nwith {streams} streams: {change:+.1f} % executions/s")
+    for p in phases:
+        if p.delivered:
+            d = p.delivered
+            print(
+                f"streams run: {d['complete']}/{len(d['workspace_succeeded'])} workspace streams "
+                f"saw every execution succeed, {d['completes']} execution streams completed, "
+                f"{d['bytes'] / 1e6:.1f} MB"
+            )
+    print("\nanother process's commit -> SSE message (a server without a worker):")
+    print(
+        f"p50 {percentile(delays, 50):.1f} ms, "
+        f"p99 {percentile(delays, 99):.1f} ms, max {max(delays):.1f} ms ({len(delays)} signals)"
+    )
+
+
+def tracebacks(running: Server) -> None:
+    text = running.log.read_text(errors="replace")
+    if "Traceback" in text:
+        print(f"\nthe server logged {text.count('Traceback')} tracebacks; the first:")
+        block = text[text.index("Traceback") :].split("\nINFO:", 1)[0]
+        print("\n".join(block.splitlines()[-25:]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--executions", type=int, default=400, help="per phase")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=2, help="phases of each kind")
+    args = parser.parse_args()
+    order = ([0, args.streams, args.streams, 0] * args.repeat)[: 2 * args.repeat]
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-logs-") as logs:
+        for backend in args.backends.split(","):
+            with database(backend) as url:
+                with server(url, logs) as running:
+                    asyncio.run(submit(running, 20, 4, None, 0))  # warm up
+                    phases = []
+                    for streams in order:
+                        phase = run_phase(running, streams, args.executions, args.clients)
+                        print(f"{backend}: {streams} streams: {phase.rate:.1f} executions/s")
+                        phases.append(phase)
+                    tracebacks(running)
+                # No embedded worker: nothing in the server itself commits, so only the
+                # cross-process path (NOTIFY, or the SQLite events file) can bring the event.
+                with server(url, logs, concurrency=0) as idle:
+                    delays = asyncio.run(cross_process_delay(idle))
+                    tracebacks(idle)
+                report(backend, phases, delays, args.streams)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
+        sys.exit(2)
