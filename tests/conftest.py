@@ -15,6 +15,8 @@ from conveyor.store import Database
 from tests.support import PG_TEMPLATE, FakeClock, admin, pg_url, require_postgres
 
 BACKENDS = ["sqlite", "postgres"]
+# Secrets at rest in tests: one fixed key (never a key file in the home folder).
+os.environ.setdefault("CONVEYOR_SECRET_KEY", "conveyor-tests-secret-key-0123456789abcdef")
 # One migrated template per pytest process, so concurrent sessions never share one.
 TEMPLATE = f"{PG_TEMPLATE}_{os.getpid()}"
 _template_ready = False

@@ -19,6 +19,7 @@ from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
 from conveyor.errors import Conflict, ConveyorError, InputError
 from conveyor.nodes.registry import Registry
+from conveyor.secrets import Keyring
 from conveyor.store import Database, Store, accounts, history, workflows
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
@@ -49,6 +50,7 @@ class Conveyor:
         self.registry = registry
         self.workspace_id = workspace_id
         self.limits = limits
+        self._keyring: Keyring | None = None
 
     @classmethod
     async def open(
@@ -78,17 +80,40 @@ class Conveyor:
 
     def scoped(self, workspace_id: str) -> Conveyor:
         """The same commands acting in another workspace (shares the store and registry)."""
-        return Conveyor(self.store, self.registry, workspace_id, self.limits)
+        scoped = Conveyor(self.store, self.registry, workspace_id, self.limits)
+        scoped._keyring = self._keyring
+        return scoped
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validate a definition and return its normalized form (what gets stored)."""
         self.limits.check_definition(data)
         definition = validate(data, self.registry)
-        return definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+        stored = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if not stored.get("triggers"):
+            # Definitions stored before triggers existed keep their digest.
+            stored.pop("triggers", None)
+        return stored
 
     async def apply(self, data: dict[str, Any]) -> VersionRef:
-        """Store a definition as a new version of its workflow (unchanged: no new version)."""
-        return await self.store.apply_definition(self.workspace_id, self.validate(data))
+        """Store a definition as a new version of its workflow (unchanged: no new version).
+
+        Its ``triggers:`` are brought in step in the same transaction; the returned
+        ``VersionRef.triggers`` says what changed, with any webhook secret generated now
+        (shown this once)."""
+        return await self.store.apply_definition(
+            self.workspace_id, self.validate(data), self.keyring.encrypt
+        )
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys that encrypt secrets at rest (loaded on first use, see secrets.py)."""
+        if self._keyring is None:
+            self._keyring = Keyring.load(self.store.db.url.render_as_string(hide_password=False))
+        return self._keyring
+
+    @keyring.setter
+    def keyring(self, keyring: Keyring) -> None:
+        self._keyring = keyring
 
     async def execute(
         self,

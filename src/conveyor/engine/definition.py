@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from conveyor.durations import Duration, DurationSchema
+from conveyor.engine.triggers import TriggerSpec, unique_ids
 from conveyor.errors import DefinitionError, InputError, Problem
 
 NODE_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -134,6 +135,16 @@ class WorkflowDefinition(BaseModel):
     settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
     nodes: list[Node] = Field(min_length=1)
     edges: list[Edge] = Field(default_factory=list)
+    triggers: list[TriggerSpec] = Field(
+        default_factory=list,
+        description="schedules and webhooks that start this workflow while it is active",
+    )
+
+    @field_validator("triggers")
+    @classmethod
+    def _unique_triggers(cls, value: list[TriggerSpec]) -> list[TriggerSpec]:
+        unique_ids(value)
+        return value
 
     def all_edges(self) -> list[Edge]:
         """Explicit edges plus those implied by each node's ``needs``."""

@@ -61,6 +61,7 @@ class NewExecution:
     parent_execution_id: str | None = None
     parent_node_id: str | None = None
     retry_of: str | None = None
+    trigger_id: str | None = None
 
 
 def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bool]:
@@ -94,6 +95,7 @@ def enqueue(conn: Connection, new: NewExecution, now: datetime) -> tuple[str, bo
         "parent_execution_id": new.parent_execution_id,
         "parent_node_id": new.parent_node_id,
         "retry_of": new.retry_of,
+        "trigger_id": new.trigger_id,
         "steps_total": new.steps_total,
         "event_seq": 1,
     }

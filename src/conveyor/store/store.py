@@ -4,6 +4,7 @@ thread pool, so the event loop never blocks on I/O and no connection is set up p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -21,7 +22,7 @@ from conveyor.engine.interfaces import (
     SystemClock,
 )
 from conveyor.errors import ConveyorError
-from conveyor.store import claims, controls, history, transitions, workflows
+from conveyor.store import claims, controls, history, transitions, triggers, workflows
 from conveyor.store import executions as queue
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
@@ -352,10 +353,26 @@ class Store:
     async def workspace(self, name: str) -> str:
         return await self.write(workflows.workspace_id, name, self.clock.now())
 
-    async def apply_definition(self, workspace_id: str, definition: dict[str, Any]) -> VersionRef:
-        return await self.write(
-            workflows.apply_definition, workspace_id, definition, self.clock.now()
-        )
+    async def apply_definition(
+        self, workspace_id: str, definition: dict[str, Any], seal: triggers.Seal
+    ) -> VersionRef:
+        """Store a new version and bring its declared triggers in step, in one transaction
+        (``seal`` encrypts the webhook secrets generated meanwhile)."""
+
+        def write(conn: Connection) -> VersionRef:
+            now = self.clock.now()
+            ref = workflows.apply_definition(conn, workspace_id, definition, now)
+            if not ref.created:
+                return ref
+            declared = definition.get("triggers", [])
+            changes = triggers.sync_declared(
+                conn, workspace_id, ref.workflow_id, declared, now, seal
+            )
+            if changes:
+                self.db.dialect.notify(conn, controls.WAKE_CHANNEL, "triggers")
+            return dataclasses.replace(ref, triggers=tuple(changes))
+
+        return await self.write(write)
 
     async def find_version(
         self, workspace_id: str, workflow: str, version: int | None = None

@@ -177,6 +177,8 @@ executions = Table(
     Column("parent_execution_id", Id),
     Column("parent_node_id", String(100)),
     Column("retry_of", Id),
+    # The schedule or webhook that started it (trigger_type says which).
+    Column("trigger_id", Id),
     Column("created_by", Id),
     Column("user_limit", Integer),
     Column("event_seq", BigInteger, nullable=False, server_default="0"),
@@ -212,6 +214,13 @@ executions = Table(
         sqlite_where=text("suspect"),
     ),
     Index("ix_executions_user_status", "workspace_id", "created_by", "status"),
+    Index(
+        "ix_executions_trigger_created",
+        "trigger_id",
+        "created_at",
+        postgresql_where=text("trigger_id IS NOT NULL"),
+        sqlite_where=text("trigger_id IS NOT NULL"),
+    ),
 )
 
 steps = Table(
@@ -358,4 +367,115 @@ user_usage = Table(
     Column("tokens", BigInteger, nullable=False, server_default="0"),
     Column("api_calls", BigInteger, nullable=False, server_default="0"),
     Column("last_executed_at", UTCDateTime()),
+)
+
+
+# Triggers. ``key`` is the trigger's id within its workflow (``triggers: - id: nightly``);
+# ``source`` says whether the workflow's definition declares it (kept in step with each new
+# version) or the API created it. Deleting sets ``deleted_at``: a deleted webhook's token
+# stays taken, so its URL answers 404 forever.
+_LIVE = "deleted_at IS NULL"
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("workflow_id", Id, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(100), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("spec", Json, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    # NULL: not computed yet (new or changed timing); the scheduler fills it in.
+    Column("next_fire_at", UTCDateTime()),
+    Column("last_fire_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime()),
+    Index(
+        "uq_schedules_workflow_key",
+        "workflow_id",
+        "key",
+        unique=True,
+        postgresql_where=text(_LIVE),
+        sqlite_where=text(_LIVE),
+    ),
+    Index(
+        "ix_schedules_due",
+        "next_fire_at",
+        postgresql_where=text(_LIVE),
+        sqlite_where=text(_LIVE),
+    ),
+)
+
+# One row per occurrence of a schedule, keyed by its nominal time: the unique constraint is
+# what makes an occurrence start at most one execution, however many schedulers run.
+# status: started, skipped (with the reason), missed (catch-up policy), buffered (waits for
+# the previous execution to finish, overlap policy).
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("schedule_id", Id, ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False),
+    Column("nominal_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("execution_id", Id),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("schedule_id", "nominal_at"),
+    Index(
+        "ix_schedule_fires_buffered",
+        "schedule_id",
+        postgresql_where=text("status = 'buffered'"),
+        sqlite_where=text("status = 'buffered'"),
+    ),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("workflow_id", Id, ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(100), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("token", String(64), nullable=False, unique=True),
+    Column("spec", Json, nullable=False),
+    # The signing secret or token, encrypted (secrets.Keyring); NULL for auth mode none.
+    Column("secret", Text),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("last_delivery_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime()),
+    Index(
+        "uq_webhooks_workflow_key",
+        "workflow_id",
+        "key",
+        unique=True,
+        postgresql_where=text(_LIVE),
+        sqlite_where=text(_LIVE),
+    ),
+)
+
+# Every request a webhook answered, accepted or refused (what the dashboard lists).
+# outcome: started, duplicate, refused (auth), rejected (bad request), failed.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("webhook_id", Id, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("delivery_id", String(200)),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Column("execution_id", Id),
+    Column("client", String(64)),
+    Index("ix_webhook_deliveries_webhook_received", "webhook_id", "received_at"),
 )

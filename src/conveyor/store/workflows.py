@@ -27,6 +27,8 @@ class VersionRef:
     definition: dict[str, Any]
     created: bool = False
     status: str = "active"
+    # What saving this version did to the triggers it declares (store/triggers.py).
+    triggers: tuple[Any, ...] = ()
 
 
 def workspace_id(conn: Connection, name: str, now: datetime) -> str:

@@ -1,0 +1,238 @@
+"""Schedules and webhooks rows: kept in step with the ``triggers:`` a definition declares.
+
+Saving a version compares its triggers with the live ones the definition declared before,
+by id: an unchanged trigger is not touched (same row, history, next fire time, URL); a
+changed one is updated in place (a schedule whose timing changed gets its next fire time
+computed afresh by the scheduler); a removed one is deleted (``deleted_at``); a new one is
+inserted. Triggers created through the API (``source = 'api'``) are never touched by it.
+"""
+
+from __future__ import annotations
+
+import secrets as random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from conveyor.errors import Conflict, NotFound
+from conveyor.secrets import new_secret
+from conveyor.store.database import new_id
+from conveyor.store.tables import schedules, webhooks
+
+DECLARED = "definition"
+CREATED = "api"
+# Fields of a schedule that decide when it fires: changing one recomputes the next time.
+TIMING = ("cron", "every", "timezone", "jitter")
+Seal = Callable[[str, str], str]
+"""``seal(plaintext, purpose)``: encrypt a secret for storage (``Keyring.encrypt``)."""
+
+
+@dataclass(frozen=True)
+class TriggerChange:
+    """What saving a version did to one trigger. ``secret`` is set only when a secret was
+    generated now: it is shown this once and never again."""
+
+    kind: str  # schedule | webhook
+    key: str
+    id: str
+    change: str  # created | updated | deleted
+    token: str | None = None
+    secret: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def needs_secret(spec: dict[str, Any]) -> bool:
+    return bool(spec.get("auth", {}).get("mode", "signature") != "none")
+
+
+def new_token() -> str:
+    """A webhook URL's token: 192 random bits, URL-safe."""
+    return random.token_urlsafe(24)
+
+
+def sync_declared(
+    conn: Connection,
+    workspace_id: str,
+    workflow_id: str,
+    declared: list[dict[str, Any]],
+    now: datetime,
+    seal: Seal,
+) -> list[TriggerChange]:
+    changes: list[TriggerChange] = []
+    for table, kind in ((schedules, "schedule"), (webhooks, "webhook")):
+        wanted = {spec["id"]: spec for spec in declared if spec.get("type") == kind}
+        live = {
+            row.key: row
+            for row in conn.execute(
+                select(table).where(
+                    table.c.workflow_id == workflow_id,
+                    table.c.source == DECLARED,
+                    table.c.deleted_at.is_(None),
+                )
+            )
+        }
+        for key, row in live.items():
+            if key not in wanted:
+                conn.execute(
+                    update(table).where(table.c.id == row.id).values(deleted_at=now, updated_at=now)
+                )
+                changes.append(TriggerChange(kind, key, row.id, "deleted"))
+        for key, spec in wanted.items():
+            if key in live:
+                change = _update(conn, kind, live[key], spec, now, seal)
+            else:
+                change = _insert(conn, kind, workspace_id, workflow_id, spec, DECLARED, now, seal)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+def _insert(
+    conn: Connection,
+    kind: str,
+    workspace_id: str,
+    workflow_id: str,
+    spec: dict[str, Any],
+    source: str,
+    now: datetime,
+    seal: Seal,
+) -> TriggerChange:
+    trigger_id = new_id()
+    row: dict[str, Any] = {
+        "id": trigger_id,
+        "workspace_id": workspace_id,
+        "workflow_id": workflow_id,
+        "key": spec["id"],
+        "source": source,
+        "spec": spec,
+        "enabled": spec.get("enabled", True),
+        "created_at": now,
+        "updated_at": now,
+    }
+    if kind == "schedule":
+        taken = _live_key(conn, schedules, workflow_id, spec["id"])
+        if taken:
+            raise Conflict(f"the workflow already has a schedule '{spec['id']}'")
+        conn.execute(insert(schedules), row)
+        return TriggerChange(kind, spec["id"], trigger_id, "created")
+    if _live_key(conn, webhooks, workflow_id, spec["id"]):
+        raise Conflict(f"the workflow already has a webhook '{spec['id']}'")
+    secret = new_secret() if needs_secret(spec) else None
+    token = new_token()
+    row.update(
+        token=token,
+        secret=None if secret is None else seal(secret, f"webhook:{trigger_id}"),
+    )
+    conn.execute(insert(webhooks), row)
+    return TriggerChange(kind, spec["id"], trigger_id, "created", token, secret)
+
+
+def _live_key(conn: Connection, table: Any, workflow_id: str, key: str) -> bool:
+    return (
+        conn.execute(
+            select(table.c.id).where(
+                table.c.workflow_id == workflow_id,
+                table.c.key == key,
+                table.c.deleted_at.is_(None),
+            )
+        ).first()
+        is not None
+    )
+
+
+def _update(
+    conn: Connection, kind: str, row: Any, spec: dict[str, Any], now: datetime, seal: Seal
+) -> TriggerChange | None:
+    if row.spec == spec:
+        return None
+    table = schedules if kind == "schedule" else webhooks
+    values: dict[str, Any] = {"spec": spec, "updated_at": now}
+    if spec.get("enabled", True) != row.spec.get("enabled", True):
+        values["enabled"] = spec.get("enabled", True)
+    secret = None
+    if kind == "schedule":
+        retimed = any(spec.get(f) != row.spec.get(f) for f in TIMING)
+        if retimed or (values.get("enabled") and not row.enabled):
+            values["next_fire_at"] = None
+    elif needs_secret(spec) and row.secret is None:
+        secret = new_secret()
+        values["secret"] = seal(secret, f"webhook:{row.id}")
+    elif not needs_secret(spec):
+        values["secret"] = None
+    conn.execute(update(table).where(table.c.id == row.id).values(**values))
+    return TriggerChange(kind, row.key, row.id, "updated", secret=secret)
+
+
+def create(
+    conn: Connection,
+    kind: str,
+    workspace_id: str,
+    workflow_id: str,
+    spec: dict[str, Any],
+    now: datetime,
+    seal: Seal,
+) -> TriggerChange:
+    """A trigger created through the API or CLI (not declared by the definition)."""
+    return _insert(conn, kind, workspace_id, workflow_id, spec, CREATED, now, seal)
+
+
+def get(conn: Connection, kind: str, workspace_id: str, trigger_id: str) -> dict[str, Any]:
+    """A live trigger of this workspace, by id."""
+    table = schedules if kind == "schedule" else webhooks
+    row = (
+        conn.execute(
+            select(table).where(
+                table.c.id == trigger_id,
+                table.c.workspace_id == workspace_id,
+                table.c.deleted_at.is_(None),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"{kind} '{trigger_id}' not found")
+    return dict(row)
+
+
+def list_for_workflow(
+    conn: Connection, kind: str, workspace_id: str, workflow_id: str
+) -> list[dict[str, Any]]:
+    table = schedules if kind == "schedule" else webhooks
+    rows = conn.execute(
+        select(table)
+        .where(
+            table.c.workspace_id == workspace_id,
+            table.c.workflow_id == workflow_id,
+            table.c.deleted_at.is_(None),
+        )
+        .order_by(table.c.key)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def set_enabled(
+    conn: Connection, kind: str, workspace_id: str, trigger_id: str, enabled: bool, now: datetime
+) -> dict[str, Any]:
+    row = get(conn, kind, workspace_id, trigger_id)
+    table = schedules if kind == "schedule" else webhooks
+    values: dict[str, Any] = {"enabled": enabled, "updated_at": now}
+    if kind == "schedule" and enabled and not row["enabled"]:
+        values["next_fire_at"] = None  # no catch-up for the time it was disabled
+    conn.execute(update(table).where(table.c.id == trigger_id).values(**values))
+    return {**row, **values}
+
+
+def delete(conn: Connection, kind: str, workspace_id: str, trigger_id: str, now: datetime) -> None:
+    """Delete a trigger. One the definition declares comes back with its next version
+    unless the definition drops it; the token of a deleted webhook is never reused."""
+    get(conn, kind, workspace_id, trigger_id)
+    table = schedules if kind == "schedule" else webhooks
+    conn.execute(
+        update(table).where(table.c.id == trigger_id).values(deleted_at=now, updated_at=now)
+    )

@@ -1,0 +1,1 @@
+"""Triggers: schedules fired exactly once by any number of schedulers, and webhooks."""
