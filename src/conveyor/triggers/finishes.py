@@ -20,6 +20,7 @@ from conveyor.store import Store
 TERMINAL_EVENTS = frozenset(f"execution.{s.value}" for s in TERMINAL)
 TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
 CHECK_SECONDS = 1.0  # how often the status is read while waiting (other processes' workers)
+RECENT = 10_000  # finished executions remembered: one may finish before its waiter comes
 
 
 class Finishes:
@@ -28,6 +29,7 @@ class Finishes:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._waiting: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._recent: dict[str, None] = {}
         store.listeners.append(self._on_records)
 
     def close(self) -> None:
@@ -37,6 +39,9 @@ class Finishes:
     def _on_records(self, records: list[EventRecord]) -> None:
         for record in records:
             if record.type in TERMINAL_EVENTS:
+                self._recent[record.execution_id] = None
+                if len(self._recent) > RECENT:
+                    del self._recent[next(iter(self._recent))]
                 for future in self._waiting.get(record.execution_id, ()):
                     if not future.done():
                         future.set_result(None)
@@ -44,10 +49,13 @@ class Finishes:
     async def wait(self, execution_id: str, within: float) -> dict[str, Any] | None:
         """The execution's row once it is finished, or None after ``within`` seconds.
 
-        Call it right after the enqueue returns, before any other ``await``: commits of the
-        embedded worker reach this loop only when it next runs, so none is missed."""
+        The embedded worker's commit may be heard before the waiter comes (its records are
+        handed to this loop while the enqueue's answer is on its way): finished executions
+        are remembered a while for that."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        if execution_id in self._recent:
+            future.set_result(None)
         self._waiting[execution_id].add(future)
         deadline = loop.time() + within
         try:
