@@ -16,7 +16,7 @@ from conveyor import web
 from conveyor.store import trigger_history, triggers
 from conveyor.store.accounts import Role
 from conveyor.store.tables import executions, schedule_fires, webhook_deliveries
-from tests.api.conftest import B, Api
+from tests.api.conftest import Api, B
 from tests.api.support import problem_of
 from tests.api.test_web_executions import shown, signed_in
 
