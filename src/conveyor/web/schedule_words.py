@@ -4,7 +4,8 @@ itself, which is always exact."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import zoneinfo
+from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.durations import parse_duration
@@ -127,3 +128,10 @@ def schedule_words(spec: dict[str, Any]) -> str:
     words = cron_words(str(spec.get("cron", "")))
     zone = spec.get("timezone") or "UTC"
     return f"{words}, {zone} time"
+
+
+def wall_clock(moment: datetime, zone: str) -> str:
+    """A fire time as the schedule's zone reads it (``Mon 2 Jun 09:00``): what a cron
+    expression is written in, whatever zone the person looking is in."""
+    local = moment.astimezone(zoneinfo.ZoneInfo(zone))
+    return f"{DAYS[(local.weekday() + 1) % 7][:3]} {local.day} {local:%b %H:%M}"

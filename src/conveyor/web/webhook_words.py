@@ -40,7 +40,7 @@ def auth_words(auth: dict[str, Any]) -> str:
     return words
 
 
-def test_mode(auth: dict[str, Any]) -> str:
+def sending_mode(auth: dict[str, Any]) -> str:
     """``direct`` (no secret), ``secret`` (typed into the form) or ``snippet`` (signed)."""
     mode = auth.get("mode", "signature")
     return {"none": "direct", "header": "secret", "basic": "secret"}.get(mode, "snippet")
@@ -102,7 +102,7 @@ def webhook_view(spec: dict[str, Any], url: str) -> dict[str, Any]:
     auth = spec.get("auth") or {}
     methods = spec.get("methods") or ["POST"]
     method = "POST" if "POST" in methods else methods[0]
-    mode = test_mode(auth)
+    mode = sending_mode(auth)
     return {
         "methods": methods,
         "test_method": method,

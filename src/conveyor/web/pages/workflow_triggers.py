@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from conveyor.store import trigger_history, triggers
 from conveyor.store import workflows as workflow_store
 from conveyor.web.render import render
-from conveyor.web.schedule_words import schedule_words
+from conveyor.web.schedule_words import schedule_words, wall_clock
 from conveyor.web.session import InWorkspace, Page
 from conveyor.web.webhook_words import webhook_view
 
@@ -29,6 +29,9 @@ def hook_url(request: Request, token: str) -> str:
 
 def _schedule(row: dict[str, Any], fires: list[dict[str, Any]]) -> dict[str, Any]:
     spec = row["spec"]
+    zone = spec.get("timezone") or "UTC"
+    zoned = bool(spec.get("cron")) and zone != "UTC"
+    next_fire = row["next_fire_at"] is not None
     return {
         "id": row["id"],
         "key": row["key"],
@@ -41,6 +44,9 @@ def _schedule(row: dict[str, Any], fires: list[dict[str, Any]]) -> dict[str, Any
         "overlap": spec.get("overlap", "skip"),
         "catchup": spec.get("catchup", "skip"),
         "next_fire_at": row["next_fire_at"],
+        # Only where it differs from what times.js shows: a cron schedule in another zone.
+        "wall_zone": zone if zoned else None,
+        "next_wall": wall_clock(row["next_fire_at"], zone) if next_fire and zoned else None,
         "last_fire_at": row["last_fire_at"],
         "fires": fires,
     }

@@ -51,13 +51,28 @@ async function copy(button) {
   setTimeout(() => { label.textContent = "Copy"; }, 1500);
 }
 
-function nextFires(list, times) {
+// As the schedule's zone reads it (Mon 2 Jun 09:00), the same words as schedule_words.py.
+function wallClock(iso, zone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+    timeZone: zone, weekday: "short", day: "numeric", month: "short",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+  return `${parts.weekday} ${parts.day} ${parts.month} ${parts.hour}:${parts.minute} ${zone}`;
+}
+
+function nextFires(list, times, zone) {
   const items = times.map((iso) => {
     const li = document.createElement("li");
     const time = document.createElement("time");
     time.dateTime = iso;
     time.textContent = iso;
     li.append(time);
+    if (zone) {
+      const wall = document.createElement("span");
+      wall.className = "muted";
+      wall.textContent = `(${wallClock(iso, zone)})`;
+      li.append(" ", wall);
+    }
     return li;
   });
   list.replaceChildren(...items);
@@ -72,7 +87,7 @@ async function loadNextFires(root) {
     try {
       const detail = await api(triggerApi(triggerOf(article)));
       if (Array.isArray(detail?.next_fire_times) && detail.next_fire_times.length) {
-        nextFires(list, detail.next_fire_times);
+        nextFires(list, detail.next_fire_times, article.dataset.timezone);
       }
     } catch (error) {
       if (!(error instanceof ProblemError) || error.status !== 404) throw error;
@@ -148,6 +163,37 @@ async function sendTest(form) {
   }
 }
 
+// What a person was doing in the tab survives its re-reading: open sections, typed values,
+// a test request's answer, a backfill's count, and the focus.
+function keep(panel) {
+  const state = new Map();
+  for (const article of panel.querySelectorAll("[data-trigger-id]")) {
+    state.set(article.dataset.triggerId, {
+      open: [...article.querySelectorAll("details")].map((d) => d.open),
+      values: [...article.querySelectorAll("input:not([readonly]), textarea")].map((f) => f.value),
+      kept: [...article.querySelectorAll("[data-keep]")].map((e) => ({ hidden: e.hidden, nodes: [...e.childNodes] })),
+    });
+  }
+  return { state, focused: panel.contains(document.activeElement) ? document.activeElement.id : null };
+}
+
+function restore(panel, { state, focused }) {
+  for (const article of panel.querySelectorAll("[data-trigger-id]")) {
+    const was = state.get(article.dataset.triggerId);
+    if (!was) continue;
+    article.querySelectorAll("details").forEach((d, i) => { d.open = was.open[i] ?? d.open; });
+    article.querySelectorAll("input:not([readonly]), textarea").forEach((f, i) => {
+      if (was.values[i] !== undefined) f.value = was.values[i];
+    });
+    article.querySelectorAll("[data-keep]").forEach((e, i) => {
+      if (!was.kept[i]) return;
+      e.hidden = was.kept[i].hidden;
+      e.replaceChildren(...was.kept[i].nodes);
+    });
+  }
+  if (focused) document.getElementById(focused)?.focus();
+}
+
 export function initTriggers({ workflow: workflowName, workflow_id: workflowId }) {
   const panel = document.getElementById("panel-triggers");
   if (!panel) return;
@@ -165,13 +211,11 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
         last = Date.now();
         const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
         if (!response.ok) break;
-        const open = [...panel.querySelectorAll("details[open]")].map((d) => d.closest("[data-trigger-id]")?.dataset.triggerId + d.className);
+        const state = keep(panel);
         const template = document.createElement("template");
         template.innerHTML = await response.text();
         panel.querySelector("#triggers-tab").replaceWith(template.content);
-        for (const d of panel.querySelectorAll("details")) {
-          if (open.includes(d.closest("[data-trigger-id]")?.dataset.triggerId + d.className)) d.open = true;
-        }
+        restore(panel, state);
         formatTimes(panel);
         await loadNextFires(panel).catch(() => {});
       } while (again);
