@@ -24,7 +24,7 @@ SAMPLE_BODY = '{"hello": "world"}'
 def auth_words(auth: dict[str, Any]) -> str:
     mode = auth.get("mode", "signature")
     if mode == "none":
-        return "None: anyone who knows the URL can start executions"
+        return "None (no authentication)"
     if mode == "header":
         return f"Secret token in the {auth.get('header') or 'Authorization'} header"
     if mode == "basic":

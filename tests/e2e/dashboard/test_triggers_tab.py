@@ -195,6 +195,28 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
     github.get_by_text("Send a test request").click()
     expect(github.locator("pre")).to_contain_text("X-Hub-Signature-256: sha256=$SIG")
 
+    # Backfill: a dry run first, its count shown, and nothing started before confirming.
+    schedule.get_by_text("Backfill a past time range").click()
+    schedule.get_by_label("From (UTC)").fill("2026-11-02T00:00")
+    schedule.get_by_label("To (UTC)").fill("2026-11-07T00:00")
+    backfill = f"{WS}/schedules/{rows['schedule']['id']}/backfill"
+    with page.expect_response(lambda r: r.url.endswith(backfill)) as counted:
+        schedule.get_by_role("button", name="Count occurrences").click()
+    assert counted.value.request.post_data_json == {
+        "start": "2026-11-02T00:00:00.000Z",
+        "end": "2026-11-07T00:00:00.000Z",
+        "dry_run": True,
+    }
+    if counted.value.ok:  # Monday to Friday at 09:00 Paris: five occurrences
+        expect(schedule.locator("[data-backfill-count]")).to_contain_text("5 occurrences")
+        expect(schedule.get_by_role("button", name="Start 5 executions")).to_be_focused()
+        schedule.get_by_role("button", name="Cancel").click()
+    else:
+        expect(schedule.get_by_role("alert")).to_have_text(
+            "Could not count the occurrences: this server does not offer it."
+        )
+    screenshot(page, "workflow-triggers-backfill")
+
     # Disable calls the schedules API (from the schedules work); without it, an error shows.
     toggle = trigger(page, "weekday-morning").get_by_role("button", name="Disable")
     endpoint = f"{WS}/schedules/{rows['schedule']['id']}/disable"
@@ -208,7 +230,9 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
             trigger(page, "weekday-morning").get_by_role("button", name="Enable")
         ).to_be_visible()
     else:
-        expect(page.locator("#triggers-error")).to_be_visible()
+        expect(trigger(page, "weekday-morning").get_by_role("alert")).to_contain_text(
+            "Could not disable the schedule"
+        )
 
     # The monitor: only what the schedule started.
     monitor = ExecutionsPage(page).open()

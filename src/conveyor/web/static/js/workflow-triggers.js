@@ -15,11 +15,19 @@ function say(text) {
   if (status) status.textContent = text;
 }
 
-function showError(error) {
-  const alert = document.getElementById("triggers-error");
-  if (!alert) return;
-  alert.textContent = error ? `${error.message || error}` : "";
-  alert.hidden = !error;
+// An action's error, beside the trigger it was about; "Not Found" from a server without
+// that endpoint says what is missing.
+function showError(article, doing, error) {
+  const alert = article.querySelector("[data-trigger-error]");
+  if (!error) {
+    alert.hidden = true;
+    return;
+  }
+  // A route the server lacks answers Starlette's bare "Not Found"; a missing trigger says which.
+  const missing = error instanceof ProblemError && error.status === 404 && error.problem.detail === "Not Found";
+  const why = missing ? "this server does not offer it" : error.message || String(error);
+  alert.textContent = `Could not ${doing}: ${why}.`;
+  alert.hidden = false;
 }
 
 function triggerOf(element) {
@@ -101,11 +109,11 @@ async function toggle(button, refresh) {
   button.disabled = true;
   try {
     await api(triggerApi(trigger, `/${action}`), { method: "POST" });
-    showError(null);
+    showError(trigger.article, action, null);
     say(`${trigger.kind} ${action}d`);
     await refresh();
   } catch (error) {
-    showError(error);
+    showError(trigger.article, `${action} the ${trigger.kind}`, error);
     button.disabled = false;
   }
 }
@@ -230,8 +238,12 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
     else if (button.dataset.toggle) toggle(button, refresh);
     else if ("backfillRun" in button.dataset) {
       const form = button.closest(".backfill").querySelector("[data-backfill]");
+      const article = triggerOf(button).article;
       button.disabled = true;
-      backfill(form, false).then(() => { showError(null); refresh(); }, showError);
+      backfill(form, false).then(
+        () => { showError(article, "", null); refresh(); },
+        (error) => { showError(article, "start the backfill", error); button.disabled = false; },
+      );
     } else if ("backfillCancel" in button.dataset) {
       button.closest("[data-backfill-confirm]").hidden = true;
     }
@@ -240,7 +252,11 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
     const form = event.target;
     if (form.matches("[data-backfill]")) {
       event.preventDefault();
-      backfill(form, true).then(() => showError(null), showError);
+      const article = triggerOf(form).article;
+      backfill(form, true).then(
+        () => showError(article, "", null),
+        (error) => showError(article, "count the occurrences", error),
+      );
     } else if (form.matches("[data-test-request]")) {
       event.preventDefault();
       sendTest(form).then(refresh);
