@@ -96,6 +96,7 @@ class ServerProcess:
         program: list[str] | None = None,
         args: tuple[str, ...] = (),
     ) -> None:
+        self.database_url = database_url  # what a test seeds rows into
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path

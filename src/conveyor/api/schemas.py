@@ -170,6 +170,7 @@ class Execution(BaseModel):
     workflow_name: str
     status: str
     trigger_type: str
+    trigger_id: str | None = Field(None, description="the schedule or webhook that started it")
     input: Any = None
     result: Any = None
     error: dict[str, Any] | None = None
@@ -345,6 +346,9 @@ class ExecutionQuery(BaseModel):
     workflow: ShortText | None = Field(default=None, description="a workflow name or id")
     user: ShortText | None = Field(default=None, description="a user id or email")
     trigger_type: ShortText | None = None
+    trigger_id: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        default=None, description="the schedule or webhook that started them"
+    )
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
     error: ShortText | None = Field(default=None, description="text in the error")

@@ -40,6 +40,7 @@ def execution(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "workflow_name": row.get("workflow_name", ""),
         "status": row["status"],
         "trigger_type": row["trigger_type"],
+        "trigger_id": row.get("trigger_id"),
         "input": row["input"],
         "result": row["result"],
         "error": row["error"],

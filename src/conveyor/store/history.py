@@ -46,6 +46,7 @@ class ExecutionFilter:
     status: str | Sequence[str] | None = None  # one status, or any of several
     workflow_id: str | None = None
     trigger_type: str | None = None
+    trigger_id: str | None = None  # the schedule or webhook that started it
     created_by: str | None = None  # a user id, or an email (it has an "@")
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -73,7 +74,11 @@ def filtered(query: Select[Any], f: ExecutionFilter) -> Select[Any]:
     wanted = statuses(f)
     if wanted:
         query = query.where(c.status == wanted[0] if len(wanted) == 1 else c.status.in_(wanted))
-    for column, value in ((c.workflow_id, f.workflow_id), (c.trigger_type, f.trigger_type)):
+    for column, value in (
+        (c.workflow_id, f.workflow_id),
+        (c.trigger_type, f.trigger_type),
+        (c.trigger_id, f.trigger_id),
+    ):
         if value is not None:
             query = query.where(column == value)
     if f.created_by is not None:

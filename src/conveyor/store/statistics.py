@@ -267,6 +267,7 @@ def _simple(f: ExecutionFilter) -> bool:
     return not (
         f.status
         or f.trigger_type
+        or f.trigger_id
         or f.created_by
         or f.created_after
         or f.created_before

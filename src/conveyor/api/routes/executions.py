@@ -135,7 +135,16 @@ class FilterQuery:
     """The filters every execution list, count and bulk selection takes."""
 
     status: Statuses = None
-    trigger_type: Text = None
+    trigger_type: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="manual, api, schedule, webhook, retry, replay or workflow",
+        ),
+    ] = None
+    trigger_id: Annotated[
+        str | None, Query(max_length=32, description="the schedule or webhook that started it")
+    ] = None
     user: Annotated[str | None, Query(max_length=200, description="a user id or email")] = None
     created_after: UtcDatetime | None = None
     created_before: UtcDatetime | None = None
@@ -150,6 +159,7 @@ class FilterQuery:
             status=self.status or None,
             workflow_id=workflow_id,
             trigger_type=self.trigger_type,
+            trigger_id=self.trigger_id,
             created_by=self.user,
             created_after=self.created_after,
             created_before=self.created_before,
@@ -270,6 +280,7 @@ async def _selection(scope: Scope, query: ExecutionQuery) -> ExecutionFilter:
     return FilterQuery(
         status=status,
         trigger_type=query.trigger_type,
+        trigger_id=query.trigger_id,
         user=query.user,
         created_after=query.created_after,
         created_before=query.created_before,

@@ -9,9 +9,19 @@ from conveyor.web.pages import (
     settings,
     statistics,
     workflow,
+    workflow_triggers,
     workflows,
 )
 
 router = APIRouter(include_in_schema=False)
-for _module in (editor, workflows, workflow, executions, execution, statistics, settings):
+for _module in (
+    editor,
+    workflows,
+    workflow,
+    workflow_triggers,
+    executions,
+    execution,
+    statistics,
+    settings,
+):
     router.include_router(_module.router)

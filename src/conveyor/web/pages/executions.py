@@ -19,7 +19,7 @@ from conveyor.api import views
 from conveyor.api.routes.executions import FilterQuery
 from conveyor.api.schemas import StatusName
 from conveyor.errors import InputError, NotFound
-from conveyor.store import accounts, statistics
+from conveyor.store import accounts, statistics, trigger_history
 from conveyor.store import workflows as workflow_store
 from conveyor.store.history import ExecutionFilter, list_executions
 from conveyor.web.render import render
@@ -30,7 +30,7 @@ PAGE_SIZE = 50
 MAX_PAGE = 500  # as the API's limit
 LIVE_ROWS = 50  # the most rows one live refresh asks for by id
 STATUSES: tuple[str, ...] = get_args(StatusName)
-TRIGGERS = ("manual", "api", "cron", "webhook", "workflow", "retry", "replay")
+TRIGGERS = ("manual", "api", "schedule", "webhook", "retry", "replay", "workflow")
 Text = Annotated[str | None, Query(max_length=200)]
 Statuses = Annotated[list[str] | None, Query(max_length=len(STATUSES))]
 
@@ -53,7 +53,8 @@ class Filters:
     status: list[str] = field(default_factory=list)
     workflow: str = ""
     user: str = ""
-    trigger: str = ""
+    trigger: str = ""  # the trigger type
+    trigger_id: str = ""  # one schedule or webhook
     start: str = ""
     end: str = ""
     q: str = ""
@@ -67,7 +68,15 @@ class Filters:
 
     @property
     def active(self) -> bool:
-        fields = (self.workflow, self.user, self.trigger, self.start, self.end, self.q)
+        fields = (
+            self.workflow,
+            self.user,
+            self.trigger,
+            self.trigger_id,
+            self.start,
+            self.end,
+            self.q,
+        )
         return bool(self.status) or any(fields)
 
     def query(self) -> FilterQuery:
@@ -75,6 +84,7 @@ class Filters:
         return FilterQuery(
             status=cast("list[StatusName] | None", self.status or None),  # checked above
             trigger_type=self.trigger or None,
+            trigger_id=self.trigger_id or None,
             user=self.user or None,
             created_after=_moment(self.start, "from"),
             created_before=_moment(self.end, "to"),
@@ -90,6 +100,7 @@ class Filters:
             ("workflow", self.workflow),
             ("user", self.user),
             ("trigger", self.trigger),
+            ("trigger_id", self.trigger_id),
             ("from", self.start),
             ("to", self.end),
             ("q", self.q),
@@ -108,6 +119,7 @@ class Filters:
             "workflow": self.workflow or None,
             "user": q.user,
             "trigger_type": q.trigger_type,
+            "trigger_id": q.trigger_id,
             "created_after": q.created_after.isoformat() if q.created_after else None,
             "created_before": q.created_before.isoformat() if q.created_before else None,
             "q": q.q,
@@ -128,6 +140,7 @@ def _filters(
     workflow: Text = None,
     user: Text = None,
     trigger: Text = None,
+    trigger_id: Annotated[str | None, Query(max_length=32)] = None,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
     q: Text = None,
@@ -138,6 +151,7 @@ def _filters(
         workflow=(workflow or "").strip(),
         user=(user or "").strip(),
         trigger=(trigger or "").strip(),
+        trigger_id=(trigger_id or "").strip(),
         start=start or "",
         end=end or "",
         q=(q or "").strip(),
@@ -234,6 +248,9 @@ async def executions_page(
         "statuses": STATUSES,
         "triggers": TRIGGERS,
         "workflows": await _workflow_names(page),
+        "trigger_choices": await page.scope.conveyor.store.read(
+            trigger_history.workspace_triggers, page.scope.workspace_id
+        ),
         "monitor": {
             "rows_url": f"/w/{page.scope.workspace}/executions/rows",
             "page_query": filters.url_query(),

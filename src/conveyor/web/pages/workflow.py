@@ -1,6 +1,6 @@
 """The workflow page: one workflow's graph, the Run button with its input form and live
 node statuses, the results of the execution it started, recent executions, statistics,
-versions (with a diff between any two) and settings."""
+versions (with a diff between any two), triggers and settings."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from conveyor.errors import DefinitionError, PayloadTooLarge
 from conveyor.store import statistics
 from conveyor.store import workflows as store
 from conveyor.store.history import ExecutionFilter, list_executions
+from conveyor.web.pages.workflow_triggers import triggers_tab
 from conveyor.web.render import render
 from conveyor.web.session import InWorkspace, Page
 
@@ -142,6 +143,7 @@ async def workflow_page(
         "stats": stats,
         "versions": versions,
         "diff": await _diff(page, workflow, pair),
+        "triggers": await triggers_tab(page, workflow["id"]),
         "blocked": run_blocked(page, workflow, definition),
         "run": {
             "workflow": workflow["name"],

@@ -1,5 +1,5 @@
 // The workflow page: draws the graph, then wires the Run button, the recent executions and
-// statistics, and the tabs with the versions' diff.
+// statistics, and the tabs with the versions' diff and the triggers.
 
 import { island } from "./api.js";
 import { drawGraph } from "./graph.js";
@@ -8,6 +8,7 @@ import { initExecutions } from "./workflow-executions.js";
 import { revealStep } from "./workflow-results.js";
 import { initRun } from "./workflow-run.js";
 import { initTabs } from "./workflow-tabs.js";
+import { initTriggers } from "./workflow-triggers.js";
 
 const definition = island("workflow-definition");
 const run = island("workflow-run");
@@ -16,6 +17,7 @@ const results = document.getElementById("results");
 initTabs(document.querySelector(".workflow-tabs"));
 initDiff(run.workflow);
 initExecutions(run);
+initTriggers(run);
 
 let graph = null;
 try {

@@ -13,6 +13,9 @@ export function initTabs(root) {
     }
     if (focus) tab.focus();
   };
+  // A link to a panel (#panel-triggers) opens its tab.
+  const wanted = tabs.find((t) => `#${t.getAttribute("aria-controls")}` === location.hash);
+  if (wanted) select(wanted, false);
   root.addEventListener("click", (e) => {
     const tab = e.target.closest('[role="tab"]');
     if (tab) select(tab, false);

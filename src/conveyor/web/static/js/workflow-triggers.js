@@ -1,0 +1,274 @@
+// The Triggers tab: copy buttons, enable / disable, each schedule's next five fire times,
+// backfill (a dry run's count first, then the run), and the webhook test request. The tab
+// re-reads itself (/w/{ws}/workflows/{name}/triggers) after an action, and when an
+// execution is queued while it is shown: one request in flight, at most one every 2 s.
+
+import { api, ProblemError, workspace } from "./api.js";
+import { onWorkspaceEvents } from "./live.js";
+import { formatTimes } from "./times.js";
+
+const MIN_GAP_MS = 2000;
+const PLURAL = { schedule: "schedules", webhook: "webhooks" };
+
+function say(text) {
+  const status = document.getElementById("triggers-status");
+  if (status) status.textContent = text;
+}
+
+// An action's error, beside the trigger it was about; "Not Found" from a server without
+// that endpoint says what is missing.
+function showError(article, doing, error) {
+  const alert = article.querySelector("[data-trigger-error]");
+  if (!error) {
+    alert.hidden = true;
+    return;
+  }
+  // A route the server lacks answers Starlette's bare "Not Found"; a missing trigger says which.
+  const missing = error instanceof ProblemError && error.status === 404 && error.problem.detail === "Not Found";
+  const why = missing ? "this server does not offer it" : error.message || String(error);
+  alert.textContent = `Could not ${doing}: ${why}.`;
+  alert.hidden = false;
+}
+
+function triggerOf(element) {
+  const article = element.closest("[data-trigger-id]");
+  return { article, id: article.dataset.triggerId, kind: article.dataset.triggerKind };
+}
+
+const triggerApi = ({ kind, id }, tail = "") => `${PLURAL[kind]}/${encodeURIComponent(id)}${tail}`;
+
+// A UTC instant from a datetime-local value (the form says UTC).
+const utc = (value) => new Date(`${value}${value.length === 16 ? ":00" : ""}Z`).toISOString();
+
+async function copy(button) {
+  const source = document.getElementById(button.dataset.copy);
+  const text = source.value ?? source.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Without the clipboard API (an insecure origin): select it for Ctrl+C.
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    if (source.select) source.select(); else getSelection().replaceChildren(range);
+    say("Selected: press Ctrl+C to copy");
+    return;
+  }
+  const label = button.firstChild;
+  label.textContent = "Copied";
+  say("Copied to the clipboard");
+  setTimeout(() => { label.textContent = "Copy"; }, 1500);
+}
+
+// As the schedule's zone reads it (Mon 2 Jun 09:00), the same words as schedule_words.py.
+function wallClock(iso, zone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+    timeZone: zone, weekday: "short", day: "numeric", month: "short",
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+  return `${parts.weekday} ${parts.day} ${parts.month} ${parts.hour}:${parts.minute} ${zone}`;
+}
+
+function nextFires(list, times, zone) {
+  const items = times.map((iso) => {
+    const li = document.createElement("li");
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    time.textContent = iso;
+    li.append(time);
+    if (zone) {
+      const wall = document.createElement("span");
+      wall.className = "muted";
+      wall.textContent = `(${wallClock(iso, zone)})`;
+      li.append(" ", wall);
+    }
+    return li;
+  });
+  list.replaceChildren(...items);
+  formatTimes(list);
+}
+
+// The schedules API gives the next five; without it (older server) the row's one stays.
+async function loadNextFires(root) {
+  for (const article of root.querySelectorAll('[data-trigger-kind="schedule"]')) {
+    const list = article.querySelector("[data-next-fires]");
+    if (!list || article.querySelector('[data-enabled-badge]').textContent !== "enabled") continue;
+    try {
+      const detail = await api(triggerApi(triggerOf(article)));
+      if (Array.isArray(detail?.next_fire_times) && detail.next_fire_times.length) {
+        nextFires(list, detail.next_fire_times, article.dataset.timezone);
+      }
+    } catch (error) {
+      if (!(error instanceof ProblemError) || error.status !== 404) throw error;
+    }
+  }
+}
+
+async function toggle(button, refresh) {
+  const trigger = triggerOf(button);
+  const action = button.dataset.toggle;
+  button.disabled = true;
+  try {
+    await api(triggerApi(trigger, `/${action}`), { method: "POST" });
+    showError(trigger.article, action, null);
+    say(`${trigger.kind} ${action}d`);
+    await refresh();
+  } catch (error) {
+    showError(trigger.article, `${action} the ${trigger.kind}`, error);
+    button.disabled = false;
+  }
+}
+
+async function backfill(form, dryRun) {
+  const details = form.closest(".backfill");
+  const trigger = triggerOf(form);
+  const body = { start: utc(form.start.value), end: utc(form.end.value), dry_run: dryRun };
+  const answer = await api(triggerApi(trigger, "/backfill"), { method: "POST", body });
+  const count = answer?.count ?? 0;
+  const confirm = details.querySelector("[data-backfill-confirm]");
+  const result = details.querySelector("[data-backfill-result]");
+  if (dryRun) {
+    const noun = count === 1 ? "occurrence" : "occurrences";
+    confirm.querySelector("[data-backfill-count]").textContent =
+      `${count} ${noun} in this range: ${count === 1 ? "it starts one execution" : `they start ${count} executions`}.`;
+    confirm.querySelector("[data-backfill-run]").textContent = `Start ${count} execution${count === 1 ? "" : "s"}`;
+    confirm.querySelector("[data-backfill-run]").disabled = count === 0;
+    confirm.hidden = false;
+    result.textContent = "";
+    confirm.querySelector("[data-backfill-run]").focus();
+  } else {
+    confirm.hidden = true;
+    result.textContent = `Backfill started ${count} execution${count === 1 ? "" : "s"}.`;
+  }
+}
+
+function responseView(status, text) {
+  const wrap = document.createElement("div");
+  const line = document.createElement("p");
+  line.textContent = `Answered ${status}`;
+  line.dataset.testStatus = String(status);
+  const pre = document.createElement("pre");
+  pre.className = "json";
+  pre.textContent = text || "(empty body)";
+  wrap.append(line, pre);
+  return wrap;
+}
+
+async function sendTest(form) {
+  const out = form.querySelector("[data-test-response]");
+  const { url, method, auth, header, username } = form.dataset;
+  const headers = { "Content-Type": "application/json" };
+  const secret = form.secret?.value ?? "";
+  if (auth === "header") headers[header] = secret;
+  if (auth === "basic") headers.Authorization = `Basic ${btoa(`${username}:${secret}`)}`;
+  const body = method === "GET" ? undefined : form.body.value;
+  out.textContent = "Sending…";
+  try {
+    // No cookie: the hook sees what a provider would send.
+    const response = await fetch(url, { method, headers, body, credentials: "omit" });
+    out.replaceChildren(responseView(response.status, await response.text()));
+  } catch (error) {
+    out.replaceChildren(responseView("no answer", String(error)));
+  }
+}
+
+// What a person was doing in the tab survives its re-reading: open sections, typed values,
+// a test request's answer, a backfill's count, and the focus.
+function keep(panel) {
+  const state = new Map();
+  for (const article of panel.querySelectorAll("[data-trigger-id]")) {
+    state.set(article.dataset.triggerId, {
+      open: [...article.querySelectorAll("details")].map((d) => d.open),
+      values: [...article.querySelectorAll("input:not([readonly]), textarea")].map((f) => f.value),
+      kept: [...article.querySelectorAll("[data-keep]")].map((e) => ({ hidden: e.hidden, nodes: [...e.childNodes] })),
+    });
+  }
+  return { state, focused: panel.contains(document.activeElement) ? document.activeElement.id : null };
+}
+
+function restore(panel, { state, focused }) {
+  for (const article of panel.querySelectorAll("[data-trigger-id]")) {
+    const was = state.get(article.dataset.triggerId);
+    if (!was) continue;
+    article.querySelectorAll("details").forEach((d, i) => { d.open = was.open[i] ?? d.open; });
+    article.querySelectorAll("input:not([readonly]), textarea").forEach((f, i) => {
+      if (was.values[i] !== undefined) f.value = was.values[i];
+    });
+    article.querySelectorAll("[data-keep]").forEach((e, i) => {
+      if (!was.kept[i]) return;
+      e.hidden = was.kept[i].hidden;
+      e.replaceChildren(...was.kept[i].nodes);
+    });
+  }
+  if (focused) document.getElementById(focused)?.focus();
+}
+
+export function initTriggers({ workflow: workflowName, workflow_id: workflowId }) {
+  const panel = document.getElementById("panel-triggers");
+  if (!panel) return;
+  const url = `/w/${workspace()}/workflows/${encodeURIComponent(workflowName)}/triggers`;
+  let reading = null;
+  let again = false;
+  let last = 0;
+  let timer = null;
+
+  async function refresh() {
+    if (reading) { again = true; return reading; }
+    reading = (async () => {
+      do {
+        again = false;
+        last = Date.now();
+        const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+        if (!response.ok) break;
+        const state = keep(panel);
+        const template = document.createElement("template");
+        template.innerHTML = await response.text();
+        panel.querySelector("#triggers-tab").replaceWith(template.content);
+        restore(panel, state);
+        formatTimes(panel);
+        await loadNextFires(panel).catch(() => {});
+      } while (again);
+    })().finally(() => { reading = null; });
+    return reading;
+  }
+
+  panel.addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    if (button.dataset.copy) copy(button);
+    else if (button.dataset.toggle) toggle(button, refresh);
+    else if ("backfillRun" in button.dataset) {
+      const form = button.closest(".backfill").querySelector("[data-backfill]");
+      const article = triggerOf(button).article;
+      button.disabled = true;
+      backfill(form, false).then(
+        () => { showError(article, "", null); refresh(); },
+        (error) => { showError(article, "start the backfill", error); button.disabled = false; },
+      );
+    } else if ("backfillCancel" in button.dataset) {
+      button.closest("[data-backfill-confirm]").hidden = true;
+    }
+  });
+  panel.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (form.matches("[data-backfill]")) {
+      event.preventDefault();
+      const article = triggerOf(form).article;
+      backfill(form, true).then(
+        () => showError(article, "", null),
+        (error) => showError(article, "count the occurrences", error),
+      );
+    } else if (form.matches("[data-test-request]")) {
+      event.preventDefault();
+      sendTest(form).then(refresh);
+    }
+  });
+
+  // A trigger that fires queues an execution: re-read the tab, if it is shown.
+  const ours = (e) => e.type === "execution.queued" && (!e.workflow_id || e.workflow_id === workflowId);
+  onWorkspaceEvents((events) => {
+    if (panel.hidden || timer || !events.some(ours)) return;
+    const wait = Math.max(0, last + MIN_GAP_MS - Date.now());
+    timer = setTimeout(() => { timer = null; refresh(); }, wait);
+  });
+  loadNextFires(panel).catch(() => {});
+}

@@ -1,0 +1,252 @@
+"""The workflow page's Triggers tab of a real ``conveyor server``, in Chromium: a definition
+declaring a schedule and two webhooks, with occurrences and deliveries seeded in the database
+(the scheduler and the hook route write the same rows); the tab shows the timing in words,
+the next fire time, skipped and missed occurrences with their reasons, the webhook URL (copy
+button), the auth modes (none as a warning), deliveries and the executions they started; a
+toggle calls the enable / disable endpoint; the test request reaches the hook URL. Then the
+monitor filtered by the schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+from sqlalchemy import insert, select, update
+
+from conveyor.store import Database
+from conveyor.store.tables import (
+    executions,
+    schedule_fires,
+    schedules,
+    webhook_deliveries,
+    webhooks,
+)
+from tests.e2e.dashboard.browser import SCREENSHOTS, assert_accessible, screenshot
+from tests.e2e.dashboard.pages_executions import ExecutionsPage
+from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
+
+WS = f"{API}/workspaces/{WORKSPACE}"
+pytestmark = pytest.mark.timeout(120)
+NEXT_FIRE = datetime(2031, 6, 2, 7, 0, tzinfo=UTC)  # Monday 09:00 in Paris
+REPORT = {
+    "name": "daily-report",
+    "description": "Builds the morning report; also started by the shop's order webhook.",
+    "nodes": [{"id": "build", "type": "transform", "config": {"output": {"ok": True}}}],
+    "triggers": [
+        {
+            "type": "schedule",
+            "id": "weekday-morning",
+            "cron": "0 9 * * 1-5",
+            "timezone": "Europe/Paris",
+        },
+        {"type": "webhook", "id": "shop-orders", "auth": {"mode": "none"}},
+        {
+            "type": "webhook",
+            "id": "github-push",
+            "auth": {"mode": "signature", "scheme": "github"},
+        },
+    ],
+}
+SKIPPED = "the previous execution (…4f2a) was still running (overlap: skip)"
+MISSED = "no scheduler ran between 09:00 and 09:03 (catch-up: skip)"
+
+
+@pytest.fixture
+def client(dashboard: ServerProcess) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {api_key(dashboard.base_url)}"}
+    with httpx.Client(base_url=dashboard.base_url, headers=headers, timeout=10) as c:
+        yield c
+
+
+def execute(client: httpx.Client, workflow: str) -> str:
+    response = client.post(f"{WS}/workflows/{workflow}/execute", json={"input": {}})
+    assert response.status_code == 202, response.text
+    return str(response.json()["execution_id"])
+
+
+def seed(server: ServerProcess, started: list[str]) -> dict[str, Any]:
+    """Occurrences and deliveries as the scheduler and the hook route record them; the
+    first execution marked as started by the schedule, the second by the open webhook."""
+    db = Database(server.database_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        with db.write() as conn:
+            schedule = conn.execute(select(schedules)).mappings().one()
+            hooks = {r.key: r for r in conn.execute(select(webhooks))}
+            conn.execute(
+                update(schedules)
+                .where(schedules.c.id == schedule["id"])
+                .values(next_fire_at=NEXT_FIRE, last_fire_at=now - timedelta(days=1))
+            )
+            fires = [
+                (1, "started", None, started[0]),
+                (2, "skipped", SKIPPED, None),
+                (3, "missed", MISSED, None),
+            ]
+            conn.execute(
+                insert(schedule_fires),
+                [
+                    {
+                        "schedule_id": schedule["id"],
+                        "nominal_at": now - timedelta(days=days),
+                        "status": status,
+                        "reason": reason,
+                        "execution_id": execution_id,
+                        "created_at": now,
+                    }
+                    for days, status, reason, execution_id in fires
+                ],
+            )
+            shop = hooks["shop-orders"]
+            conn.execute(
+                insert(webhook_deliveries),
+                [
+                    {
+                        "webhook_id": shop.id,
+                        "received_at": now - timedelta(minutes=minutes),
+                        "method": "POST",
+                        "status_code": code,
+                        "outcome": outcome,
+                        "detail": detail,
+                        "execution_id": execution_id,
+                    }
+                    for minutes, code, outcome, detail, execution_id in (
+                        (4, 202, "started", None, started[1]),
+                        (7, 200, "duplicate", "delivery id seen at 10:02", started[1]),
+                        (12, 413, "rejected", "the body is over 1 MiB", None),
+                    )
+                ],
+            )
+            for execution_id, kind, trigger_id in (
+                (started[0], "schedule", schedule["id"]),
+                (started[1], "webhook", shop.id),
+            ):
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id == execution_id)
+                    .values(trigger_type=kind, trigger_id=trigger_id)
+                )
+    finally:
+        db.dispose()
+    return {"schedule": schedule, "shop": shop, "github": hooks["github-push"]}
+
+
+def trigger(page: Page, key: str) -> Locator:
+    return page.get_by_role("article", name=key)
+
+
+def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
+    page: Page, context: BrowserContext, client: httpx.Client, dashboard: ServerProcess
+) -> None:
+    response = client.post(f"{WS}/workflows", json={"definition": REPORT})
+    assert response.status_code == 201, response.text
+    started = [execute(client, "daily-report") for _ in range(3)]
+    rows = seed(dashboard, started)
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+
+    page.goto(f"/w/{WORKSPACE}/workflows/daily-report")
+    page.get_by_role("tab", name="Triggers").click()
+    panel = page.get_by_role("tabpanel", name="Triggers")
+    expect(panel.get_by_role("heading", name="Schedules")).to_be_visible()
+
+    schedule = trigger(page, "weekday-morning")
+    expect(schedule).to_contain_text("at 09:00 on Monday to Friday, Europe/Paris time")
+    expect(schedule.locator("[data-next-fires] time").first).to_have_attribute(
+        "datetime", NEXT_FIRE.isoformat()
+    )
+    occurrences = schedule.get_by_role("table", name="Last occurrences of weekday-morning")
+    expect(occurrences.locator("tbody tr")).to_have_count(3)
+    expect(occurrences.locator('tr[data-fire-status="skipped"]')).to_contain_text(SKIPPED)
+    expect(occurrences.locator('tr[data-fire-status="missed"]')).to_contain_text(MISSED)
+    expect(occurrences.get_by_role("link", name=started[0][:12])).to_have_attribute(
+        "href", f"/w/{WORKSPACE}/executions/{started[0]}"
+    )
+
+    shop = trigger(page, "shop-orders")
+    url = f"{dashboard.base_url}/hooks/{rows['shop'].token}"
+    expect(shop.get_by_label("URL of webhook shop-orders")).to_have_value(url)
+    expect(shop.locator(".auth-none")).to_contain_text("Anyone who knows this URL")
+    deliveries = shop.get_by_role("table", name="Last deliveries to shop-orders")
+    expect(deliveries.locator("tbody tr")).to_have_count(3)
+    expect(deliveries.locator('tr[data-delivery-outcome="rejected"]')).to_contain_text("413")
+    github = trigger(page, "github-push")
+    expect(github.locator("[data-auth-mode]")).to_have_text(
+        "Signature: GitHub (X-Hub-Signature-256)"
+    )
+    expect(github.locator(".auth-none")).to_have_count(0)
+    assert_accessible(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    panel.screenshot(path=str(SCREENSHOTS / "workflow-triggers.png"))
+
+    shop.get_by_role("button", name="Copy the URL of webhook shop-orders").click()
+    expect(page.locator("#triggers-status")).to_have_text("Copied to the clipboard")
+    assert page.evaluate("() => navigator.clipboard.readText()") == url
+
+    # The test request goes to the hook URL itself, without the session cookie.
+    shop.get_by_text("Send a test request").click()
+    with page.expect_request(lambda r: r.url == url and r.method == "POST") as sent:
+        shop.get_by_role("button", name="Send test request").click()
+    assert sent.value.post_data_json == {"hello": "world"}
+    expect(shop.locator("[data-test-status]")).to_contain_text("Answered")
+    github.get_by_text("Send a test request").click()
+    expect(github.locator("pre")).to_contain_text("X-Hub-Signature-256: sha256=$SIG")
+
+    # Backfill: a dry run first, its count shown, and nothing started before confirming.
+    schedule.get_by_text("Backfill a past time range").click()
+    schedule.get_by_label("From (UTC)").fill("2026-11-02T00:00")
+    schedule.get_by_label("To (UTC)").fill("2026-11-07T00:00")
+    backfill = f"{WS}/schedules/{rows['schedule']['id']}/backfill"
+    with page.expect_response(lambda r: r.url.endswith(backfill)) as counted:
+        schedule.get_by_role("button", name="Count occurrences").click()
+    assert counted.value.request.post_data_json == {
+        "start": "2026-11-02T00:00:00.000Z",
+        "end": "2026-11-07T00:00:00.000Z",
+        "dry_run": True,
+    }
+    if counted.value.ok:  # Monday to Friday at 09:00 Paris: five occurrences
+        expect(schedule.locator("[data-backfill-count]")).to_contain_text("5 occurrences")
+        expect(schedule.get_by_role("button", name="Start 5 executions")).to_be_focused()
+        schedule.get_by_role("button", name="Cancel").click()
+    else:
+        expect(schedule.get_by_role("alert")).to_have_text(
+            "Could not count the occurrences: this server does not offer it."
+        )
+    screenshot(page, "workflow-triggers-backfill")
+
+    # Disable calls the schedules API (from the schedules work); without it, an error shows.
+    toggle = trigger(page, "weekday-morning").get_by_role("button", name="Disable")
+    endpoint = f"{WS}/schedules/{rows['schedule']['id']}/disable"
+    with page.expect_response(lambda r: r.url.endswith(endpoint)) as answered:
+        toggle.click()
+    assert answered.value.request.method == "POST"
+    if answered.value.ok:
+        badge = trigger(page, "weekday-morning").locator("[data-enabled-badge]")
+        expect(badge).to_have_text("disabled")
+        expect(
+            trigger(page, "weekday-morning").get_by_role("button", name="Enable")
+        ).to_be_visible()
+    else:
+        expect(trigger(page, "weekday-morning").get_by_role("alert")).to_contain_text(
+            "Could not disable the schedule"
+        )
+
+    # The monitor: only what the schedule started.
+    monitor = ExecutionsPage(page).open()
+    monitor.filters.get_by_label("Started by").select_option(
+        label="daily-report · weekday-morning (schedule)"
+    )
+    monitor.apply_filters()
+    expect(page).to_have_url(f"/w/{WORKSPACE}/executions?trigger_id={rows['schedule']['id']}")
+    expect(monitor.rows).to_have_count(1)
+    expect(monitor.row(started[0])).to_be_visible()
+    screenshot(page, "executions-by-trigger")
+    monitor.filters.get_by_label("Trigger", exact=True).select_option("webhook")
+    monitor.filters.get_by_label("Started by").select_option("")
+    monitor.apply_filters()
+    expect(monitor.rows).to_have_count(1)
+    expect(monitor.row(started[1])).to_be_visible()
+    assert_accessible(page)
