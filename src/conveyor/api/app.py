@@ -16,6 +16,7 @@ from conveyor.api.routes import (
     definitions,
     executions,
     ops,
+    schedules,
     statistics,
     streams,
     workflows,
@@ -61,7 +62,15 @@ def create_app(
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     docs.install(app, API)
-    for module in (accounts, definitions, workflows, executions, statistics, streams):
+    for module in (
+        accounts,
+        definitions,
+        workflows,
+        executions,
+        schedules,
+        statistics,
+        streams,
+    ):
         app.include_router(
             module.router,
             prefix=API,

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, exists, func, insert, or_, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.engine.state import TERMINAL
+from conveyor.errors import Conflict, NotFound
 from conveyor.store.tables import executions, schedule_fires, schedules, workflows
 
 _TERMINAL = [s.value for s in TERMINAL]
@@ -89,6 +90,27 @@ def lock(conn: Connection, schedule_id: str) -> Any:
         .with_for_update(skip_locked=True, of=schedules)
     )
     return conn.execute(query).first()
+
+
+def lock_for_backfill(conn: Connection, workspace_id: str, schedule_id: str) -> Any:
+    """The schedule (enabled or not), locked until the backfill commits: backfills of one
+    schedule take turns, and the scheduler passes it by meanwhile."""
+    query = (
+        select(*_columns())
+        .select_from(schedules.join(workflows, workflows.c.id == schedules.c.workflow_id))
+        .where(
+            schedules.c.id == schedule_id,
+            schedules.c.workspace_id == workspace_id,
+            schedules.c.deleted_at.is_(None),
+        )
+        .with_for_update(of=schedules)
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"schedule '{schedule_id}' not found")
+    if row.workflow_status == "archived":
+        raise Conflict("the workflow is archived; restore it before a backfill")
+    return row
 
 
 def advance(

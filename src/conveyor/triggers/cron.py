@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
+from croniter import CroniterError, croniter
 
 from conveyor.engine.triggers import ScheduleSpec
 
@@ -60,9 +60,9 @@ def occurrences(spec: ScheduleSpec, after: datetime, anchor: datetime) -> Iterat
     while True:
         try:
             local = walker.get_next(datetime)
-        except CroniterBadDateError:  # a date that never comes (30 February)
+            instant = resolve(local, zone)
+        except (CroniterError, OverflowError):  # a date that never comes, or after 9999
             return
-        instant = resolve(local, zone)
         # resolve() never goes backwards as local time goes forwards, so skipping what is
         # not later than the last instant is exactly the "once per gap / repeated hour" rule.
         if instant > last:
@@ -73,7 +73,10 @@ def occurrences(spec: ScheduleSpec, after: datetime, anchor: datetime) -> Iterat
 def _every(step: timedelta, after: datetime, anchor: datetime) -> Iterator[datetime]:
     k = max(1, (after - anchor) // step + 1)
     while True:
-        yield anchor + k * step
+        try:
+            yield anchor + k * step
+        except OverflowError:  # past the year 9999
+            return
         k += 1
 
 
