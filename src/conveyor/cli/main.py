@@ -30,6 +30,7 @@ from conveyor.cli.base import (
 )
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
+from conveyor.cli.schedules import schedules_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -40,6 +41,7 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Manage the database.", **HELP_FORMAT)
 app.add_typer(executions_app, name="executions")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
