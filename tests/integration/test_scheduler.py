@@ -229,3 +229,49 @@ async def test_an_input_the_workflow_refuses_is_recorded(app: tuple[Conveyor, Fa
     (row,) = await fires(conveyor)
     assert row[1] == "skipped" and str(row[2]).startswith("could not start")
     assert await scheduled_executions(conveyor) == []
+
+
+async def test_a_broken_schedule_does_not_stop_the_others(
+    app: tuple[Conveyor, FakeClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    conveyor, clock = app
+    data = definition()
+    data["triggers"].append({"type": "schedule", "id": "broken", "cron": "0 * * * *"})
+    await conveyor.apply(data)
+
+    def corrupt(conn: Any) -> None:
+        conn.execute(
+            update(schedules).where(schedules.c.key == "broken").values(spec={"id": "broken"})
+        )
+
+    await conveyor.store.write(corrupt)
+    scheduler = Scheduler(conveyor)
+    await scheduler.tick()
+    clock.current += timedelta(minutes=1, seconds=5)
+    await scheduler.tick()
+    assert [r[1] for r in await fires(conveyor)] == ["started"]
+    assert "schedule" in caplog.text and "failed" in caplog.text
+
+
+async def test_jitter_delays_the_start_not_the_identity(app: tuple[Conveyor, FakeClock]) -> None:
+    from conveyor.engine.triggers import ScheduleSpec
+    from conveyor.triggers import cron
+
+    conveyor, clock = app
+    await conveyor.apply(definition(jitter="50s"))
+    scheduler = Scheduler(conveyor)
+    await scheduler.tick()
+    (row,) = [r for r in await scheduler.store.read(_schedules)]
+    nominal = START.replace(minute=0) + HOUR
+    delay = cron.jitter(ScheduleSpec.model_validate(row["spec"]), row["id"], nominal)
+    clock.current = nominal + delay - timedelta(milliseconds=1)
+    await scheduler.tick()
+    assert await fires(conveyor) == []
+    clock.current = nominal + delay
+    await scheduler.tick()
+    (fire,) = await fires(conveyor)
+    assert fire[0] == nominal and fire[1] == "started"
+
+
+def _schedules(conn: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(schedules)).mappings()]

@@ -186,7 +186,11 @@ class Scheduler:
         """Handle every schedule that is due; return the earliest next nominal time."""
         now = self.store.clock.now()
         for candidate in await self.store.read(rows.candidates, now):
-            if not _worth_locking(candidate, now):
+            try:
+                worth = _worth_locking(candidate, now)
+            except ValueError:
+                worth = True  # handle() logs what is wrong with it
+            if not worth:
                 continue
             try:
                 done = await self.store.write(handle, self.store, candidate.id)
@@ -197,6 +201,15 @@ class Scheduler:
                     "schedule %s not handled this tick: %s",
                     candidate.id,
                     exc,
+                    extra={"action": "schedule_failed", "schedule": candidate.id},
+                )
+                continue
+            except Exception:
+                # A bug or a stored spec this version cannot read: log it loudly, and keep
+                # the other schedules firing.
+                log.exception(
+                    "schedule %s failed",
+                    candidate.id,
                     extra={"action": "schedule_failed", "schedule": candidate.id},
                 )
                 continue
@@ -225,6 +238,9 @@ class Scheduler:
                 due = await self.tick()
             except (ConveyorError, SQLAlchemyError) as exc:
                 log.warning("scheduler tick failed: %s", exc, extra={"action": "tick_failed"})
+            except Exception:
+                # The loop must outlive any one tick, or schedules would stop silently.
+                log.exception("scheduler tick failed", extra={"action": "tick_failed"})
             timeout = self.poll.total_seconds()
             if due is not None:
                 until = (due - self.store.clock.now()).total_seconds()

@@ -74,7 +74,10 @@ class Schedules:
     async def get(self, schedule_id: str, *, recent: int = RECENT_FIRES) -> dict[str, Any]:
         """One schedule with its next fire times and recent occurrences."""
         row = await self.store.read(triggers.get, "schedule", self.workspace_id, schedule_id)
-        view = self._view(row)
+        workflow = await self.store.read(
+            workflows.get_workflow, self.workspace_id, row["workflow_id"]
+        )
+        view = self._view({**row, "workflow_name": workflow["name"]})
         view["recent_fires"] = await self.fires(schedule_id, limit=recent)
         return view
 
