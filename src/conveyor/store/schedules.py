@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from conveyor.engine.state import TERMINAL
+from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.errors import Conflict, NotFound
 from conveyor.store.tables import executions, schedule_fires, schedules, workflows
 
-_TERMINAL = [s.value for s in TERMINAL]
+_UNFINISHED = [s.value for s in ExecutionStatus if s not in TERMINAL]
 FIRE_STATUSES = ("started", "skipped", "missed", "buffered")
 # Schedules of archived workflows are not looked at: nothing of theirs is due any more.
 _LOOKED_AT = ("active", "paused", "draft")
@@ -125,10 +125,14 @@ def advance(
     conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(**values))
 
 
-def unfinished(conn: Connection, schedule_id: str) -> list[str]:
-    """Executions this schedule started that have not finished (the overlap policy)."""
+def unfinished(conn: Connection, workflow_id: str, schedule_id: str) -> list[str]:
+    """Executions this schedule started that have not finished (the overlap policy). By
+    the workflow's unfinished executions (ix_executions_workflow_status), so the cost does
+    not grow with the schedule's history."""
     query = select(executions.c.id).where(
-        executions.c.trigger_id == schedule_id, executions.c.status.not_in(_TERMINAL)
+        executions.c.workflow_id == workflow_id,
+        executions.c.status.in_(_UNFINISHED),
+        executions.c.trigger_id == schedule_id,
     )
     return list(conn.execute(query).scalars())
 

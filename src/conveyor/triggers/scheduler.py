@@ -90,7 +90,7 @@ def handle(conn: Connection, store: Store, schedule_id: str) -> Handled | None:
     blocked = None
     if schedule.workflow_status != "active":
         blocked = f"the workflow is {schedule.workflow_status}"
-    running = rows.unfinished(conn, schedule_id)
+    running = rows.unfinished(conn, schedule.workflow_id, schedule_id)
     waiting = rows.buffered(conn, schedule_id)
     if waiting and not running and blocked is None:
         fire_id, nominal = waiting.pop(0)

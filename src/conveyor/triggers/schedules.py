@@ -102,6 +102,7 @@ class Schedules:
     async def create(self, workflow: str, spec: ScheduleSpec) -> dict[str, Any]:
         """A schedule made through the API or CLI (``source`` api): new versions of the
         workflow's definition leave it alone."""
+        self.conveyor.limits.check_input(spec.input)
         stored = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         now = self.store.clock.now()
         seal = self.conveyor.keyring.encrypt
