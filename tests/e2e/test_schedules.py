@@ -5,6 +5,7 @@ for five intervals and restarted follows each catch-up policy exactly."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -157,3 +158,81 @@ async def test_a_restarted_scheduler_follows_each_catch_up_policy(
 
 
 HOUR = timedelta(hours=1)
+
+
+def runs(side: Side, execution_ids: list[str]) -> list[tuple[float, float]]:
+    """(start, end) of the node call of each execution, by start."""
+    wanted = set(execution_ids)
+    return sorted(
+        (c.started_at, c.ended_at or c.started_at) for c in side.calls() if c.execution_id in wanted
+    )
+
+
+def overlapping(spans: list[tuple[float, float]]) -> bool:
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+@pytest.mark.timeout(150)
+async def test_overlap_policies_with_real_processes(
+    app: Conveyor, side: Side, workers: Workers
+) -> None:
+    """Every second, a step of 2.5 s: each policy's documented behaviour, at once."""
+    pool = [workers.start(concurrency=8, **FAST_POLL) for _ in range(2)]
+    await eventually(lambda: all(w.connected() for w in pool), within=60, what="workers up")
+    policies = ("skip", "buffer_one", "cancel_previous", "allow")
+    for policy in policies:
+        await app.apply(
+            {
+                "name": f"slow-{policy}",
+                "nodes": [{"id": "w", "type": "e2e.work", "config": {"sleep": 2.5}}],
+                "triggers": [
+                    {"type": "schedule", "id": "s", "cron": "*/1 * * * * *", "overlap": policy}
+                ],
+            }
+        )
+    ids = {r["workflow_id"]: r["id"] for r in schedule_rows_all(side)}
+    by_policy = {
+        p: ids[(await app.store.find_version(app.workspace_id, f"slow-{p}")).workflow_id]
+        for p in policies
+    }
+    await eventually(
+        lambda: all(len(fire_rows(side, s)) >= 8 for s in by_policy.values()),
+        within=90,
+        what="eight occurrences of each schedule",
+        diagnose=workers.logs,
+    )
+    for schedule_id in by_policy.values():
+        await Schedules(app).set_enabled(schedule_id, False)
+
+    def all_finished() -> bool:
+        started = [e for s in by_policy.values() for e in started_by(side, s)]
+        return all(e["status"] in ("succeeded", "cancelled") for e in started)
+
+    await eventually(
+        all_finished, within=60, what="every execution finished", diagnose=workers.logs
+    )
+
+    fires = {p: fire_rows(side, s) for p, s in by_policy.items()}
+    statuses = {p: Counter(f["status"] for f in rows) for p, rows in fires.items()}
+    spans = {p: runs(side, [e["id"] for e in started_by(side, s)]) for p, s in by_policy.items()}
+
+    assert statuses["skip"]["skipped"] >= 2 and statuses["skip"]["started"] >= 1
+    assert not overlapping(spans["skip"]), spans["skip"]
+    assert all("still running" in f["reason"] for f in fires["skip"] if f["status"] == "skipped")
+
+    assert statuses["buffer_one"]["skipped"] >= 1
+    assert not overlapping(spans["buffer_one"]), spans["buffer_one"]
+    reasons = {f["reason"] for f in fires["buffer_one"] if f["status"] == "skipped"}
+    assert reasons == {"an occurrence was already buffered (overlap 'buffer_one')"}
+
+    cancelled = started_by(side, by_policy["cancel_previous"])
+    assert statuses["cancel_previous"]["started"] == len(fires["cancel_previous"])
+    assert sum(e["status"] == "cancelled" for e in cancelled) >= len(cancelled) - 2
+
+    assert statuses["allow"]["started"] == len(fires["allow"])
+    assert overlapping(spans["allow"]), spans["allow"]
+
+
+def schedule_rows_all(side: Side) -> list[dict[str, Any]]:
+    with side.db.read() as conn:
+        return [dict(r) for r in conn.execute(select(schedules)).mappings()]
