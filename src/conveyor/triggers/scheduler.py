@@ -92,12 +92,13 @@ def handle(conn: Connection, store: Store, schedule_id: str) -> Handled | None:
         blocked = f"the workflow is {schedule.workflow_status}"
     running = rows.unfinished(conn, schedule.workflow_id, schedule_id)
     waiting = rows.buffered(conn, schedule_id)
+    last_started = None
     if waiting and not running and blocked is None:
         fire_id, nominal = waiting.pop(0)
         running = _start_buffered(store, conn, schedule, fire_id, nominal, done)
+        last_started = nominal if running else None
     due = policies.Due(schedule.id, spec, schedule.created_at, next_fire_at, blocked)
     plan = policies.plan_due(due, now) if next_fire_at != NEVER else None
-    last_started = None
     if plan is not None:
         known = rows.recorded(conn, schedule_id, [o.nominal for o in plan.occurrences])
         waiting_count = len(waiting)
