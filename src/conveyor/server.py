@@ -1,5 +1,5 @@
 """Composition root of ``conveyor server``: the API and the dashboard, an embedded worker, the
-first user, and retention of old executions."""
+scheduler, the first user, and retention of old executions."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from conveyor.store import accounts
 from conveyor.store.accounts import Role
 from conveyor.store.tables import events, execution_inputs, executions, signals, steps
 from conveyor.store.workflows import DEFAULT_WORKSPACE, workspace_id
+from conveyor.triggers.scheduler import Scheduler
 from conveyor.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -157,12 +158,20 @@ class EmbeddedWorker:
         await asyncio.to_thread(self._thread.join)
 
 
+async def scheduling(conveyor: Conveyor, settings: Settings) -> None:
+    """The scheduler on the server's loop: its work is a few short transactions per tick,
+    and the executions it starts run on workers."""
+    scheduler = Scheduler(conveyor, poll=timedelta(seconds=settings.scheduler_poll_seconds))
+    await scheduler.serve(asyncio.Event())
+
+
 def build(
     conveyor: Conveyor,
     settings: Settings,
     worker_settings: WorkerSettings | None,
 ) -> FastAPI:
-    """The server app; with ``worker_settings`` it also runs an embedded worker."""
+    """The server app; with ``worker_settings`` it also runs an embedded worker, and the
+    scheduler unless ``settings.scheduler`` is false."""
     embedded: list[EmbeddedWorker] = []
     housekeeping: list[asyncio.Task[None]] = []
 
@@ -173,6 +182,8 @@ def build(
             app.state.worker = worker.worker
             embedded.append(worker)
         housekeeping.append(asyncio.create_task(retention(conveyor, settings)))
+        if settings.scheduler:
+            housekeeping.append(asyncio.create_task(scheduling(conveyor, settings)))
 
     async def on_stop(app: FastAPI) -> None:
         for task in housekeeping:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(default=1024 * 1024, ge=0)
     max_definition_bytes: int = Field(default=1024 * 1024, ge=0)
     max_step_output_bytes: int = Field(default=1024 * 1024, ge=0)
+    # Every `conveyor server` and `conveyor worker` runs the scheduler unless this is false
+    # (CONVEYOR_SCHEDULER=false, or --no-scheduler); it looks for due schedules at least
+    # this often (and sleeps until the next fire time when that is sooner).
+    scheduler: bool = True
+    scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Log lines kept per step; later ones are dropped and counted in one marker line.
     max_log_lines: int = Field(default=1000, ge=0)
 

@@ -79,6 +79,16 @@ InputOpt = Annotated[
 ]
 
 
+SchedulerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--scheduler/--no-scheduler",
+        envvar="CONVEYOR_SCHEDULER",
+        help="also fire due schedules (each occurrence fires once, however many run it)",
+    ),
+]
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
 

@@ -16,6 +16,7 @@ from conveyor.cli.base import (
     InputOpt,
     PluginOpt,
     PrivateOpt,
+    SchedulerOpt,
     as_json,
     err,
     guard,
@@ -29,6 +30,7 @@ from conveyor.cli.base import (
 )
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
+from conveyor.cli.schedules import schedules_app
 from conveyor.cli.webhooks import webhooks_app
 
 app = typer.Typer(
@@ -40,6 +42,7 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Manage the database.", **HELP_FORMAT)
 app.add_typer(executions_app, name="executions")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
@@ -199,19 +202,25 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=10_000)] = 8,
     plugin: PluginOpt = [],  # noqa: B006
     allow_private_network: PrivateOpt = False,
+    scheduler: SchedulerOpt = True,
 ) -> None:
-    """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C.
+    """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C; it also
+    fires due schedules unless --no-scheduler.
 
     One line on stderr when it starts (database, concurrency, worker id) and one when it
     stops (executions finished, executions released to other workers)."""
 
     def body() -> int:
+        from datetime import timedelta
+
         from conveyor.cli.worker import serve
         from conveyor.settings import Settings
 
         _configure_logging()
+        settings = Settings()
         registry = registry_for(plugin, allow_private_network)
-        run_async(serve(database, registry, worker_settings(Settings(), concurrency)))
+        poll = timedelta(seconds=settings.scheduler_poll_seconds) if scheduler else None
+        run_async(serve(database, registry, worker_settings(settings, concurrency), poll))
         return OK
 
     guard(body)
@@ -250,8 +259,10 @@ def server(
     ] = 8,
     plugin: PluginOpt = [],  # noqa: B006
     allow_private_network: PrivateOpt = False,
+    scheduler: SchedulerOpt = True,
 ) -> None:
-    """Serve the REST API (and dashboard) with an embedded worker and housekeeping."""
+    """Serve the REST API (and dashboard) with an embedded worker, the scheduler (unless
+    --no-scheduler) and housekeeping."""
 
     def body() -> int:
         import uvicorn
@@ -259,7 +270,7 @@ def server(
         from conveyor.server import build, first_start
         from conveyor.settings import Settings
 
-        settings = Settings()
+        settings = Settings().model_copy(update={"scheduler": scheduler})
         _configure_logging()
         registry = registry_for(plugin, allow_private_network)
         conveyor = run_async(open_conveyor(database, registry=registry))

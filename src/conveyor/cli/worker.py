@@ -1,17 +1,20 @@
-"""``conveyor worker``: serve until SIGTERM or Ctrl-C, saying on stderr when it starts and
-what it did when it stops."""
+"""``conveyor worker``: serve (and fire due schedules) until SIGTERM or Ctrl-C, saying on
+stderr when it starts and what it did when it stops."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from datetime import timedelta
 from typing import Any
 
 from conveyor.cli.base import open_conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.engine.state import TERMINAL
 from conveyor.store.executions import EventRecord
+from conveyor.triggers.scheduler import Scheduler
 from conveyor.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,13 @@ class Tally:
         return len(self.in_flight_at_stop - self.finished)
 
 
-async def serve(database: str, registry: Any, settings: WorkerSettings) -> None:
+async def serve(
+    database: str,
+    registry: Any,
+    settings: WorkerSettings,
+    scheduler_poll: timedelta | None = None,
+) -> None:
+    """Run a worker, and with ``scheduler_poll`` the scheduler beside it, until a signal."""
     conveyor = await open_conveyor(database, registry=registry)
     try:
         worker = Worker(conveyor.store, registry, SystemClock(), settings=settings)
@@ -58,7 +67,17 @@ async def serve(database: str, registry: Any, settings: WorkerSettings) -> None:
             settings.concurrency,
             extra={"action": "worker_started", "worker": worker.name},
         )
-        await worker.serve(stop)
+        scheduling = None
+        if scheduler_poll is not None:
+            scheduler = Scheduler(conveyor, poll=scheduler_poll)
+            scheduling = asyncio.create_task(scheduler.serve(stop))
+        try:
+            await worker.serve(stop)
+        finally:
+            if scheduling is not None:
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scheduling
         log.info(
             "worker %s stopped: executions finished %d, released unfinished %d",
             worker.name,

@@ -212,6 +212,16 @@ class Store:
         self._wake("queued")
         return result
 
+    def enqueue_in(self, conn: Connection, new: NewExecution) -> tuple[str, bool]:
+        """Enqueue inside a transaction the caller runs with :meth:`write` (a schedule's
+        occurrence with its fire row): other processes hear of it at commit; call
+        :meth:`wake` after the commit for this process's workers."""
+        return self._enqueue(conn, new, None)
+
+    def wake(self, reason: str) -> None:
+        """Tell this process's workers: ``queued``, or a control message."""
+        self._wake(reason)
+
     def _enqueue(
         self, conn: Connection, new: NewExecution, seed_from: tuple[str, set[str]] | None
     ) -> tuple[str, bool]:

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import GaugeHistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily
 from sqlalchemy import Connection, func, select, text
 
 from conveyor.api.auth import base_app
 from conveyor.errors import StoreUnavailable
+from conveyor.store import schedules
 from conveyor.store.tables import executions, steps, workflows
 
 router = APIRouter(tags=["operations"])
@@ -36,6 +37,24 @@ class _StepDurations:
                 gsum_value=sum(self.seconds),
             )
         ]
+
+
+class _ScheduleOccurrences:
+    """Schedule occurrences recorded, by status, from the database: every scheduler
+    process's work, so a skipped or missed occurrence is counted wherever it happened."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "conveyor_schedule_occurrences",
+            "Schedule occurrences recorded, by status (started, skipped, missed, buffered)",
+            labels=["status"],
+        )
+        for status, n in self.counts.items():
+            family.add_metric([status], n)
+        return [family]
 
 
 @router.get("/healthz", summary="The process is up")
@@ -89,6 +108,7 @@ def _snapshot(conn: Connection) -> dict[str, Any]:
             )
         ),
         "queue_depth": int(due or 0),
+        "schedule_occurrences": schedules.fire_counts(conn),
     }
 
 
@@ -122,4 +142,5 @@ async def metrics(request: Request) -> Response:
         slots.labels(state="total").set(worker.settings.concurrency)
     if snapshot is not None:
         registry.register(_StepDurations(snapshot["step_seconds"]))
+        registry.register(_ScheduleOccurrences(snapshot["schedule_occurrences"]))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
