@@ -110,13 +110,8 @@ class Delivery:
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-@router.api_route(
-    "/hooks/{token}",
-    methods=METHODS,
-    summary="Deliver to a webhook (no API key: the webhook's own auth applies)",
-    responses=problems.documented(401, 404, 409, 413, 422),
-)
 async def deliver(token: str, request: Request) -> Response:
+    """Deliver to a webhook (no API key: the webhook's own auth applies)."""
     conveyor = base_app(request)
     hook = await _hooks(request).lookup(conveyor, token)
     if hook is None or hook.row["deleted_at"] is not None:
@@ -268,8 +263,22 @@ async def _result(
     value = finished.get("result")
     if response.node is not None:
         value = await conveyor.store.read(store.node_output, execution_id, response.node)
+    if response.status in (204, 304) or response.status < 200:
+        headers = {**response.headers, "X-Conveyor-Execution-Id": execution_id}
+        return Response(status_code=response.status, headers=headers)
     return JSONResponse(
         value,
         status_code=response.status,
         headers={**response.headers, "X-Conveyor-Execution-Id": execution_id},
+    )
+
+
+for _method in METHODS:
+    router.add_api_route(
+        "/hooks/{token}",
+        deliver,
+        methods=[_method],
+        operation_id=f"deliver_webhook_{_method.lower()}",
+        summary=f"Deliver to a webhook by {_method} (the webhook's own auth applies)",
+        responses=problems.documented(400, 401, 404, 409, 413, 422),
     )
