@@ -200,3 +200,19 @@ def test_tolerance_is_configurable() -> None:
     assert hook.auth.tolerance == timedelta(seconds=10)
     with pytest.raises(Unauthorized):
         verify(hook, SW_SECRET, request(SW_BODY, sw_headers()), at(SW_TS + 11))
+
+
+def test_a_sync_answer_names_a_node_of_the_workflow_at_save() -> None:
+    from conveyor.engine.validation import validate
+    from conveyor.errors import DefinitionError
+    from conveyor.nodes.builtin import build_registry
+
+    definition = {
+        "name": "w",
+        "nodes": [{"id": "a", "type": "transform", "config": {"output": {}}}],
+        "triggers": [{"type": "webhook", "id": "h", "response": {"mode": "sync", "node": "b"}}],
+    }
+    with pytest.raises(DefinitionError, match="node 'b'"):
+        validate(definition, build_registry())
+    definition["triggers"][0]["response"]["node"] = "a"  # type: ignore[index]
+    validate(definition, build_registry())
