@@ -234,9 +234,10 @@ async def _respond(
         return stream
     if mode == "sync" and created:
         within = hook.spec.response.timeout.total_seconds()
-        finished = await _hooks(request).finishes.wait(execution_id, within)
+        node = hook.spec.response.node
+        finished = await _hooks(request).finishes.wait(execution_id, within, node)
         if finished is not None:
-            return await _result(conveyor, hook, finished, urls)
+            return _result(hook, finished, urls)
         return _accepted(execution_id, "running", False, urls, problems.HOOK_ACCEPTED)
     if created:
         return _accepted(execution_id, "queued", False, urls, problems.HOOK_ACCEPTED)
@@ -251,9 +252,7 @@ def _accepted(
     return JSONResponse(body, status_code=code, headers={"Location": urls["status_url"]})
 
 
-async def _result(
-    conveyor: Conveyor, hook: Hook, finished: dict[str, Any], urls: dict[str, str]
-) -> Response:
+def _result(hook: Hook, finished: dict[str, Any], urls: dict[str, str]) -> Response:
     execution_id = finished["id"]
     if finished["status"] != "succeeded":
         return problems.execution_failed(
@@ -262,7 +261,7 @@ async def _result(
     response = hook.spec.response
     value = finished.get("result")
     if response.node is not None:
-        value = await conveyor.store.read(store.node_output, execution_id, response.node)
+        value = finished.get("node_output")
     if response.status in (204, 304) or response.status < 200:
         headers = {**response.headers, "X-Conveyor-Execution-Id": execution_id}
         return Response(status_code=response.status, headers=headers)
