@@ -165,7 +165,14 @@ async def _accept(conveyor: Conveyor, hook: Hook, request: Request, delivery: De
     mode = hook.spec.response.mode
 
     def record(conn: Connection, execution_id: str, created: bool) -> None:
-        status = problems.HOOK_DUPLICATE if not created or mode != "async" else 202
+        # The status answered at acceptance (a sync answer past its timeout is a 202).
+        status = problems.HOOK_DUPLICATE
+        if created:
+            status = {
+                "async": problems.HOOK_ACCEPTED,
+                "sync": hook.spec.response.status,
+                "stream": problems.HOOK_STREAM,
+            }[mode]
         outcome = "started" if created else "duplicate"
         store.record_delivery(conn, delivery.row(status, outcome, None, execution_id))
 
