@@ -191,6 +191,8 @@ def test_trigger_data_and_delivery_ids() -> None:
     # No explicit id: no dedupe (never a key made from the body).
     assert delivery_id(spec(mode="none"), incoming, data) is None
     assert delivery_id(spec(), request(b"", sw_headers()), data) == SW_ID
+    github = request(b"", {"X-GitHub-Delivery": "72d3162e"})
+    assert delivery_id(spec(scheme="github"), github, data) == "72d3162e"
     with pytest.raises(InputError, match="JSON"):
         trigger_data(hook, request(b"{", {"content-type": "application/json"}))
 
