@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
@@ -72,6 +72,14 @@ class Hooks:
             self.cache.clear()
         self.cache[token] = (now + CACHE_SECONDS, hook)
         return hook
+
+
+def close(app: FastAPI) -> None:
+    """Stop listening to the store's commits (the app's lifespan ends)."""
+    hooks: Hooks | None = getattr(app.state, "hooks", None)
+    if hooks is not None:
+        hooks.finishes.close()
+        app.state.hooks = None
 
 
 def _hooks(request: Request) -> Hooks:
