@@ -75,15 +75,19 @@ def _print_rows(rows: list[dict[str, Any]], json_output: bool) -> None:
 
 @webhooks_app.command("list")
 def webhooks_list(
-    workflow: Annotated[str, typer.Argument(help="workflow name or id")],
+    workflow: Annotated[
+        str | None, typer.Argument(help="workflow name or id (default: every workflow)")
+    ] = None,
     database: DatabaseOpt = DEFAULT_DATABASE_URL,
     base_url: BaseUrlOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """List a workflow's webhooks with their URLs."""
+    """List the webhooks of a workflow (or of every workflow) with their URLs."""
     from conveyor.store import triggers, workflows
 
     async def go(conveyor: Any) -> list[dict[str, Any]]:
+        if workflow is None:
+            return list(await conveyor.store.read(triggers.list_webhooks, conveyor.workspace_id))
         found = await conveyor.store.read(workflows.get_workflow, conveyor.workspace_id, workflow)
         return list(
             await conveyor.store.read(

@@ -263,6 +263,17 @@ def webhook_by_token(conn: Connection, token: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def list_webhooks(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
+    """Every live webhook of a workspace, with its workflow's name."""
+    rows = conn.execute(
+        select(webhooks, workflows.c.name.label("workflow_name"))
+        .join(workflows, workflows.c.id == webhooks.c.workflow_id)
+        .where(webhooks.c.workspace_id == workspace_id, webhooks.c.deleted_at.is_(None))
+        .order_by(workflows.c.name, webhooks.c.key)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
 def record_delivery(conn: Connection, delivery: dict[str, Any]) -> None:
     """Keep one request a webhook answered (and note when it last had one)."""
     conn.execute(insert(webhook_deliveries), delivery)
