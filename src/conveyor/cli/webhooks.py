@@ -136,9 +136,6 @@ def webhooks_create(
     base_url: BaseUrlOpt = None,
 ) -> None:
     """Create a webhook; prints its URL and, once, its secret."""
-    from pydantic import ValidationError
-
-    from conveyor.engine.triggers import WebhookSpec
     from conveyor.store import triggers, workflows
 
     def body() -> int:
@@ -146,13 +143,7 @@ def webhooks_create(
         if username:
             raw["auth"]["username"] = username
         raw["response"] = {"mode": mode}
-        try:
-            spec = WebhookSpec.model_validate(raw).model_dump(mode="json", exclude_none=True)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise InputError(f"invalid webhook: {problems}") from None
+        spec = _spec(raw)
 
         async def go(conveyor: Any) -> tuple[Any, dict[str, Any]]:
             store = conveyor.store
@@ -176,6 +167,19 @@ def webhooks_create(
         return OK
 
     guard(body)
+
+
+def _spec(raw: dict[str, Any]) -> dict[str, Any]:
+    """A webhook spec as stored, or InputError naming each problem."""
+    from pydantic import ValidationError
+
+    from conveyor.engine.triggers import WebhookSpec
+
+    try:
+        return WebhookSpec.model_validate(raw).model_dump(mode="json", exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid webhook: {problems}") from None
 
 
 def _set_enabled(webhook: str, database: str, enabled: bool) -> None:
