@@ -253,6 +253,7 @@ def test_integer_inputs_at_their_edges_are_not_server_errors(
         "key_id": "none",
         "node_id": "hello",
         "part": "output",
+        "webhook_id": "none",
     }
     problems = []
     for path, method, location, name in found:

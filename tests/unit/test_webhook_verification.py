@@ -191,6 +191,8 @@ def test_trigger_data_and_delivery_ids() -> None:
     # No explicit id: no dedupe (never a key made from the body).
     assert delivery_id(spec(mode="none"), incoming, data) is None
     assert delivery_id(spec(), request(b"", sw_headers()), data) == SW_ID
+    github = request(b"", {"X-GitHub-Delivery": "72d3162e"})
+    assert delivery_id(spec(scheme="github"), github, data) == "72d3162e"
     with pytest.raises(InputError, match="JSON"):
         trigger_data(hook, request(b"{", {"content-type": "application/json"}))
 
@@ -200,3 +202,19 @@ def test_tolerance_is_configurable() -> None:
     assert hook.auth.tolerance == timedelta(seconds=10)
     with pytest.raises(Unauthorized):
         verify(hook, SW_SECRET, request(SW_BODY, sw_headers()), at(SW_TS + 11))
+
+
+def test_a_sync_answer_names_a_node_of_the_workflow_at_save() -> None:
+    from conveyor.engine.validation import validate
+    from conveyor.errors import DefinitionError
+    from conveyor.nodes.builtin import build_registry
+
+    definition = {
+        "name": "w",
+        "nodes": [{"id": "a", "type": "transform", "config": {"output": {}}}],
+        "triggers": [{"type": "webhook", "id": "h", "response": {"mode": "sync", "node": "b"}}],
+    }
+    with pytest.raises(DefinitionError, match="node 'b'"):
+        validate(definition, build_registry())
+    definition["triggers"][0]["response"]["node"] = "a"  # type: ignore[index]
+    validate(definition, build_registry())

@@ -49,6 +49,7 @@ def create_app(
         finally:
             if on_stop is not None:
                 await on_stop(app)
+            hooks.close(app)
             await feed.stop()
 
     app = FastAPI(

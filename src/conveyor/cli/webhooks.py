@@ -75,15 +75,19 @@ def _print_rows(rows: list[dict[str, Any]], json_output: bool) -> None:
 
 @webhooks_app.command("list")
 def webhooks_list(
-    workflow: Annotated[str, typer.Argument(help="workflow name or id")],
+    workflow: Annotated[
+        str | None, typer.Argument(help="workflow name or id (default: every workflow)")
+    ] = None,
     database: DatabaseOpt = DEFAULT_DATABASE_URL,
     base_url: BaseUrlOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """List a workflow's webhooks with their URLs."""
+    """List the webhooks of a workflow (or of every workflow) with their URLs."""
     from conveyor.store import triggers, workflows
 
     async def go(conveyor: Any) -> list[dict[str, Any]]:
+        if workflow is None:
+            return list(await conveyor.store.read(triggers.list_webhooks, conveyor.workspace_id))
         found = await conveyor.store.read(workflows.get_workflow, conveyor.workspace_id, workflow)
         return list(
             await conveyor.store.read(
@@ -132,9 +136,6 @@ def webhooks_create(
     base_url: BaseUrlOpt = None,
 ) -> None:
     """Create a webhook; prints its URL and, once, its secret."""
-    from pydantic import ValidationError
-
-    from conveyor.engine.triggers import WebhookSpec
     from conveyor.store import triggers, workflows
 
     def body() -> int:
@@ -142,13 +143,7 @@ def webhooks_create(
         if username:
             raw["auth"]["username"] = username
         raw["response"] = {"mode": mode}
-        try:
-            spec = WebhookSpec.model_validate(raw).model_dump(mode="json", exclude_none=True)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise InputError(f"invalid webhook: {problems}") from None
+        spec = _spec(raw)
 
         async def go(conveyor: Any) -> tuple[Any, dict[str, Any]]:
             store = conveyor.store
@@ -172,6 +167,19 @@ def webhooks_create(
         return OK
 
     guard(body)
+
+
+def _spec(raw: dict[str, Any]) -> dict[str, Any]:
+    """A webhook spec as stored, or InputError naming each problem."""
+    from pydantic import ValidationError
+
+    from conveyor.engine.triggers import WebhookSpec
+
+    try:
+        return WebhookSpec.model_validate(raw).model_dump(mode="json", exclude_none=True)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid webhook: {problems}") from None
 
 
 def _set_enabled(webhook: str, database: str, enabled: bool) -> None:

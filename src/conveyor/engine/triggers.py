@@ -30,6 +30,7 @@ CRON_ALIASES = {
 OverlapPolicy = Literal["skip", "buffer_one", "buffer_all", "cancel_previous", "allow"]
 CatchupPolicy = Literal["skip", "latest", "all"]
 MAX_SYNC_WAIT = timedelta(minutes=5)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 
 
 def normalize_cron(expression: str) -> str:
@@ -186,6 +187,13 @@ class WebhookResponse(BaseModel):
     def _bounded(self) -> WebhookResponse:
         if self.timeout > MAX_SYNC_WAIT:
             raise ValueError("a sync response waits at most 5m")
+        if self.timeout <= timedelta(0):
+            raise ValueError("a sync response waits more than 0s")
+        for name, value in self.headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"'{name}' is not an HTTP header name")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"the value of header '{name}' has a line break or NUL")
         return self
 
 

@@ -20,7 +20,14 @@ from sqlalchemy import Connection, insert, select, update
 from conveyor.errors import Conflict, NotFound
 from conveyor.secrets import new_secret
 from conveyor.store.database import new_id
-from conveyor.store.tables import schedules, steps, webhook_deliveries, webhooks, workflows
+from conveyor.store.tables import (
+    executions,
+    schedules,
+    steps,
+    webhook_deliveries,
+    webhooks,
+    workflows,
+)
 
 DECLARED = "definition"
 CREATED = "api"
@@ -256,6 +263,17 @@ def webhook_by_token(conn: Connection, token: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def list_webhooks(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
+    """Every live webhook of a workspace, with its workflow's name."""
+    rows = conn.execute(
+        select(webhooks, workflows.c.name.label("workflow_name"))
+        .join(workflows, workflows.c.id == webhooks.c.workflow_id)
+        .where(webhooks.c.workspace_id == workspace_id, webhooks.c.deleted_at.is_(None))
+        .order_by(workflows.c.name, webhooks.c.key)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
 def record_delivery(conn: Connection, delivery: dict[str, Any]) -> None:
     """Keep one request a webhook answered (and note when it last had one)."""
     conn.execute(insert(webhook_deliveries), delivery)
@@ -322,3 +340,17 @@ def node_output(conn: Connection, execution_id: str, node_id: str) -> Any:
         .order_by(steps.c.attempt.desc())
         .limit(1)
     ).scalar()
+
+
+def finished(conn: Connection, execution_id: str, node_id: str | None) -> dict[str, Any]:
+    """An execution's status, result and error, with ``node_id``'s output when it is
+    finished and a node is named (one read for a sync webhook's answer)."""
+    row = conn.execute(
+        select(executions.c.id, executions.c.status, executions.c.result, executions.c.error).where(
+            executions.c.id == execution_id
+        )
+    ).one()
+    found = dict(row._mapping)
+    if node_id is not None and found["status"] == "succeeded":
+        found["node_output"] = node_output(conn, execution_id, node_id)
+    return found

@@ -15,7 +15,7 @@ from typing import Any
 
 from conveyor.engine.interfaces import EventRecord
 from conveyor.engine.state import TERMINAL
-from conveyor.store import Store
+from conveyor.store import Store, triggers
 
 TERMINAL_EVENTS = frozenset(f"execution.{s.value}" for s in TERMINAL)
 TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
@@ -46,8 +46,11 @@ class Finishes:
                     if not future.done():
                         future.set_result(None)
 
-    async def wait(self, execution_id: str, within: float) -> dict[str, Any] | None:
-        """The execution's row once it is finished, or None after ``within`` seconds.
+    async def wait(
+        self, execution_id: str, within: float, node: str | None = None
+    ) -> dict[str, Any] | None:
+        """The execution's status, result and error (and ``node``'s output) once it is
+        finished, or None after ``within`` seconds.
 
         The embedded worker's commit may be heard before the waiter comes (its records are
         handed to this loop while the enqueue's answer is on its way): finished executions
@@ -64,7 +67,7 @@ class Finishes:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, min(remaining, CHECK_SECONDS))):
                         await asyncio.shield(future)
-                row = await self.store.execution_row(execution_id)
+                row = await self.store.read(triggers.finished, execution_id, node)
                 if row["status"] in TERMINAL_STATUSES:
                     return row
                 if loop.time() >= deadline:

@@ -45,6 +45,8 @@ ALWAYS_HIDDEN = frozenset(
         SLACK_SIGNATURE,
     }
 )
+# The delivery id header a signature scheme's sender always sets (used without ``dedupe``).
+DEFAULT_ID_HEADERS = {"standard": STANDARD_ID, "github": "x-github-delivery"}
 MAX_DELIVERY_ID = 150  # longer ids (header values) are hashed to fit the idempotency key
 _DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
@@ -328,8 +330,9 @@ def delivery_id(spec: WebhookSpec, request: WebhookRequest, data: dict[str, Any]
         if value in (None, ""):
             raise InputError("the delivery id template rendered to nothing")
         return _fit(str(value))
-    if spec.auth.mode == "signature" and spec.auth.scheme == "standard":
-        return _fit(request.headers.get(STANDARD_ID) or "") or None
+    if spec.auth.mode == "signature" and spec.auth.scheme in DEFAULT_ID_HEADERS:
+        header = DEFAULT_ID_HEADERS[spec.auth.scheme]
+        return _fit(request.headers.get(header) or "") or None
     return None
 
 

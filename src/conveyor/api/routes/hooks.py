@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
@@ -74,6 +74,14 @@ class Hooks:
         return hook
 
 
+def close(app: FastAPI) -> None:
+    """Stop listening to the store's commits (the app's lifespan ends)."""
+    hooks: Hooks | None = getattr(app.state, "hooks", None)
+    if hooks is not None:
+        hooks.finishes.close()
+        app.state.hooks = None
+
+
 def _hooks(request: Request) -> Hooks:
     hooks: Hooks | None = getattr(request.app.state, "hooks", None)
     if hooks is None:
@@ -110,13 +118,8 @@ class Delivery:
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-@router.api_route(
-    "/hooks/{token}",
-    methods=METHODS,
-    summary="Deliver to a webhook (no API key: the webhook's own auth applies)",
-    responses=problems.documented(401, 404, 409, 413, 422),
-)
 async def deliver(token: str, request: Request) -> Response:
+    """Deliver to a webhook (no API key: the webhook's own auth applies)."""
     conveyor = base_app(request)
     hook = await _hooks(request).lookup(conveyor, token)
     if hook is None or hook.row["deleted_at"] is not None:
@@ -170,7 +173,14 @@ async def _accept(conveyor: Conveyor, hook: Hook, request: Request, delivery: De
     mode = hook.spec.response.mode
 
     def record(conn: Connection, execution_id: str, created: bool) -> None:
-        status = problems.HOOK_DUPLICATE if not created or mode != "async" else 202
+        # The status answered at acceptance (a sync answer past its timeout is a 202).
+        status = problems.HOOK_DUPLICATE
+        if created:
+            status = {
+                "async": problems.HOOK_ACCEPTED,
+                "sync": hook.spec.response.status,
+                "stream": problems.HOOK_STREAM,
+            }[mode]
         outcome = "started" if created else "duplicate"
         store.record_delivery(conn, delivery.row(status, outcome, None, execution_id))
 
@@ -239,9 +249,10 @@ async def _respond(
         return stream
     if mode == "sync" and created:
         within = hook.spec.response.timeout.total_seconds()
-        finished = await _hooks(request).finishes.wait(execution_id, within)
+        node = hook.spec.response.node
+        finished = await _hooks(request).finishes.wait(execution_id, within, node)
         if finished is not None:
-            return await _result(conveyor, hook, finished, urls)
+            return _result(hook, finished, urls)
         return _accepted(execution_id, "running", False, urls, problems.HOOK_ACCEPTED)
     if created:
         return _accepted(execution_id, "queued", False, urls, problems.HOOK_ACCEPTED)
@@ -256,9 +267,7 @@ def _accepted(
     return JSONResponse(body, status_code=code, headers={"Location": urls["status_url"]})
 
 
-async def _result(
-    conveyor: Conveyor, hook: Hook, finished: dict[str, Any], urls: dict[str, str]
-) -> Response:
+def _result(hook: Hook, finished: dict[str, Any], urls: dict[str, str]) -> Response:
     execution_id = finished["id"]
     if finished["status"] != "succeeded":
         return problems.execution_failed(
@@ -267,9 +276,23 @@ async def _result(
     response = hook.spec.response
     value = finished.get("result")
     if response.node is not None:
-        value = await conveyor.store.read(store.node_output, execution_id, response.node)
+        value = finished.get("node_output")
+    if response.status in (204, 304) or response.status < 200:
+        headers = {**response.headers, "X-Conveyor-Execution-Id": execution_id}
+        return Response(status_code=response.status, headers=headers)
     return JSONResponse(
         value,
         status_code=response.status,
         headers={**response.headers, "X-Conveyor-Execution-Id": execution_id},
+    )
+
+
+for _method in METHODS:
+    router.add_api_route(
+        "/hooks/{token}",
+        deliver,
+        methods=[_method],
+        operation_id=f"deliver_webhook_{_method.lower()}",
+        summary=f"Deliver to a webhook by {_method} (the webhook's own auth applies)",
+        responses=problems.documented(400, 401, 404, 409, 413, 422),
     )
