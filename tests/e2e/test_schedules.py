@@ -133,6 +133,20 @@ async def test_a_restarted_scheduler_follows_each_catch_up_policy(
     with side.db.write() as conn:
         conn.execute(update(schedules).values(next_fire_at=upcoming_time - 5 * HOUR))
 
+    # A worker started with the scheduler turned off runs executions but fires nothing.
+    quiet = workers.start(CONVEYOR_SCHEDULER="false", **FAST_POLL)
+    manual = (await app.execute("hourly", {})).execution_id
+    await eventually(
+        lambda: side.statuses([manual]).get(manual) == "succeeded",
+        within=60,
+        what="the worker without a scheduler ran a manual execution",
+        diagnose=workers.logs,
+    )
+    assert all(fire_rows(side, r["id"]) == [] for r in schedule_rows(side).values())
+    assert "scheduler off" in quiet.log_text()
+    quiet.send(signal.SIGTERM)
+    assert quiet.wait(timeout=30) == 0
+
     workers.start(**FAST_POLL)
     await eventually(
         lambda: all(r["next_fire_at"] == upcoming[k] for k, r in schedule_rows(side).items()),

@@ -357,7 +357,9 @@ def test_the_worker_says_when_it_starts_and_what_it_did_when_it_stops(
     finally:
         process.kill()
     assert process.returncode == 0, stderr
-    started = re.search(r"worker (\S+) started: database (\S+), concurrency 3$", stderr, re.M)
+    started = re.search(
+        r"worker (\S+) started: database (\S+), concurrency 3, scheduler on$", stderr, re.M
+    )
     assert started, stderr
     worker_id, shown = started.groups()
     assert shown.endswith(database_url.rsplit("/", 1)[1])

@@ -61,10 +61,11 @@ async def serve(
             loop.add_signal_handler(sig, on_signal)
         url = conveyor.store.db.url.render_as_string(hide_password=True)
         log.info(
-            "worker %s started: database %s, concurrency %d",
+            "worker %s started: database %s, concurrency %d, scheduler %s",
             worker.name,
             url,
             settings.concurrency,
+            "off" if scheduler_poll is None else "on",
             extra={"action": "worker_started", "worker": worker.name},
         )
         scheduling = None
