@@ -25,7 +25,13 @@ from conveyor.store.tables import (
     webhook_deliveries,
     webhooks,
 )
-from tests.e2e.dashboard.browser import SCREENSHOTS, assert_accessible, screenshot
+from tests.e2e.dashboard.browser import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    assert_accessible,
+    screenshot,
+)
 from tests.e2e.dashboard.pages_executions import ExecutionsPage
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
@@ -233,6 +239,12 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
         expect(trigger(page, "weekday-morning").get_by_role("alert")).to_contain_text(
             "Could not disable the schedule"
         )
+
+    page.set_viewport_size(PHONE)
+    shop.scroll_into_view_if_needed()
+    screenshot(page, "workflow-triggers-phone")
+    assert_accessible(page)
+    page.set_viewport_size(DESKTOP)
 
     # The monitor: only what the schedule started.
     monitor = ExecutionsPage(page).open()

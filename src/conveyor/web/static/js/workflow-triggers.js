@@ -148,6 +148,8 @@ function responseView(status, text) {
   line.dataset.testStatus = String(status);
   const pre = document.createElement("pre");
   pre.className = "json";
+  pre.tabIndex = 0; // it may scroll: reachable by keyboard
+  pre.setAttribute("aria-label", "Response body");
   pre.textContent = text || "(empty body)";
   wrap.append(line, pre);
   return wrap;
