@@ -112,6 +112,8 @@ async function toggle(button, refresh) {
     showError(trigger.article, action, null);
     say(`${trigger.kind} ${action}d`);
     await refresh();
+    // Disabled while it worked, the button lost the focus: give it to the new one.
+    document.getElementById(button.id)?.focus();
   } catch (error) {
     showError(trigger.article, `${action} the ${trigger.kind}`, error);
     button.disabled = false;
@@ -243,7 +245,10 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
       const article = triggerOf(button).article;
       button.disabled = true;
       backfill(form, false).then(
-        () => { showError(article, "", null); refresh(); },
+        () => {
+          showError(article, "", null);
+          refresh().then(() => document.getElementById(`backfill-count-${article.dataset.triggerId}`)?.focus());
+        },
         (error) => { showError(article, "start the backfill", error); button.disabled = false; },
       );
     } else if ("backfillCancel" in button.dataset) {
