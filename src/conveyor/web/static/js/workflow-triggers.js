@@ -1,11 +1,13 @@
-// The Triggers tab: copy buttons, enable / disable, each schedule's next five fire times,
-// backfill (a dry run's count first, then the run), and the webhook test request. The tab
-// re-reads itself (/w/{ws}/workflows/{name}/triggers) after an action, and when an
-// execution is queued while it is shown: one request in flight, at most one every 2 s.
+// The Triggers tab: enable / disable, each schedule's next five fire times, backfill (a dry
+// run's count first, then the run), and the webhooks' copy buttons and test request
+// (workflow-webhook-test.js). The tab re-reads itself (/w/{ws}/workflows/{name}/triggers)
+// after an action, and when an execution is queued while it is shown: one request in
+// flight, at most one every 2 s.
 
 import { api, ProblemError, workspace } from "./api.js";
 import { onWorkspaceEvents } from "./live.js";
 import { formatTimes } from "./times.js";
+import { copy, sendTest } from "./workflow-webhook-test.js";
 
 const MIN_GAP_MS = 2000;
 const PLURAL = { schedule: "schedules", webhook: "webhooks" };
@@ -39,25 +41,6 @@ const triggerApi = ({ kind, id }, tail = "") => `${PLURAL[kind]}/${encodeURIComp
 
 // A UTC instant from a datetime-local value (the form says UTC).
 const utc = (value) => new Date(`${value}${value.length === 16 ? ":00" : ""}Z`).toISOString();
-
-async function copy(button) {
-  const source = document.getElementById(button.dataset.copy);
-  const text = source.value ?? source.textContent;
-  try {
-    await navigator.clipboard.writeText(text);
-  } catch {
-    // Without the clipboard API (an insecure origin): select it for Ctrl+C.
-    const range = document.createRange();
-    range.selectNodeContents(source);
-    if (source.select) source.select(); else getSelection().replaceChildren(range);
-    say("Selected: press Ctrl+C to copy");
-    return;
-  }
-  const label = button.firstChild;
-  label.textContent = "Copied";
-  say("Copied to the clipboard");
-  setTimeout(() => { label.textContent = "Copy"; }, 1500);
-}
 
 // As the schedule's zone reads it (Mon 2 Jun 09:00), the same words as schedule_words.py.
 function wallClock(iso, zone) {
@@ -143,38 +126,6 @@ async function backfill(form, dryRun) {
   }
 }
 
-function responseView(status, text) {
-  const wrap = document.createElement("div");
-  const line = document.createElement("p");
-  line.textContent = `Answered ${status}`;
-  line.dataset.testStatus = String(status);
-  const pre = document.createElement("pre");
-  pre.className = "json";
-  pre.tabIndex = 0; // it may scroll: reachable by keyboard
-  pre.setAttribute("aria-label", "Response body");
-  pre.textContent = text || "(empty body)";
-  wrap.append(line, pre);
-  return wrap;
-}
-
-async function sendTest(form) {
-  const out = form.querySelector("[data-test-response]");
-  const { url, method, auth, header, username } = form.dataset;
-  const headers = { "Content-Type": "application/json" };
-  const secret = form.secret?.value ?? "";
-  if (auth === "header") headers[header] = secret;
-  if (auth === "basic") headers.Authorization = `Basic ${btoa(`${username}:${secret}`)}`;
-  const body = method === "GET" ? undefined : form.body.value;
-  out.textContent = "Sending…";
-  try {
-    // No cookie: the hook sees what a provider would send.
-    const response = await fetch(url, { method, headers, body, credentials: "omit" });
-    out.replaceChildren(responseView(response.status, await response.text()));
-  } catch (error) {
-    out.replaceChildren(responseView("no answer", String(error)));
-  }
-}
-
 // What a person was doing in the tab survives its re-reading: open sections, typed values,
 // a test request's answer, a backfill's count, and the focus.
 function keep(panel) {
@@ -238,7 +189,7 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
   panel.addEventListener("click", (event) => {
     const button = event.target.closest("button");
     if (!button) return;
-    if (button.dataset.copy) copy(button);
+    if (button.dataset.copy) copy(button, say);
     else if (button.dataset.toggle) toggle(button, refresh);
     else if ("backfillRun" in button.dataset) {
       const form = button.closest(".backfill").querySelector("[data-backfill]");
