@@ -103,26 +103,36 @@ async function toggle(button, refresh) {
   }
 }
 
+const executions = (n) => `${n} execution${n === 1 ? "" : "s"}`;
+
+// The dry run's words: how many occurrences the range holds, how many of them started
+// before (never started again), so how many executions confirming starts.
+function dryRunWords({ occurrences, already }) {
+  const held = `${occurrences} occurrence${occurrences === 1 ? "" : "s"} in this range`;
+  const before = already ? `, ${already} already started` : "";
+  return `${held}${before}: confirming starts ${executions(occurrences - already)}.`;
+}
+
 async function backfill(form, dryRun) {
   const details = form.closest(".backfill");
   const trigger = triggerOf(form);
   const body = { start: utc(form.start.value), end: utc(form.end.value), dry_run: dryRun };
   const answer = await api(triggerApi(trigger, "/backfill"), { method: "POST", body });
-  const count = answer?.count ?? 0;
   const confirm = details.querySelector("[data-backfill-confirm]");
+  const run = confirm.querySelector("[data-backfill-run]");
   const result = details.querySelector("[data-backfill-result]");
   if (dryRun) {
-    const noun = count === 1 ? "occurrence" : "occurrences";
-    confirm.querySelector("[data-backfill-count]").textContent =
-      `${count} ${noun} in this range: ${count === 1 ? "it starts one execution" : `they start ${count} executions`}.`;
-    confirm.querySelector("[data-backfill-run]").textContent = `Start ${count} execution${count === 1 ? "" : "s"}`;
-    confirm.querySelector("[data-backfill-run]").disabled = count === 0;
+    const toStart = answer.occurrences - answer.already;
+    confirm.querySelector("[data-backfill-count]").textContent = dryRunWords(answer);
+    run.textContent = `Start ${executions(toStart)}`;
+    run.disabled = toStart === 0;
     confirm.hidden = false;
     result.textContent = "";
-    confirm.querySelector("[data-backfill-run]").focus();
+    if (toStart) run.focus();
   } else {
     confirm.hidden = true;
-    result.textContent = `Backfill started ${count} execution${count === 1 ? "" : "s"}.`;
+    const left = answer.already ? ` (${answer.already} had started before)` : "";
+    result.textContent = `Backfill started ${executions(answer.started)}${left}.`;
   }
 }
 
