@@ -255,12 +255,17 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
             "5 occurrences in this range: confirming starts 5 executions."
         )
         expect(schedule.get_by_role("button", name="Start 5 executions")).to_be_focused()
-        schedule.get_by_role("button", name="Cancel").click()
+        screenshot(page, "workflow-triggers-backfill")
+        schedule.get_by_role("button", name="Start 5 executions").click()
+        expect(schedule.locator("[data-backfill-result]")).to_have_text(
+            "Backfill started 5 executions."
+        )
+        expect(occurrences.locator('tr[data-fire-status="started"]')).to_have_count(6)
     else:
         expect(schedule.get_by_role("alert")).to_have_text(
             "Could not count the occurrences: this server does not offer it."
         )
-    screenshot(page, "workflow-triggers-backfill")
+        screenshot(page, "workflow-triggers-backfill")
 
     # Disable calls the schedules and webhooks APIs (built beside this page); a server
     # without the endpoint shows why beside the trigger.
@@ -280,8 +285,11 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
     )
     monitor.apply_filters()
     expect(page).to_have_url(f"/w/{WORKSPACE}/executions?trigger_id={rows['schedule']['id']}")
-    expect(monitor.rows).to_have_count(1)
+    # What the schedule started: the seeded one (and the backfill's, where it ran).
     expect(monitor.row(started[0])).to_be_visible()
+    expect(monitor.rows.filter(has_not_text="schedule")).to_have_count(0)
+    for other in (started[1], started[2]):
+        expect(monitor.row(other)).to_have_count(0)
     screenshot(page, "executions-by-trigger")
     monitor.filters.get_by_label("Trigger", exact=True).select_option("webhook")
     monitor.filters.get_by_label("Started by").select_option("")
