@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -148,6 +148,39 @@ class Conveyor:
 
         ref, execution_id, created = await self.store.enqueue_version(
             self.workspace_id, workflow, version, build
+        )
+        return Enqueued(execution_id, created, ref.workflow_id, ref.version)
+
+    async def trigger(
+        self,
+        workflow_id: str,
+        input: Any,
+        *,
+        trigger_type: str,
+        trigger_id: str,
+        idempotency_key: str | None,
+        record: Callable[[Connection, str, bool], None],
+    ) -> Enqueued:
+        """Start the active version of an ``active`` workflow for a trigger (webhook,
+        schedule); ``record`` writes the trigger's own row in the same transaction, so what
+        was accepted and what was recorded never disagree."""
+        self.limits.check_input(input)
+
+        def build(ref: VersionRef) -> NewExecution:
+            if ref.status != "active":
+                raise Conflict(
+                    f"workflow '{ref.workflow_name}' is {ref.status}; triggers start only "
+                    "active workflows"
+                )
+            check_input(_parsed(ref).input, input)
+            new = new_execution(ref, input, self.workspace_id)
+            new.trigger_type = trigger_type
+            new.trigger_id = trigger_id
+            new.idempotency_key = idempotency_key
+            return new
+
+        ref, execution_id, created = await self.store.enqueue_triggered(
+            self.workspace_id, workflow_id, build, record
         )
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)
 

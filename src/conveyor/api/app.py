@@ -15,9 +15,11 @@ from conveyor.api.routes import (
     accounts,
     definitions,
     executions,
+    hooks,
     ops,
     statistics,
     streams,
+    webhooks,
     workflows,
 )
 from conveyor.app import Conveyor
@@ -61,7 +63,15 @@ def create_app(
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     docs.install(app, API)
-    for module in (accounts, definitions, workflows, executions, statistics, streams):
+    for module in (
+        accounts,
+        definitions,
+        workflows,
+        executions,
+        statistics,
+        streams,
+        webhooks,
+    ):
         app.include_router(
             module.router,
             prefix=API,
@@ -69,4 +79,5 @@ def create_app(
             dependencies=[Depends(known_query)],
         )
     app.include_router(ops.router, responses=problems.documented(503))
+    app.include_router(hooks.router)
     return app

@@ -137,6 +137,40 @@ def response_for(exc: ConveyorError) -> JSONResponse:
     return problem(status, kind, _title(kind), str(exc), **extra)
 
 
+# -- webhooks (/hooks/{token}) ----------------------------------------------------------------
+HOOK_ACCEPTED = 202  # async mode, and a sync response that reached its timeout
+HOOK_DUPLICATE = 200  # a redelivery: the first execution, marked duplicate
+HOOK_STREAM = 200  # stream mode: the execution's events follow
+
+
+def method_not_allowed(allowed: list[str]) -> JSONResponse:
+    response = problem(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        f"this webhook accepts {', '.join(allowed)}",
+    )
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+def execution_failed(execution_id: str, status: str, error: Any, **urls: str) -> JSONResponse:
+    """A sync webhook whose execution did not succeed: a 500 (the sender did nothing wrong;
+    the workflow failed), naming the execution so it can be inspected or retried."""
+    message = error.get("message") if isinstance(error, dict) else error
+    detail = f"the execution {status}" + (f": {message}" if message else "")
+    return problem(
+        500, "execution-failed", "Execution failed", detail, execution_id=execution_id, **urls
+    )
+
+
+def delivery_outcome(status: int) -> str:
+    """How a webhook delivery answered with ``status`` is recorded."""
+    if status == 401:
+        return "refused"
+    return "failed" if status >= 500 else "rejected"
+
+
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [

@@ -32,9 +32,72 @@ class Workflow(BaseModel):
     last_executed_at: datetime | None = None
 
 
+class TriggerChange(BaseModel):
+    """What saving a version did to one declared trigger; ``secret`` only when one was
+    generated now (shown this once), ``url`` for webhooks."""
+
+    kind: Literal["schedule", "webhook"]
+    key: str
+    id: str
+    change: Literal["created", "updated", "deleted"]
+    url: str | None = None
+    secret: str | None = None
+
+
 class WorkflowDetail(Workflow):
     definition: dict[str, Any]
     created: bool | None = None
+    triggers: list[TriggerChange] = Field(
+        default_factory=list, description="on create/update: what the save did to triggers"
+    )
+
+
+class Webhook(BaseModel):
+    """A webhook (never its secret)."""
+
+    id: str
+    key: str
+    workflow_id: str
+    url: str
+    auth_mode: str
+    enabled: bool
+    source: Literal["definition", "api"]
+    spec: dict[str, Any]
+    last_delivery_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str | None = Field(description="the signing secret or token, shown only now")
+
+
+class SecretBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=500,
+        description="a secret to use (a provider's, such as Stripe's whsec_...); "
+        "omitted: a new one is generated",
+    )
+
+
+class WebhookSecret(BaseModel):
+    id: str
+    secret: str = Field(description="shown only now")
+
+
+class WebhookDelivery(BaseModel):
+    received_at: datetime
+    method: str
+    status_code: int
+    outcome: Literal["started", "duplicate", "refused", "rejected", "failed"]
+    detail: str | None = None
+    delivery_id: str | None = None
+    execution_id: str | None = None
+    client: str | None = None
 
 
 class Version(BaseModel):

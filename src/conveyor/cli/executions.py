@@ -64,6 +64,13 @@ def workflows_apply(
         ref = run_async(go())
         state = "stored" if ref.created else "unchanged"
         out.print(f"{ref.workflow_name} version {ref.version} {state} ({ref.workflow_id})")
+        for change in ref.triggers:
+            line = f"  {change.kind} {change.key} {change.change} ({change.id})"
+            if change.token:
+                line += f": /hooks/{change.token}"
+            out.print(line, markup=False)
+            if change.secret:
+                out.print(f"    secret (shown only now): {change.secret}", markup=False)
         return OK
 
     guard(body)

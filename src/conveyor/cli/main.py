@@ -29,6 +29,7 @@ from conveyor.cli.base import (
 )
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
+from conveyor.cli.webhooks import webhooks_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -43,6 +44,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def _print_version(wanted: bool) -> None:

@@ -33,6 +33,7 @@ def check(data: Any, registry: Registry) -> tuple[WorkflowDefinition | None, lis
     if definition.input is not None:
         problems += schema_problems(definition.input)
     problems += _node_problems(definition, registry)
+    problems += _trigger_problems(definition)
     if not parsed.whole_graph:
         return None, problems
     problems += _edge_problems(definition, registry)
@@ -82,6 +83,23 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
                     f"{node_type.wait_bound} instead",
                     node_id=node.id,
                     path="timeout",
+                )
+            )
+    return problems
+
+
+def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
+    """A webhook answering with a node's output must name a node of this workflow."""
+    nodes = {node.id for node in definition.nodes}
+    problems = []
+    for index, trigger in enumerate(definition.triggers):
+        node = getattr(getattr(trigger, "response", None), "node", None)
+        if node is not None and node not in nodes:
+            problems.append(
+                Problem(
+                    f"webhook '{trigger.id}' answers with node '{node}', which is not a node "
+                    "of this workflow",
+                    path=f"triggers.{index}.response.node",
                 )
             )
     return problems

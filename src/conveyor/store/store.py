@@ -192,6 +192,26 @@ class Store:
         self._wake("queued")
         return result
 
+    async def enqueue_triggered(
+        self,
+        workspace_id: str,
+        workflow_id: str,
+        build: Callable[[VersionRef], NewExecution],
+        record: Callable[[Connection, str, bool], None],
+    ) -> tuple[VersionRef, str, bool]:
+        """Enqueue ``build(latest version)`` and let ``record(conn, execution id, created)``
+        write what the trigger keeps of it (a webhook delivery), in ONE transaction."""
+
+        def write(conn: Connection) -> tuple[VersionRef, str, bool]:
+            ref = workflows.find_version(conn, workspace_id, workflow_id, None)
+            execution_id, created = self._enqueue(conn, build(ref), None)
+            record(conn, execution_id, created)
+            return ref, execution_id, created
+
+        result = await self.write(write)
+        self._wake("queued")
+        return result
+
     def _enqueue(
         self, conn: Connection, new: NewExecution, seed_from: tuple[str, set[str]] | None
     ) -> tuple[str, bool]:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, insert, select, update
 from conveyor.errors import Conflict, NotFound
 from conveyor.secrets import new_secret
 from conveyor.store.database import new_id
-from conveyor.store.tables import schedules, webhooks
+from conveyor.store.tables import schedules, steps, webhook_deliveries, webhooks, workflows
 
 DECLARED = "definition"
 CREATED = "api"
@@ -236,3 +236,89 @@ def delete(conn: Connection, kind: str, workspace_id: str, trigger_id: str, now:
     conn.execute(
         update(table).where(table.c.id == trigger_id).values(deleted_at=now, updated_at=now)
     )
+
+
+# -- webhooks: the public route and management ---------------------------------------------
+
+
+def webhook_by_token(conn: Connection, token: str) -> dict[str, Any] | None:
+    """The webhook behind a URL token with its workflow's status (deleted ones too: the
+    route answers 404 for them, and a token is never given out again)."""
+    row = (
+        conn.execute(
+            select(webhooks, workflows.c.status.label("workflow_status"))
+            .join(workflows, workflows.c.id == webhooks.c.workflow_id)
+            .where(webhooks.c.token == token)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def record_delivery(conn: Connection, delivery: dict[str, Any]) -> None:
+    """Keep one request a webhook answered (and note when it last had one)."""
+    conn.execute(insert(webhook_deliveries), delivery)
+    conn.execute(
+        update(webhooks)
+        .where(webhooks.c.id == delivery["webhook_id"])
+        .values(last_delivery_at=delivery["received_at"])
+    )
+
+
+def list_deliveries(
+    conn: Connection, workspace_id: str, webhook_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """A webhook's latest deliveries, newest first."""
+    get(conn, "webhook", workspace_id, webhook_id)
+    d = webhook_deliveries.c
+    rows = conn.execute(
+        select(
+            d.received_at,
+            d.method,
+            d.status_code,
+            d.outcome,
+            d.detail,
+            d.delivery_id,
+            d.execution_id,
+            d.client,
+        )
+        .where(d.webhook_id == webhook_id)
+        .order_by(d.received_at.desc(), d.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def set_secret(
+    conn: Connection,
+    workspace_id: str,
+    webhook_id: str,
+    secret: str | None,
+    now: datetime,
+    seal: Seal,
+) -> str:
+    """Replace a webhook's secret with ``secret`` (one a provider gave) or a new one;
+    returns it (shown this once)."""
+    get(conn, "webhook", workspace_id, webhook_id)
+    value = secret or new_secret()
+    conn.execute(
+        update(webhooks)
+        .where(webhooks.c.id == webhook_id)
+        .values(secret=seal(value, f"webhook:{webhook_id}"), updated_at=now)
+    )
+    return value
+
+
+def node_output(conn: Connection, execution_id: str, node_id: str) -> Any:
+    """The output of a node's last succeeded step (a sync webhook's chosen answer)."""
+    return conn.execute(
+        select(steps.c.output)
+        .where(
+            steps.c.execution_id == execution_id,
+            steps.c.node_id == node_id,
+            steps.c.status == "succeeded",
+        )
+        .order_by(steps.c.attempt.desc())
+        .limit(1)
+    ).scalar()

@@ -155,10 +155,10 @@ async def execution_stream(
     detail: Annotated[dict[str, Any], Depends(_target)],
     cursor: Annotated[Position, Depends(_resume_after)],
 ) -> EventStream:
-    return EventStream(_execution_messages(scope.conveyor.store, _feed(request), detail, cursor))
+    return EventStream(execution_messages(scope.conveyor.store, _feed(request), detail, cursor))
 
 
-async def _execution_messages(
+async def execution_messages(
     store: Store, feed: Feed, detail: dict[str, Any], cursor: Position
 ) -> AsyncIterator[bytes]:
     full = detail["id"]

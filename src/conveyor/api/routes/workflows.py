@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
+from conveyor.api.routes.webhooks import hook_url
 from conveyor.api.schemas import (
     DefinitionBody,
     Page,
@@ -22,6 +23,7 @@ from conveyor.engine.diff import diff_definitions
 from conveyor.errors import Conflict
 from conveyor.store import statistics
 from conveyor.store import workflows as store
+from conveyor.store.workflows import VersionRef
 
 router = APIRouter(prefix="/workspaces/{ws}/workflows", tags=["workflows"])
 Read = Annotated[Scope, Depends(read_access)]
@@ -39,6 +41,19 @@ async def _detail(scope: Scope, ref: str, created: bool | None = None) -> dict[s
     workflow = await scope.conveyor.store.read(store.get_workflow, scope.workspace_id, ref)
     version = await scope.conveyor.store.find_version(scope.workspace_id, workflow["id"])
     return {**workflow, "definition": version.definition, "created": created}
+
+
+def trigger_changes(request: Request, ref: VersionRef) -> list[dict[str, Any]]:
+    """What a save did to its declared triggers, with each webhook's URL and any secret
+    generated now (shown this once)."""
+    out = []
+    for change in ref.triggers:
+        item = change.as_dict()
+        token = item.pop("token", None)
+        if token is not None:
+            item["url"] = hook_url(request, token)
+        out.append(item)
+    return out
 
 
 @router.get(
@@ -87,11 +102,14 @@ async def list_workflows(
     status_code=201,
     summary="Create a workflow, or store a new version of the one with this name",
 )
-async def create_workflow(scope: Write, body: DefinitionBody, response: Response) -> dict[str, Any]:
+async def create_workflow(
+    scope: Write, body: DefinitionBody, request: Request, response: Response
+) -> dict[str, Any]:
     ref = await scope.conveyor.apply(body.definition)
     if not ref.created:
         response.status_code = 200
-    return await _detail(scope, ref.workflow_id, ref.created)
+    detail = await _detail(scope, ref.workflow_id, ref.created)
+    return {**detail, "triggers": trigger_changes(request, ref)}
 
 
 @router.get(
@@ -106,12 +124,15 @@ async def get_workflow(scope: Read, workflow: str) -> dict[str, Any]:
     response_model=WorkflowDetail,
     summary="Update: store the definition as a new immutable version",
 )
-async def update_workflow(scope: Write, workflow: str, body: DefinitionBody) -> dict[str, Any]:
+async def update_workflow(
+    scope: Write, workflow: str, body: DefinitionBody, request: Request
+) -> dict[str, Any]:
     current = await scope.conveyor.store.read(store.get_workflow, scope.workspace_id, workflow)
     if body.definition.get("name") != current["name"]:
         raise Conflict(f"the definition's name must stay '{current['name']}'")
     ref = await scope.conveyor.apply(body.definition)
-    return await _detail(scope, ref.workflow_id, ref.created)
+    detail = await _detail(scope, ref.workflow_id, ref.created)
+    return {**detail, "triggers": trigger_changes(request, ref)}
 
 
 @router.get("/{workflow}/versions", response_model=list[Version])
