@@ -208,7 +208,9 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
       backfill(form, false).then(
         () => {
           showError(article, "", null);
-          refresh().then(() => document.getElementById(`backfill-count-${article.dataset.triggerId}`)?.focus());
+          refresh()
+            .then(() => document.getElementById(`backfill-count-${article.dataset.triggerId}`)?.focus())
+            .catch(() => {});
         },
         (error) => { showError(article, "start the backfill", error); button.disabled = false; },
       );
@@ -227,7 +229,8 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
       );
     } else if (form.matches("[data-test-request]")) {
       event.preventDefault();
-      sendTest(form).then(refresh);
+      // A tab that cannot be re-read keeps what it shows; the next action reads it again.
+      sendTest(form).then(refresh).catch(() => {});
     }
   });
 
@@ -236,7 +239,7 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
   onWorkspaceEvents((events) => {
     if (panel.hidden || timer || !events.some(ours)) return;
     const wait = Math.max(0, last + MIN_GAP_MS - Date.now());
-    timer = setTimeout(() => { timer = null; refresh(); }, wait);
+    timer = setTimeout(() => { timer = null; refresh().catch(() => {}); }, wait);
   });
   loadNextFires(panel).catch(() => {});
 }
