@@ -1,6 +1,6 @@
 """What the dashboard and the API show of triggers, on both backends: executions filtered by
 trigger type and by trigger id (list, counts, bulk selection, the monitor page), the recent
-occurrences and deliveries read per workspace, and the workflow page's Triggers tab."""
+occurrences read per workspace, and the workflow page's Triggers tab."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ async def test_executions_filter_by_trigger_type_and_trigger_id(api: Api) -> Non
     problem_of(too_long, 422)
 
 
-async def test_recent_history_is_read_per_workspace_newest_first(api: Api) -> None:
+async def test_recent_occurrences_are_read_per_workspace_newest_first(api: Api) -> None:
     created = await api.create(hooked())
     rows = await trigger_rows(api, api.owner.workspace_id, created["id"])
     schedule, hook = rows["nightly"]["id"], rows["orders"]["id"]
@@ -157,14 +157,6 @@ async def test_recent_history_is_read_per_workspace_newest_first(api: Api) -> No
     assert [f["status"] for f in fires[schedule]] == ["started", "skipped"]
     assert fires[schedule][0]["execution_id"] == execution_id
     assert fires[theirs["nightly"]["id"]] == []  # another workspace's schedule
-    deliveries = await api.store.read(
-        trigger_history.recent_deliveries, ws, [hook, theirs["orders"]["id"]]
-    )
-    assert [(d["status_code"], d["outcome"]) for d in deliveries[hook]] == [
-        (202, "started"),
-        (413, "rejected"),
-    ]
-    assert deliveries[theirs["orders"]["id"]] == []
     choices = await api.store.read(trigger_history.workspace_triggers, ws)
     assert [(c["workflow"], c["key"], c["kind"]) for c in choices] == [
         ("hooked", "nightly", "schedule"),

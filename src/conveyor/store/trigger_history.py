@@ -1,8 +1,9 @@
-"""What triggers did: the recent occurrences of schedules and deliveries of webhooks, and the
-workspace's triggers by name, for the workflow page's Triggers tab and the monitor's filter.
+"""What triggers did: the recent occurrences of schedules, and the workspace's triggers by
+name, for the workflow page's Triggers tab and the monitor's filter (a webhook's deliveries
+are ``triggers.list_deliveries``, as the API reads them).
 
-Occurrence and delivery rows carry no workspace of their own: every read goes through the
-schedule or webhook row, whose workspace must be the caller's."""
+Occurrence rows carry no workspace of their own: every read goes through the schedule row,
+whose workspace must be the caller's."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, literal, select, union_all
 
-from conveyor.store.tables import schedule_fires, schedules, webhook_deliveries, webhooks, workflows
+from conveyor.store.tables import schedule_fires, schedules, webhooks, workflows
 
 RECENT = 10
 
@@ -32,33 +33,6 @@ def recent_fires(
             .limit(limit)
         ).mappings()
         found[schedule_id] = [dict(r) for r in rows]
-    return found
-
-
-def recent_deliveries(
-    conn: Connection, workspace_id: str, webhook_ids: Iterable[str], limit: int = RECENT
-) -> dict[str, list[dict[str, Any]]]:
-    """The latest ``limit`` requests each webhook answered, accepted or refused."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    d = webhook_deliveries.c
-    for webhook_id in webhook_ids:
-        rows = conn.execute(
-            select(
-                d.id,
-                d.delivery_id,
-                d.received_at,
-                d.method,
-                d.status_code,
-                d.outcome,
-                d.detail,
-                d.execution_id,
-            )
-            .join(webhooks, webhooks.c.id == d.webhook_id)
-            .where(d.webhook_id == webhook_id, webhooks.c.workspace_id == workspace_id)
-            .order_by(d.received_at.desc(), d.id.desc())
-            .limit(limit)
-        ).mappings()
-        found[webhook_id] = [dict(r) for r in rows]
     return found
 
 

@@ -71,8 +71,11 @@ def signed_snippet(url: str, method: str, auth: dict[str, Any]) -> str | None:
     head = [
         "SECRET='…'  # the secret shown once when the webhook was created",
         f"BODY={shlex.quote(SAMPLE_BODY)}",
-        "TS=$(date +%s)",
     ]
+    if scheme != "github" and (
+        scheme != "hmac" or (auth.get("hmac") or {}).get("timestamp_header")
+    ):
+        head.append("TS=$(date +%s)")
     if scheme == "standard":
         head += [
             'ID="msg_$(date +%s%N)"',

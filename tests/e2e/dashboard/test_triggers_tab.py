@@ -9,8 +9,9 @@ monitor filtered by the schedule."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,13 +26,32 @@ from conveyor.store.tables import (
     webhook_deliveries,
     webhooks,
 )
-from tests.e2e.dashboard.browser import SCREENSHOTS, assert_accessible, screenshot
+from tests.e2e.dashboard.browser import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    assert_accessible,
+    screenshot,
+)
 from tests.e2e.dashboard.pages_executions import ExecutionsPage
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
 WS = f"{API}/workspaces/{WORKSPACE}"
 pytestmark = pytest.mark.timeout(120)
-NEXT_FIRE = datetime(2031, 6, 2, 7, 0, tzinfo=UTC)  # Monday 09:00 in Paris
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def next_weekday_morning(now: datetime) -> datetime:
+    """The schedule's next fire time, worked out here day by day (an oracle independent of
+    the scheduler's cron code): the next Monday to Friday 09:00 in Paris after ``now``."""
+    day = now.astimezone(PARIS).date()
+    while True:
+        moment = datetime.combine(day, time(9), PARIS)
+        if moment > now and moment.weekday() < 5:
+            return moment.astimezone(UTC)
+        day += timedelta(days=1)
+
+
 REPORT = {
     "name": "daily-report",
     "description": "Builds the morning report; also started by the shop's order webhook.",
@@ -80,7 +100,8 @@ def seed(server: ServerProcess, started: list[str]) -> dict[str, Any]:
             conn.execute(
                 update(schedules)
                 .where(schedules.c.id == schedule["id"])
-                .values(next_fire_at=NEXT_FIRE, last_fire_at=now - timedelta(days=1))
+                # What the scheduler (where it runs) writes too, so their order is moot.
+                .values(next_fire_at=next_weekday_morning(now))
             )
             fires = [
                 (1, "started", None, started[0]),
@@ -139,6 +160,19 @@ def trigger(page: Page, key: str) -> Locator:
     return page.get_by_role("article", name=key)
 
 
+def disable(page: Page, key: str, endpoint: str) -> None:
+    card = trigger(page, key)
+    with page.expect_response(lambda r: r.url.endswith(endpoint)) as answered:
+        card.get_by_role("button", name="Disable").click()
+    assert answered.value.request.method == "POST"
+    if answered.value.ok:
+        expect(card.locator("[data-enabled-badge]")).to_have_text("disabled")
+        expect(card.get_by_role("button", name="Enable")).to_be_focused()
+    else:
+        kind = "schedule" if "/schedules/" in endpoint else "webhook"
+        expect(card.get_by_role("alert")).to_contain_text(f"Could not disable the {kind}")
+
+
 def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
     page: Page, context: BrowserContext, client: httpx.Client, dashboard: ServerProcess
 ) -> None:
@@ -155,9 +189,14 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
 
     schedule = trigger(page, "weekday-morning")
     expect(schedule).to_contain_text("at 09:00 on Monday to Friday, Europe/Paris time")
-    expect(schedule.locator("[data-next-fires] time").first).to_have_attribute(
-        "datetime", NEXT_FIRE.isoformat()
-    )
+    next_fires = schedule.locator("[data-next-fires] li")
+    expect(next_fires.first).to_contain_text("09:00 Europe/Paris")
+    first = next_fires.first.locator("time").get_attribute("datetime")
+    assert first and datetime.fromisoformat(first) == next_weekday_morning(datetime.now(UTC))
+    detail = client.get(f"{WS}/schedules/{rows['schedule']['id']}")
+    if detail.status_code == 200:  # the schedules API gives the next five
+        expect(next_fires).to_have_count(5)
+        expect(next_fires.last).to_contain_text("09:00 Europe/Paris")
     occurrences = schedule.get_by_role("table", name="Last occurrences of weekday-morning")
     expect(occurrences.locator("tbody tr")).to_have_count(3)
     expect(occurrences.locator('tr[data-fire-status="skipped"]')).to_contain_text(SKIPPED)
@@ -191,7 +230,11 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
     with page.expect_request(lambda r: r.url == url and r.method == "POST") as sent:
         shop.get_by_role("button", name="Send test request").click()
     assert sent.value.post_data_json == {"hello": "world"}
-    expect(shop.locator("[data-test-status]")).to_contain_text("Answered")
+    answer = shop.locator("[data-test-status]")
+    expect(answer).to_contain_text("Answered")
+    if answer.get_attribute("data-test-status") == "202":  # the hook route is served
+        expect(deliveries.locator("tbody tr")).to_have_count(4)  # the tab was read again
+        expect(answer).to_be_visible()  # and the answer kept
     github.get_by_text("Send a test request").click()
     expect(github.locator("pre")).to_contain_text("X-Hub-Signature-256: sha256=$SIG")
 
@@ -208,31 +251,32 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
         "dry_run": True,
     }
     if counted.value.ok:  # Monday to Friday at 09:00 Paris: five occurrences
-        expect(schedule.locator("[data-backfill-count]")).to_contain_text("5 occurrences")
+        expect(schedule.locator("[data-backfill-count]")).to_have_text(
+            "5 occurrences in this range: confirming starts 5 executions."
+        )
         expect(schedule.get_by_role("button", name="Start 5 executions")).to_be_focused()
-        schedule.get_by_role("button", name="Cancel").click()
+        screenshot(page, "workflow-triggers-backfill")
+        schedule.get_by_role("button", name="Start 5 executions").click()
+        expect(schedule.locator("[data-backfill-result]")).to_have_text(
+            "Backfill started 5 executions."
+        )
+        expect(occurrences.locator('tr[data-fire-status="started"]')).to_have_count(6)
     else:
         expect(schedule.get_by_role("alert")).to_have_text(
             "Could not count the occurrences: this server does not offer it."
         )
-    screenshot(page, "workflow-triggers-backfill")
+        screenshot(page, "workflow-triggers-backfill")
 
-    # Disable calls the schedules API (from the schedules work); without it, an error shows.
-    toggle = trigger(page, "weekday-morning").get_by_role("button", name="Disable")
-    endpoint = f"{WS}/schedules/{rows['schedule']['id']}/disable"
-    with page.expect_response(lambda r: r.url.endswith(endpoint)) as answered:
-        toggle.click()
-    assert answered.value.request.method == "POST"
-    if answered.value.ok:
-        badge = trigger(page, "weekday-morning").locator("[data-enabled-badge]")
-        expect(badge).to_have_text("disabled")
-        expect(
-            trigger(page, "weekday-morning").get_by_role("button", name="Enable")
-        ).to_be_visible()
-    else:
-        expect(trigger(page, "weekday-morning").get_by_role("alert")).to_contain_text(
-            "Could not disable the schedule"
-        )
+    # Disable calls the schedules and webhooks APIs (built beside this page); a server
+    # without the endpoint shows why beside the trigger.
+    disable(page, "weekday-morning", f"{WS}/schedules/{rows['schedule']['id']}/disable")
+    disable(page, "github-push", f"{WS}/webhooks/{rows['github'].id}/disable")
+
+    page.set_viewport_size(PHONE)
+    shop.scroll_into_view_if_needed()
+    screenshot(page, "workflow-triggers-phone")
+    assert_accessible(page)
+    page.set_viewport_size(DESKTOP)
 
     # The monitor: only what the schedule started.
     monitor = ExecutionsPage(page).open()
@@ -241,12 +285,18 @@ def test_triggers_tab_shows_schedules_and_webhooks_with_their_history(
     )
     monitor.apply_filters()
     expect(page).to_have_url(f"/w/{WORKSPACE}/executions?trigger_id={rows['schedule']['id']}")
-    expect(monitor.rows).to_have_count(1)
+    # What the schedule started: the seeded one (and the backfill's, where it ran).
     expect(monitor.row(started[0])).to_be_visible()
+    expect(monitor.rows.filter(has_not_text="schedule")).to_have_count(0)
+    for other in (started[1], started[2]):
+        expect(monitor.row(other)).to_have_count(0)
     screenshot(page, "executions-by-trigger")
     monitor.filters.get_by_label("Trigger", exact=True).select_option("webhook")
     monitor.filters.get_by_label("Started by").select_option("")
     monitor.apply_filters()
-    expect(monitor.rows).to_have_count(1)
+    expect(page).to_have_url(f"/w/{WORKSPACE}/executions?trigger=webhook")
+    # With the hook route served, the test request above started one more.
     expect(monitor.row(started[1])).to_be_visible()
+    for other in (started[0], started[2]):
+        expect(monitor.row(other)).to_have_count(0)
     assert_accessible(page)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from conveyor.api.routes.webhooks import hook_url
 from conveyor.store import trigger_history, triggers
 from conveyor.store import workflows as workflow_store
 from conveyor.web.render import render
@@ -20,11 +21,6 @@ from conveyor.web.session import InWorkspace, Page
 from conveyor.web.webhook_words import webhook_view
 
 router = APIRouter()
-
-
-def hook_url(request: Request, token: str) -> str:
-    """The public URL of a webhook, on the address the page was asked from."""
-    return f"{str(request.base_url).rstrip('/')}/hooks/{token}"
 
 
 def _schedule(row: dict[str, Any], fires: list[dict[str, Any]]) -> dict[str, Any]:
@@ -75,9 +71,11 @@ async def triggers_tab(page: Page, workflow_id: str) -> dict[str, Any]:
     schedules = await store.read(triggers.list_for_workflow, "schedule", ws, workflow_id)
     webhooks = await store.read(triggers.list_for_workflow, "webhook", ws, workflow_id)
     fires = await store.read(trigger_history.recent_fires, ws, [s["id"] for s in schedules])
-    deliveries = await store.read(
-        trigger_history.recent_deliveries, ws, [w["id"] for w in webhooks]
-    )
+    # The same read as GET .../webhooks/{id}/deliveries.
+    deliveries = {
+        w["id"]: await store.read(triggers.list_deliveries, ws, w["id"], trigger_history.RECENT)
+        for w in webhooks
+    }
     return {
         "schedules": [_schedule(s, fires[s["id"]]) for s in schedules],
         "webhooks": [_webhook(page, w, deliveries[w["id"]]) for w in webhooks],

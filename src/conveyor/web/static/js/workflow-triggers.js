@@ -1,11 +1,13 @@
-// The Triggers tab: copy buttons, enable / disable, each schedule's next five fire times,
-// backfill (a dry run's count first, then the run), and the webhook test request. The tab
-// re-reads itself (/w/{ws}/workflows/{name}/triggers) after an action, and when an
-// execution is queued while it is shown: one request in flight, at most one every 2 s.
+// The Triggers tab: enable / disable, each schedule's next five fire times, backfill (a dry
+// run's count first, then the run), and the webhooks' copy buttons and test request
+// (workflow-webhook-test.js). The tab re-reads itself (/w/{ws}/workflows/{name}/triggers)
+// after an action, and when an execution is queued while it is shown: one request in
+// flight, at most one every 2 s.
 
 import { api, ProblemError, workspace } from "./api.js";
 import { onWorkspaceEvents } from "./live.js";
 import { formatTimes } from "./times.js";
+import { copy, sendTest } from "./workflow-webhook-test.js";
 
 const MIN_GAP_MS = 2000;
 const PLURAL = { schedule: "schedules", webhook: "webhooks" };
@@ -39,25 +41,6 @@ const triggerApi = ({ kind, id }, tail = "") => `${PLURAL[kind]}/${encodeURIComp
 
 // A UTC instant from a datetime-local value (the form says UTC).
 const utc = (value) => new Date(`${value}${value.length === 16 ? ":00" : ""}Z`).toISOString();
-
-async function copy(button) {
-  const source = document.getElementById(button.dataset.copy);
-  const text = source.value ?? source.textContent;
-  try {
-    await navigator.clipboard.writeText(text);
-  } catch {
-    // Without the clipboard API (an insecure origin): select it for Ctrl+C.
-    const range = document.createRange();
-    range.selectNodeContents(source);
-    if (source.select) source.select(); else getSelection().replaceChildren(range);
-    say("Selected: press Ctrl+C to copy");
-    return;
-  }
-  const label = button.firstChild;
-  label.textContent = "Copied";
-  say("Copied to the clipboard");
-  setTimeout(() => { label.textContent = "Copy"; }, 1500);
-}
 
 // As the schedule's zone reads it (Mon 2 Jun 09:00), the same words as schedule_words.py.
 function wallClock(iso, zone) {
@@ -112,10 +95,22 @@ async function toggle(button, refresh) {
     showError(trigger.article, action, null);
     say(`${trigger.kind} ${action}d`);
     await refresh();
+    // Disabled while it worked, the button lost the focus: give it to the new one.
+    document.getElementById(button.id)?.focus();
   } catch (error) {
     showError(trigger.article, `${action} the ${trigger.kind}`, error);
     button.disabled = false;
   }
+}
+
+const executions = (n) => `${n} execution${n === 1 ? "" : "s"}`;
+
+// The dry run's words: how many occurrences the range holds, how many of them started
+// before (never started again), so how many executions confirming starts.
+function dryRunWords({ occurrences, already }) {
+  const held = `${occurrences} occurrence${occurrences === 1 ? "" : "s"} in this range`;
+  const before = already ? `, ${already} already started` : "";
+  return `${held}${before}: confirming starts ${executions(occurrences - already)}.`;
 }
 
 async function backfill(form, dryRun) {
@@ -123,51 +118,21 @@ async function backfill(form, dryRun) {
   const trigger = triggerOf(form);
   const body = { start: utc(form.start.value), end: utc(form.end.value), dry_run: dryRun };
   const answer = await api(triggerApi(trigger, "/backfill"), { method: "POST", body });
-  const count = answer?.count ?? 0;
   const confirm = details.querySelector("[data-backfill-confirm]");
+  const run = confirm.querySelector("[data-backfill-run]");
   const result = details.querySelector("[data-backfill-result]");
   if (dryRun) {
-    const noun = count === 1 ? "occurrence" : "occurrences";
-    confirm.querySelector("[data-backfill-count]").textContent =
-      `${count} ${noun} in this range: ${count === 1 ? "it starts one execution" : `they start ${count} executions`}.`;
-    confirm.querySelector("[data-backfill-run]").textContent = `Start ${count} execution${count === 1 ? "" : "s"}`;
-    confirm.querySelector("[data-backfill-run]").disabled = count === 0;
+    const toStart = answer.occurrences - answer.already;
+    confirm.querySelector("[data-backfill-count]").textContent = dryRunWords(answer);
+    run.textContent = `Start ${executions(toStart)}`;
+    run.disabled = toStart === 0;
     confirm.hidden = false;
     result.textContent = "";
-    confirm.querySelector("[data-backfill-run]").focus();
+    if (toStart) run.focus();
   } else {
     confirm.hidden = true;
-    result.textContent = `Backfill started ${count} execution${count === 1 ? "" : "s"}.`;
-  }
-}
-
-function responseView(status, text) {
-  const wrap = document.createElement("div");
-  const line = document.createElement("p");
-  line.textContent = `Answered ${status}`;
-  line.dataset.testStatus = String(status);
-  const pre = document.createElement("pre");
-  pre.className = "json";
-  pre.textContent = text || "(empty body)";
-  wrap.append(line, pre);
-  return wrap;
-}
-
-async function sendTest(form) {
-  const out = form.querySelector("[data-test-response]");
-  const { url, method, auth, header, username } = form.dataset;
-  const headers = { "Content-Type": "application/json" };
-  const secret = form.secret?.value ?? "";
-  if (auth === "header") headers[header] = secret;
-  if (auth === "basic") headers.Authorization = `Basic ${btoa(`${username}:${secret}`)}`;
-  const body = method === "GET" ? undefined : form.body.value;
-  out.textContent = "Sending…";
-  try {
-    // No cookie: the hook sees what a provider would send.
-    const response = await fetch(url, { method, headers, body, credentials: "omit" });
-    out.replaceChildren(responseView(response.status, await response.text()));
-  } catch (error) {
-    out.replaceChildren(responseView("no answer", String(error)));
+    const left = answer.already ? ` (${answer.already} had started before)` : "";
+    result.textContent = `Backfill started ${executions(answer.started)}${left}.`;
   }
 }
 
@@ -234,14 +199,19 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
   panel.addEventListener("click", (event) => {
     const button = event.target.closest("button");
     if (!button) return;
-    if (button.dataset.copy) copy(button);
+    if (button.dataset.copy) copy(button, say);
     else if (button.dataset.toggle) toggle(button, refresh);
     else if ("backfillRun" in button.dataset) {
       const form = button.closest(".backfill").querySelector("[data-backfill]");
       const article = triggerOf(button).article;
       button.disabled = true;
       backfill(form, false).then(
-        () => { showError(article, "", null); refresh(); },
+        () => {
+          showError(article, "", null);
+          refresh()
+            .then(() => document.getElementById(`backfill-count-${article.dataset.triggerId}`)?.focus())
+            .catch(() => {});
+        },
         (error) => { showError(article, "start the backfill", error); button.disabled = false; },
       );
     } else if ("backfillCancel" in button.dataset) {
@@ -259,7 +229,8 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
       );
     } else if (form.matches("[data-test-request]")) {
       event.preventDefault();
-      sendTest(form).then(refresh);
+      // A tab that cannot be re-read keeps what it shows; the next action reads it again.
+      sendTest(form).then(refresh).catch(() => {});
     }
   });
 
@@ -268,7 +239,7 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
   onWorkspaceEvents((events) => {
     if (panel.hidden || timer || !events.some(ours)) return;
     const wait = Math.max(0, last + MIN_GAP_MS - Date.now());
-    timer = setTimeout(() => { timer = null; refresh(); }, wait);
+    timer = setTimeout(() => { timer = null; refresh().catch(() => {}); }, wait);
   });
   loadNextFires(panel).catch(() => {});
 }
