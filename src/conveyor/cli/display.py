@@ -176,7 +176,7 @@ def steps_table(detail: dict[str, Any]) -> Table:
     return table
 
 
-def _id_column(table: Table, ids: list[str]) -> None:
+def id_column(table: Table, ids: list[str]) -> None:
     """Ids are what people copy into the next command: never cut or wrapped; the other
     columns wrap instead."""
     table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
@@ -184,7 +184,7 @@ def _id_column(table: Table, ids: list[str]) -> None:
 
 def executions_table(rows: list[dict[str, Any]]) -> Table:
     table = Table()
-    _id_column(table, [r["id"] for r in rows])
+    id_column(table, [r["id"] for r in rows])
     for header in ("workflow", "status", "trigger", "created", "duration", "steps"):
         table.add_column(header, overflow="fold")
     for r in rows:
@@ -205,7 +205,7 @@ def workflows_table(rows: list[dict[str, Any]]) -> Table:
     table = Table()
     for header in ("name", "version", "status", "finished", "succeeded"):
         table.add_column(header, overflow="fold")
-    _id_column(table, [r["id"] for r in rows])
+    id_column(table, [r["id"] for r in rows])
     for r in rows:
         table.add_row(
             r["name"],

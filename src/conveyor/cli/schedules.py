@@ -18,6 +18,7 @@ from conveyor.cli.base import (
     out,
     with_conveyor,
 )
+from conveyor.cli.display import id_column
 from conveyor.cli.exits import OK
 from conveyor.errors import InputError
 
@@ -61,7 +62,10 @@ def schedules_list(
             return OK
         from rich.table import Table
 
-        table = Table("id", "workflow", "schedule", "timing", "enabled", "next fire (UTC)")
+        table = Table()
+        id_column(table, [s["id"] for s in found])
+        for header in ("workflow", "schedule", "timing", "enabled", "next fire (UTC)"):
+            table.add_column(header, overflow="fold")
         for s in found:
             spec = s["spec"]
             timing = spec.get("cron") or f"every {spec.get('every')}"

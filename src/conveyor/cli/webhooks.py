@@ -23,6 +23,7 @@ from conveyor.cli.base import (
     out,
     with_conveyor,
 )
+from conveyor.cli.display import id_column
 from conveyor.cli.exits import OK
 from conveyor.errors import InputError
 
@@ -64,9 +65,10 @@ def _print_rows(rows: list[dict[str, Any]], json_output: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("id", "key", "auth", "enabled", "source", "url")
-    for column in (table.columns[0], table.columns[-1]):
-        column.overflow = "fold"
+    table = Table()
+    id_column(table, [row["id"] for row in rows])
+    for header in ("key", "auth", "enabled", "source", "url"):
+        table.add_column(header, overflow="fold")
     for row in rows:
         enabled = "yes" if row["enabled"] else "no"
         table.add_row(row["id"], row["key"], row["auth_mode"], enabled, row["source"], row["url"])
