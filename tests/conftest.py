@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,12 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database of the backend under test; dropped afterwards."""
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A migrated, empty database of ``backend`` (a SQLite file in ``folder``, or a clone of
+    the PostgreSQL template); dropped afterwards. Shared by fixtures of every scope."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'conveyor.db'}"
+        url = f"sqlite:///{folder / 'conveyor.db'}"
         db = Database(url)
         db.migrate()
         db.dispose()
@@ -62,6 +64,13 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield pg_url(name)
     finally:
         admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database of the backend under test; dropped afterwards."""
+    with fresh_database(backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -97,6 +97,7 @@ class ServerProcess:
         args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
+        self.database_url = database_url
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")

@@ -22,9 +22,9 @@ from tests.e2e.dashboard.conftest import conveyor_program, new_context, sign_in
 from tests.e2e.dashboard.pages import Layout
 from tests.e2e.test_server import ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess
 
-# Each test starts a server and Chromium, which on a loaded 2-core machine takes most of the
-# usual 60 s alone.
-pytestmark = pytest.mark.timeout(120)
+# Each test starts a server, which on a loaded 2-core machine takes much of the usual 60 s;
+# each needs one of its own: the checks read the workspace's totals, members and keys.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.fresh_server]
 API = "/api/v1"
 WS = "default"
 FINISHED = {"succeeded", "failed", "cancelled", "timed_out"}
