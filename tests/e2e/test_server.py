@@ -98,6 +98,7 @@ class ServerProcess:
     ) -> None:
         self.database_url = database_url  # what a test seeds rows into
         self.port = free_port()
+        self.database_url = database_url
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")

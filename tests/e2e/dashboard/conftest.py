@@ -1,11 +1,16 @@
 """Fixtures of the dashboard tests: a real ``conveyor server`` (the installed program, with
-its embedded worker) on SQLite and on PostgreSQL, and Chromium pages signed in to it."""
+its embedded worker) on SQLite and on PostgreSQL, and Chromium pages signed in to it.
+
+A server and a Chromium start once per test module (and backend), not once per test: each
+test gets a fresh browser context signed in anew, and creates its own workflows and users.
+Tests that need an empty workspace carry ``@pytest.mark.fresh_server``."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tests.conftest import BACKENDS, fresh_database
 from tests.e2e.dashboard.browser import CHROMIUM_ARGS, DESKTOP, chromium_path
 from tests.e2e.test_server import ADMIN_EMAIL, ADMIN_PASSWORD, ServerProcess
 
@@ -34,16 +40,18 @@ def conveyor_program() -> list[str]:
     return [found]
 
 
-# Per test, not per session: Playwright's sync API keeps an event loop running in the main
-# thread while it is open, which the async tests of the same session cannot share.
-@pytest.fixture
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, which the async tests of the same session cannot share (every test
+# in this folder is synchronous; the module ends before any async test starts).
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
+    """One Chromium per module; each test gets its own context (cookies, storage, pages)."""
     executable = chromium_path()
     instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
     try:
@@ -52,21 +60,61 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
         instance.close()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Module-scoped here (tests/conftest.py's is per test), so pytest runs a module's tests
+    backend by backend and the server started for one backend serves all of them."""
+    return str(request.param)
+
+
+@contextmanager
+def started_dashboard(backend: str, folder: Path) -> Iterator[ServerProcess]:
+    """``conveyor server`` with an embedded worker and the test plugin nodes, on a new
+    database of ``backend``."""
+    with fresh_database(backend, folder) as database_url:
+        process = ServerProcess(
+            database_url,
+            folder / "server.log",
+            concurrency=8,
+            program=conveyor_program(),
+            args=("--plugin", "tests.e2e.nodes", "--allow-private-network"),
+        )
+        try:
+            process.wait_ready(within=30)
+            yield process
+        finally:
+            process.close()
+
+
+@pytest.fixture(scope="module")
+def module_dashboard(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The server every test of a module shares on one backend: a server start costs
+    seconds, so the tests of a module isolate themselves by what they create (their own
+    workflow names, users and browser contexts) instead."""
+    with started_dashboard(backend, tmp_path_factory.mktemp(f"dashboard-{backend}")) as server:
+        yield server
+
+
 @pytest.fixture
-def dashboard(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    """``conveyor server`` with an embedded worker and the test plugin nodes."""
-    process = ServerProcess(
-        database_url,
-        tmp_path / "server.log",
-        concurrency=8,
-        program=conveyor_program(),
-        args=("--plugin", "tests.e2e.nodes", "--allow-private-network"),
-    )
-    try:
-        process.wait_ready(within=30)
-        yield process
-    finally:
-        process.close()
+def dashboard(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Iterator[ServerProcess]:
+    """The module's shared server; a test (or module) marked ``fresh_server``, whose checks
+    read the whole workspace (counts, member lists, statistics), gets one of its own on an
+    empty database. ``dashboard.base_url`` and ``dashboard.database_url`` name them."""
+    if request.node.get_closest_marker("fresh_server") is None:
+        yield request.getfixturevalue("module_dashboard")
+        return
+    with started_dashboard(backend, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def database_url(dashboard: ServerProcess) -> str:
+    """The database of the test's server (the tests add users to it with the CLI)."""
+    return dashboard.database_url
 
 
 def new_context(browser: Browser, server: ServerProcess, **options: object) -> BrowserContext:

@@ -27,6 +27,8 @@ from tests.e2e.dashboard.test_workflow_page import WorkflowPage
 from tests.e2e.test_server import ServerProcess, api_key
 
 WS = "/api/v1/workspaces/default"
+# The monitor counts every execution of the workspace: each test needs an empty one.
+pytestmark = pytest.mark.fresh_server
 VIEWER, VIEWER_PASSWORD = "viewer@example.com", "viewer-password-e2e"
 # A step that keeps its execution running for 2 s (a ``wait`` that long would be released
 # as waiting: the e2e profile holds timers for 1 s only). Its calls go to the side table.

@@ -24,9 +24,9 @@ from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
 WS = f"{API}/workspaces/{WORKSPACE}"
 # A server start takes seconds, and much longer on a loaded CI machine: more than the
-# default 60 s per test for setup and call together.
+# default 60 s per test for setup and call together. The tests share the module's server, so
+# each creates workflows and users of its own names.
 pytestmark = pytest.mark.timeout(120)
-VIEWER_EMAIL = "viewer@example.com"
 VIEWER_PASSWORD = "e2e-viewer-password"
 
 BRANCHING = {
@@ -100,16 +100,19 @@ def client(dashboard: ServerProcess) -> Iterator[httpx.Client]:
         yield c
 
 
-def create_viewer(database_url: str) -> None:
-    """A user whose role in the default workspace is viewer (the CLI, as an operator would)."""
+def create_viewer(database_url: str, who: str) -> str:
+    """A user whose role in the default workspace is viewer (the CLI, as an operator would);
+    their email, ``viewer-<who>@example.com`` (the tests of this module share a server)."""
+    email = f"viewer-{who}@example.com"
     env = {**os.environ, "CONVEYOR_NEW_PASSWORD": VIEWER_PASSWORD}
     subprocess.run(
-        [*conveyor_program(), "users", "create", VIEWER_EMAIL, "--role", "viewer"],
+        [*conveyor_program(), "users", "create", email, "--role", "viewer"],
         env={**env, "CONVEYOR_DATABASE_URL": database_url},
         check=True,
         capture_output=True,
         timeout=60,
     )
+    return email
 
 
 def create(client: httpx.Client, definition: dict[str, Any]) -> None:
@@ -258,10 +261,10 @@ def test_a_page_opened_while_an_execution_runs_follows_it_and_cancels_it(
     screenshot(page, "workflow-following")
 
     # A viewer's graph follows it too, without a Run button to drive it.
-    create_viewer(database_url)
+    viewer_email = create_viewer(database_url, "following")
     viewer = new_context(browser, dashboard)
     try:
-        sign_in(viewer, VIEWER_EMAIL, VIEWER_PASSWORD)
+        sign_in(viewer, viewer_email, VIEWER_PASSWORD)
         tab = viewer.new_page()
         tab.goto(f"/w/{WORKSPACE}/workflows/slow")
         viewer_nap = WorkflowPage(tab).node("nap")
@@ -299,10 +302,10 @@ def test_a_page_opened_while_an_execution_runs_follows_it_and_cancels_it(
 def test_the_input_form_starts_from_the_last_input_and_shows_problems_at_the_field(
     page: Page, client: httpx.Client
 ) -> None:
-    create(client, BRANCHING)
-    response = client.post(f"{WS}/workflows/orders/execute", json={"input": {"amount": 3}})
+    create(client, {**BRANCHING, "name": "orders-input"})  # its own executions only
+    response = client.post(f"{WS}/workflows/orders-input/execute", json={"input": {"amount": 3}})
     assert response.status_code == 202, response.text
-    workflow = WorkflowPage(page).open("orders")
+    workflow = WorkflowPage(page).open("orders-input")
     # The page follows that execution to its end (unless it ended before the page was made).
     expect(workflow.run_button).to_have_text(re.compile(r"^Run$|✓$"))
     workflow.run_button.click()
@@ -386,15 +389,16 @@ def test_a_declared_input_schema_gives_a_form_that_shows_the_apis_problems_at_th
 def test_the_versions_tab_shows_what_changed_between_two_versions(
     page: Page, client: httpx.Client
 ) -> None:
-    create(client, BRANCHING)
-    changed = json.loads(json.dumps(BRANCHING))
+    original = {**BRANCHING, "name": "orders-versions"}  # its own versions only
+    create(client, original)
+    changed = json.loads(json.dumps(original))
     changed["nodes"][2]["config"]["duration"] = "5s"
     changed["nodes"].append(
         {"id": "notify", "type": "transform", "needs": ["done"], "config": {"output": {}}}
     )
-    response = client.put(f"{WS}/workflows/orders", json={"definition": changed})
+    response = client.put(f"{WS}/workflows/orders-versions", json={"definition": changed})
     assert response.status_code == 200, response.text
-    WorkflowPage(page).open("orders")
+    WorkflowPage(page).open("orders-versions")
     panel = page.get_by_role("tabpanel", name="Versions")
     # Previous -> latest, rendered by the server.
     expect(panel.get_by_label("From version")).to_have_value("1")
@@ -424,7 +428,7 @@ def test_the_versions_tab_shows_what_changed_between_two_versions(
     screenshot(page, "workflow-diff-dark")
 
     # Without scripts the same pair comes from the page's own form (a plain GET).
-    page.goto(f"/w/{WORKSPACE}/workflows/orders?from=2&to=1")
+    page.goto(f"/w/{WORKSPACE}/workflows/orders-versions?from=2&to=1")
     expect(page.get_by_role("list", name="Changes from v2 to v1")).to_be_visible()
     page.set_viewport_size(PHONE)
     page.get_by_role("region", name="Unified diff of the YAML").scroll_into_view_if_needed()
@@ -460,10 +464,10 @@ def test_a_failing_workflow_shows_failed_and_the_failed_node(
     expect(page.get_by_role("button", name="Activate")).to_be_visible()
 
     # A viewer sees the page but no control that changes anything.
-    create_viewer(database_url)
+    viewer_email = create_viewer(database_url, "failing")
     viewer = new_context(browser, dashboard)
     try:
-        sign_in(viewer, VIEWER_EMAIL, VIEWER_PASSWORD)
+        sign_in(viewer, viewer_email, VIEWER_PASSWORD)
         tab = viewer.new_page()
         WorkflowPage(tab).page.goto(f"/w/{WORKSPACE}/workflows/breaks")
         expect(tab.get_by_text("Viewers cannot run workflows")).to_be_visible()
