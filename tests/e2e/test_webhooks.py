@@ -20,6 +20,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from tests.e2e.processes import Workers
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key, read_sse
 
 WS = f"{API}/workspaces/{WORKSPACE}"
@@ -315,3 +316,24 @@ def test_sync_and_stream_responses(server: ServerProcess) -> None:
                 if message.event == "complete":
                     break
         assert kinds[0] == "connected" and "step" in kinds and kinds[-1] == "complete"
+
+
+def test_sync_answer_when_another_process_runs_the_execution(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A server without an embedded worker hears of the finish by reading its status (no
+    commit of its own to listen to): the answer is the result, not the 202 fallback."""
+    process = ServerProcess(database_url, tmp_path / "server.log", concurrency=0)
+    workers = Workers(database_url, tmp_path)
+    try:
+        process.wait_ready(within=30)
+        workers.start(concurrency=2, CONVEYOR_SCHEDULER="false")
+        with client_for(process) as client:
+            hooks = apply(client, RESPONSES)
+            for n in (1, 2, 3):
+                answer = httpx.post(hooks["sync"]["url"], json={"n": n}, timeout=60)
+                assert answer.status_code == 201, answer.text
+                assert answer.json() == {"n": n}
+    finally:
+        workers.close()
+        process.close()
