@@ -11,7 +11,7 @@ import threading
 from datetime import datetime, timedelta
 
 from fastapi import FastAPI
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, true
 
 from conveyor import web
 from conveyor.api.app import create_app
@@ -21,7 +21,15 @@ from conveyor.errors import InputError
 from conveyor.settings import Settings
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
-from conveyor.store.tables import events, execution_inputs, executions, signals, steps
+from conveyor.store.tables import (
+    events,
+    execution_inputs,
+    executions,
+    schedule_fires,
+    signals,
+    steps,
+    webhook_deliveries,
+)
 from conveyor.store.workflows import DEFAULT_WORKSPACE, workspace_id
 from conveyor.triggers.scheduler import Scheduler
 from conveyor.worker import Worker, WorkerSettings
@@ -50,9 +58,27 @@ def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -
     return len(ids)
 
 
+def prune_trigger_history(conn: Connection, older_than: timedelta, now: datetime) -> int:
+    """Delete one batch of schedule occurrences and webhook deliveries older than the cutoff
+    (a buffered occurrence is kept: it still waits to start)."""
+    cutoff = now - older_than
+    deleted = 0
+    for table, when, keep in (
+        (schedule_fires, schedule_fires.c.created_at, schedule_fires.c.status != "buffered"),
+        (webhook_deliveries, webhook_deliveries.c.received_at, true()),
+    ):
+        old = select(table.c.id).where(when < cutoff, keep).limit(RETENTION_BATCH)
+        ids = conn.execute(old).scalars().all()
+        if ids:
+            conn.execute(delete(table).where(table.c.id.in_(ids)))
+        deleted = max(deleted, len(ids))
+    return deleted
+
+
 async def retention(conveyor: Conveyor, settings: Settings) -> None:
     """Keep successes ``retention_succeeded_days`` and everything else that finished
-    ``retention_failed_days``; 0 keeps forever."""
+    ``retention_failed_days``; 0 keeps forever. Schedule occurrences and webhook deliveries
+    are kept ``retention_failed_days`` (the longer horizon)."""
     policy = {"succeeded": settings.retention_succeeded_days}
     for status in ("failed", "cancelled", "timed_out"):
         policy[status] = settings.retention_failed_days
@@ -63,6 +89,13 @@ async def retention(conveyor: Conveyor, settings: Settings) -> None:
                 deleted = await conveyor.store.write(
                     prune, status, timedelta(days=days), conveyor.store.clock.now()
                 )
+        deleted = RETENTION_BATCH if settings.retention_failed_days > 0 else 0
+        while deleted == RETENTION_BATCH:
+            deleted = await conveyor.store.write(
+                prune_trigger_history,
+                timedelta(days=settings.retention_failed_days),
+                conveyor.store.clock.now(),
+            )
         await asyncio.sleep(RETENTION_EVERY.total_seconds())
 
 

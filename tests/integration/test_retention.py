@@ -51,3 +51,65 @@ async def test_prune_deletes_old_finished_executions_only(conveyor: Conveyor) ->
     kept, orphan_steps, orphan_events = await conveyor.store.read(left)
     assert kept == {ids[2], queued}
     assert orphan_steps == 0 and orphan_events == 0
+
+
+async def test_old_occurrences_and_deliveries_are_pruned_buffered_ones_kept(
+    conveyor: Conveyor,
+) -> None:
+    from sqlalchemy import Connection, insert
+
+    from conveyor.server import prune_trigger_history
+    from conveyor.store.tables import schedule_fires, schedules, webhook_deliveries, webhooks
+
+    ref = await conveyor.apply(
+        {
+            "name": "pruned",
+            "nodes": [{"id": "a", "type": "transform", "config": {"output": 1}}],
+            "triggers": [
+                {"type": "schedule", "id": "s", "every": 60},
+                {"type": "webhook", "id": "h", "auth": {"mode": "none"}},
+            ],
+        }
+    )
+    ids = {c.kind: c.id for c in ref.triggers}
+    now = conveyor.store.clock.now()
+    old, recent = now - timedelta(days=100), now - timedelta(days=1)
+
+    def seed(conn: Connection) -> None:
+        for i, (when, status) in enumerate(
+            [(old, "started"), (old, "buffered"), (recent, "missed")]
+        ):
+            conn.execute(
+                insert(schedule_fires),
+                {
+                    "schedule_id": ids["schedule"],
+                    "nominal_at": when + timedelta(minutes=i),
+                    "status": status,
+                    "created_at": when,
+                },
+            )
+        for when in (old, recent):
+            conn.execute(
+                insert(webhook_deliveries),
+                {
+                    "webhook_id": ids["webhook"],
+                    "received_at": when,
+                    "method": "POST",
+                    "status_code": 202,
+                    "outcome": "started",
+                },
+            )
+
+    await conveyor.store.write(seed)
+    assert await conveyor.store.write(prune_trigger_history, timedelta(days=90), now) == 1
+
+    def left(conn: Connection) -> tuple[list[str], list[object]]:
+        fires = conn.execute(select(schedule_fires.c.status).order_by(schedule_fires.c.id))
+        received = conn.execute(select(webhook_deliveries.c.received_at))
+        assert conn.execute(select(func.count()).select_from(schedules)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(webhooks)).scalar_one() == 1
+        return list(fires.scalars()), list(received.scalars())
+
+    statuses, deliveries = await conveyor.store.read(left)
+    assert statuses == ["buffered", "missed"]
+    assert deliveries == [recent]
