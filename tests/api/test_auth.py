@@ -29,6 +29,9 @@ PUBLIC = {
     ("POST", f"{API}/auth/login"),
 }
 WS = f"{API}/workspaces/{{ws}}"
+# Public by design, with an auth of its own per webhook (signatures, tokens): its refusals
+# are tested in tests/e2e/test_webhooks.py; here only that it never asks for API credentials.
+HOOK = "/hooks/{token}"
 ADMIN_ONLY = {
     ("PUT", f"{WS}/members"),
     ("DELETE", f"{WS}/members/{{user_id}}"),
@@ -75,6 +78,22 @@ def bodies(world: World) -> dict[tuple[str, str], Any]:
         ("POST", f"{WS}/executions/{{execution_id}}/replay"): {"from_node": "before"},
         ("POST", f"{WS}/executions/{{execution_id}}/signal"): {"name": "go"},
         ("POST", f"{WS}/executions/bulk"): {"action": "cancel", "filter": {}, "dry_run": True},
+        ("POST", f"{WS}/workflows/{{workflow}}/schedules"): {
+            "type": "schedule",
+            "id": "sweep",
+            "every": 3600,
+        },
+        ("POST", f"{WS}/schedules/{{schedule_id}}/backfill"): {
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-01T03:00:00Z",
+            "dry_run": True,
+        },
+        ("POST", f"{WS}/workflows/{{workflow}}/webhooks"): {
+            "type": "webhook",
+            "id": "sweep",
+            "auth": {"mode": "none"},
+        },
+        ("POST", f"{WS}/webhooks/{{webhook_id}}/secret"): {},
     }
 
 
@@ -84,7 +103,7 @@ def operations(api: Api) -> list[tuple[str, str]]:
         (method.upper(), path)
         for path, ops in spec["paths"].items()
         for method in ops
-        if method in ("get", "post", "put", "patch", "delete")
+        if method in ("get", "post", "put", "patch", "delete") and path != HOOK
     ]
     assert len(found) >= 30, found
     return found
@@ -164,6 +183,14 @@ async def build_world(api: Api) -> World:
         assert created.status_code == 201, created.text
         execution_id = await api.execute("wf", client=client, workspace=workspace)
         await api.until_status(execution_id, "waiting")
+        triggers = {}
+        for kind, spec in (
+            ("schedules", {"type": "schedule", "id": "s", "every": 3600}),
+            ("webhooks", {"type": "webhook", "id": "h", "auth": {"mode": "header"}}),
+        ):
+            made = await client.post(f"{api.ws(workspace)}/workflows/wf/{kind}", json=spec)
+            assert made.status_code == 201, made.text
+            triggers[kind] = made.json()["id"]
         values[workspace] = {
             "ws": workspace,
             "workflow": created.json()["id"],  # an id: B's name may exist in A too
@@ -175,6 +202,8 @@ async def build_world(api: Api) -> World:
             "b": "1",
             "node_id": "before",  # a step of the waiting execution
             "part": "output",
+            "schedule_id": triggers["schedules"],
+            "webhook_id": triggers["webhooks"],
         }
     return World(api.owner, owner_b, values[A], values[B])
 
@@ -216,6 +245,14 @@ async def test_every_route_but_the_public_ones_answers_401_without_credentials(
     not_refused = set(operations(api)) - refused
     assert not wrong, "\n".join(wrong)
     assert not_refused == PUBLIC
+
+
+async def test_the_webhook_route_never_asks_for_api_credentials(api: Api) -> None:
+    assert HOOK in api.app.openapi()["paths"]
+    client = api.new_client({"Authorization": "Bearer cvk_bad_secret"})
+    response = await client.post("/hooks/no-such-token", json={})
+    assert response.status_code == 404, response.text
+    assert "www-authenticate" not in response.headers
 
 
 async def test_the_public_routes_answer_without_credentials(api: Api, world: World) -> None:
