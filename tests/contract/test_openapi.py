@@ -254,6 +254,8 @@ def test_integer_inputs_at_their_edges_are_not_server_errors(
         "node_id": "hello",
         "part": "output",
         "webhook_id": "none",
+        "schedule_id": "none",
+        "token": "none",
     }
     problems = []
     for path, method, location, name in found:
