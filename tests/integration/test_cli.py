@@ -304,7 +304,8 @@ def test_an_input_or_definition_over_its_limit_exits_2_naming_the_setting(workdi
 
 
 def _wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
+    # Each check starts CLI processes: seconds apiece on a loaded 2-core machine.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if predicate():
             return
@@ -317,6 +318,7 @@ def _listed(workdir: Path, database: str) -> dict[str, dict[str, Any]]:
     return {r["workflow_name"]: r for r in json.loads(listed.stdout)} if listed.stdout else {}
 
 
+@pytest.mark.timeout(240)  # a dozen CLI processes; each can take seconds under load
 def test_the_worker_says_when_it_starts_and_what_it_did_when_it_stops(
     workdir: Path, database_url: str
 ) -> None:

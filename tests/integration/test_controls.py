@@ -42,7 +42,7 @@ class Watcher:
         async with self.condition:
             self.condition.notify_all()
 
-    async def until(self, execution_id: str, kind: str, within: float = 10) -> None:
+    async def until(self, execution_id: str, kind: str, within: float = 30) -> None:
         async with asyncio.timeout(within), self.condition:
             await self.condition.wait_for(lambda: kind in self.seen.get(execution_id, []))
 
