@@ -18,7 +18,6 @@ from conveyor.cli.base import (
     out,
     with_conveyor,
 )
-from conveyor.cli.display import id_column
 from conveyor.cli.exits import OK
 from conveyor.errors import InputError
 
@@ -61,6 +60,8 @@ def schedules_list(
             print(as_json(found))
             return OK
         from rich.table import Table
+
+        from conveyor.cli.display import id_column
 
         table = Table()
         id_column(table, [s["id"] for s in found])

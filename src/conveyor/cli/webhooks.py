@@ -23,7 +23,6 @@ from conveyor.cli.base import (
     out,
     with_conveyor,
 )
-from conveyor.cli.display import id_column
 from conveyor.cli.exits import OK
 from conveyor.errors import InputError
 
@@ -64,6 +63,8 @@ def _print_rows(rows: list[dict[str, Any]], json_output: bool) -> None:
         print(as_json(rows))
         return
     from rich.table import Table
+
+    from conveyor.cli.display import id_column
 
     table = Table()
     id_column(table, [row["id"] for row in rows])
