@@ -265,6 +265,7 @@ class Runner:
             services=self.services,
             clock=self.clock.now,
             log=StepLog(self.limits.log_lines),
+            network=self.registry.network,
         )
         node_type = self.registry.get(node.type)
         if node_type is None:

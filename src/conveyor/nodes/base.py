@@ -87,6 +87,43 @@ class StepLog:
         self._add("error", message)
 
 
+@dataclass(frozen=True)
+class Credential:
+    """A stored credential, decrypted for one step. ``type`` is one of
+    :data:`conveyor.credentials.TYPES` (bearer, basic, header, query, smtp, database, llm,
+    webhook_secret); ``data`` holds its fields, e.g. ``{"token": ...}`` for bearer,
+    ``{"username", "password"}`` for basic, ``{"name", "value"}`` for header and query,
+    ``{"host", "port", "username", "password", "security", "sender"}`` for smtp,
+    ``{"url"}`` for database, ``{"provider", "api_key", "base_url"}`` for llm, ``{"secret"}``
+    for webhook_secret. Every secret field's value is redacted (``***``) from whatever the
+    step stores: its input, output, error, logs, events."""
+
+    name: str
+    type: str
+    data: dict[str, Any]
+
+
+class CredentialSource(Protocol):
+    """The credentials of the workspace an execution runs in."""
+
+    async def get(self, name: str) -> Credential:
+        """The credential ``name``; raises a non-retryable NodeError when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Where a node may connect. ``allow_private``: loopback and private addresses too
+    (``CONVEYOR_ALLOW_PRIVATE_NETWORK``, tests and trusted installs). ``allowlist``: when
+    not empty, only these hosts (``example.com``, ``*.example.com``) or networks (CIDR)."""
+
+    allow_private: bool = False
+    allowlist: tuple[str, ...] = ()
+
+
+LiveSink = Callable[[str, dict[str, Any]], None]
+
+
 class Services(Protocol):
     """What the runtime offers node code beyond its config."""
 
@@ -117,6 +154,11 @@ class NodeContext:
     clock: Callable[[], datetime]
     log: StepLog = field(default_factory=StepLog)
     usage: Usage = field(default_factory=Usage)
+    credentials: CredentialSource | None = None
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    # Live-only messages (progress, streamed LLM deltas): shown on the execution's stream
+    # and the dashboard, never stored. None: nobody listens (tests, a bare runner).
+    live: LiveSink | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -128,6 +170,38 @@ class NodeContext:
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def credential(self, name: str, *types: str) -> Credential:
+        """The workspace's credential ``name``, checked to be one of ``types`` (if given).
+        Missing, or of another type: a non-retryable step error that says so."""
+        from conveyor.errors import NodeError
+
+        if self.credentials is None:
+            raise NodeError("credentials are not available to this step", non_retryable=True)
+        found = await self.credentials.get(name)
+        if types and found.type not in types:
+            raise NodeError(
+                f"credential '{name}' is of type {found.type}; this step needs "
+                + " or ".join(types),
+                non_retryable=True,
+            )
+        return found
+
+    def report_progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Tell watchers how far the step is (``done`` of ``total``). Live only: shown on the
+        execution's stream and on the node in the dashboard, never stored; cheap to call
+        often (the runtime coalesces)."""
+        data: dict[str, Any] = {"done": done}
+        if total is not None:
+            data["total"] = total
+        if message:
+            data["message"] = message
+        self.emit("step.progress", data)
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Send a live-only message about this step (``step.progress``, ``step.delta``)."""
+        if self.live is not None:
+            self.live(kind, {"node_id": self.node_id, "attempt": self.attempt, **data})
 
 
 class NodeType:

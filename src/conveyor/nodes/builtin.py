@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.http import HttpRequest
@@ -30,7 +31,8 @@ def build_registry(
             Notify(),
             Fail(),
             WorkflowCall(),
-        ]
+        ],
+        network=NetworkPolicy(allow_private=allow_private_network),
     )
     if entry_points:
         registry.load_entry_points()

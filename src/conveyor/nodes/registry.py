@@ -9,14 +9,18 @@ from collections.abc import Iterable
 from types import ModuleType
 
 from conveyor.errors import InputError
-from conveyor.nodes.base import NodeType
+from conveyor.nodes.base import NetworkPolicy, NodeType
 
 ENTRY_POINT_GROUP = "conveyor.nodes"
 
 
 class Registry:
-    def __init__(self, node_types: Iterable[NodeType] = ()) -> None:
+    def __init__(
+        self, node_types: Iterable[NodeType] = (), *, network: NetworkPolicy | None = None
+    ) -> None:
         self._types: dict[str, NodeType] = {}
+        # Where this process's steps may connect; every step's ``ctx.network``.
+        self.network = network or NetworkPolicy()
         for node_type in node_types:
             self.register(node_type)
 
