@@ -232,6 +232,10 @@ class NodeType:
     repeatable: bool = True
     wait_bound: str | None = None
     branches_from: str | None = None
+    # For the generated node reference (docs/nodes.md, the palette): one node entry as it
+    # appears in a definition's ``nodes:`` list, e.g. ``{"id": "get", "type": ..., "config":
+    # {...}}``.
+    example: dict[str, Any] | None = None
 
     def branches(self, config: dict[str, Any]) -> frozenset[str] | None:
         return None

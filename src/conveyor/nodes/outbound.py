@@ -13,6 +13,7 @@ import httpcore
 import httpx
 
 from conveyor.errors import BlockedAddress
+from conveyor.nodes.base import NetworkPolicy
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
@@ -35,6 +36,27 @@ def address_refused(address: str) -> str | None:
         if refused:
             return kind
     return None
+
+
+async def resolve(host: str, port: int, policy: NetworkPolicy) -> str:
+    """The address to connect to for ``host``: resolved once, every address checked against
+    ``policy``; connect to the returned IP (not the name again), so DNS cannot rebind in
+    between. Raises BlockedAddress. Every outbound connection (HTTP, SMTP, databases, chat,
+    LLM) goes through this function or through :func:`make_client`."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise BlockedAddress(f"{host} did not resolve")
+    if policy.allow_private:
+        return addresses[0]
+    for address in addresses:
+        kind = address_refused(address)
+        if kind:
+            raise BlockedAddress(
+                f"refusing to connect to {host} ({address}): {kind} address; set "
+                "CONVEYOR_ALLOW_PRIVATE_NETWORK=true to allow it"
+            )
+    return addresses[0]
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -94,7 +116,16 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-def make_client(*, allow_private_network: bool, timeout: float) -> httpx.AsyncClient:
+def make_client(
+    *,
+    allow_private_network: bool = False,
+    timeout: float,
+    policy: NetworkPolicy | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client whose every connection is checked by ``policy`` (redirects are not
+    followed: a caller that follows one makes a new request, checked again)."""
+    if policy is not None:
+        allow_private_network = allow_private_network or policy.allow_private
     transport = None if allow_private_network else GuardedTransport()
     return httpx.AsyncClient(
         transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
