@@ -8,6 +8,8 @@ from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.llm import LlmChat
+from conveyor.nodes.llm_prices import PriceTable
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -18,8 +20,10 @@ def build_registry(
     allow_private_network: bool = False,
     plugins: Iterable[str] = (),
     entry_points: bool = True,
+    llm_prices: PriceTable | None = None,
 ) -> Registry:
-    """The registry every interface uses: built-ins, entry points, then plugin modules."""
+    """The registry every interface uses: built-ins, entry points, then plugin modules.
+    ``llm_prices`` turns LLM tokens into money (``CONVEYOR_LLM_PRICES``)."""
     registry = Registry(
         [
             HttpRequest(allow_private_network=allow_private_network),
@@ -31,6 +35,7 @@ def build_registry(
             Notify(),
             Fail(),
             WorkflowCall(),
+            LlmChat(prices=llm_prices),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
     )
