@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Log lines kept per step; later ones are dropped and counted in one marker line.
     max_log_lines: int = Field(default=1000, ge=0)
+    # LLM prices per million tokens, {model: {input, output, cached?}}: JSON text or the path
+    # of a JSON file; llm steps then record a cost with their token usage.
+    llm_prices: str | None = None
 
     @property
     def lease(self) -> timedelta:
