@@ -237,6 +237,7 @@ def test_built_in_registry_holds_the_built_in_node_types() -> None:
         "condition",
         "fail",
         "http.request",
+        "llm.agent",
         "llm.chat",
         "notify",
         "switch",

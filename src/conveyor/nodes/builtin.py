@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
@@ -36,6 +37,7 @@ def build_registry(
             Fail(),
             WorkflowCall(),
             LlmChat(prices=llm_prices),
+            LlmAgent(prices=llm_prices),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
     )
