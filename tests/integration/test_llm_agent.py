@@ -9,12 +9,9 @@ import json
 from typing import Any
 
 from conveyor.app import Conveyor
-from conveyor.nodes.agent import LlmAgent, LlmAgentConfig
-from conveyor.nodes.base import NodeContext
 from conveyor.store.history import ExecutionFilter
 from tests.integration.httpserver import LocalServer
 from tests.integration.llmserver import LLMServer, Reply, Status, ToolCall
-from tests.integration.test_llm_nodes import Credentials, llm_credentials
 from tests.integration.test_runner import execute, workflow
 
 LOOKUP = {
@@ -35,29 +32,16 @@ CHILD = {
 }
 
 
-class LlmAgentHere(LlmAgent):
-    """llm.agent with the test's credentials (until the runner hands steps the workspace's)."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self.credentials = credentials
-
-    async def run(self, ctx: NodeContext, config: LlmAgentConfig) -> dict[str, Any]:
-        ctx.credentials = self.credentials
-        return await super().run(ctx, config)
-
-
 async def prepared(app: Conveyor, server: LLMServer) -> None:
-    node = LlmAgentHere(llm_credentials(server))
-    node.name = "test.llm_agent"
-    app.registry.register(node)
+    data = {"provider": "openai", "api_key": "sk-test", "base_url": server.base_url}
+    await app.set_credential("local", "llm", data)
     await app.apply(CHILD)
 
 
 def agent(**config: Any) -> dict[str, Any]:
     return {
         "id": "agent",
-        "type": "test.llm_agent",
+        "type": "llm.agent",
         "config": {
             "credential": "local",
             "model": "test-model",

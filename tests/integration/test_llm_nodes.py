@@ -350,28 +350,16 @@ async def test_a_credential_of_another_type_is_refused(llm_server: LLMServer) ->
 # -- through the runner: retries and usage ---------------------------------------------------
 
 
-class LlmChatHere(LlmChat):
-    """llm.chat with the test's credentials (until the runner hands steps the workspace's)."""
-
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self.credentials = credentials
-
-    async def run(self, ctx: NodeContext, config: LlmChatConfig) -> dict[str, Any]:
-        ctx.credentials = self.credentials
-        return await super().run(ctx, config)
-
-
-def use_server(app: Conveyor, server: LLMServer) -> None:
-    node = LlmChatHere(llm_credentials(server))
-    node.name = "test.llm_chat"
-    app.registry.register(node)
+async def use_server(app: Conveyor, server: LLMServer) -> None:
+    """The workspace's 'local' credential points at the test server."""
+    data = {"provider": "openai", "api_key": "sk-test", "base_url": server.base_url}
+    await app.set_credential("local", "llm", data)
 
 
 def ask(**config: Any) -> dict[str, Any]:
     return {
         "id": "ask",
-        "type": "test.llm_chat",
+        "type": "llm.chat",
         "config": {"credential": "local", "model": "test-model", "prompt": "hi", **config},
         "retry": {"max_attempts": 3, "initial_interval": "1s"},
     }
@@ -380,7 +368,7 @@ def ask(**config: Any) -> dict[str, Any]:
 async def test_a_rate_limited_step_waits_retry_after_then_succeeds(
     fake_time_app: Conveyor, clock: FakeClock, llm_server: LLMServer
 ) -> None:
-    use_server(fake_time_app, llm_server)
+    await use_server(fake_time_app, llm_server)
     llm_server.script(Status(429, "slow down", {"Retry-After": "7"}), Reply("done"))
     finished = await execute(fake_time_app, workflow("limited", ask()), clock=clock)
     assert finished.status == "succeeded"
@@ -393,7 +381,7 @@ async def test_a_rate_limited_step_waits_retry_after_then_succeeds(
 async def test_a_cut_stream_is_asked_again_and_only_the_final_text_is_stored(
     fake_time_app: Conveyor, clock: FakeClock, llm_server: LLMServer
 ) -> None:
-    use_server(fake_time_app, llm_server)
+    await use_server(fake_time_app, llm_server)
     llm_server.script(Cut(Reply("half an answer"), after=1), Reply("a whole answer"))
     finished = await execute(fake_time_app, workflow("cut", ask()), clock=clock)
     assert finished.status == "succeeded"
@@ -407,7 +395,7 @@ async def test_a_cut_stream_is_asked_again_and_only_the_final_text_is_stored(
 async def test_token_usage_rolls_up_into_the_execution_workflow_and_user(
     conveyor: Conveyor, llm_server: LLMServer
 ) -> None:
-    use_server(conveyor, llm_server)
+    await use_server(conveyor, llm_server)
     llm_server.script(
         Reply("one", input_tokens=100, output_tokens=20),
         Reply("two", input_tokens=50, output_tokens=5, cached_tokens=40),

@@ -141,6 +141,11 @@ class Services(Protocol):
         ``child:<id>``."""
         ...
 
+    async def credentials(self, workspace_id: str) -> list[Credential]:
+        """Every credential of a workspace, decrypted (raises NodeError when they cannot
+        be: a missing key)."""
+        ...
+
     async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
         """A child execution's ``{"status", "result", "error"}`` once it has finished, else
         None (for a node that waits for children while it runs: ``llm.agent``)."""
