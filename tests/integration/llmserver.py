@@ -10,7 +10,8 @@ the server answers ``Reply(text=default_text)``. Each answer is one of:
 - :class:`Status`: an error answer (401, 429 with ``Retry-After``, 500...).
 - :class:`Slow`: waits ``seconds`` (cut short when the server stops), then answers ``then``.
 - :class:`Cut`: starts a streamed reply, sends ``after`` text chunks, then drops the
-  connection midway (no terminating chunk, no ``[DONE]``).
+  connection midway (no terminating chunk, no ``[DONE]``; with ``clean``, an orderly close
+  without chunked encoding, so only the end marker is missing).
 
 Every request is recorded (:attr:`LLMServer.requests`, the parsed JSON body and headers).
 """
@@ -68,8 +69,12 @@ class Slow:
 
 @dataclass(frozen=True)
 class Cut:
+    """``clean``: the connection closes in good order (no chunked encoding, so the client
+    sees a plain end of stream), only the end marker is missing."""
+
     reply: Reply
     after: int = 1
+    clean: bool = False
 
 
 Answer = Reply | Status | Slow | Cut
@@ -296,6 +301,7 @@ def _handler_for(server: LLMServer) -> type[BaseHTTPRequestHandler]:
 
 class _Handler(BaseHTTPRequestHandler):
     llm: LLMServer
+    _chunked = True
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -334,12 +340,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             usage = bool((request.body.get("stream_options") or {}).get("include_usage"))
             events = list(openai_events(reply, model, usage))
+        self._chunked = not (isinstance(answer, Cut) and answer.clean)
         self._stream(events, anthropic, cut_after)
 
     def _stream(self, events: list[dict[str, Any]], anthropic: bool, cut_after: int | None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
+        if self._chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         texts = 0
         try:
@@ -355,12 +366,15 @@ class _Handler(BaseHTTPRequestHandler):
                 texts += _is_text(event)
             if not anthropic:
                 self._chunk(b"data: [DONE]\n\n")
-            self.wfile.write(b"0\r\n\r\n")
+            if self._chunked:
+                self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             return
 
     def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        if self._chunked:
+            data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+        self.wfile.write(data)
         self.wfile.flush()
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:

@@ -155,3 +155,16 @@ async def test_the_turn_limit_and_the_token_budget_end_the_loop(
     assert finished.status == "failed"
     [row] = finished.rows("agent")
     assert "used 1100 tokens, over its token_budget of 1000" in row["error"]["message"]
+
+
+async def test_a_tool_workflow_that_does_not_exist_fails_the_step_at_once(
+    conveyor: Conveyor, llm_server: LLMServer
+) -> None:
+    await prepared(conveyor, llm_server)
+    ghost = {**LOOKUP, "workflow": "no-such-workflow"}
+    llm_server.script(Reply(tool_calls=(ToolCall("c", "lookup_order", {"order_id": "B"}),)))
+    finished = await execute(conveyor, workflow("ghost", agent(tools=[ghost])))
+    assert finished.status == "failed"
+    [row] = finished.rows("agent")
+    assert row["error"]["non_retryable"] is True
+    assert "no-such-workflow" in row["error"]["message"]

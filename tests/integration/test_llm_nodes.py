@@ -327,11 +327,12 @@ async def test_a_slow_answer_times_out_as_a_retryable_error(llm_server: LLMServe
     assert "timed out after 0.3s" in caught.value.message
 
 
+@pytest.mark.parametrize("clean", [False, True])
 @pytest.mark.parametrize("credential", ["local", "claude"])
 async def test_a_stream_cut_midway_is_a_retryable_error(
-    llm_server: LLMServer, credential: str
+    llm_server: LLMServer, credential: str, clean: bool
 ) -> None:
-    llm_server.script(Cut(Reply("alpha beta gamma delta"), after=2))
+    llm_server.script(Cut(Reply("alpha beta gamma delta"), after=2, clean=clean))
     live: list[tuple[str, dict[str, Any]]] = []
     with pytest.raises(NodeError) as caught:
         await chat(llm_server, {"credential": credential, "prompt": "x"}, live)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conveyor.durations import Duration
-from conveyor.errors import NodeError
+from conveyor.errors import NodeError, NotFound
 from conveyor.nodes import llm_wire as wire
 from conveyor.nodes.base import ChildRef, NodeContext, NodeType
 from conveyor.nodes.llm import Conversation, Message, endpoint_for
@@ -224,9 +224,12 @@ class AgentLoop:
 
     async def _workflow(self, workflow: str, arguments: Any, key: str) -> Any:
         services = self.ctx.services
-        child = await services.start_child(
-            self.ctx.execution_id, self.ctx.node_id, workflow, arguments, key
-        )
+        try:
+            child = await services.start_child(
+                self.ctx.execution_id, self.ctx.node_id, workflow, arguments, key
+            )
+        except NotFound as exc:
+            raise NodeError(f"tool workflow: {exc}", non_retryable=True) from exc
         self.ctx.log.info(f"tool call {key.rsplit(':', 2)[-2:]}: child execution {child}")
         outcome = await _wait_for(self.ctx, child, self.config.tool_timeout)
         if outcome["status"] != "succeeded":

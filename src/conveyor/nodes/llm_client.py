@@ -141,9 +141,10 @@ async def _streamed(
         raise _cut(fold.answer, where) from exc
     except ValueError as exc:
         raise NodeError(f"{where} sent a malformed stream event: {exc}") from exc
-    if not fold.answer.complete:
-        raise _cut(fold.answer, where)
-    return fold.answer
+    answer = fold.finish()
+    if not answer.complete:
+        raise _cut(answer, where)
+    return answer
 
 
 def _cut(answer: wire.ChatAnswer, where: str) -> NodeError:

@@ -38,7 +38,8 @@ class ChatAnswer:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
-    # A stream counts as complete once its terminator arrived ([DONE], message_stop).
+    # A stream is complete once its end marker ([DONE], message_stop) or its finish reason
+    # arrived; one that stops before both was cut.
     complete: bool = False
 
     @property
@@ -134,14 +135,19 @@ class OpenAIStream:
     def __init__(self) -> None:
         self.answer = ChatAnswer()
         self._calls: dict[int, dict[str, Any]] = {}
+        self._done = False
+
+    def finish(self) -> ChatAnswer:
+        """The answer once the stream has ended (``complete`` says whether it was whole)."""
+        self.answer.complete = self._done or self.answer.finish_reason is not None
+        self.answer.tool_calls = [
+            {**c, "arguments": _arguments(c["arguments"])} for _, c in sorted(self._calls.items())
+        ]
+        return self.answer
 
     def feed(self, data: str) -> str:
         if data.strip() == "[DONE]":
-            self.answer.complete = True
-            self.answer.tool_calls = [
-                {**c, "arguments": _arguments(c["arguments"])}
-                for _, c in sorted(self._calls.items())
-            ]
+            self._done = True
             return ""
         event = json.loads(data)
         self.answer.model = str(event.get("model") or self.answer.model)
@@ -286,6 +292,7 @@ class AnthropicStream:
     def __init__(self) -> None:
         self.answer = ChatAnswer()
         self._blocks: dict[int, dict[str, Any]] = {}
+        self._done = False
 
     def feed(self, data: str) -> str:
         event = json.loads(data)
@@ -302,7 +309,7 @@ class AnthropicStream:
             self.answer.finish_reason = (event.get("delta") or {}).get("stop_reason")
             _anthropic_usage(self.answer, event.get("usage"))
         elif kind == "message_stop":
-            self._finish()
+            self._done = True
         elif kind == "error":
             raise ValueError(str((event.get("error") or {}).get("message", event)))
         return ""
@@ -318,8 +325,9 @@ class AnthropicStream:
             block["partial"] = block.get("partial", "") + str(delta.get("partial_json", ""))
         return ""
 
-    def _finish(self) -> None:
-        self.answer.complete = True
+    def finish(self) -> ChatAnswer:
+        """The answer once the stream has ended (``complete`` says whether it was whole)."""
+        self.answer.complete = self._done or self.answer.finish_reason is not None
         for _, block in sorted(self._blocks.items()):
             if block.get("type") == "tool_use":
                 arguments = (
@@ -332,6 +340,7 @@ class AnthropicStream:
                         "arguments": arguments or {},
                     }
                 )
+        return self.answer
 
 
 def assistant_message(answer: ChatAnswer) -> dict[str, Any]:
