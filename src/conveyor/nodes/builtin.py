@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.database import DbQuery
 from conveyor.nodes.http import HttpRequest
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
@@ -28,6 +29,7 @@ def build_registry(
             Wait(),
             WaitForEvent(),
             Transform(),
+            DbQuery(),
             Notify(),
             Fail(),
             WorkflowCall(),
