@@ -63,6 +63,8 @@ class DbQueryConfig(BaseModel):
         default=None,
         description="the placeholders' values (a list for positional placeholders, a map for "
         "named ones); templates allowed: values are bound by the driver, never spliced",
+        # The whole value may be one template rendering to a list or a map.
+        json_schema_extra={"x-template": True},
     )
     mode: Literal["read", "write"] = Field(
         default="read",
