@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,6 +290,28 @@ async def test_connection_refused_is_retryable(scheme: str) -> None:
     assert "secret-pw" not in message
 
 
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose listener never accepts: the TCP handshake completes (the kernel's
+    backlog) and then the server says nothing, as a hung database would."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield int(listener.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+async def test_a_server_that_never_answers_times_out_retryably(
+    scheme: str, silent_port: int
+) -> None:
+    began = time.monotonic()
+    url = f"{scheme}://someone:secret-pw@127.0.0.1:{silent_port}/db"
+    message, non_retryable = failure(await run({"sql": "SELECT 1", "timeout": "2s"}, url))
+    assert not non_retryable, message
+    assert "secret-pw" not in message
+    assert time.monotonic() - began < PROMPT
+
+
 @pytest.mark.parametrize("scheme", ["postgresql", "mariadb"])
 async def test_a_private_host_is_refused_unless_allowed(scheme: str) -> None:
     url = f"{scheme}://someone:pw@127.0.0.1:{closed_port()}/db"
@@ -419,11 +441,27 @@ async def test_sqlite_refuses_a_conveyor_database(tmp_path: Path) -> None:
 async def test_sqlite_never_creates_a_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     for mode in ("read", "write"):
-        message, non_retryable = failure(
-            await run({"sql": "SELECT 1", "mode": mode}, f"sqlite:///{missing}")
-        )
-        assert non_retryable, message
+        for url in (f"sqlite:///{missing}", f"sqlite:///{missing}?mode=rwc"):
+            message, non_retryable = failure(await run({"sql": "SELECT 1", "mode": mode}, url))
+            assert non_retryable, message
     assert not missing.exists()
+
+
+async def test_sqlite_reaches_no_other_file(tmp_path: Path) -> None:
+    """ATTACH and VACUUM INTO would read or write any file the worker can reach."""
+    path = tmp_path / "data.db"
+    sqlite3.connect(path).close()
+    other = tmp_path / "other.db"
+    for sql in (f"VACUUM INTO '{other}'", f"ATTACH 'file:{other}?mode=rwc' AS x"):
+        for mode in ("read", "write"):
+            message, non_retryable = failure(
+                await run({"sql": sql, "mode": mode}, f"sqlite:///{path}")
+            )
+            assert non_retryable
+            # VACUUM also fails for running inside the step's transaction; ATTACH only for
+            # the limit of attached databases, which holds for both.
+            assert "attached" in message or sql.startswith("VACUUM"), message
+    assert not other.exists()
 
 
 # -- through the app, on both Conveyor backends -----------------------------------------------
@@ -498,22 +536,15 @@ async def test_the_runner_passes_literal_fields_unrendered(conveyor: Conveyor) -
     assert step["output"] == {"text": "{{1,2},{3,4}} {% raw %}", "value": [1, 2]}
 
 
-@pytest.fixture
-async def app_with_db(conveyor: Conveyor) -> AsyncIterator[Conveyor]:
-    if not hasattr(conveyor, "set_credential"):
-        pytest.skip("the credentials store (app.set_credential) is not merged into this branch")
-    yield conveyor
-
-
 async def test_a_workflow_binds_template_params_and_keeps_sql_literal(
-    app_with_db: Conveyor, tmp_path: Path
+    conveyor: Conveyor, tmp_path: Path
 ) -> None:
     path = tmp_path / "shop.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-    await app_with_db.set_credential("shop", "database", {"url": f"sqlite:///{path}"})  # type: ignore[attr-defined]
+    await conveyor.set_credential("shop", "database", {"url": f"sqlite:///{path}"})
     hostile = "'; DROP TABLE notes; --"
-    await app_with_db.apply(
+    await conveyor.apply(
         {
             "name": "store-note",
             "nodes": [
@@ -536,13 +567,89 @@ async def test_a_workflow_binds_template_params_and_keeps_sql_literal(
             ],
         }
     )
-    execution_id = (await app_with_db.execute("store-note", {"body": hostile})).execution_id
-    worker = Worker(app_with_db.store, app_with_db.registry, SystemClock())
+    execution_id = (await conveyor.execute("store-note", {"body": hostile})).execution_id
+    worker = Worker(conveyor.store, conveyor.registry, SystemClock())
     await asyncio.wait_for(worker.run_one(execution_id), timeout=30)
-    execution = await app_with_db.store.get_execution(app_with_db.workspace_id, execution_id)
+    execution = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
     assert execution["status"] == "succeeded", execution
     get = next(s for s in execution["steps"] if s["node_id"] == "get")
     assert get["output"]["rows"] == [{"body": hostile}]
+
+
+async def run_workflow(app: Conveyor, definition: dict[str, Any]) -> dict[str, Any]:
+    await app.apply(definition)
+    execution_id = (await app.execute(definition["name"], {})).execution_id
+    worker = Worker(app.store, app.registry, SystemClock())
+    await asyncio.wait_for(worker.run_one(execution_id), timeout=60)
+    return await app.store.get_execution(app.workspace_id, execution_id)
+
+
+def one_query(name: str, credential: str, **config: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "nodes": [
+            {
+                "id": "q",
+                "type": "db.query",
+                "retry": {"max_attempts": 3, "initial_interval": "10ms"},
+                "config": {"credential": credential, "sql": "SELECT 1 AS one", **config},
+            }
+        ],
+    }
+
+
+async def test_through_the_app_a_wrong_password_fails_once_and_is_never_stored(
+    conveyor: Conveyor, mariadb: MariaDb
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    await conveyor.set_credential("maria", "database", {"url": mariadb.url(password=wrong)})
+    execution = await run_workflow(conveyor, one_query("bad-password", "maria"))
+    assert execution["status"] == "failed"
+    [step] = execution["steps"]
+    assert step["attempt"] == 1  # not retried, though the policy allows 3
+    assert "Access denied" in step["error"]["message"]
+    assert wrong not in repr(execution)
+
+
+async def test_through_the_app_a_refused_connection_is_retried(conveyor: Conveyor) -> None:
+    url = f"postgresql://someone:pw-{uuid.uuid4().hex}@127.0.0.1:{closed_port()}/db"
+    await conveyor.set_credential("down", "database", {"url": url})
+    execution = await run_workflow(conveyor, one_query("refused", "down"))
+    assert execution["status"] == "failed"
+    assert sorted(s["attempt"] for s in execution["steps"]) == [1, 2, 3]
+
+
+async def test_through_the_app_postgres_rows_reach_the_next_node(
+    conveyor: Conveyor, pg_database: str
+) -> None:
+    await conveyor.set_credential("pg", "database", {"url": pg_url(pg_database)})
+    definition = one_query("pg-rows", "pg", sql="SELECT %s::int + 1 AS n", params=[41])
+    definition["nodes"].append(
+        {
+            "id": "after",
+            "type": "transform",
+            "needs": ["q"],
+            "config": {"output": "{{ nodes.q.output.rows[0].n }}"},
+        }
+    )
+    execution = await run_workflow(conveyor, definition)
+    assert execution["status"] == "succeeded", execution
+    after = next(s for s in execution["steps"] if s["node_id"] == "after")
+    assert after["output"] == 42
+
+
+async def test_through_a_guarded_app_a_loopback_database_is_refused(
+    database_url: str, pg_database: str
+) -> None:
+    app = await Conveyor.open(database_url, build_registry(allow_private_network=False))
+    try:
+        await app.set_credential("pg", "database", {"url": pg_url(pg_database)})
+        execution = await run_workflow(app, one_query("guarded", "pg"))
+    finally:
+        app.close()
+    assert execution["status"] == "failed"
+    [step] = execution["steps"]
+    assert step["error"]["type"] == "BlockedAddress"
 
 
 def test_registry_has_db_query() -> None:

@@ -294,6 +294,9 @@ def _sqlite_query(target: Target, query: Query, holder: dict[str, sqlite3.Connec
     except sqlite3.Error as exc:
         raise _sqlite_error(exc, target, query) from None
     holder["conn"] = conn
+    # No other file: ATTACH (and VACUUM INTO, which attaches its target) could read or
+    # create any file the worker can reach, the Conveyor database among them.
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     try:
         _refuse_conveyor(conn, target)
         deadline = time.monotonic() + query.timeout
