@@ -353,6 +353,65 @@ async def test_postgres_unknown_role_and_database_are_not_retryable(pg_database:
         assert "does not exist" in message
 
 
+class PasswordAsker:
+    """A PostgreSQL server's first words, enough for a client to send its password: it
+    answers the SSL request with 'N', the startup message with a cleartext-password request,
+    and records what comes back (nothing, when the client has no password to give)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                length = int.from_bytes(await reader.readexactly(4), "big")
+                body = await reader.readexactly(length - 4)
+                if body[:4] == (80877103).to_bytes(4, "big"):  # SSLRequest
+                    writer.write(b"N")
+                    continue
+                break
+            writer.write(b"R" + (8).to_bytes(4, "big") + (3).to_bytes(4, "big"))
+            await writer.drain()
+            kind = await reader.readexactly(1)
+            length = int.from_bytes(await reader.readexactly(4), "big")
+            self.received.append(kind + await reader.readexactly(length - 4))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_postgres_never_lends_the_workers_own_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL without a password gets none: not the worker's PGPASSWORD, not its ~/.pgpass."""
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("*:*:*:*:worker-passfile-secret\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSWORD", "worker-env-secret")
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    asker = PasswordAsker()
+    async with asker as port:
+        message, non_retryable = failure(
+            await run({"sql": "SELECT 1"}, f"postgresql://someone@127.0.0.1:{port}/db")
+        )
+        with_password = await run({"sql": "SELECT 1"}, f"postgresql://u:given@127.0.0.1:{port}/d")
+    assert non_retryable
+    assert "no password supplied" in message
+    assert with_password.error is not None
+    assert asker.received == [b"pgiven\0"]  # only the URL's own password was ever sent
+
+
 async def test_postgres_values_come_back_as_json(pg_database: str) -> None:
     output = await ok(
         {

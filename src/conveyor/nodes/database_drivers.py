@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -100,11 +101,11 @@ async def run_postgres(target: Target, address: str, query: Query) -> Rows:
         hostaddr=address,
         port=target.port or 5432,
         user=target.user or None,
-        password=target.password or None,
         dbname=target.database or None,
         connect_timeout=max(2, math.ceil(min(query.timeout, 30))),
         options=f"-c statement_timeout={timeout_ms}",
         **options,
+        **_no_worker_identity(target),
     )
     try:
         conn = await psycopg.AsyncConnection.connect(conninfo)
@@ -130,6 +131,27 @@ async def run_postgres(target: Target, address: str, query: Query) -> Rows:
             return Rows(columns, rows, truncated, affected)
     except psycopg.Error as exc:
         raise _postgres_error(exc, target) from None
+
+
+def _no_worker_identity(target: Target) -> dict[str, str]:
+    """What keeps libpq from lending the worker's own identity to a credential that lacks
+    one: its PGPASSWORD (an explicit password, even empty, wins over the environment), its
+    ~/.pgpass, its client certificate, its Kerberos ticket."""
+    settings = {
+        "password": target.password,
+        "passfile": os.path.join(os.devnull, "none"),  # a path that cannot exist
+        "gssencmode": "disable",
+    }
+    if _libpq_version() >= 160000:
+        settings["sslcertmode"] = "disable"
+        settings["require_auth"] = "password,md5,scram-sha-256,none"
+    return settings
+
+
+def _libpq_version() -> int:
+    import psycopg
+
+    return int(psycopg.pq.version())
 
 
 def _postgres_error(exc: Exception, target: Target) -> NodeError:
@@ -193,6 +215,7 @@ def _mysql_connect(
         write_timeout=math.ceil(timeout) + 5,
         charset="utf8mb4",
         autocommit=False,
+        local_infile=False,  # LOAD DATA LOCAL would read files on the worker
     )
 
 
