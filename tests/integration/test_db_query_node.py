@@ -497,6 +497,14 @@ async def test_sqlite_refuses_a_conveyor_database(tmp_path: Path) -> None:
             assert "Conveyor database" in message
 
 
+async def test_postgres_refuses_a_conveyor_database(tmp_path: Path) -> None:
+    with fresh_database("postgres", tmp_path) as url:
+        for mode in ("read", "write"):
+            message, non_retryable = failure(await run({"sql": "SELECT 1", "mode": mode}, url))
+            assert non_retryable
+            assert "Conveyor database" in message
+
+
 async def test_sqlite_never_creates_a_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     for mode in ("read", "write"):

@@ -88,6 +88,11 @@ def _affected(count: int | None) -> int | None:
 # a read-only transaction), unsupported feature (0A).
 _PG_PERMANENT = ("28", "3D", "42", "22", "23", "25", "0A", "2B", "44")
 _PG_OPTIONS = ("sslmode", "application_name")
+# Whether one schema holds all of Conveyor's tables (whatever the search_path).
+_PG_CONVEYOR = (
+    "SELECT schemaname FROM pg_catalog.pg_tables WHERE tablename = ANY(%s) "
+    "GROUP BY schemaname HAVING count(*) = %s"
+)
 
 
 async def run_postgres(target: Target, address: str, query: Query) -> Rows:
@@ -115,6 +120,13 @@ async def run_postgres(target: Target, address: str, query: Query) -> Rows:
         async with conn:
             await conn.set_read_only(query.read_only)
             cursor = conn.cursor()
+            await cursor.execute(_PG_CONVEYOR, (sorted(CONVEYOR_TABLES), len(CONVEYOR_TABLES)))
+            if await cursor.fetchone():
+                raise NodeError(
+                    f"PostgreSQL: database '{target.database}' is a Conveyor database; "
+                    "db.query may not read or write Conveyor's own data",
+                    non_retryable=True,
+                )
             # Prepared: exactly one statement (a second, after a COMMIT, could escape the
             # read-only transaction), and the SQL is parsed for placeholders only when there
             # are params.
