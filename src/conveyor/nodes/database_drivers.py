@@ -120,13 +120,7 @@ async def run_postgres(target: Target, address: str, query: Query) -> Rows:
         async with conn:
             await conn.set_read_only(query.read_only)
             cursor = conn.cursor()
-            await cursor.execute(_PG_CONVEYOR, (sorted(CONVEYOR_TABLES), len(CONVEYOR_TABLES)))
-            if await cursor.fetchone():
-                raise NodeError(
-                    f"PostgreSQL: database '{target.database}' is a Conveyor database; "
-                    "db.query may not read or write Conveyor's own data",
-                    non_retryable=True,
-                )
+            await _refuse_conveyor_pg(cursor, target)
             # Prepared: exactly one statement (a second, after a COMMIT, could escape the
             # read-only transaction), and the SQL is parsed for placeholders only when there
             # are params.
@@ -143,6 +137,16 @@ async def run_postgres(target: Target, address: str, query: Query) -> Rows:
             return Rows(columns, rows, truncated, affected)
     except psycopg.Error as exc:
         raise _postgres_error(exc, target) from None
+
+
+async def _refuse_conveyor_pg(cursor: Any, target: Target) -> None:
+    await cursor.execute(_PG_CONVEYOR, (sorted(CONVEYOR_TABLES), len(CONVEYOR_TABLES)))
+    if await cursor.fetchone():
+        raise NodeError(
+            f"PostgreSQL: database '{target.database}' is a Conveyor database; db.query may "
+            "not read or write Conveyor's own data",
+            non_retryable=True,
+        )
 
 
 def _no_worker_identity(target: Target) -> dict[str, str]:
@@ -179,7 +183,12 @@ def _postgres_error(exc: Exception, target: Target) -> NodeError:
         text = str(exc)
         permanent = any(
             marker in text
-            for marker in ("authentication failed", "does not exist", "no password supplied")
+            for marker in (
+                "authentication failed",
+                "does not exist",
+                "no password supplied",
+                "requirement failed",  # require_auth refused the server's method
+            )
         )
     if state == "25006":
         exc = RuntimeError(f"{exc} (the query runs with mode 'read'; use mode 'write')")
