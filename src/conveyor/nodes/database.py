@@ -111,9 +111,11 @@ class DbQuery(NodeType):
             timeout=timeout,
         )
         try:
-            async with asyncio.timeout(timeout + _GRACE.total_seconds()):
+            async with asyncio.timeout(timeout + _GRACE.total_seconds()) as scope:
                 rows = await _run(ctx, target, query)
         except TimeoutError:
+            if not scope.expired():
+                raise
             raise NodeError(f"{_label(target)} did not answer within {timeout:g}s") from None
         ctx.report_usage(api_calls=1)
         ctx.log.info(
