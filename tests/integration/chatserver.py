@@ -43,7 +43,9 @@ class ChatServer:
         self._httpd.daemon_threads = True
         host, port = self._httpd.server_address[:2]
         self.base_url = f"http://{host!s}:{port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def script(self, path: str, *replies: Reply) -> None:
         with self._lock:
