@@ -162,7 +162,7 @@ def _check(config: ChatPostConfig, response: httpx.Response, secret: str, now: d
     raise HttpStatusError(
         f"{config.service} answered {status}: {detail}"[:500],
         non_retryable=not retryable,
-        retry_after=_retry_after(response, body, now),
+        retry_after=retry_after(response, body, now),
         details={"status": status, "body": detail},
     )
 
@@ -188,7 +188,7 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def _retry_after(response: httpx.Response, body: Any, now: datetime) -> timedelta | None:
+def retry_after(response: httpx.Response, body: Any, now: datetime) -> timedelta | None:
     """Retry-After (seconds or an HTTP date), else the JSON ``retry_after`` that Discord
     (seconds, top level) and Telegram (``parameters.retry_after``) send."""
     value = response.headers.get("retry-after", "").strip()

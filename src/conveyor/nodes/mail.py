@@ -39,7 +39,7 @@ class Attachment(BaseModel):
     file: FileValue | None = Field(
         default=None,
         description="a file output of an earlier step ({base64, content_type, ...}), "
-        "e.g. '{{ steps.download.output.body.file }}'",
+        "e.g. '{{ nodes.download.output.body.file }}'",
     )
     content_type: str | None = Field(
         default=None,
@@ -238,7 +238,7 @@ class EmailSend(NodeType):
             "to": "{{ input.email }}",
             "subject": "Your report",
             "text": "Hello {{ input.name }}, the report is attached.",
-            "attachments": [{"filename": "report.csv", "content": "{{ steps.report.output.csv }}"}],
+            "attachments": [{"filename": "report.csv", "content": "{{ nodes.report.output.csv }}"}],
         },
     }
 
