@@ -258,6 +258,7 @@ async def test_the_outbound_guard_applies(chat_server: ChatServer) -> None:
         ({"service": "discord", "text": "x", "chat_id": 1}, "'chat_id' is for telegram only"),
         ({"service": "telegram", "text": "x"}, "telegram needs 'chat_id'"),
         ({"service": "slack"}, "give 'text'"),
+        ({"service": "teams", "text": "x", "card": CARD}, "shows the card only"),
         ({"service": "irc", "text": "x"}, "config.service"),
     ],
 )

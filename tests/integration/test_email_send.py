@@ -3,6 +3,7 @@ implicit-TLS modes with AUTH: what arrives, what is refused, and which failures 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import socket
@@ -258,3 +259,53 @@ async def test_a_credential_of_another_type_is_refused() -> None:
     with pytest.raises(NodeError, match="needs smtp") as failed:
         await run(EmailSend(), context(vault), mail_config())
     assert failed.value.non_retryable
+
+
+class SilentServer:
+    """Accepts connections and never says a word (no SMTP banner); notes when the client
+    has closed its side."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected.set()
+        await reader.read()  # until end of file
+        self.closed.set()
+        writer.close()
+
+
+async def silent_server(silent: SilentServer) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(silent.handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_silent_server_times_out_retryably() -> None:
+    silent = SilentServer()
+    server, port = await silent_server(silent)
+    vault = Vault(mail=("smtp", {"host": "127.0.0.1", "port": port, "security": "none"}))
+    config = mail_config(sender="robot@conveyor.test", timeout="300ms")
+    try:
+        with pytest.raises(NodeError, match="timed out") as failed:
+            await asyncio.wait_for(run(EmailSend(), context(vault), config), timeout=10)
+        await asyncio.wait_for(silent.closed.wait(), timeout=5)
+    finally:
+        server.close()
+    assert not failed.value.non_retryable
+
+
+async def test_cancelling_a_send_drops_the_connection_at_once() -> None:
+    silent = SilentServer()
+    server, port = await silent_server(silent)
+    vault = Vault(mail=("smtp", {"host": "127.0.0.1", "port": port, "security": "none"}))
+    config = mail_config(sender="robot@conveyor.test", timeout="60s")
+    sending = asyncio.create_task(run(EmailSend(), context(vault), config))
+    try:
+        await asyncio.wait_for(silent.connected.wait(), timeout=10)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(sending, timeout=2)
+        await asyncio.wait_for(silent.closed.wait(), timeout=2)
+    finally:
+        server.close()

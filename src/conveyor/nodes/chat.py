@@ -76,6 +76,8 @@ class ChatPostConfig(BaseModel):
         rich = self.blocks or self.props or self.embeds or self.card
         if not (self.text or self.title or rich):
             raise ValueError("give 'text' (or 'title', or the service's rich content)")
+        if self.service == "teams" and self.card is not None and (self.text or self.title):
+            raise ValueError("with 'card', teams shows the card only: leave out text and title")
         if self.service == "telegram" and self.chat_id in (None, ""):
             raise ValueError("telegram needs 'chat_id'")
         return self

@@ -93,9 +93,16 @@ async def deliver(
             await client.login(server.username, server.password)
         refused, response = await client.send_message(message, sender=sender, recipients=recipients)
     except (aiosmtplib.SMTPException, OSError) as exc:
+        client.close()
         raise _error(exc, where) from exc
+    except BaseException:
+        # Cancelled (or worse): drop the connection now, never wait on a polite QUIT.
+        client.close()
+        raise
+    else:
+        await _quit(client, timeout)
     finally:
-        await _close(client, sock)
+        sock.close()
     return Delivery(
         accepted=[r for r in recipients if r not in refused],
         refused=[
@@ -147,13 +154,13 @@ async def _connect(
     return sock
 
 
-async def _close(client: aiosmtplib.SMTP, sock: socket.socket) -> None:
-    if client.is_connected:
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            client.close()
-    sock.close()
+async def _quit(client: aiosmtplib.SMTP, timeout: float) -> None:  # noqa: ASYNC109
+    """QUIT after the message was accepted; a server slow to answer it is not waited on
+    for long (the message is already the server's)."""
+    try:
+        await client.quit(timeout=min(timeout, 5.0))
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
 
 
 def _error(exc: Exception, where: str) -> NodeError:
