@@ -87,17 +87,19 @@ async def deliver(
         tls_context=tls,
         timeout=timeout,
     )
+    # The conversation runs in a task of its own, awaited through a shield: aiosmtplib waits
+    # with asyncio.wait_for, which on Python 3.11 can swallow a cancellation that lands as
+    # an operation completes. A cancelled step then still drops the connection at once.
+    conversation = asyncio.ensure_future(_converse(client, server, message, sender, recipients))
     try:
-        await client.connect()
-        if server.username:
-            await client.login(server.username, server.password)
-        refused, response = await client.send_message(message, sender=sender, recipients=recipients)
+        refused, response = await asyncio.shield(conversation)
     except (aiosmtplib.SMTPException, OSError) as exc:
         client.close()
         raise _error(exc, where) from exc
     except BaseException:
-        # Cancelled (or worse): drop the connection now, never wait on a polite QUIT.
         client.close()
+        conversation.cancel()
+        conversation.add_done_callback(_retrieve)
         raise
     else:
         await _quit(client, timeout)
@@ -111,6 +113,25 @@ async def deliver(
         ],
         response=f"{response}",
     )
+
+
+async def _converse(
+    client: aiosmtplib.SMTP,
+    server: SmtpServer,
+    message: EmailMessage,
+    sender: str,
+    recipients: list[str],
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    await client.connect()
+    if server.username:
+        await client.login(server.username, server.password)
+    return await client.send_message(message, sender=sender, recipients=recipients)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned conversation's outcome as seen (it failed or was cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _tls_context(server: SmtpServer) -> ssl.SSLContext:
