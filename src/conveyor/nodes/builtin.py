@@ -6,11 +6,14 @@ from collections.abc import Iterable
 
 from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
+from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.database import DbQuery
 from conveyor.nodes.http import HttpRequest
 from conveyor.nodes.llm import LlmChat
 from conveyor.nodes.llm_prices import PriceTable
+from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -33,7 +36,10 @@ def build_registry(
             Wait(),
             WaitForEvent(),
             Transform(),
+            DbQuery(),
             Notify(),
+            EmailSend(),
+            ChatPost(),
             Fail(),
             WorkflowCall(),
             LlmChat(prices=llm_prices),
