@@ -23,6 +23,7 @@ from conveyor.engine.interfaces import SystemClock
 from conveyor.store.tables import notifications
 from conveyor.worker import Worker
 from tests.integration.httpserver import LocalServer
+from tests.integration.test_integration_examples import LIBRARY_EXAMPLES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE_URL = "<base_url>"
@@ -431,7 +432,7 @@ CASES = [
 def test_every_example_has_a_case_and_a_description() -> None:
     files = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("*.json"))
     assert len(files) >= 6
-    assert {f.stem for f in files} == {c.example for c in CASES}
+    assert {f.stem for f in files} == {c.example for c in CASES} | LIBRARY_EXAMPLES
     for file in files:
         data = load_definition_file(file)
         assert data["name"] == file.stem
