@@ -117,7 +117,13 @@ def registry_for(plugins: list[str], allow_private: bool) -> Any:
 
     if plugins and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    return build_registry(allow_private_network=allow_private, plugins=plugins)
+    from conveyor.settings import Settings
+
+    return build_registry(
+        allow_private_network=allow_private,
+        allow_unsandboxed_code=Settings().allow_unsandboxed_code,
+        plugins=plugins,
+    )
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -30,9 +30,9 @@ from conveyor.engine.interfaces import (
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
-from conveyor.engine.templates import TemplateContext, TemplateProblem, render
+from conveyor.engine.templates import TemplateContext, TemplateProblem, render_config
 from conveyor.errors import NodeError
-from conveyor.nodes.base import NodeContext, Services, StepLog
+from conveyor.nodes.base import NodeContext, Services, StepLog, literal_fields
 from conveyor.nodes.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -247,8 +247,10 @@ class Runner:
     def _render(self, state: ExecutionState, node: Node) -> Any:
         if state.templates is None:
             state.templates = TemplateContext(_variables(state))
+        node_type = self.registry.get(node.type)
+        literal = literal_fields(node_type.config_model) if node_type else frozenset()
         try:
-            return render(node.config, state.templates, "config")
+            return render_config(node.config, state.templates, literal)
         except TemplateProblem as exc:
             return NodeError(str(exc), non_retryable=True)
 

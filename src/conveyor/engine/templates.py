@@ -92,6 +92,19 @@ def render(value: Any, context: Mapping[str, Any] | TemplateContext, path: str =
     return _render(value, context, path)
 
 
+def render_config(
+    config: dict[str, Any],
+    context: Mapping[str, Any] | TemplateContext,
+    literal: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Render a node's config, except its ``literal`` top-level fields (kept as written)."""
+    if not isinstance(context, TemplateContext):
+        context = TemplateContext(context)
+    return {
+        k: v if k in literal else _render(v, context, _join("config", k)) for k, v in config.items()
+    }
+
+
 def _render(value: Any, context: TemplateContext, path: str) -> Any:
     if isinstance(value, str):
         if not is_template(value):

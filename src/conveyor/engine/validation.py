@@ -12,6 +12,7 @@ from conveyor.engine.graph import Graph, find_cycle
 from conveyor.engine.inputs import schema_problems
 from conveyor.engine.templates import TemplateProblem, contains_template, node_references
 from conveyor.errors import DefinitionError, Problem
+from conveyor.nodes.base import literal_fields
 from conveyor.nodes.registry import Registry
 
 
@@ -47,7 +48,7 @@ def check(data: Any, registry: Registry) -> tuple[WorkflowDefinition | None, lis
                 )
             )
         else:
-            problems += _template_problems(definition, graph)
+            problems += _template_problems(definition, graph, registry)
     return (None if problems else definition), problems
 
 
@@ -186,13 +187,18 @@ def _branch_problem(
     return [Problem(message, node_id=owner, path=path)]
 
 
-def _template_problems(definition: WorkflowDefinition, graph: Graph) -> list[Problem]:
+def _template_problems(
+    definition: WorkflowDefinition, graph: Graph, registry: Registry
+) -> list[Problem]:
     problems: list[Problem] = []
     known = set(graph.node_ids)
     for node in definition.nodes:
         upstream = graph.ancestors(node.id)
+        node_type = registry.get(node.type)
+        literal = literal_fields(node_type.config_model) if node_type else frozenset()
+        rendered = {k: v for k, v in node.config.items() if k not in literal}
         try:
-            references = node_references(node.config, "config")
+            references = node_references(rendered, "config")
         except TemplateProblem as exc:
             problems.append(Problem(exc.message, node_id=node.id, path=exc.path))
             continue

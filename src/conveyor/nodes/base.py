@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -242,6 +243,18 @@ class NodeType:
 
     async def run(self, ctx: NodeContext, config: Any) -> Any:
         raise NotImplementedError
+
+
+@cache
+def literal_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The config's top-level keys declared ``"x-template": False``: never rendered (a code
+    node's source may hold ``{{`` of its own)."""
+    found = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("x-template") is False:
+            found.add(info.alias or name)
+    return frozenset(found)
 
 
 NodeFunction = Callable[[NodeContext, Any], Any]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conveyor.nodes.base import NetworkPolicy
+from conveyor.nodes.code import Code
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.http import HttpRequest
@@ -16,10 +17,15 @@ from conveyor.nodes.workflow import WorkflowCall
 def build_registry(
     *,
     allow_private_network: bool = False,
+    allow_unsandboxed_code: bool = False,
     plugins: Iterable[str] = (),
     entry_points: bool = True,
 ) -> Registry:
-    """The registry every interface uses: built-ins, entry points, then plugin modules."""
+    """The registry every interface uses: built-ins, entry points, then plugin modules.
+
+    ``allow_unsandboxed_code``: run code nodes with resource limits only where bubblewrap
+    is missing or unusable (CONVEYOR_ALLOW_UNSANDBOXED_CODE); otherwise they are refused.
+    """
     registry = Registry(
         [
             HttpRequest(allow_private_network=allow_private_network),
@@ -31,6 +37,7 @@ def build_registry(
             Notify(),
             Fail(),
             WorkflowCall(),
+            Code(allow_unsandboxed=allow_unsandboxed_code),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
     )
