@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -277,3 +278,86 @@ async def test_an_operator_may_allow_unsandboxed_code_with_limits() -> None:
     assert (await fails(bare, bomb, timeout=30)).startswith("process limit of 32 reached")
     code = "import os\ndef main(input):\n    return sorted(os.environ)\n"
     assert not [name for name in await run(bare, code) if name.startswith("CONVEYOR")]
+
+
+def test_the_operator_switch_reaches_the_code_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.cli.base import registry_for
+
+    monkeypatch.delenv("CONVEYOR_ALLOW_UNSANDBOXED_CODE", raising=False)
+    refusing = registry_for([], False).get("code")
+    assert isinstance(refusing, Code) and not refusing.sandbox.allow_unsandboxed
+    monkeypatch.setenv("CONVEYOR_ALLOW_UNSANDBOXED_CODE", "true")
+    allowing = registry_for([], False).get("code")
+    assert isinstance(allowing, Code) and allowing.sandbox.allow_unsandboxed
+
+
+async def test_a_cancelled_step_kills_its_snippet(sandboxed: Code) -> None:
+    # An odd CPU limit marks this test's processes (it is on their command line): bubblewrap
+    # and the interpreter inside it, seen from the host's /proc.
+    marker = b'"cpu_seconds": 317'
+    code = "import time\ndef main(input):\n    time.sleep(600)\n"
+    task = asyncio.create_task(run(sandboxed, code, timeout=600, cpu_seconds=317))
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(_processes_with(marker)) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "the snippet never started"
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = asyncio.get_running_loop().time() + 10
+    while _processes_with(marker):
+        assert asyncio.get_running_loop().time() < deadline, "the snippet outlived its step"
+        await asyncio.sleep(0.05)
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    """Live (not zombie) processes whose command line holds ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+KILLED_WORKER = """
+import asyncio, sys
+from datetime import UTC, datetime
+from conveyor.nodes.base import NodeContext
+from conveyor.nodes.code import Code, CodeConfig
+
+async def main():
+    ctx = NodeContext("e", "w", "n", 1, services=None, clock=lambda: datetime.now(UTC))
+    code = "import time\\ndef main(input):\\n    time.sleep(600)\\n"
+    node = Code(sandbox=sys.argv[2] or None, allow_unsandboxed=True)
+    await node.run(ctx, CodeConfig(code=code, timeout=600, cpu_seconds=int(sys.argv[1])))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", ""], ids=["sandboxed", "unsandboxed"])
+async def test_a_snippet_never_outlives_a_killed_worker(sandbox: str) -> None:
+    if sandbox and shutil.which(sandbox) is None and not CI:
+        pytest.skip("bubblewrap is not installed (CI installs it)")
+    cpu = "319" if sandbox else "323"
+    marker = f'"cpu_seconds": {cpu}'.encode()
+    worker = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED_WORKER, cpu, sandbox)
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(_processes_with(marker)) < (2 if sandbox else 1):
+            assert asyncio.get_running_loop().time() < deadline, "the snippet never started"
+            await asyncio.sleep(0.05)
+    finally:
+        worker.kill()
+        await worker.wait()
+    deadline = asyncio.get_running_loop().time() + 10
+    while _processes_with(marker):
+        assert asyncio.get_running_loop().time() < deadline, "the snippet outlived its worker"
+        await asyncio.sleep(0.05)

@@ -1,10 +1,12 @@
 """The program a code node's sandboxed interpreter runs (``python -I -S -c <this file>``).
 
 Standard library only, never imported by Conveyor: it reads ``{"code", "input"}`` as JSON
-on stdin, gives up root (to the ``nobody`` user), sets its resource limits, runs the
-snippet's ``main(input)`` and writes one JSON envelope to the original stdout: ``{"ok":
-true, "output": ...}`` or ``{"ok": false, "kind": ..., "message": ...}``. Everything the
-snippet prints goes to stderr, which the worker keeps as step log lines.
+on stdin's first line (the worker keeps stdin open; when it closes, this process ends, so a
+snippet never outlives a killed worker), gives up root (to the ``nobody`` user), sets its
+resource limits, runs the snippet's ``main(input)`` and writes one JSON envelope to the
+original stdout: ``{"ok": true, "output": ...}`` or ``{"ok": false, "kind": ...,
+"message": ...}``. Everything the snippet prints goes to stderr, which the worker keeps as
+step log lines.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import resource
 import socket
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -107,9 +110,21 @@ def _encode(envelope: dict[str, Any], limit: int) -> bytes:
     return data
 
 
+def _watch_the_worker(stop: Any = os._exit) -> None:
+    """The worker keeps stdin open while it waits; end when it closes (the worker died)."""
+
+    def watch() -> None:
+        while os.read(0, 4096):
+            pass
+        stop(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     limits = json.loads(sys.argv[1])
-    request = json.loads(sys.stdin.buffer.read())
+    request = json.loads(sys.stdin.buffer.readline())
+    _watch_the_worker()
     result = os.dup(1)
     os.dup2(2, 1)  # the snippet's prints (and its children's) go to the log channel
     sys.stdout = sys.stderr

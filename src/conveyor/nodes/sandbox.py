@@ -110,17 +110,17 @@ class Sandbox:
         self.python = interpreter()
         self._problem: str | None = None
         self._probed = False
-        self._lock = asyncio.Lock()
 
     async def sandboxed(self) -> bool:
         """Whether snippets run under bubblewrap (probed once); without it, and without the
-        operator's permission, a non-retryable NodeError that says how to fix it."""
-        async with self._lock:
-            if not self._probed:
-                self._problem = await self._probe()
-                self._probed = True
-                if self._problem:
-                    log.warning("code sandbox unavailable: %s", self._problem)
+        operator's permission, a non-retryable NodeError that says how to fix it. (Two
+        first steps at once may both probe: harmless, and no lock ties this to one loop.)"""
+        if not self._probed:
+            self._problem = await self._probe()
+            self._probed = True
+            if self._problem:
+                extra = {"action": "code_sandbox_unavailable"}
+                log.warning("code sandbox unavailable: %s", self._problem, extra=extra)
         if self._problem is None:
             return True
         if self.allow_unsandboxed:
@@ -146,7 +146,7 @@ class Sandbox:
         return None
 
     async def run(self, request: dict[str, Any], limits: Limits, *, sandboxed: bool) -> Finished:
-        stdin = json.dumps(request).encode()
+        stdin = json.dumps(request).encode() + b"\n"
         boot = [self.python, "-I", "-S", "-c", BOOTSTRAP, limits.for_bootstrap()]
         if sandboxed:
             argv = self._bwrap_argv(network=limits.network, tmp_bytes=limits.tmp_bytes) + boot
@@ -276,6 +276,7 @@ async def _execute(
         _kill(process)
         for task in [waiter, overflow, *readers, feeder]:
             task.cancel()
+        process.stdin.close()
     code = process.returncode
     return Finished(
         exit_code=code,
@@ -289,12 +290,10 @@ async def _execute(
 
 
 async def _feed(stream: asyncio.StreamWriter, data: bytes) -> None:
-    try:
+    """Write the request and keep stdin open: the bootstrap ends when it closes."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         stream.write(data)
         await stream.drain()
-        stream.close()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
