@@ -5,8 +5,6 @@ executions as before."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -19,18 +17,15 @@ import pytest
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.worker import Worker
+from tests.support import require_bubblewrap
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CANARY = "canary-secret-5e1d0b-long-enough-for-a-key-0123456789"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None and not CI, reason="bubblewrap is not installed (CI has it)"
-)
 
 
 @pytest.fixture
 async def serving(conveyor: Conveyor) -> AsyncIterator[Worker]:
+    require_bubblewrap()
     worker = Worker(
         conveyor.store,
         conveyor.registry,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -19,8 +18,8 @@ import pytest
 from conveyor.errors import NodeError
 from conveyor.nodes.base import NetworkPolicy, NodeContext
 from conveyor.nodes.code import Code, CodeConfig
+from tests.support import require_bubblewrap
 
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CANARY = "canary-secret-7f3a9c"
 
 
@@ -46,8 +45,7 @@ def context(network: NetworkPolicy | None = None) -> NodeContext:
 
 @pytest.fixture(scope="module")
 def sandboxed() -> Code:
-    if shutil.which("bwrap") is None and not CI:
-        pytest.skip("bubblewrap is not installed (CI installs it)")
+    require_bubblewrap()
     return Code()
 
 
@@ -331,6 +329,7 @@ import asyncio, sys
 from datetime import UTC, datetime
 from conveyor.nodes.base import NodeContext
 from conveyor.nodes.code import Code, CodeConfig
+from tests.support import require_bubblewrap
 
 async def main():
     ctx = NodeContext("e", "w", "n", 1, services=None, clock=lambda: datetime.now(UTC))
@@ -344,8 +343,8 @@ asyncio.run(main())
 
 @pytest.mark.parametrize("sandbox", ["bwrap", ""], ids=["sandboxed", "unsandboxed"])
 async def test_a_snippet_never_outlives_a_killed_worker(sandbox: str) -> None:
-    if sandbox and shutil.which(sandbox) is None and not CI:
-        pytest.skip("bubblewrap is not installed (CI installs it)")
+    if sandbox:
+        require_bubblewrap()
     cpu = "319" if sandbox else "323"
     marker = f'"cpu_seconds": {cpu}'.encode()
     worker = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED_WORKER, cpu, sandbox)
