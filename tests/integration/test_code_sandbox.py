@@ -360,3 +360,21 @@ async def test_a_snippet_never_outlives_a_killed_worker(sandbox: str) -> None:
     while _processes_with(marker):
         assert asyncio.get_running_loop().time() < deadline, "the snippet outlived its worker"
         await asyncio.sleep(0.05)
+
+
+async def test_only_the_standard_library_is_importable(sandboxed: Code) -> None:
+    code = "import json, re, datetime\ndef main(input):\n    import pydantic\n"
+    message = await fails(sandboxed, code)
+    assert "ModuleNotFoundError: No module named 'pydantic'" in message
+
+
+async def test_files_the_snippet_writes_are_bounded(sandboxed: Code) -> None:
+    code = (
+        "def main(input):\n"
+        "    with open('/tmp/scratch', 'wb') as f:\n"
+        "        f.write(b'x' * 1000)\n"
+        "    with open('/tmp/big', 'wb') as f:\n"
+        "        f.write(b'x' * 20_000_000)\n"
+    )
+    message = await fails(sandboxed, code)
+    assert message.endswith("OSError: [Errno 27] File too large")

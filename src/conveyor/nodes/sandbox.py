@@ -51,7 +51,7 @@ class Limits:
     file_bytes: int = 16 * 1024 * 1024
     open_files: int = 64
     log_bytes: int = 64 * 1024
-    tmp_bytes: int = 16 * 1024 * 1024
+    tmp_bytes: int = 32 * 1024 * 1024
 
     def for_bootstrap(self) -> str:
         return json.dumps(
