@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ PATH = "/usr/bin:/bin"
 # The sandbox's own /tmp, a fresh tmpfs (not the host's).
 TMP = "/tmp"  # noqa: S108
 PROBE_TIMEOUT = 30.0
+# What the probe runs inside: the bootstrap's first act as root is to become nobody.
+PROBE = "import os\nif os.getuid() == 0: os.setgroups([]); os.setgid(65534); os.setuid(65534)"
 # After the snippet's process ends, how long its pipes may stay open (a forked child).
 DRAIN_SECONDS = 2.0
 INSTALL_HINT = (
@@ -135,7 +137,7 @@ class Sandbox:
         if found is None:
             return f"no sandbox: bubblewrap ({self.command or 'bwrap'}) is not installed"
         self.command = found
-        argv = [*self._bwrap_argv(network=False), self.python, "-I", "-S", "-c", "pass"]
+        argv = [*self._bwrap_argv(network=False), self.python, "-I", "-S", "-c", PROBE]
         try:
             done = await _execute(argv, b"", _probe_limits(), env={}, cwd=None, wrapped=True)
         except OSError as exc:
@@ -151,6 +153,8 @@ class Sandbox:
         if sandboxed:
             argv = self._bwrap_argv(network=limits.network, tmp_bytes=limits.tmp_bytes) + boot
             return await _execute(argv, stdin, limits, env={}, cwd=None, wrapped=True)
+        # Nothing stops its connections, so none is reported as the sandbox's refusal.
+        limits = replace(limits, network=True)
         with tempfile.TemporaryDirectory(prefix="conveyor-code-") as folder:
             if os.getuid() == 0:
                 os.chmod(folder, 0o1777)  # the snippet runs as nobody  # noqa: S103
