@@ -378,3 +378,16 @@ async def test_files_the_snippet_writes_are_bounded(sandboxed: Code) -> None:
     )
     message = await fails(sandboxed, code)
     assert message.endswith("OSError: [Errno 27] File too large")
+
+
+async def test_without_a_sandbox_a_refused_connection_is_the_snippets_own() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: the connection is refused
+    bare = Code(sandbox=None, allow_unsandboxed=True)
+    # A bytes address: a root worker's snippet runs as nobody, who may not be able to
+    # import the idna codec from a Python installed under /root.
+    code = "import socket\ndef main(input):\n    socket.socket().connect((b'127.0.0.1', input))\n"
+    message = await fails(bare, code, port)
+    assert message.startswith("the code raised an exception")
+    assert "ConnectionRefusedError" in message

@@ -82,7 +82,6 @@ class Finished:
     log_dropped: int = 0
     timed_out: bool = False
     overflowed: bool = False
-    sandboxed: bool = True
 
     def envelope(self) -> dict[str, Any] | None:
         if self.overflowed or not self.result:
@@ -149,20 +148,19 @@ class Sandbox:
 
     async def run(self, request: dict[str, Any], limits: Limits, *, sandboxed: bool) -> Finished:
         stdin = json.dumps(request).encode() + b"\n"
-        boot = [self.python, "-I", "-S", "-c", BOOTSTRAP, limits.for_bootstrap()]
         if sandboxed:
+            boot = [self.python, "-I", "-S", "-c", BOOTSTRAP, limits.for_bootstrap()]
             argv = self._bwrap_argv(network=limits.network, tmp_bytes=limits.tmp_bytes) + boot
             return await _execute(argv, stdin, limits, env={}, cwd=None, wrapped=True)
         # Nothing stops its connections, so none is reported as the sandbox's refusal.
         limits = replace(limits, network=True)
+        boot = [self.python, "-I", "-S", "-c", BOOTSTRAP, limits.for_bootstrap()]
         with tempfile.TemporaryDirectory(prefix="conveyor-code-") as folder:
             if os.getuid() == 0:
                 os.chmod(folder, 0o1777)  # the snippet runs as nobody  # noqa: S103
-            finished = await _execute(
+            return await _execute(
                 boot, stdin, limits, env={"PATH": PATH}, cwd=folder, wrapped=False
             )
-        finished.sandboxed = False
-        return finished
 
     def _bwrap_argv(self, *, network: bool, tmp_bytes: int = 1024 * 1024) -> list[str]:
         assert self.command is not None
