@@ -72,10 +72,10 @@ def step_error(execution: dict[str, Any]) -> str:
 
 
 async def test_input_is_rendered_and_code_is_not(conveyor: Conveyor, serving: Worker) -> None:
+    # Rendered, '{{ 1 + 1 }}' would become 2.
     code = (
         "def main(input):\n"
-        "    # {{ nodes.ghost.output }} is text here, never a template\n"
-        "    return {'doubled': [n * 2 for n in input['numbers']], 'text': '{{ x }}'}\n"
+        "    return {'doubled': [n * 2 for n in input['numbers']], 'text': '{{ 1 + 1 }}'}\n"
     )
     definition = {
         "name": "templated",
@@ -92,7 +92,19 @@ async def test_input_is_rendered_and_code_is_not(conveyor: Conveyor, serving: Wo
     execution = await finished(conveyor, await start(conveyor, definition))
     assert execution["status"] == "succeeded", execution.get("error")
     (step,) = [s for s in execution["steps"] if s["node_id"] == "snippet"]
-    assert step["output"] == {"doubled": [2, 4, 6], "text": "{{ x }}"}
+    assert step["output"] == {"doubled": [2, 4, 6], "text": "{{ 1 + 1 }}"}
+
+
+async def test_a_template_reading_data_in_code_is_refused_with_a_hint(conveyor: Conveyor) -> None:
+    from conveyor.errors import DefinitionError
+
+    code = "def main(input):\n    return '{{ nodes.order.output }}'\n"
+    with pytest.raises(DefinitionError) as caught:
+        await conveyor.apply(snippet("hint", code))
+    (problem,) = caught.value.problems
+    assert problem.path == "config.code"
+    assert "never rendered" in problem.message
+    assert "data reaches the code through 'input'" in problem.message
 
 
 LOOP = "def main(input):\n    while True:\n        pass\n"

@@ -105,7 +105,7 @@ def test_plugins_describe_themselves_or_get_defaults() -> None:
 
 
 def test_a_code_nodes_source_is_marked_as_never_a_template() -> None:
-    from conveyor.nodes.base import literal_fields
+    from conveyor.nodes.catalog import literal_fields
     from conveyor.nodes.code import CodeConfig
 
     properties = by_name()["code"]["config_schema"]["properties"]

@@ -229,11 +229,3 @@ def test_node_references_reports_syntax_errors_with_the_path() -> None:
     with pytest.raises(TemplateProblem, match="template syntax error") as info:
         node_references({"a": ["ok", "{{ nodes.a "]}, "config")
     assert info.value.path == "config.a[1]"
-
-
-def test_render_config_keeps_literal_fields_as_written() -> None:
-    from conveyor.engine.templates import render_config
-
-    config = {"code": "x = '{{ nodes.a.output }}'", "input": "{{ nodes.a.output }}"}
-    rendered = render_config(config, {"nodes": {"a": {"output": [1, 2]}}}, frozenset({"code"}))
-    assert rendered == {"code": "x = '{{ nodes.a.output }}'", "input": [1, 2]}

@@ -92,19 +92,6 @@ def render(value: Any, context: Mapping[str, Any] | TemplateContext, path: str =
     return _render(value, context, path)
 
 
-def render_config(
-    config: dict[str, Any],
-    context: Mapping[str, Any] | TemplateContext,
-    literal: frozenset[str] = frozenset(),
-) -> dict[str, Any]:
-    """Render a node's config, except its ``literal`` top-level fields (kept as written)."""
-    if not isinstance(context, TemplateContext):
-        context = TemplateContext(context)
-    return {
-        k: v if k in literal else _render(v, context, _join("config", k)) for k, v in config.items()
-    }
-
-
 def _render(value: Any, context: TemplateContext, path: str) -> Any:
     if isinstance(value, str):
         if not is_template(value):
@@ -155,6 +142,18 @@ def node_references(value: Any, path: str = "") -> list[tuple[str, str]]:
         for i, v in enumerate(value):
             found += node_references(v, f"{path}[{i}]")
     return found
+
+
+def reads_variables(value: str) -> bool:
+    """Whether ``value`` is a template that reads data (``{{ input.x }}``), as opposed to text
+    that merely contains braces (a PostgreSQL array literal ``'{{1,2},{3,4}}'``)."""
+    if not is_template(value):
+        return False
+    try:
+        tree = _ENV.parse(value)
+    except TemplateError:
+        return False
+    return any(True for _ in tree.find_all(nodes.Name))
 
 
 def mentions_name(value: Any, name: str) -> bool:

@@ -7,7 +7,6 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -225,8 +224,10 @@ class NodeType:
     For the dashboard's palette: ``title`` (default: from the name), ``category`` (http,
     control, data, messaging, workflow, ...; default ``custom``), ``icon`` (a keyword the UI
     maps to an icon), and ``branches_from``, the config field whose keys are branch labels
-    too (switch: ``cases``). Every string in a config may hold a template; a field that
-    must not says so with ``json_schema_extra={"x-template": False}``.
+    too (switch: ``cases``). Every string in a config may hold a template; a top-level field
+    that must not says so with ``json_schema_extra={"x-template": False}`` (and may give an
+    ``"x-template-hint"``): the runner passes it to the node as written, and validation
+    rejects a template in it (db.query's ``sql``).
     """
 
     name: str = ""
@@ -248,18 +249,6 @@ class NodeType:
 
     async def run(self, ctx: NodeContext, config: Any) -> Any:
         raise NotImplementedError
-
-
-@cache
-def literal_fields(model: type[BaseModel]) -> frozenset[str]:
-    """The config's top-level keys declared ``"x-template": False``: never rendered (a code
-    node's source may hold ``{{`` of its own)."""
-    found = set()
-    for name, info in model.model_fields.items():
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get("x-template") is False:
-            found.add(info.alias or name)
-    return frozenset(found)
 
 
 NodeFunction = Callable[[NodeContext, Any], Any]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conveyor.nodes.base import NetworkPolicy
+from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.code import Code
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.database import DbQuery
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -34,7 +37,10 @@ def build_registry(
             Wait(),
             WaitForEvent(),
             Transform(),
+            DbQuery(),
             Notify(),
+            EmailSend(),
+            ChatPost(),
             Fail(),
             WorkflowCall(),
             Code(allow_unsandboxed=allow_unsandboxed_code),

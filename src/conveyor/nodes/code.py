@@ -27,7 +27,10 @@ class CodeConfig(BaseModel):
         max_length=100_000,
         description="Python source defining main(input); its JSON return value is the output. "
         "Never rendered as a template",
-        json_schema_extra={"x-template": False},
+        json_schema_extra={
+            "x-template": False,
+            "x-template-hint": "data reaches the code through 'input' (main(input) receives it)",
+        },
     )
     input: Any = Field(
         default=None, description="the value passed to main(input) (templates allowed)"
