@@ -241,6 +241,8 @@ def test_built_in_registry_holds_the_built_in_node_types() -> None:
         "email.send",
         "fail",
         "http.request",
+        "llm.agent",
+        "llm.chat",
         "notify",
         "switch",
         "transform",

@@ -114,15 +114,17 @@ def run_async(coro: Awaitable[T]) -> T:
 
 def registry_for(plugins: list[str], allow_private: bool) -> Any:
     from conveyor.nodes.builtin import build_registry
+    from conveyor.nodes.llm_prices import load_prices
+    from conveyor.settings import Settings
 
     if plugins and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    from conveyor.settings import Settings
-
+    settings = Settings()
     return build_registry(
         allow_private_network=allow_private,
-        allow_unsandboxed_code=Settings().allow_unsandboxed_code,
+        allow_unsandboxed_code=settings.allow_unsandboxed_code,
         plugins=plugins,
+        llm_prices=load_prices(settings.llm_prices),
     )
 
 

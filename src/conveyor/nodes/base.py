@@ -146,6 +146,26 @@ class Services(Protocol):
         be: a missing key)."""
         ...
 
+    async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
+        """A child execution's ``{"status", "result", "error"}`` once it has finished, else
+        None (for a node that waits for children while it runs: ``llm.agent``)."""
+        ...
+
+    async def children(self, parent_execution_id: str, parent_node_id: str) -> list[ChildRef]:
+        """The child executions a step started (by any attempt), oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child execution as the step that started it knows it: ``key`` is the idempotency
+    key it was started with."""
+
+    execution_id: str
+    key: str
+    workflow: str
+    input: Any
+
 
 @dataclass
 class NodeContext:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.code import Code
@@ -11,6 +12,8 @@ from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.database import DbQuery
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.llm import LlmChat
+from conveyor.nodes.llm_prices import PriceTable
 from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
@@ -23,12 +26,13 @@ def build_registry(
     allow_unsandboxed_code: bool = False,
     plugins: Iterable[str] = (),
     entry_points: bool = True,
+    llm_prices: PriceTable | None = None,
 ) -> Registry:
     """The registry every interface uses: built-ins, entry points, then plugin modules.
 
     ``allow_unsandboxed_code``: run code nodes with resource limits only where bubblewrap
     is missing or unusable (CONVEYOR_ALLOW_UNSANDBOXED_CODE); otherwise they are refused.
-    """
+    ``llm_prices`` turns LLM tokens into money (``CONVEYOR_LLM_PRICES``)."""
     registry = Registry(
         [
             HttpRequest(allow_private_network=allow_private_network),
@@ -43,6 +47,8 @@ def build_registry(
             ChatPost(),
             Fail(),
             WorkflowCall(),
+            LlmChat(prices=llm_prices),
+            LlmAgent(prices=llm_prices),
             Code(allow_unsandboxed=allow_unsandboxed_code),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
