@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     # Outbound HTTP to loopback/private/link-local/metadata addresses is refused unless this is
     # set; tests that talk to a local server set it.
     allow_private_network: bool = False
+    # Code nodes run under bubblewrap; where it is missing or unusable they are refused unless
+    # this is set, and then run with resource limits only (no isolation from the host).
+    allow_unsandboxed_code: bool = False
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)

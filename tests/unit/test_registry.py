@@ -235,6 +235,7 @@ def test_built_in_registry_holds_the_built_in_node_types() -> None:
     registry = build_registry(entry_points=False)
     assert registry.names() == [
         "chat.post",
+        "code",
         "condition",
         "db.query",
         "email.send",

@@ -119,8 +119,13 @@ def registry_for(plugins: list[str], allow_private: bool) -> Any:
 
     if plugins and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    prices = load_prices(Settings().llm_prices)
-    return build_registry(allow_private_network=allow_private, plugins=plugins, llm_prices=prices)
+    settings = Settings()
+    return build_registry(
+        allow_private_network=allow_private,
+        allow_unsandboxed_code=settings.allow_unsandboxed_code,
+        plugins=plugins,
+        llm_prices=load_prices(settings.llm_prices),
+    )
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.chat import ChatPost
+from conveyor.nodes.code import Code
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.database import DbQuery
@@ -22,11 +23,15 @@ from conveyor.nodes.workflow import WorkflowCall
 def build_registry(
     *,
     allow_private_network: bool = False,
+    allow_unsandboxed_code: bool = False,
     plugins: Iterable[str] = (),
     entry_points: bool = True,
     llm_prices: PriceTable | None = None,
 ) -> Registry:
     """The registry every interface uses: built-ins, entry points, then plugin modules.
+
+    ``allow_unsandboxed_code``: run code nodes with resource limits only where bubblewrap
+    is missing or unusable (CONVEYOR_ALLOW_UNSANDBOXED_CODE); otherwise they are refused.
     ``llm_prices`` turns LLM tokens into money (``CONVEYOR_LLM_PRICES``)."""
     registry = Registry(
         [
@@ -44,6 +49,7 @@ def build_registry(
             WorkflowCall(),
             LlmChat(prices=llm_prices),
             LlmAgent(prices=llm_prices),
+            Code(allow_unsandboxed=allow_unsandboxed_code),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
     )
