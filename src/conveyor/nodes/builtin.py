@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conveyor.nodes.addresses import parse_allowlist
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
@@ -16,13 +17,21 @@ from conveyor.nodes.workflow import WorkflowCall
 def build_registry(
     *,
     allow_private_network: bool = False,
+    outbound_allowlist: Iterable[str] = (),
     plugins: Iterable[str] = (),
     entry_points: bool = True,
 ) -> Registry:
-    """The registry every interface uses: built-ins, entry points, then plugin modules."""
+    """The registry every interface uses: built-ins, entry points, then plugin modules.
+    ``allow_private_network`` and ``outbound_allowlist`` make the policy every step's
+    outbound connections follow (``ctx.network``); a malformed allowlist entry raises
+    InputError here, at startup."""
+    network = NetworkPolicy(
+        allow_private=allow_private_network, allowlist=tuple(outbound_allowlist)
+    )
+    parse_allowlist(network.allowlist)
     registry = Registry(
         [
-            HttpRequest(allow_private_network=allow_private_network),
+            HttpRequest(),
             Condition(),
             Switch(),
             Wait(),
@@ -32,7 +41,7 @@ def build_registry(
             Fail(),
             WorkflowCall(),
         ],
-        network=NetworkPolicy(allow_private=allow_private_network),
+        network=network,
     )
     if entry_points:
         registry.load_entry_points()
