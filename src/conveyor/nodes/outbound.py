@@ -21,7 +21,9 @@ or :func:`make_client`. The rules, in order (docs/security.md states them for us
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -104,13 +106,20 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying context for every client: building one loads the CA bundle (about
+    half a second), and a context is safe to share between connections."""
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx transport whose connections go through :class:`GuardedBackend`."""
 
     def __init__(self, policy: NetworkPolicy) -> None:
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=_ssl_context(),
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
