@@ -14,7 +14,8 @@ Endpoints (any method):
   an HTTP-date S seconds after the response's own Date header), then 200 like ``/echo``.
 - ``/paged?page=P&pages=N&per=K&style=link|json`` answers page P (default 1) of N: JSON
   ``{"data": [...], "next": url-or-null}``; style link puts the list as the body and the
-  next page in a ``Link: <...>; rel="next"`` header. Item ``i`` of page P is ``P*100+i``.
+  next page in a ``Link: <...>; rel="next"`` header. Item ``i`` of page P is ``P*100+i``;
+  ``base=URL`` points the next page's URL at another server.
 - ``/redirect?to=URL&code=302`` redirects to URL (relative or absolute).
 - ``/big?bytes=N&declare=1`` answers N bytes of text/plain; declare=0 sends no
   Content-Length (the body ends when the connection closes).
@@ -167,9 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
         per = int(request.query.get("per", "2"))
         items = [page * 100 + i for i in range(per)]
         query = {**request.query, "page": str(page + 1)}
-        following = (
-            f"{self.server_state.base_url}/paged?{urlencode(query)}" if page < pages else None
-        )
+        base = request.query.get("base", self.server_state.base_url)
+        following = f"{base}/paged?{urlencode(query)}" if page < pages else None
         if request.query.get("style") == "link":
             headers = {"Link": f'<{following}>; rel="next"'} if following else {}
             self._send(200, items, headers)
