@@ -208,3 +208,17 @@ def test_the_allowlist_setting_is_a_comma_list_that_reaches_every_step(
     )
     monkeypatch.delenv("CONVEYOR_OUTBOUND_ALLOWLIST")
     assert Settings().outbound_allowlist == ()
+
+
+def test_a_malformed_allowlist_setting_stops_the_command_line_naming_the_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conveyor.cli.base import registry_for
+
+    monkeypatch.setenv("CONVEYOR_OUTBOUND_ALLOWLIST", "api.example.com,https://bad.example")
+    with pytest.raises(InputError, match=r"entry 'https://bad\.example' is neither"):
+        registry_for([], False)
+    monkeypatch.setenv("CONVEYOR_OUTBOUND_ALLOWLIST", "api.example.com,10.0.0.0/8")
+    assert registry_for([], True).network == NetworkPolicy(
+        allow_private=True, allowlist=("api.example.com", "10.0.0.0/8")
+    )
