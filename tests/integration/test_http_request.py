@@ -334,3 +334,24 @@ async def test_an_unexpected_status_carries_retry_after(
     assert caught.value.non_retryable is not retryable
     assert caught.value.retry_after == delay
     assert caught.value.details["body"]["calls"] == 1
+
+
+async def test_errors_name_the_url_without_a_query_credential(http_server: LocalServer) -> None:
+    query = Credential("api", "query", {"name": "api_key", "value": TOKEN})
+    with pytest.raises(HttpStatusError) as caught:
+        await run(
+            {"url": f"{http_server.base_url}/status?code=404", "credential": "api"}, LOCAL, query
+        )
+    assert str(caught.value) == f"GET {http_server.base_url}/status?code=404 answered 404"
+    with pytest.raises(NodeError) as too_large:
+        await run(
+            {
+                "url": f"{http_server.base_url}/big?bytes=50",
+                "credential": "api",
+                "max_response_bytes": 10,
+            },
+            LOCAL,
+            query,
+        )
+    assert TOKEN not in str(too_large.value)
+    assert http_server.requests_to("/big")[0].query["api_key"] == TOKEN

@@ -222,3 +222,22 @@ async def test_a_name_that_does_not_resolve_is_a_retryable_error() -> None:
         await resolve("nowhere.example", 80, NetworkPolicy(resolver=dns))
     assert not caught.value.non_retryable
     assert not isinstance(caught.value, BlockedAddress)
+
+
+async def test_a_refused_connection_moves_on_to_the_next_checked_address() -> None:
+    """Nothing listens on 127.0.0.2 at the port: the connection goes to 127.0.0.1 next, as
+    it must when a host's IPv6 answer comes first on a machine without IPv6 routes."""
+    listener = Listener("127.0.0.1")
+    try:
+        dns = Resolver({"two.example": [["127.0.0.2", "127.0.0.1"]]})
+        policy = NetworkPolicy(allowlist=("127.0.0.0/30",), resolver=dns)
+        with pytest.raises(httpx.ReadTimeout):  # connected; the listener never answers
+            await _get(f"http://two.example:{listener.port}/", policy)
+        assert listener.connections() == 1
+        # Every answer is checked before any is tried.
+        checked = NetworkPolicy(allowlist=("127.0.0.1/32",), resolver=dns)
+        with pytest.raises(BlockedAddress, match=r"\(127\.0\.0\.2\)"):
+            await _get(f"http://two.example:{listener.port}/", checked)
+        assert listener.connections() == 1
+    finally:
+        listener.close()

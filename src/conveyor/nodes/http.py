@@ -16,7 +16,7 @@ from conveyor.nodes.base import NodeContext, NodeType
 if TYPE_CHECKING:
     import httpx
 
-    from conveyor.nodes.http_exchange import Outgoing, Received
+    from conveyor.nodes.http_exchange import Auth, Outgoing, Received
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MiB = 1024 * 1024
@@ -130,7 +130,7 @@ class HttpRequest(NodeType):
             return await _pages(ctx, client, config, out, config.paginate)
 
 
-def _outgoing(ctx: NodeContext, config: HttpRequestConfig, auth: Any) -> Outgoing:
+def _outgoing(ctx: NodeContext, config: HttpRequestConfig, auth: Auth) -> Outgoing:
     import httpx
 
     from conveyor.nodes.http_exchange import Outgoing
@@ -204,11 +204,12 @@ async def _pages(
     budget = config.max_response_bytes
     url: httpx.URL | None = out.url
     pages = 0
-    received = None
+    last: dict[str, Any] = {}
     while url is not None and pages < paginate.max_pages:
         received, output = await _fetch(ctx, client, config, out, url, budget)
         budget -= len(received.content)
         pages += 1
+        last = {"status": received.status, "headers": dict(received.headers)}
         body = output["body"]
         found = json_path(body, paginate.items) if paginate.items else body
         if not isinstance(found, list):
@@ -221,14 +222,7 @@ async def _pages(
         items.extend(found)
         ctx.report_progress(pages, None, f"page {pages}")
         url = _next_page(received, body, paginate.next)
-    assert received is not None  # max_pages >= 1: the loop ran
-    return {
-        "status": received.status,
-        "headers": dict(received.headers),
-        "pages": pages,
-        "items": items,
-        "more": url is not None,
-    }
+    return {**last, "pages": pages, "items": items, "more": url is not None}
 
 
 def _next_page(received: Received, body: Any, where: str) -> httpx.URL | None:

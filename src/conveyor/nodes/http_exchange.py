@@ -76,9 +76,10 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Received:
-    """A final (non-redirect) response with its body read."""
+    """A final (non-redirect) response with its body read. ``where`` names it for logs and
+    errors (method and URL, without a query credential)."""
 
-    method: str
+    where: str
     url: httpx.URL
     status: int
     headers: httpx.Headers
@@ -227,7 +228,7 @@ async def _read(
     except httpx.TransportError as exc:
         raise NodeError(f"{where} failed: {exc!r}") from exc
     return Received(
-        method, response.url, response.status_code, response.headers, b"".join(chunks), truncated
+        where, response.url, response.status_code, response.headers, b"".join(chunks), truncated
     )
 
 
@@ -239,7 +240,7 @@ def _too_large(where: str, limit: int, setting: str) -> NodeError:
     )
 
 
-def shown(url: httpx.URL, hidden: Iterable[str] = ()) -> str:
+def shown(url: httpx.URL, hidden: Iterable[str]) -> str:
     """A URL for logs and errors, without the query parameters a credential added."""
     for name in hidden:
         url = url.copy_remove_param(name)

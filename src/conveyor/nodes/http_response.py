@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from conveyor.errors import HttpStatusError, NodeError
-from conveyor.nodes.http_exchange import Received, shown
+from conveyor.nodes.http_exchange import Received
 
 # Media types read as text; any other declared type is kept as a file.
 TEXT_MARKERS = ("json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv", "graphql")
@@ -43,7 +43,7 @@ def decoded(received: Received, max_file_bytes: int) -> dict[str, Any]:
         except UnicodeDecodeError:
             if len(received.content) > max_file_bytes:
                 raise NodeError(
-                    f"{received.method} {shown(received.url)}: the binary response is over "
+                    f"{received.where}: the binary response is over "
                     f"max_file_bytes ({max_file_bytes} bytes)",
                     non_retryable=True,
                 ) from None
@@ -88,7 +88,7 @@ def check_status(received: Received, accepted: bool, body: Any, now: datetime) -
         return
     status = received.status
     raise HttpStatusError(
-        f"{received.method} {shown(received.url)} answered {status}",
+        f"{received.where} answered {status}",
         non_retryable=not (status >= 500 or status in RETRYABLE_STATUSES),
         retry_after=retry_after(received.headers, now),
         details={"status": status, "body": body},

@@ -47,6 +47,12 @@ async def resolve(host: str, port: int, policy: NetworkPolicy) -> str:
     ``policy``; connect to the returned IP (not the name again), so DNS cannot rebind in
     between. Raises BlockedAddress. Every outbound connection (HTTP, SMTP, databases, chat,
     LLM) goes through this function or through :func:`make_client`."""
+    return (await resolve_all(host, port, policy))[0]
+
+
+async def resolve_all(host: str, port: int, policy: NetworkPolicy) -> list[str]:
+    """Every address of ``host``, in the resolver's order, all checked (one refused address
+    refuses the host); a caller may try them in turn."""
     bare = host.strip("[]")
     refused = host_refused(bare)
     if refused:
@@ -66,12 +72,12 @@ async def resolve(host: str, port: int, policy: NetworkPolicy) -> str:
         message = check_address(bare, address, policy)
         if message:
             raise BlockedAddress(message)
-    return addresses[0]
+    return addresses
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves the host through :func:`resolve`, then connects to the checked IP; TLS still
-    verifies (and sends SNI for) the name in the URL."""
+    """Resolves the host through :func:`resolve_all`, then connects to a checked IP (the
+    first that accepts); TLS still verifies (and sends SNI for) the name in the URL."""
 
     def __init__(self, policy: NetworkPolicy) -> None:
         self._inner = httpcore.AnyIOBackend()
@@ -85,7 +91,23 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        address = await resolve(host, port, self._policy)
+        addresses = await resolve_all(host, port, self._policy)
+        for address in addresses[:-1]:
+            # An IPv6 answer first on a host without IPv6 routes: try the next checked one.
+            try:
+                return await self._connect(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError:
+                continue
+        return await self._connect(addresses[-1], port, timeout, local_address, socket_options)
+
+    async def _connect(
+        self,
+        address: str,
+        port: int,
+        timeout: float | None,  # noqa: ASYNC109 (httpcore interface)
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> httpcore.AsyncNetworkStream:
         return await self._inner.connect_tcp(
             address,
             port,
@@ -147,4 +169,11 @@ def make_client(
     )
 
 
-__all__ = ["GuardedBackend", "GuardedTransport", "make_client", "resolve", "system_resolver"]
+__all__ = [
+    "GuardedBackend",
+    "GuardedTransport",
+    "make_client",
+    "resolve",
+    "resolve_all",
+    "system_resolver",
+]
