@@ -5,8 +5,13 @@ check and the connect), and the allowlist admits exactly what it lists."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
+import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -241,3 +246,73 @@ async def test_a_refused_connection_moves_on_to_the_next_checked_address() -> No
         assert listener.connections() == 1
     finally:
         listener.close()
+
+
+def _self_signed(folder: Path, name: str) -> ssl.SSLContext:
+    """A server TLS context with a self-signed certificate for ``name``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context
+
+
+async def test_tls_is_verified_for_the_name_in_the_url_though_the_ip_is_dialled(
+    tmp_path: Path,
+) -> None:
+    """The guard connects to the checked IP, yet the TLS handshake names ``api.test`` (SNI)
+    and the certificate is still verified: a self-signed one is refused."""
+    context = _self_signed(tmp_path, "api.test")
+    names: list[str | None] = []
+
+    def record(_sock: ssl.SSLSocket, name: str | None, _context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = record
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(QUICK)
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with contextlib.suppress(ssl.SSLError, OSError):
+            context.wrap_socket(conn, server_side=True).close()
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        dns = Resolver({"api.test": [["127.0.0.1"]]})
+        policy = NetworkPolicy(allowlist=("127.0.0.1/32",), resolver=dns)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await _get(f"https://api.test:{port}/", policy)
+        thread.join(QUICK)
+    finally:
+        server.close()
+    assert names == ["api.test"]
+    assert dns.calls == ["api.test"]
