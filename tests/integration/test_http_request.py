@@ -293,6 +293,13 @@ async def test_a_body_over_max_response_bytes_fails_without_retrying(
     assert caught.value.non_retryable
 
 
+async def test_a_head_answer_declaring_a_large_body_is_fine(http_server: LocalServer) -> None:
+    url = f"{http_server.base_url}/big?bytes=200000"
+    output = await run({"url": url, "method": "HEAD", "max_response_bytes": 1000})
+    assert (output["status"], output["body"]) == (200, "")
+    assert output["headers"]["content-length"] == "200000"
+
+
 async def test_a_binary_body_is_returned_as_a_file(http_server: LocalServer) -> None:
     output = await run({"url": f"{http_server.base_url}/binary?bytes=300&type=image/png"})
     data = bytes(i % 256 for i in range(300))

@@ -207,7 +207,8 @@ async def _read(
     limit, setting = limit_for(response.headers.get("content-type", ""))
     if not accepted:
         limit = min(limit, ERROR_BODY_BYTES)
-    declared = response.headers.get("content-length", "")
+    # A HEAD answer declares the length of a body it does not send.
+    declared = response.headers.get("content-length", "") if method != "HEAD" else ""
     if accepted and declared.isdigit() and int(declared) > limit:
         raise _too_large(where, limit, setting)
     chunks: list[bytes] = []
