@@ -15,8 +15,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    # Outbound HTTP to loopback/private/link-local/metadata addresses is refused unless this is
-    # set; tests that talk to a local server set it.
+    # Outbound connections to loopback, private, link-local and other internal addresses are
+    # refused unless this is set (cloud metadata always is); tests that talk to a local server
+    # set it. docs/security.md.
     allow_private_network: bool = False
     # When not empty, outbound connections go only to these hosts (example.com,
     # *.example.com) or networks (10.1.0.0/16; a listed private network is allowed without

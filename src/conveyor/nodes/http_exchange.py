@@ -108,7 +108,7 @@ async def exchange(
     """Send ``out`` to ``url``, following redirects (each hop checked again by the client's
     guard); the final response's body read within ``limit_for`` its content type (an
     unaccepted status: its first 64 KiB, for the error)."""
-    method, content = out.method, out.content
+    method, content, start = out.method, out.content, url
     hidden = tuple(out.auth.params)
     for hop in range(out.max_redirects + 1):
         request = _request(client, out, method, url, content)
@@ -124,7 +124,7 @@ async def exchange(
         method, content = _after_redirect(response.status_code, method, content)
         url = target
     raise NodeError(
-        f"{out.method} {shown(out.url, hidden)}: more than {out.max_redirects} redirects "
+        f"{out.method} {shown(start, hidden)}: more than {out.max_redirects} redirects "
         "(max_redirects)",
         non_retryable=True,
     )
