@@ -139,9 +139,10 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx transport whose connections go through :class:`GuardedBackend`."""
 
     def __init__(self, policy: NetworkPolicy) -> None:
-        super().__init__(trust_env=False)
+        context = _ssl_context()
+        super().__init__(verify=context, trust_env=False)  # given a context, builds none
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_ssl_context(),
+            ssl_context=context,
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
