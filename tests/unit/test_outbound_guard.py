@@ -4,6 +4,8 @@ the allowlist and ``allow_private`` combine."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conveyor.errors import InputError
@@ -222,3 +224,34 @@ def test_a_malformed_allowlist_setting_stops_the_command_line_naming_the_entry(
     assert registry_for([], True).network == NetworkPolicy(
         allow_private=True, allowlist=("api.example.com", "10.0.0.0/8")
     )
+
+
+# Calls that open a network connection. A node module using one must take its address from
+# the guard (outbound.resolve) or use the guarded HTTP client (outbound.make_client).
+CONNECTING = (
+    "httpx.AsyncClient(",
+    "httpx.Client(",
+    "urllib.request",
+    "socket.create_connection",
+    "asyncio.open_connection",
+    "smtplib.SMTP",
+    "aiosmtplib.",
+    "psycopg.connect",
+    "AsyncConnection.connect",
+    "create_engine(",
+    "create_async_engine(",
+    "aiomysql.",
+    "redis.",
+)
+
+
+def test_node_modules_that_connect_go_through_the_guard() -> None:
+    nodes = Path(__file__).resolve().parents[2] / "src" / "conveyor" / "nodes"
+    unguarded = []
+    for module in sorted(nodes.rglob("*.py")):
+        text = module.read_text()
+        if module.name == "outbound.py" or not any(call in text for call in CONNECTING):
+            continue
+        if "resolve(" not in text and "make_client(" not in text:
+            unguarded.append(module.name)
+    assert unguarded == [], "these connect without conveyor.nodes.outbound"
