@@ -35,6 +35,7 @@ from conveyor.engine.steps import Outcome, failed, run_attempt
 from conveyor.engine.templates import TemplateContext, TemplateProblem, render
 from conveyor.errors import NodeError
 from conveyor.nodes.base import LiveSink, NodeContext, Services, StepLog
+from conveyor.nodes.catalog import literal_fields
 from conveyor.nodes.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -264,10 +265,17 @@ class Runner:
         return starts
 
     def _render(self, state: ExecutionState, node: Node) -> Any:
+        """The node's config with its templates rendered, except in the fields its type
+        keeps literal (``"x-template": False``: SQL text), which are passed as written."""
         if state.templates is None:
             state.templates = TemplateContext(_variables(state))
+        node_type = self.registry.get(node.type)
+        literal = literal_fields(node_type.config_model) if node_type else frozenset()
         try:
-            return render(node.config, state.templates, "config")
+            return {
+                key: value if key in literal else render(value, state.templates, f"config.{key}")
+                for key, value in node.config.items()
+            }
         except TemplateProblem as exc:
             return NodeError(str(exc), non_retryable=True)
 

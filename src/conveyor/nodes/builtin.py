@@ -6,9 +6,12 @@ from collections.abc import Iterable
 
 from conveyor.nodes.addresses import parse_allowlist
 from conveyor.nodes.base import NetworkPolicy
+from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.database import DbQuery
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -37,7 +40,10 @@ def build_registry(
             Wait(),
             WaitForEvent(),
             Transform(),
+            DbQuery(),
             Notify(),
+            EmailSend(),
+            ChatPost(),
             Fail(),
             WorkflowCall(),
         ],
