@@ -123,6 +123,7 @@ def registry_for(plugins: list[str], allow_private: bool) -> Any:
     return build_registry(
         allow_private_network=allow_private,
         allow_unsandboxed_code=settings.allow_unsandboxed_code,
+        outbound_allowlist=settings.outbound_allowlist,
         plugins=plugins,
         llm_prices=load_prices(settings.llm_prices),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -111,14 +111,22 @@ class CredentialSource(Protocol):
         ...
 
 
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
 @dataclass(frozen=True)
 class NetworkPolicy:
-    """Where a node may connect. ``allow_private``: loopback and private addresses too
-    (``CONVEYOR_ALLOW_PRIVATE_NETWORK``, tests and trusted installs). ``allowlist``: when
-    not empty, only these hosts (``example.com``, ``*.example.com``) or networks (CIDR)."""
+    """Where a node may connect (enforced by :mod:`conveyor.nodes.outbound`).
+    ``allow_private``: loopback and private addresses too (``CONVEYOR_ALLOW_PRIVATE_NETWORK``,
+    tests and trusted installs). ``allowlist`` (``CONVEYOR_OUTBOUND_ALLOWLIST``): when not
+    empty, only these hosts (``example.com``, ``*.example.com``) or addresses in these
+    networks (CIDR; a listed private network is allowed without ``allow_private``).
+    ``resolver``: turns a host name and port into addresses (default: getaddrinfo); tests
+    inject one to play DNS tricks without touching the system resolver."""
 
     allow_private: bool = False
     allowlist: tuple[str, ...] = ()
+    resolver: Resolver | None = field(default=None, compare=False)
 
 
 LiveSink = Callable[[str, dict[str, Any]], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conveyor.nodes.addresses import parse_allowlist
 from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.chat import ChatPost
@@ -24,6 +25,7 @@ def build_registry(
     *,
     allow_private_network: bool = False,
     allow_unsandboxed_code: bool = False,
+    outbound_allowlist: Iterable[str] = (),
     plugins: Iterable[str] = (),
     entry_points: bool = True,
     llm_prices: PriceTable | None = None,
@@ -32,10 +34,17 @@ def build_registry(
 
     ``allow_unsandboxed_code``: run code nodes with resource limits only where bubblewrap
     is missing or unusable (CONVEYOR_ALLOW_UNSANDBOXED_CODE); otherwise they are refused.
-    ``llm_prices`` turns LLM tokens into money (``CONVEYOR_LLM_PRICES``)."""
+    ``llm_prices`` turns LLM tokens into money (``CONVEYOR_LLM_PRICES``).
+    ``allow_private_network`` and ``outbound_allowlist`` make the policy every step's
+    outbound connections follow (``ctx.network``); a malformed allowlist entry raises
+    InputError here, at startup."""
+    network = NetworkPolicy(
+        allow_private=allow_private_network, allowlist=tuple(outbound_allowlist)
+    )
+    parse_allowlist(network.allowlist)
     registry = Registry(
         [
-            HttpRequest(allow_private_network=allow_private_network),
+            HttpRequest(),
             Condition(),
             Switch(),
             Wait(),
@@ -51,7 +60,7 @@ def build_registry(
             LlmAgent(prices=llm_prices),
             Code(allow_unsandboxed=allow_unsandboxed_code),
         ],
-        network=NetworkPolicy(allow_private=allow_private_network),
+        network=network,
     )
     if entry_points:
         registry.load_entry_points()
