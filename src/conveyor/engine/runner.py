@@ -17,7 +17,7 @@ from typing import Any
 from conveyor.engine import outcomes
 from conveyor.engine.definition import Node, WorkflowDefinition, parse_definition
 from conveyor.engine.execution_state import NEVER, Control, ExecutionState, restore
-from conveyor.engine.graph import Graph, NodeState, NodeStatus
+from conveyor.engine.graph import PENDING, Graph, NodeState, NodeStatus
 from conveyor.engine.interfaces import (
     Changes,
     ClaimedExecution,
@@ -142,6 +142,8 @@ class Runner:
         while True:
             if control.cancel:
                 return await self._abort(state, ExecutionStatus.CANCELLED, "cancelled", changes)
+            if state.stopped is not None:
+                return await self._stop(state, changes)
             now = self.clock.now()
             deadline = state.execution.deadline_at
             if deadline is not None and now >= deadline:
@@ -216,11 +218,7 @@ class Runner:
             return []
         decision = state.graph.decide(state.states)
         for node_id in decision.skip:
-            state.states[node_id] = NodeStatus(NodeState.SKIPPED)
-            state.nodes[node_id] = {"status": "skipped", "output": None}
-            changes.skipped.append((node_id, state.node(node_id).type))
-            changes.count("steps_skipped")
-            changes.events.append(("step.skipped", {"node_id": node_id}))
+            _skip(state, changes, node_id)
         ready = decision.ready + state.retry_now
         state.retry_now = []
         starts = []
@@ -247,10 +245,23 @@ class Runner:
     def _render(self, state: ExecutionState, node: Node) -> Any:
         if state.templates is None:
             state.templates = TemplateContext(_variables(state))
+        node_type = self.registry.get(node.type)
+        raw = node_type.raw_config if node_type is not None else frozenset()
+        config = {k: v for k, v in node.config.items() if k not in raw}
+        context = state.templates
+        if node.id in state.graph.join_first:
+            # Started by its first input: the upstream nodes still running read as pending.
+            pending = {
+                n: {"status": "pending", "output": None}
+                for n in state.graph.ancestors(node.id)
+                if n not in state.nodes
+            }
+            context = TemplateContext({**context.variables, "nodes": {**pending, **state.nodes}})
         try:
-            return render(node.config, state.templates, "config")
+            rendered = render(config, context, "config")
         except TemplateProblem as exc:
             return NodeError(str(exc), non_retryable=True)
+        return {**rendered, **{k: v for k, v in node.config.items() if k in raw}}
 
     def _spawn(
         self, state: ExecutionState, start: StepStart, prepared: Any, control: Control
@@ -266,8 +277,11 @@ class Runner:
             clock=self.clock.now,
             log=StepLog(self.limits.log_lines),
             network=self.registry.network,
+            node_types=self.registry.get,
         )
         node_type = self.registry.get(node.type)
+        if node_type is not None and node_type.raw_config:
+            ctx.render = _renderer(state, node.id)
         if node_type is None:
             coro = _raise(
                 NodeError(
@@ -317,39 +331,51 @@ class Runner:
         changes: Changes | None = None,
     ) -> ExecutionStatus:
         changes = changes or Changes()
-        now = self.clock.now()
-        for _task, node_id in await _cancel_tasks(state):
-            changes.count("steps_running", -1)
-            changes.finished.append(
-                StepFinish(
-                    node_id,
-                    state.attempts[node_id],
-                    StepStatus.CANCELLED,
-                    now,
-                    error={"type": "Cancelled", "message": reason or "execution stopped"},
-                )
-            )
-            changes.events.append(("step.cancelled", {"node_id": node_id}))
-        for node_id in list(state.timers):
-            if state.states.get(node_id, NodeStatus(NodeState.PENDING)).state == (
-                NodeState.WAITING
-            ):
-                changes.finished.append(
-                    StepFinish(
-                        node_id,
-                        state.attempts[node_id],
-                        StepStatus.CANCELLED,
-                        now,
-                        error={"type": "Cancelled", "message": reason or "execution stopped"},
-                    )
-                )
-                changes.events.append(("step.cancelled", {"node_id": node_id}))
+        await self._cancel_in_flight(state, changes, reason or "execution stopped")
         error = (
             state.failure
             if status == ExecutionStatus.FAILED
             else {"type": status.value, "message": reason}
         )
         return await self._final(state, status, changes, error=error)
+
+    async def _stop(self, state: ExecutionState, changes: Changes) -> ExecutionStatus:
+        """A step asked to end the execution: skip what has not started, cancel what runs
+        or waits, and finish with the status and message it gave."""
+        stopped = state.stopped
+        assert stopped is not None
+        for node_id in state.graph.node_ids:
+            if state.states.get(node_id, PENDING).state == NodeState.PENDING:
+                _skip(state, changes, node_id)
+        await self._cancel_in_flight(state, changes, f"stopped by node '{stopped.node_id}'")
+        status = ExecutionStatus(stopped.status)
+        if status == ExecutionStatus.SUCCEEDED:
+            result = {
+                **outcomes.result_of(state),
+                stopped.node_id: state.nodes[stopped.node_id]["output"],
+            }
+            return await self._final(state, status, changes, result=result)
+        error = {"type": "Stopped", "message": stopped.message, "node_id": stopped.node_id}
+        return await self._final(state, status, changes, error=error)
+
+    async def _cancel_in_flight(self, state: ExecutionState, changes: Changes, reason: str) -> None:
+        """Record every running and waiting step as cancelled."""
+        now = self.clock.now()
+        error = {"type": "Cancelled", "message": reason}
+        for _task, node_id in await _cancel_tasks(state):
+            changes.count("steps_running", -1)
+            changes.finished.append(
+                StepFinish(node_id, state.attempts[node_id], StepStatus.CANCELLED, now, error=error)
+            )
+            changes.events.append(("step.cancelled", {"node_id": node_id}))
+        for node_id in list(state.timers):
+            if state.states.get(node_id, PENDING).state == NodeState.WAITING:
+                changes.finished.append(
+                    StepFinish(
+                        node_id, state.attempts[node_id], StepStatus.CANCELLED, now, error=error
+                    )
+                )
+                changes.events.append(("step.cancelled", {"node_id": node_id}))
 
     async def _final(
         self,
@@ -433,6 +459,27 @@ def _variables(state: ExecutionState) -> dict[str, Any]:
             "version": execution.version,
         },
     }
+
+
+def _skip(state: ExecutionState, changes: Changes, node_id: str) -> None:
+    state.states[node_id] = NodeStatus(NodeState.SKIPPED)
+    state.nodes[node_id] = {"status": "skipped", "output": None}
+    changes.skipped.append((node_id, state.node(node_id).type))
+    changes.count("steps_skipped")
+    changes.events.append(("step.skipped", {"node_id": node_id}))
+
+
+def _renderer(state: ExecutionState, node_id: str) -> Callable[[Any, dict[str, Any]], Any]:
+    """``ctx.render`` for a node that renders raw config fields itself: the execution's
+    variables plus the extra ones it passes (``item``, ``index``)."""
+
+    def render_with(value: Any, extra: dict[str, Any]) -> Any:
+        try:
+            return render(value, {**_variables(state), **extra}, "config")
+        except TemplateProblem as exc:
+            raise NodeError(f"{node_id}: {exc}", non_retryable=True) from None
+
+    return render_with
 
 
 def _wait_reason(state: ExecutionState, due: datetime) -> str:
