@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conveyor.nodes.base import NetworkPolicy
-from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
+from conveyor.nodes.control import Condition, Fail, StopExecution, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.fields import SetFields
+from conveyor.nodes.foreach import Foreach
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.items import Aggregate, Filter, Split
+from conveyor.nodes.merge import Merge
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -31,6 +35,13 @@ def build_registry(
             Notify(),
             Fail(),
             WorkflowCall(),
+            SetFields(),
+            Filter(),
+            Split(),
+            Aggregate(),
+            Merge(),
+            StopExecution(),
+            Foreach(),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
     )
