@@ -28,6 +28,7 @@ from conveyor.cli.base import (
     run_async,
     worker_settings,
 )
+from conveyor.cli.credentials import credentials_app
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
 from conveyor.cli.schedules import schedules_app
@@ -48,6 +49,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(credentials_app, name="credentials")
 
 
 def _print_version(wanted: bool) -> None:

@@ -158,6 +158,11 @@ class Services(Protocol):
         """Wait until the execution has finished; its ``status``, ``result`` and ``error``."""
         ...
 
+    async def credentials(self, workspace_id: str) -> list[Credential]:
+        """Every credential of a workspace, decrypted (raises NodeError when they cannot
+        be: a missing key)."""
+        ...
+
 
 Render = Callable[[Any, dict[str, Any]], Any]
 """Render the templates in a value with the execution's variables plus the extra ones given
