@@ -450,7 +450,10 @@ async def test_stop_ends_the_execution_skipping_pending_and_cancelling_running_s
         f"stop-{status}",
         {"id": "slow", "type": "test.track", "config": {"seconds": 30, "value": 1}},
         {"id": "after_slow", "type": "transform", "needs": "slow", "config": {"output": 1}},
-        {"id": "check", "type": "condition", "config": {"if": True}},
+        {"id": "approval", "type": "wait_for_event", "config": {"event": "approved"}},
+        {"id": "check", "type": "condition", "needs": "gate", "config": {"if": True}},
+        # Stop comes once the others run or wait.
+        {"id": "gate", "type": "test.track", "config": {"seconds": 0.3}},
         {
             "id": "halt",
             "type": "stop",
@@ -463,6 +466,7 @@ async def test_stop_ends_the_execution_skipping_pending_and_cancelling_running_s
     assert finished.status == status
     assert finished.step("halt")["status"] == "succeeded"
     assert finished.step("slow")["status"] == "cancelled"
+    assert finished.step("approval")["status"] == "cancelled"
     assert finished.step("after_slow")["status"] == "skipped"
     assert finished.step("after_halt")["status"] == "skipped"
     execution = finished.execution
@@ -536,21 +540,46 @@ async def test_foreach_inline_item_errors_fail_the_step_or_are_kept(
             "config": {"items": [1, 2, 3], "node": inner, "on_item_error": "continue"},
         },
         {
-            "id": "unknown",
+            "id": "typed_per_item",
             "type": "foreach",
             "on_error": "continue",
-            "config": {"items": [1], "node": {"type": "no.such", "config": {}}},
+            "config": {"items": ["no.such"], "node": {"type": "{{ item }}"}},
         },
     )
+    typed = finished.step("typed_per_item")
+    assert typed["error"]["message"] == "item 0: config.node.type: unknown node type 'no.such'"
+    assert typed["attempt"] == 1
     assert finished.step("strict")["error"]["message"] == "item 1: no good: 2"
     assert finished.output("lenient") == {
         "results": [1, {"error": {"type": "NodeError", "message": "no good: 2"}}, 3],
         "count": 3,
         "failed_count": 1,
     }
-    unknown = finished.step("unknown")
-    assert unknown["error"]["message"] == "item 0: config.node.type: unknown node type 'no.such'"
-    assert unknown["attempt"] == 1
+
+
+@pytest.mark.parametrize(
+    ("inner", "message"),
+    [
+        ({"type": "transfrom"}, "unknown node type 'transfrom' (did you mean 'transform'?)"),
+        ({"type": "wait", "config": {"duration": "1s"}}, "a wait node waits"),
+        ({"type": "transform", "config": {"outputs": 1}}, "Extra inputs are not permitted"),
+    ],
+)
+async def test_foreach_inline_node_is_checked_when_the_workflow_is_saved(
+    conveyor: Conveyor, inner: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DefinitionError) as raised:
+        await conveyor.apply(
+            {
+                "name": "each-bad",
+                "nodes": [
+                    {"id": "each", "type": "foreach", "config": {"items": [], "node": inner}}
+                ],
+            }
+        )
+    problems = raised.value.problems
+    assert any(message in p.message for p in problems), problems
+    assert all(p.path.startswith("config.node.") for p in problems)
 
 
 CHILD = {
