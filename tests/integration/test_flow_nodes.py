@@ -1,5 +1,5 @@
 """Data and flow node types in real workflows on both backends: set, filter, split,
-aggregate, merge (and ``join: first``), stop, foreach (inline and over child executions)."""
+aggregate, merge (and ``wait_for: first``), stop, foreach (inline and over child executions)."""
 
 from __future__ import annotations
 
@@ -414,7 +414,7 @@ async def test_merge_counts_a_skipped_branch_as_no_items(conveyor: Conveyor) -> 
     assert finished.output("both") == {"items": ["s"], "count": 1}
 
 
-async def test_join_first_merges_as_soon_as_one_input_arrives(
+async def test_wait_for_first_merges_as_soon_as_one_input_arrives(
     conveyor: Conveyor, tracker: Tracker
 ) -> None:
     finished = await execute(
@@ -426,7 +426,7 @@ async def test_join_first_merges_as_soon_as_one_input_arrives(
             "id": "first",
             "type": "merge",
             "needs": ["fast", "slow"],
-            "join": "first",
+            "wait_for": "first",
             "config": {"inputs": ["{{ nodes.fast.output }}", "{{ nodes.slow.output }}"]},
         },
     )

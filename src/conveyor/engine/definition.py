@@ -33,7 +33,7 @@ class ErrorStrategy(StrEnum):
     RETRY = "retry"
 
 
-class Join(StrEnum):
+class WaitFor(StrEnum):
     """When a node with several incoming edges starts: ``all`` once every upstream node has
     finished (skipped ones included), ``first`` as soon as one incoming edge fires."""
 
@@ -119,8 +119,8 @@ class Node(BaseModel):
     needs: list[str] = Field(
         default_factory=list, description="upstream nodes; 'a.true' needs branch 'true' of a"
     )
-    join: Join = Field(
-        default=Join.ALL,
+    wait_for: WaitFor = Field(
+        default=WaitFor.ALL,
         description="with several upstream nodes: start once all have finished ('all') or "
         "as soon as the first one's edge fires ('first'; the others still run)",
     )

@@ -272,7 +272,7 @@ class Runner:
         raw = node_type.raw_config if node_type is not None else frozenset()
         config = {k: v for k, v in node.config.items() if k not in raw}
         context = state.templates
-        if node.id in state.graph.join_first:
+        if node.id in state.graph.wait_for_first:
             # Started by its first input: the upstream nodes still running read as pending.
             pending = {
                 n: {"status": "pending", "output": None}

@@ -1,7 +1,7 @@
 """The ``merge`` node type: combine the outputs of several upstream nodes into one list.
 
-Which upstream nodes it waits for is the node's ``join`` (all, the default, or first);
-an input whose node was skipped (or, with ``join: first``, has not finished: such nodes
+Which upstream nodes it waits for is the node's ``wait_for`` (all, the default, or first);
+an input whose node was skipped (or, with ``wait_for: first``, has not finished: such nodes
 read as ``{status: pending, output: null}``) is null and counts as an empty list.
 """
 

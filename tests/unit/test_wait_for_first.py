@@ -1,4 +1,4 @@
-"""Unit tests for ``join: first``: a node that starts on its first live incoming edge."""
+"""Unit tests for ``wait_for: first``: a node that starts on its first live incoming edge."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ FAILED = NodeStatus(NodeState.FAILED)
 
 
 def _graph(*nodes: tuple[str, Any, str]) -> Graph:
-    """Nodes as (id, needs, join)."""
+    """Nodes as (id, needs, wait_for)."""
     return Graph(
         parse_definition(
             {
                 "name": "wf",
                 "nodes": [
-                    {"id": i, "type": "transform", "needs": needs, "join": join}
-                    for i, needs, join in nodes
+                    {"id": i, "type": "transform", "needs": needs, "wait_for": wait_for}
+                    for i, needs, wait_for in nodes
                 ],
             }
         )
@@ -69,9 +69,11 @@ def test_first_follows_branches() -> None:
     assert graph.decide({"c": false, "slow": SKIPPED}).skip == ["m"]
 
 
-def test_join_defaults_to_all_and_rejects_other_words() -> None:
+def test_wait_for_defaults_to_all_and_rejects_other_words() -> None:
     definition = parse_definition({"name": "wf", "nodes": [{"id": "a", "type": "transform"}]})
-    assert definition.nodes[0].join == "all"
+    assert definition.nodes[0].wait_for == "all"
     with pytest.raises(DefinitionError) as raised:
-        parse_definition({"name": "wf", "nodes": [{"id": "a", "type": "transform", "join": "any"}]})
-    assert raised.value.problems[0].path == "join"
+        parse_definition(
+            {"name": "wf", "nodes": [{"id": "a", "type": "transform", "wait_for": "any"}]}
+        )
+    assert raised.value.problems[0].path == "wait_for"
