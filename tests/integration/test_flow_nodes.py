@@ -321,8 +321,8 @@ async def test_aggregate_collects_a_field_or_groups_with_metrics(conveyor: Conve
     assert finished.output("per_customer") == {
         "groups": [
             {
-                "key": "ada",
-                "count": 4 - 2,
+                "customer": "ada",
+                "count": 2,
                 "total": 30,
                 "avg_amount": 15.0,
                 "min_amount": 10,
@@ -330,7 +330,7 @@ async def test_aggregate_collects_a_field_or_groups_with_metrics(conveyor: Conve
                 "list_amount": [10, 20],
             },
             {
-                "key": "bob",
+                "customer": "bob",
                 "count": 2,
                 "total": 5,
                 "avg_amount": 5.0,
@@ -681,3 +681,15 @@ async def test_a_failing_child_fails_foreach_naming_the_item(
     message = finished.step("each")["error"]["message"]
     assert message.startswith("item 1: child execution ")
     assert message.endswith("ended failed: no good: b")
+
+
+async def test_foreach_over_a_missing_workflow_fails_at_once_naming_it(conveyor: Conveyor) -> None:
+    finished = await execute(
+        conveyor,
+        "each-missing",
+        {"id": "each", "type": "foreach", "config": {"items": [1], "workflow": "nope"}},
+    )
+    assert finished.status == "failed"
+    step = finished.step("each")
+    assert step["attempt"] == 1
+    assert step["error"]["message"].startswith("item 0: cannot start workflow 'nope': ")

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from conveyor.engine.validation import config_problems
+from conveyor.nodes.builtin import build_registry
 from conveyor.nodes.conditions import ItemCondition, holds
 from conveyor.nodes.fields import FieldType, convert
 from conveyor.nodes.merge import JoinKind, by_key, by_position
@@ -118,3 +120,15 @@ def test_joins() -> None:
         {"a": 1, "b": 2},
         {"b": 3},
     ]
+
+
+@pytest.mark.parametrize(
+    "name", ["set", "filter", "split", "aggregate", "merge", "stop", "foreach"]
+)
+def test_each_data_and_flow_node_type_has_an_example_that_fits_its_config(name: str) -> None:
+    registry = build_registry(entry_points=False)
+    node_type = registry.get(name)
+    assert node_type is not None and node_type.example is not None
+    example = node_type.example
+    assert example["type"] == name
+    assert config_problems(node_type.config_model, example["config"], example["id"]) == []

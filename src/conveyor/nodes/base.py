@@ -41,6 +41,10 @@ class Stop:
     status: str
     message: str = ""
 
+    def __post_init__(self) -> None:
+        if self.status not in STOP_STATUSES:
+            raise ValueError(f"a stop status is one of {', '.join(STOP_STATUSES)}")
+
 
 @dataclass
 class NodeResult:

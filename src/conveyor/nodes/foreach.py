@@ -16,7 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from conveyor.errors import NodeError
+from conveyor.errors import (
+    InputError,
+    InvalidInput,
+    NodeError,
+    NotFound,
+    PayloadTooLarge,
+    StoreUnavailable,
+)
 from conveyor.nodes.base import NodeContext, NodeResult, NodeType
 
 MAX_PARALLELISM = 100
@@ -138,9 +145,14 @@ class Foreach(NodeType):
 async def _child(
     ctx: NodeContext, workflow: str, index: int, item: Any, children: dict[int, str]
 ) -> Any:
-    child_id = await ctx.services.start_child(
-        ctx.execution_id, ctx.node_id, workflow, item, f"{ctx.idempotency_key}:{index}"
-    )
+    try:
+        child_id = await ctx.services.start_child(
+            ctx.execution_id, ctx.node_id, workflow, item, f"{ctx.idempotency_key}:{index}"
+        )
+    except (NotFound, InvalidInput, InputError, PayloadTooLarge) as exc:
+        raise NodeError(f"cannot start workflow '{workflow}': {exc}", non_retryable=True) from None
+    except StoreUnavailable as exc:
+        raise NodeError(f"cannot start workflow '{workflow}': {exc}") from None
     children[index] = child_id
     outcome = await ctx.services.wait_child(child_id)
     if outcome["status"] == "succeeded":

@@ -192,7 +192,10 @@ class AggregateConfig(BaseModel):
         "without it are left out); empty: every item",
     )
     group_by: str = Field(
-        default="", max_length=500, description="with metrics: the field to group items by"
+        default="",
+        max_length=500,
+        description="with metrics: the field to group items by; each group holds its value "
+        "under the same (dotted) name",
     )
     metrics: list[Metric] = Field(
         default_factory=list, description="per group: count, sum, min, max, avg, list"
@@ -234,12 +237,17 @@ class Aggregate(NodeType):
             key = get_path(item, config.group_by) if config.group_by else None
             key = None if key is MISSING else key
             groups.setdefault(_group_key(key), (key, []))[1].append(item)
-        return {
-            "groups": [
-                {"key": key, **{m.label: measure(m, members) for m in config.metrics}}
-                for key, members in groups.values()
-            ]
-        }
+        return {"groups": [_group(config, key, members) for key, members in groups.values()]}
+
+
+def _group(config: AggregateConfig, key: Any, members: list[Any]) -> dict[str, Any]:
+    """One group: its key under the group_by field's own (dotted) name, then the metrics."""
+    group: dict[str, Any] = {}
+    if config.group_by:
+        set_path(group, config.group_by, key)
+    for metric in config.metrics:
+        group[metric.label] = measure(metric, members)
+    return group
 
 
 def _group_key(key: Any) -> str:
