@@ -693,3 +693,23 @@ async def test_foreach_over_a_missing_workflow_fails_at_once_naming_it(conveyor:
     step = finished.step("each")
     assert step["attempt"] == 1
     assert step["error"]["message"].startswith("item 0: cannot start workflow 'nope': ")
+
+
+async def test_each_inline_item_has_its_own_idempotency_key(conveyor: Conveyor) -> None:
+    @node("test.key")
+    async def key(ctx: NodeContext, config: Any) -> str:
+        return ctx.idempotency_key
+
+    conveyor.registry.register(key)
+    finished = await execute(
+        conveyor,
+        "each-key",
+        {
+            "id": "each",
+            "type": "foreach",
+            "config": {"items": ["a", "b"], "parallelism": 2, "node": {"type": "test.key"}},
+        },
+    )
+    execution_id = finished.execution["id"]
+    keys = finished.output("each")["results"]
+    assert keys == [f"{execution_id}:each:0", f"{execution_id}:each:1"]
