@@ -21,7 +21,7 @@ from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
 from conveyor.errors import Conflict, ConveyorError, InputError, NodeError
-from conveyor.nodes.base import Credential
+from conveyor.nodes.base import ChildRef, Credential
 from conveyor.nodes.registry import Registry
 from conveyor.secrets import Keyring, SecretKeyError
 from conveyor.store import Database, Store, accounts, history, workflows
@@ -448,6 +448,9 @@ class BulkOutcome:
 
 
 _FINISHED = frozenset(s.value for s in TERMINAL) - {"cancelled"}
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+# A child execution's idempotency key: this prefix and the key its parent step gave.
+CHILD_KEY = "child:"
 
 
 CHILD_CHECK_SECONDS = 1.0
@@ -506,7 +509,7 @@ class RuntimeServices:
         new.trigger_type = "workflow"
         new.parent_execution_id = parent_execution_id
         new.parent_node_id = parent_node_id
-        new.idempotency_key = f"child:{idempotency_key}"
+        new.idempotency_key = f"{CHILD_KEY}{idempotency_key}"
         execution_id, _created = await self.store.enqueue(new)
         return execution_id
 
@@ -531,6 +534,31 @@ class RuntimeServices:
                         await heard.wait()
         finally:
             self.store.listeners.remove(on_records)
+
+    async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
+        row = await self.store.execution_row(execution_id)
+        if row["status"] not in _TERMINAL_VALUES:
+            return None
+        return {"status": row["status"], "result": row["result"], "error": row["error"]}
+
+    async def children(self, parent_execution_id: str, parent_node_id: str) -> list[ChildRef]:
+        parent = await self.store.execution_row(parent_execution_id)
+        rows = await self.store.read(
+            history.step_children,
+            parent["workspace_id"],
+            parent_execution_id,
+            parent_node_id,
+            parent["created_at"],
+        )
+        return [
+            ChildRef(
+                r["id"],
+                r["idempotency_key"].removeprefix(CHILD_KEY),
+                r["workflow_name"],
+                r["input"],
+            )
+            for r in rows
+        ]
 
 
 def retry_plan(old: dict[str, Any]) -> tuple[int, Any, set[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,15 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Log lines kept per step; later ones are dropped and counted in one marker line.
     max_log_lines: int = Field(default=1000, ge=0)
+    # LLM prices per million tokens, {model: {input, output, cached?}}: JSON text or the path
+    # of a JSON file; llm steps then record a cost with their token usage.
+    llm_prices: str | None = None
+    # The LLM that `conveyor generate` asks for workflow drafts (an OpenAI-compatible
+    # endpoint, or anthropic).
+    llm_base_url: str | None = None
+    llm_api_key: str = ""
+    llm_model: str | None = None
+    llm_provider: Literal["openai", "anthropic"] = "openai"
 
     @property
     def lease(self) -> timedelta:

@@ -22,12 +22,13 @@ def test_every_built_in_is_listed_with_a_category_icon_and_description() -> None
     assert set(found) == set(build_registry(entry_points=False).names())
     for entry in found.values():
         assert entry["title"] and entry["description"] and entry["icon"]
-        assert entry["category"] in {"http", "control", "data", "messaging", "workflow"}
+        assert entry["category"] in {"http", "control", "data", "messaging", "workflow", "ai"}
         assert entry["config_schema"]["type"] == "object"
     http = found["http.request"]
     assert (http["title"], http["category"]) == ("HTTP request", "http")
     assert found["notify"]["category"] == "messaging"
     assert found["transform"]["category"] == "data"
+    assert found["llm.chat"]["category"] == "ai"
 
 
 def test_branches_fixed_or_from_the_config() -> None:

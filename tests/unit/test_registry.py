@@ -237,11 +237,16 @@ def test_built_in_registry_holds_the_built_in_node_types() -> None:
     registry = build_registry(entry_points=False)
     assert registry.names() == [
         "aggregate",
+        "chat.post",
         "condition",
+        "db.query",
+        "email.send",
         "fail",
         "filter",
         "foreach",
         "http.request",
+        "llm.agent",
+        "llm.chat",
         "merge",
         "notify",
         "set",

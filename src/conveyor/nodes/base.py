@@ -167,6 +167,26 @@ class Services(Protocol):
         be: a missing key)."""
         ...
 
+    async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
+        """A child execution's ``{"status", "result", "error"}`` once it has finished, else
+        None (for a node that waits for children while it runs: ``llm.agent``)."""
+        ...
+
+    async def children(self, parent_execution_id: str, parent_node_id: str) -> list[ChildRef]:
+        """The child executions a step started (by any attempt), oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child execution as the step that started it knows it: ``key`` is the idempotency
+    key it was started with."""
+
+    execution_id: str
+    key: str
+    workflow: str
+    input: Any
+
 
 Render = Callable[[Any, dict[str, Any]], Any]
 """Render the templates in a value with the execution's variables plus the extra ones given
@@ -254,8 +274,10 @@ class NodeType:
     For the dashboard's palette: ``title`` (default: from the name), ``category`` (http,
     control, data, messaging, workflow, ...; default ``custom``), ``icon`` (a keyword the UI
     maps to an icon), and ``branches_from``, the config field whose keys are branch labels
-    too (switch: ``cases``). Every string in a config may hold a template; a field that
-    must not says so with ``json_schema_extra={"x-template": False}``.
+    too (switch: ``cases``). Every string in a config may hold a template; a top-level field
+    that must not says so with ``json_schema_extra={"x-template": False}`` (and may give an
+    ``"x-template-hint"``): the runner passes it to the node as written, and validation
+    rejects a template in it (db.query's ``sql``).
     """
 
     name: str = ""

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
+from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.control import Condition, Fail, StopExecution, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.database import DbQuery
 from conveyor.nodes.fields import SetFields
 from conveyor.nodes.foreach import Foreach
 from conveyor.nodes.http import HttpRequest
 from conveyor.nodes.items import Aggregate, Filter, Split
+from conveyor.nodes.llm import LlmChat
+from conveyor.nodes.llm_prices import PriceTable
+from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.merge import Merge
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
@@ -22,8 +28,10 @@ def build_registry(
     allow_private_network: bool = False,
     plugins: Iterable[str] = (),
     entry_points: bool = True,
+    llm_prices: PriceTable | None = None,
 ) -> Registry:
-    """The registry every interface uses: built-ins, entry points, then plugin modules."""
+    """The registry every interface uses: built-ins, entry points, then plugin modules.
+    ``llm_prices`` turns LLM tokens into money (``CONVEYOR_LLM_PRICES``)."""
     registry = Registry(
         [
             HttpRequest(allow_private_network=allow_private_network),
@@ -32,7 +40,10 @@ def build_registry(
             Wait(),
             WaitForEvent(),
             Transform(),
+            DbQuery(),
             Notify(),
+            EmailSend(),
+            ChatPost(),
             Fail(),
             WorkflowCall(),
             SetFields(),
@@ -42,6 +53,8 @@ def build_registry(
             Merge(),
             StopExecution(),
             Foreach(),
+            LlmChat(prices=llm_prices),
+            LlmAgent(prices=llm_prices),
         ],
         network=NetworkPolicy(allow_private=allow_private_network),
     )
