@@ -409,7 +409,70 @@ ROUTER = [
     ),
 ]
 
+# -- order-digest ----------------------------------------------------------------------------
+
+DIGEST_ORDERS = [
+    {"id": 1, "customer": "ada", "amount": "12.50", "status": "paid"},
+    {"id": 2, "customer": "bob", "amount": "99", "status": "refunded"},
+    {"id": 3, "customer": "ada", "amount": 7.5, "status": "paid"},
+    {"id": 4, "customer": "cy", "amount": "3", "status": "paid"},
+    {"id": 5, "customer": "cy", "status": "paid"},
+]
+DIGEST_CUSTOMERS = [
+    {"customer": "ada", "name": "Ada"},
+    {"customer": "bob", "name": "Bob"},
+    {"customer": "cy", "name": "Cy"},
+]
+
+
+def _digested(run: Finished) -> None:
+    execution = run.execution
+    assert execution["status"] == "succeeded"
+    assert run.step("paid")["output"]["dropped_count"] == 2
+    assert run.step("nothing_paid")["status"] == "skipped"
+    assert run.step("amounts")["output"]["results"] == [
+        {"customer": "ada", "amount": 12.5},
+        {"customer": "ada", "amount": 7.5},
+        {"customer": "cy", "amount": 3},
+    ]
+    assert execution["result"] == {
+        "digest": {
+            "items": [
+                {"customer": "ada", "name": "Ada", "orders": 2, "total": 20.0},
+                {"customer": "cy", "name": "Cy", "orders": 1, "total": 3},
+            ],
+            "count": 2,
+        }
+    }
+
+
+def _nothing_paid(run: Finished) -> None:
+    execution = run.execution
+    assert execution["status"] == "succeeded"
+    assert run.status_of("amounts", "per_customer", "digest") == ["skipped"] * 3
+    assert execution["result"]["nothing_paid"] == {
+        "status": "succeeded",
+        "message": "no paid orders among 1",
+    }
+
+
+ORDER_DIGEST = [
+    Case(
+        "order-digest",
+        "order-digest",
+        {"orders": DIGEST_ORDERS, "customers": DIGEST_CUSTOMERS},
+        _digested,
+    ),
+    Case(
+        "order-digest-nothing-paid",
+        "order-digest",
+        {"orders": [DIGEST_ORDERS[1]], "customers": DIGEST_CUSTOMERS},
+        _nothing_paid,
+    ),
+]
+
 CASES = [
+    *ORDER_DIGEST,
     *ORDER_FOLLOWUP,
     Case(
         "parallel-enrichment",

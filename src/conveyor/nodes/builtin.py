@@ -9,13 +9,17 @@ from conveyor.nodes.agent import LlmAgent
 from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.code import Code
-from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
+from conveyor.nodes.control import Condition, Fail, StopExecution, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.database import DbQuery
+from conveyor.nodes.fields import SetFields
+from conveyor.nodes.foreach import Foreach
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.items import Aggregate, Filter, Split
 from conveyor.nodes.llm import LlmChat
 from conveyor.nodes.llm_prices import PriceTable
 from conveyor.nodes.mail import EmailSend
+from conveyor.nodes.merge import Merge
 from conveyor.nodes.messaging import Notify
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -56,6 +60,13 @@ def build_registry(
             ChatPost(),
             Fail(),
             WorkflowCall(),
+            SetFields(),
+            Filter(),
+            Split(),
+            Aggregate(),
+            Merge(),
+            StopExecution(),
+            Foreach(),
             LlmChat(prices=llm_prices),
             LlmAgent(prices=llm_prices),
             Code(allow_unsandboxed=allow_unsandboxed_code),
