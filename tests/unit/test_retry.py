@@ -121,3 +121,13 @@ def test_a_type_unsafe_to_repeat_gets_one_attempt_unless_a_policy_is_explicit(
         RetryPolicy(max_attempts=5), strategy, explicit=True, repeatable=False
     )
     assert explicit == 5
+
+
+def test_retry_after_is_honoured_up_to_an_hour() -> None:
+    from conveyor.engine.retry import RETRY_AFTER_CAP, StepFailure
+
+    policy = RetryPolicy(max_attempts=3)
+    asked_a_week = StepFailure("HttpStatusError", retry_after=timedelta(days=7))
+    assert next_retry(policy, 3, 1, asked_a_week) == RETRY_AFTER_CAP == timedelta(hours=1)
+    asked_five_minutes = StepFailure("HttpStatusError", retry_after=timedelta(minutes=5))
+    assert next_retry(policy, 3, 1, asked_five_minutes) == timedelta(minutes=5)

@@ -19,6 +19,9 @@ class StepFailure:
     retry_after: timedelta | None = None
 
 
+RETRY_AFTER_CAP = timedelta(hours=1)
+
+
 def backoff(policy: RetryPolicy, attempt: int) -> timedelta:
     """Delay before attempt ``attempt + 1``: initial * coefficient^(attempt-1), capped."""
     cap = policy.max_interval.total_seconds()
@@ -52,5 +55,8 @@ def next_retry(
     if attempt >= max_attempts:
         return None
     if failure.retry_after is not None:
-        return max(failure.retry_after, backoff(policy, attempt))
+        # A server's Retry-After is honoured up to an hour: one answering "in a week" does
+        # not park the step that long.
+        asked = min(failure.retry_after, RETRY_AFTER_CAP)
+        return max(asked, backoff(policy, attempt))
     return backoff(policy, attempt)
