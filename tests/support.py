@@ -49,14 +49,18 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-def require_bubblewrap() -> None:
-    """Skip (fail under CI=true) where bubblewrap is missing or cannot make namespaces."""
+def bubblewrap_works() -> bool:
     found = shutil.which("bwrap")
     probe = [str(found), "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
-    if (
+    return bool(
         found
         and subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
-    ):
+    )
+
+
+def require_bubblewrap() -> None:
+    """Skip (fail under CI=true) where bubblewrap is missing or cannot make namespaces."""
+    if bubblewrap_works():
         return
     reason = "bubblewrap is not installed or cannot create namespaces here"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

@@ -18,6 +18,7 @@ from conveyor.api.app import create_app
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.errors import InputError
+from conveyor.redaction import install_log_filter
 from conveyor.settings import Settings
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
@@ -209,6 +210,9 @@ def build(
     housekeeping: list[asyncio.Task[None]] = []
 
     async def on_start(app: FastAPI) -> None:
+        # Here, after uvicorn configured its log handlers: every line they write is
+        # scrubbed of the secrets this process decrypts.
+        install_log_filter()
         if worker_settings is not None:
             worker = EmbeddedWorker(conveyor, worker_settings)
             worker.start()

@@ -302,11 +302,7 @@ async def test_a_step_timeout_fails_the_step_with_node_timeout(
     assert row["status"] == "failed"
     assert row["error"]["type"] == "NodeTimeout"
     assert row["error"]["message"] == "step timed out after 1s"
-    assert (
-        timedelta(seconds=1)
-        <= row["finished_at"] - row["started_at"]
-        < timedelta(seconds=QUICK)
-    )
+    assert timedelta(seconds=1) <= row["finished_at"] - row["started_at"] < timedelta(seconds=QUICK)
     assert finished.execution["error"]["node_id"] == "slow_call"
     assert finished.execution["error"]["type"] == "NodeTimeout"
     assert finished.rows("after") == []

@@ -231,8 +231,14 @@ def worker(
 
 
 def _configure_logging() -> None:
+    from conveyor.redaction import install_log_filter
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Each outbound request's URL at INFO is noise (and a query credential's place).
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    install_log_filter()
 
 
 @db_app.command("upgrade")

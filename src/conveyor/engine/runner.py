@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from conveyor.engine import outcomes
 from conveyor.engine.definition import Node, WorkflowDefinition, parse_definition
@@ -29,7 +29,7 @@ from conveyor.engine.interfaces import (
     user_variables,
 )
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
-from conveyor.engine.secret_scope import SecretScope, uses_credentials
+from conveyor.engine.secret_scope import ScrubbedServices, SecretScope, uses_credentials
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
 from conveyor.engine.templates import TemplateContext, TemplateProblem, render
@@ -309,7 +309,7 @@ class Runner:
             workflow_id=execution.workflow_id,
             node_id=node.id,
             attempt=start.attempt,
-            services=self.services,
+            services=self._services(state),
             clock=self.clock.now,
             log=StepLog(self.limits.log_lines),
             network=self.registry.network,
@@ -335,6 +335,11 @@ class Runner:
         task = asyncio.create_task(coro, name=f"{execution.id}:{node.id}:{start.attempt}")
         task.add_done_callback(lambda _: control.poke())
         state.tasks[task] = node.id
+
+    def _services(self, state: ExecutionState) -> Services:
+        if state.secrets is None:
+            return self.services
+        return cast(Services, ScrubbedServices(self.services, state.secrets))
 
     def _live_sink(self, state: ExecutionState) -> LiveSink | None:
         """``ctx.live`` of a step: scrubbed like everything else, progress at most every

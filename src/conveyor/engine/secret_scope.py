@@ -74,6 +74,30 @@ class SecretScope:
         return self.redact.deep(value)
 
 
+class ScrubbedServices:
+    """A step's ``ctx.services``: what node code hands the platform to keep (a child
+    execution's input, a notification, a task) is scrubbed like the step's own data, so a
+    secret cannot be laundered into another table through it."""
+
+    def __init__(self, inner: Any, scope: SecretScope) -> None:
+        self._inner = inner
+        self._scope = scope
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if not callable(target):
+            return target
+        scope = self._scope
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if scope.loaded and scope.redact:
+                args = tuple(scope.scrub(a) for a in args)
+                kwargs = {k: scope.scrub(v) for k, v in kwargs.items()}
+            return target(*args, **kwargs)
+
+        return call
+
+
 def uses_credentials(definition: Any) -> bool:
     """Whether a (stored) definition names a credential anywhere in its node configs."""
     for node in definition.nodes:
