@@ -54,13 +54,20 @@ async def stream(ctx: NodeContext, config: StreamConfig) -> dict[str, Any]:
     return {"text": "".join(config.chunks), "items": config.total}
 
 
+stream.example = {
+    "id": "crawl",
+    "type": "e2e.stream",
+    "config": {"total": 10, "go_file": "/tmp/go", "release_file": "/tmp/release"},
+}
+
+
 class LlmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     system: str = ""
     messages: list[dict[str, Any]] = []
     answer: str
-    turns: list[dict[str, Any]] = []
+    turns: list[Any] = []
 
 
 @node("e2e.llm", config=LlmConfig)
