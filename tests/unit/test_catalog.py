@@ -102,3 +102,13 @@ def test_plugins_describe_themselves_or_get_defaults() -> None:
     assert (found["acme.ping"]["title"], found["acme.ping"]["icon"]) == ("Ping", "radar")
     assert found["acme.ping"]["description"] == ""
     assert describe(Documented())["description"] == "Count things, carefully."
+
+
+def test_an_entry_carries_the_node_types_example() -> None:
+    @node("test.documented")
+    async def documented(ctx: NodeContext, config: BaseModel) -> None:
+        """A node with an example."""
+
+    assert describe(documented)["example"] is None
+    documented.example = {"id": "doc", "type": "test.documented"}
+    assert describe(documented)["example"] == {"id": "doc", "type": "test.documented"}

@@ -40,11 +40,11 @@ async def stream(ctx: NodeContext, config: StreamConfig) -> dict[str, Any]:
     go, release = Path(config.go_file), Path(config.release_file)
     deadline = time.monotonic() + HOLD_LIMIT_SECONDS
     sent = False
-    while not release.exists():
+    while not await asyncio.to_thread(release.exists):
         # Sent again until released: live messages reach only the streams connected when
         # they are sent, and the page connects when it likes.
         ctx.report_progress(config.done, config.total, f"{config.message} {config.done}")
-        if not sent and go.exists():
+        if not sent and await asyncio.to_thread(go.exists):
             for chunk in config.chunks:
                 ctx.emit("step.delta", {"text": chunk})
             sent = True

@@ -40,49 +40,27 @@ export function typeWords(schema, defs = {}, depth = 0) {
   return s.type ?? "any";
 }
 
-function fieldRow(name, schema, defs, required) {
+function fieldItem(name, schema, defs, required) {
   const s = resolve(schema, defs);
-  const row = h("tr");
-  row.dataset.field = name;
-  const head = h("th", null);
-  head.scope = "row";
-  head.append(h("code", null, name));
+  const item = h("li", "node-field");
+  item.dataset.field = name;
   const when = required ? "required" : s.default !== undefined ? `default ${JSON.stringify(s.default)}` : "optional";
-  row.append(
-    head,
-    h("td", null, typeWords(schema, defs)),
-    h("td", null, when),
-    h("td", null, s["x-template"] ? "yes" : "no"),
-    h("td", null, s.description ?? ""),
-  );
-  return row;
+  const facts = [typeWords(schema, defs), when, s["x-template"] ? "template" : "no template"];
+  item.append(h("code", "node-field-name", name), " ", h("span", "muted", facts.join(" · ")));
+  if (s.description) item.append(h("span", "node-field-description", s.description));
+  return item;
 }
 
-function fieldTable(type) {
+function fieldList(type) {
   const schema = type.config_schema ?? {};
   const defs = schema.$defs ?? {};
   const properties = Object.entries(schema.properties ?? {});
   if (!properties.length) return h("p", "muted small", "No config fields.");
-  const table = h("table", "data node-fields");
-  const caption = h("caption", "sr-only", `Config fields of ${type.name}`);
-  const head = h("thead");
-  const headRow = h("tr");
-  for (const title of ["Field", "Type", "Required", "Template", "Description"]) {
-    const th = h("th", null, title);
-    th.scope = "col";
-    headRow.append(th);
-  }
-  head.append(headRow);
-  const body = h("tbody");
+  const list = h("ul", "node-fields");
+  list.setAttribute("aria-label", `Config fields of ${type.name}`);
   const required = new Set(schema.required ?? []);
-  for (const [name, prop] of properties) body.append(fieldRow(name, prop, defs, required.has(name)));
-  table.append(caption, head, body);
-  const wrap = h("div", "table-wrap");
-  wrap.tabIndex = 0;
-  wrap.setAttribute("role", "region");
-  wrap.setAttribute("aria-label", `Config fields of ${type.name}`);
-  wrap.append(table);
-  return wrap;
+  for (const [name, prop] of properties) list.append(fieldItem(name, prop, defs, required.has(name)));
+  return list;
 }
 
 function example(type) {
@@ -114,7 +92,7 @@ export function nodeDocs(type) {
     if (type.branches?.length) flags.push(`branches: ${type.branches.join(", ")}`);
     if (type.branches_from) flags.push(`branch labels from ${type.branches_from}`);
     if (flags.length) details.append(h("p", "muted small", flags.join(" · ")));
-    details.append(h("h4", null, "Config"), fieldTable(type));
+    details.append(h("h4", null, "Config"), fieldList(type));
     const shown = example(type);
     if (shown) details.append(h("h4", null, "Example"), shown);
   });
