@@ -123,6 +123,8 @@ def test_the_execution_page_shows_progress_and_streams_the_steps_text_until_it_e
     expect(live).to_contain_text("Hello, streamed world")
     assert_accessible(page)
     screenshot(page, "execution-live-progress")
+    live.scroll_into_view_if_needed()
+    screenshot(page, "execution-live-text")
 
     (tmp_path / "release").touch()
     expect(execution.status).to_have_text("succeeded")
