@@ -22,12 +22,13 @@ def test_every_built_in_is_listed_with_a_category_icon_and_description() -> None
     assert set(found) == set(build_registry(entry_points=False).names())
     for entry in found.values():
         assert entry["title"] and entry["description"] and entry["icon"]
-        assert entry["category"] in {"http", "control", "data", "messaging", "workflow"}
+        assert entry["category"] in {"http", "control", "data", "messaging", "workflow", "ai"}
         assert entry["config_schema"]["type"] == "object"
     http = found["http.request"]
     assert (http["title"], http["category"]) == ("HTTP request", "http")
     assert found["notify"]["category"] == "messaging"
     assert found["transform"]["category"] == "data"
+    assert found["llm.chat"]["category"] == "ai"
 
 
 def test_branches_fixed_or_from_the_config() -> None:
@@ -112,3 +113,23 @@ def test_an_entry_carries_the_node_types_example() -> None:
     assert describe(documented)["example"] is None
     documented.example = {"id": "doc", "type": "test.documented"}
     assert describe(documented)["example"] == {"id": "doc", "type": "test.documented"}
+
+
+def test_a_code_nodes_source_is_marked_as_never_a_template() -> None:
+    from conveyor.nodes.catalog import literal_fields
+    from conveyor.nodes.code import CodeConfig
+
+    properties = by_name()["code"]["config_schema"]["properties"]
+    assert properties["code"]["x-template"] is False
+    assert properties["input"]["x-template"] is True
+    assert literal_fields(CodeConfig) == frozenset({"code"})
+
+
+def test_the_code_nodes_example_validates() -> None:
+    from conveyor.engine.validation import validate
+    from conveyor.nodes.code import Code
+
+    order = {"id": "order", "type": "transform", "config": {"output": {"items": []}}}
+    example = {**(Code.example or {}), "needs": ["order"]}
+    definition = {"name": "example", "nodes": [order, example]}
+    assert validate(definition, build_registry(entry_points=False)).nodes[1].type == "code"

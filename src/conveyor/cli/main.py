@@ -31,6 +31,7 @@ from conveyor.cli.base import (
 from conveyor.cli.credentials import credentials_app
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
+from conveyor.cli.generate import generate
 from conveyor.cli.schedules import schedules_app
 from conveyor.cli.webhooks import webhooks_app
 
@@ -50,6 +51,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(credentials_app, name="credentials")
+app.command()(generate)
 
 
 def _print_version(wanted: bool) -> None:
