@@ -221,3 +221,15 @@ def test_the_palette_shows_each_node_types_fields_and_example(page: Page) -> Non
     entry.scroll_into_view_if_needed()
     assert_accessible(page)
     screenshot(page, "editor-palette-docs")
+
+    # A built-in's entry: its fields and its example as YAML.
+    page.get_by_label("Search node types").fill("http")
+    http = page.locator("#palette-list li").filter(
+        has=page.locator('button.palette-item[data-type="http.request"]')
+    )
+    http.get_by_text("Fields and example").click()
+    expect(http.get_by_role("list", name="Config fields of http.request")).to_contain_text("url")
+    expect(http.get_by_label("Example http.request node")).to_contain_text("type: http.request")
+    http.get_by_label("Example http.request node").scroll_into_view_if_needed()
+    assert_accessible(page)
+    screenshot(page, "editor-palette-http")
