@@ -105,6 +105,16 @@ def test_plugins_describe_themselves_or_get_defaults() -> None:
     assert describe(Documented())["description"] == "Count things, carefully."
 
 
+def test_an_entry_carries_the_node_types_example() -> None:
+    @node("test.documented")
+    async def documented(ctx: NodeContext, config: BaseModel) -> None:
+        """A node with an example."""
+
+    assert describe(documented)["example"] is None
+    documented.example = {"id": "doc", "type": "test.documented"}
+    assert describe(documented)["example"] == {"id": "doc", "type": "test.documented"}
+
+
 def test_a_code_nodes_source_is_marked_as_never_a_template() -> None:
     from conveyor.nodes.catalog import literal_fields
     from conveyor.nodes.code import CodeConfig

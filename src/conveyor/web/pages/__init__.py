@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from conveyor.web.pages import (
+    credentials,
     editor,
     execution,
     executions,
@@ -23,5 +24,6 @@ for _module in (
     execution,
     statistics,
     settings,
+    credentials,
 ):
     router.include_router(_module.router)

@@ -1,5 +1,7 @@
-// The palette: every registered node type, searchable; choosing one adds a node.
+// The palette: every registered node type, searchable; choosing one adds a node. Each entry
+// shows the type's description and opens its reference (config fields, an example).
 
+import { nodeDocs } from "./editor-node-docs.js";
 import { badgeFor } from "./graph.js";
 
 function item(type, onAdd) {
@@ -26,7 +28,7 @@ function item(type, onAdd) {
   description.textContent = type.description;
   button.append(badge, add, title, " ", name, description);
   button.addEventListener("click", () => onAdd(type.name));
-  li.append(button);
+  li.append(button, nodeDocs(type));
   return li;
 }
 
@@ -48,7 +50,7 @@ export function palette({ search, list }, nodeTypes, onAdd) {
   });
   return {
     setEnabled(enabled) {
-      for (const button of list.querySelectorAll("button")) button.disabled = !enabled;
+      for (const button of list.querySelectorAll("button.palette-item")) button.disabled = !enabled;
     },
   };
 }

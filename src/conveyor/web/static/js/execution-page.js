@@ -141,10 +141,24 @@ async function refresh() {
   inFlight = null;
 }
 
+const STEP_ENDS = new Set(["step.succeeded", "step.failed", "step.skipped", "step.cancelled", "step.interrupted", "step.retrying"]);
+
+// Live-only messages (no seq): a running step's progress on its node, its streamed text in
+// its step; a step event that starts or ends an attempt clears them.
+function onLive(message) {
+  if (message.kind === "step.progress") graph?.setProgress(message.node_id, message);
+  else if (message.kind === "step.delta" && typeof message.text === "string") steps.delta(message);
+  else if (message.kind === "step" && (message.type === "step.started" || STEP_ENDS.has(message.type))) {
+    graph?.setProgress(message.node_id, null);
+    if (STEP_ENDS.has(message.type)) steps.endLive(message.node_id);
+  }
+}
+
 function onMessages(batch) {
   let changed = false;
   const fresh = [];
   for (const message of batch) {
+    onLive(message);
     if (message.seq === undefined || message.seq <= seq) continue;
     changed = true;
     if (message.kind === "step") fresh.push(message);

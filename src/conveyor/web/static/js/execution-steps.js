@@ -4,6 +4,7 @@
 
 import { workspaceApi } from "./api.js";
 import { isPlaceholder, jsonViewer } from "./execution-json.js";
+import { llmPart } from "./execution-llm.js";
 import { formatDuration, isReused, nodeState, waitText } from "./execution-model.js";
 
 const LOG_LINES = 500;
@@ -76,6 +77,8 @@ function attemptBody(step, execution) {
   facts.textContent = parts.join(" · ");
   body.append(facts);
   const grid = h("div", "step-parts");
+  const llm = llmPart(step);
+  if (llm) grid.append(llm);
   grid.append(part("Input", step.input, step, execution));
   if (step.output !== null && step.output !== undefined) grid.append(part("Output", step.output, step, execution));
   if (isPlaceholder(step.error)) grid.append(part("Error", step.error, step, execution));
@@ -161,6 +164,32 @@ export function createSteps(container, definition) {
     }
   }
 
+  // Text a running step streams (step.delta), shown above its body until the step ends.
+  function delta(message) {
+    const found = item(message.node_id);
+    if (!found.live || found.live.attempt !== (message.attempt ?? 1)) {
+      found.live?.section.remove();
+      const section = h("section", "step-part live-part");
+      const heading = h("h3", null, `Live output${(message.attempt ?? 1) > 1 ? ` (attempt ${message.attempt})` : ""}`);
+      heading.id = `live-${message.node_id}-${++ids}`;
+      section.setAttribute("aria-labelledby", heading.id);
+      const text = h("pre", "live-text");
+      text.tabIndex = 0;
+      section.append(heading, text);
+      found.details.querySelector("summary").after(section);
+      found.live = { section, text, attempt: message.attempt ?? 1 };
+      found.details.open = true;
+    }
+    found.live.text.append(message.text);
+  }
+
+  // The step ended (its stored output is shown now): the live text goes.
+  function endLive(nodeId) {
+    const found = items.get(nodeId);
+    found?.live?.section.remove();
+    if (found) found.live = null;
+  }
+
   function select(nodeId) {
     const found = items.get(nodeId);
     for (const [id, other] of items) other.details.classList.toggle("selected", id === nodeId);
@@ -172,5 +201,5 @@ export function createSteps(container, definition) {
     return true;
   }
 
-  return { update, select };
+  return { update, select, delta, endLive };
 }

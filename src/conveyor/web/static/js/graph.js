@@ -101,6 +101,8 @@ function drawNode(parent, node, box, onSelect) {
   sub.textContent = truncate(node.name ? `${node.id} · ${node.type}` : node.type, 22);
   const status = el("text", { x: NODE_W - 10, y: 50, "text-anchor": "end", class: "node-status" }, g);
   status.textContent = "";
+  // A running step's reported progress (setProgress): a thin bar along the bottom edge.
+  el("rect", { x: 8, y: NODE_H - 6, width: 0, height: 3, rx: 1.5, class: "node-progress", "aria-hidden": "true" }, g);
   const tip = el("title", {}, g);
   tip.textContent = `${title}\nid: ${node.id}\ntype: ${node.type}`;
   const select = () => onSelect?.(node.id);
@@ -230,11 +232,33 @@ function handle(container, elements, panZoom) {
       const g = elements.get(nodeId);
       if (!g) return;
       if (g.dataset.status !== status) g.dataset.status = status;
-      const text = status === "pending" ? "" : [STATUS_TEXT[status] ?? status, detail].filter(Boolean).join(" · ");
+      g.statusDetail = detail;
+      // Progress belongs to a running step: any other status clears it.
+      if (status !== "running" && g.progress) this.setProgress(nodeId, null);
+      const count = status === "running" ? progressText(g.progress) : "";
+      const text = status === "pending" ? "" : [STATUS_TEXT[status] ?? status, count || detail].filter(Boolean).join(" · ");
       const label = g.querySelector(".node-status");
       if (label.textContent !== text) label.textContent = truncate(text, 24);
       const name = g.querySelector(".node-name").textContent;
       g.setAttribute("aria-label", `${name} (${g.dataset.nodeType}): ${text || "pending"}`);
+    },
+    // The live progress a running step reports ({done, total?, message?}); null clears it.
+    setProgress(nodeId, progress) {
+      const g = elements.get(nodeId);
+      if (!g) return;
+      // Progress may come before the step's start has been drawn; never after it ended.
+      const open = ["pending", "queued", "running", "retrying"].includes(g.dataset.status);
+      g.progress = progress && open ? progress : null;
+      if (g.progress && g.dataset.status !== "running") g.dataset.status = "running";
+      const bar = g.querySelector(".node-progress");
+      const fraction = g.progress?.total > 0 ? Math.min(1, Math.max(0, g.progress.done / g.progress.total)) : 0;
+      bar.setAttribute("width", String((NODE_W - 16) * fraction));
+      if (g.progress) g.dataset.progress = progressText(g.progress);
+      else delete g.dataset.progress;
+      const tip = g.querySelector("title");
+      g.plainTitle ??= tip.textContent;
+      if (!g.dataset.problem) tip.textContent = g.progress?.message ? `${g.plainTitle}\n${g.progress.message}` : g.plainTitle;
+      if (g.dataset.status === "running") this.setStatus(nodeId, "running", g.statusDetail ?? "");
     },
     resetStatuses() {
       for (const id of elements.keys()) this.setStatus(id, "pending");
@@ -256,6 +280,13 @@ function handle(container, elements, panZoom) {
       for (const [id, g] of elements) g.classList.toggle("selected", id === nodeId);
     },
   };
+}
+
+// "3/10" (or "3" without a total) for a step's reported progress.
+function progressText(progress) {
+  if (!progress || progress.done === undefined) return "";
+  const done = Number.isInteger(progress.done) ? progress.done : Number(progress.done).toFixed(1);
+  return progress.total ? `${done}/${progress.total}` : String(done);
 }
 
 // The status a node shows for its latest step attempt (API step rows, newest last).

@@ -111,8 +111,10 @@ export function onStatus(fn) {
   return () => statusHandlers.delete(fn);
 }
 
-// One execution's stream: fn(batch) with its messages (step, progress, complete, error and
-// the raw execution events), batched per animation frame; returns a function that closes it.
+export const LIVE_ONLY = ["step.progress", "step.delta"];
+
+// One execution's stream: fn(batch) with its messages (step, progress, complete, error, the
+// raw execution events and the live-only step.progress / step.delta), batched per animation frame; returns a function that closes it.
 export function watchExecution(executionId, fn) {
   const stream = new EventSource(`${workspaceApi()}/executions/${executionId}/stream`);
   let batch = [];
@@ -134,7 +136,8 @@ export function watchExecution(executionId, fn) {
       });
     }
   };
-  for (const kind of ["connected", "step", "progress", "complete", "error", ...WORKSPACE_EVENTS]) {
+  // step.progress and step.delta are live-only (no id): a step's progress and streamed text.
+  for (const kind of ["connected", "step", "progress", "complete", "error", ...LIVE_ONLY, ...WORKSPACE_EVENTS]) {
     stream.addEventListener(kind, push);
   }
   stream.addEventListener("message", push);

@@ -63,7 +63,7 @@ function logList(lines) {
   return list;
 }
 
-function stepDetails(step, node, fullUrl) {
+export function stepDetails(step, node, fullUrl) {
   const title = node?.name ? `${node.name} (${step.node_id})` : step.node_id;
   const details = element("details", { class: "step-result", "data-node-id": step.node_id });
   const summary = element("summary", {},

@@ -11,6 +11,7 @@ import { nodeStatus } from "./graph.js";
 import { watchExecution } from "./live.js";
 import { shortDuration } from "./workflow-format.js";
 import { inputForm } from "./workflow-input.js";
+import { liveText } from "./workflow-live.js";
 import { latestSteps, renderResults } from "./workflow-results.js";
 
 const BACK_TO_RUN_MS = 5000;
@@ -38,6 +39,18 @@ export function stepMessageStatus(m) {
   }
 }
 
+// A step message's status, a step's live progress and streamed text, on the graph and in
+// the results panel.
+function showLive(graph, live, m) {
+  if (m.kind === "step.progress") graph?.setProgress(m.node_id, m);
+  const found = m.kind === "step" ? stepMessageStatus(m) : null;
+  if (found) {
+    if (m.type === "step.started") graph?.setProgress(m.node_id, null); // a new attempt
+    graph?.setStatus(m.node_id, ...found);
+  }
+  live.take(m);
+}
+
 const BUTTON = {
   idle: { text: "Run", cls: "primary" },
   queued: { text: "Queued…", cls: "", spinner: true, disabled: true },
@@ -51,11 +64,11 @@ const BUTTON = {
 
 // The graph alone follows an execution (no Run button to drive: a viewer, or blocked); at
 // the end each node shows its step's final status (a cancelled wait sends no step message).
-function followGraph(graph, definition, id) {
+function followGraph(graph, definition, id, results) {
+  const live = liveText(results, definition, id);
   watchExecution(id, async (batch) => {
     for (const m of batch) {
-      const found = m.kind === "step" ? stepMessageStatus(m) : null;
-      if (found) graph?.setStatus(m.node_id, ...found);
+      showLive(graph, live, m);
       if (m.kind !== "complete") continue;
       try {
         const detail = await api(`executions/${id}`);
@@ -72,7 +85,7 @@ export function initRun({ graph, definition, run, results }) {
   const announce = document.getElementById("run-status");
   const panel = document.getElementById("run-panel");
   if (!button || button.disabled || !panel) {
-    if (run.following) followGraph(graph, definition, run.following.id);
+    if (run.following) followGraph(graph, definition, run.following.id, results);
     return;
   }
   const form = panel.querySelector("#run-form");
@@ -83,6 +96,7 @@ export function initRun({ graph, definition, run, results }) {
   let executionId = null;
   let stopWatching = null;
   let backTimer = null;
+  let live = null;
 
   function show(next, { text, said } = {}) {
     state = next;
@@ -195,6 +209,7 @@ export function initRun({ graph, definition, run, results }) {
     results.hidden = true;
     if (status === "queued") show("queued", { said: "Queued" });
     else show("running", { said: "Running" });
+    live = liveText(results, definition, id);
     stopWatching = watchExecution(id, onMessages);
   }
 
@@ -203,9 +218,8 @@ export function initRun({ graph, definition, run, results }) {
 
   function onMessages(batch) {
     for (const m of batch) {
+      showLive(graph, live, m);
       if (m.kind === "step") {
-        const found = stepMessageStatus(m);
-        if (found) graph?.setStatus(m.node_id, ...found);
         if (state === "queued") show("running", { said: "Running" });
       } else if (STARTED.has(m.kind) && state === "queued") {
         show("running", { said: "Running" });
