@@ -20,7 +20,7 @@ from conveyor.engine.validation import validate
 from conveyor.errors import Conflict, ConveyorError, InputError
 from conveyor.nodes.registry import Registry
 from conveyor.secrets import Keyring
-from conveyor.store import Database, Store, accounts, history, workflows
+from conveyor.store import Database, Store, accounts, history, inbox, workflows
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
 from conveyor.store.store import Seeded
@@ -406,7 +406,24 @@ class RuntimeServices:
         self.store = store
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
-        return await self.store.notify(execution_id, node_id, payload)
+        return await self.store.write(
+            inbox.create_notification,
+            self.store.db.dialect,
+            execution_id,
+            node_id,
+            payload,
+            self.store.clock.now(),
+        )
+
+    async def create_task(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        return await self.store.write(
+            inbox.create_task,
+            self.store.db.dialect,
+            execution_id,
+            node_id,
+            payload,
+            self.store.clock.now(),
+        )
 
     async def start_child(
         self,

@@ -16,6 +16,7 @@ from conveyor.api.routes import (
     definitions,
     executions,
     hooks,
+    inbox,
     ops,
     schedules,
     statistics,
@@ -74,6 +75,7 @@ def create_app(
         statistics,
         streams,
         webhooks,
+        inbox,
     ):
         app.include_router(
             module.router,

@@ -8,7 +8,7 @@ from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
 from conveyor.nodes.http import HttpRequest
-from conveyor.nodes.messaging import Notify
+from conveyor.nodes.messaging import Notify, TaskCreate
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
 
@@ -29,6 +29,7 @@ def build_registry(
             WaitForEvent(),
             Transform(),
             Notify(),
+            TaskCreate(),
             Fail(),
             WorkflowCall(),
         ],
