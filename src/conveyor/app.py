@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,10 +18,12 @@ from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
-from conveyor.errors import Conflict, ConveyorError, InputError
+from conveyor.errors import Conflict, ConveyorError, InputError, NodeError
+from conveyor.nodes.base import Credential
 from conveyor.nodes.registry import Registry
-from conveyor.secrets import Keyring
+from conveyor.secrets import Keyring, SecretKeyError
 from conveyor.store import Database, Store, accounts, history, inbox, workflows
+from conveyor.store import credentials as stored_credentials
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
 from conveyor.store.store import Seeded
@@ -114,6 +117,51 @@ class Conveyor:
     @keyring.setter
     def keyring(self, keyring: Keyring) -> None:
         self._keyring = keyring
+
+    async def set_credential(
+        self,
+        name: str,
+        type: str,
+        data: dict[str, Any],
+        *,
+        description: str = "",
+        replace: bool = False,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a credential (``replace``: create or replace one of that name). What comes
+        back never holds a secret value."""
+
+        def write(conn: Connection) -> dict[str, Any]:
+            now = self.store.clock.now()
+            args = (conn, self.workspace_id, name)
+            if replace:
+                try:
+                    stored_credentials.get(*args)
+                except ConveyorError:
+                    pass
+                else:
+                    return stored_credentials.replace(
+                        *args, type, data, description or None, user_id, now, self.keyring.encrypt
+                    )
+            return stored_credentials.create(
+                *args, type, data, description, user_id, now, self.keyring.encrypt
+            )
+
+        return await self.store.write(write)
+
+    async def credentials(self) -> list[dict[str, Any]]:
+        return await self.store.read(stored_credentials.listing, self.workspace_id)
+
+    async def delete_credential(self, name: str) -> None:
+        await self.store.write(stored_credentials.remove, self.workspace_id, name)
+
+    async def rotate_key(self) -> dict[str, int]:
+        """Re-encrypt every stored secret (all workspaces) with the current key, the first
+        of ``CONVEYOR_SECRET_KEY``; the others must still be given to decrypt."""
+        keyring = self.keyring
+        return await self.store.write(
+            stored_credentials.reseal_all, keyring.decrypt, keyring.encrypt, keyring.needs_rotation
+        )
 
     async def execute(
         self,
@@ -402,8 +450,30 @@ _FINISHED = frozenset(s.value for s in TERMINAL) - {"cancelled"}
 class RuntimeServices:
     """What node code may ask of the platform (the ``Services`` of ``NodeContext``)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, keyring: Keyring | None = None) -> None:
         self.store = store
+        self._keyring = keyring
+
+    @property
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            self._keyring = Keyring.load(self.store.db.url.render_as_string(hide_password=False))
+        return self._keyring
+
+    async def credentials(self, workspace_id: str) -> list[Credential]:
+        rows = await self.store.read(stored_credentials.sealed, workspace_id)
+        try:
+            keyring = self.keyring
+            return [
+                Credential(
+                    name,
+                    kind,
+                    json.loads(keyring.decrypt(sealed, stored_credentials.purpose(cid))),
+                )
+                for cid, name, kind, sealed in rows
+            ]
+        except SecretKeyError as exc:
+            raise NodeError(f"credentials cannot be decrypted: {exc}", non_retryable=True) from None
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
         return await self.store.write(

@@ -27,6 +27,7 @@ from conveyor.engine.runner import FOREVER, Runner
 from conveyor.engine.state import ExecutionStatus
 from conveyor.errors import ConveyorError, LeaseLost
 from conveyor.nodes.registry import Registry
+from conveyor.secrets import Keyring
 from conveyor.store import Store, claims
 from conveyor.store.database import new_id
 
@@ -58,9 +59,11 @@ class Worker:
         *,
         settings: WorkerSettings | None = None,
         name: str | None = None,
+        keyring: Keyring | None = None,
         **overrides: Any,
     ) -> None:
-        """``overrides`` replace single fields of ``settings`` (``concurrency=16``)."""
+        """``overrides`` replace single fields of ``settings`` (``concurrency=16``);
+        ``keyring`` decrypts credentials (default: loaded on first use, see secrets.py)."""
         base = replace(settings or WorkerSettings(), **overrides)
         self.settings = base
         self.store = store
@@ -69,7 +72,7 @@ class Worker:
             store,
             registry,
             clock,
-            RuntimeServices(store),
+            RuntimeServices(store, keyring),
             hold_timers_up_to=base.hold_timers_up_to,
             on_innocent=self._on_innocent,
             limits=base.limits,

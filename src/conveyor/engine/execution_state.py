@@ -11,6 +11,7 @@ from typing import Any
 from conveyor.engine.definition import Node, WorkflowDefinition
 from conveyor.engine.graph import PENDING, Graph, NodeState, NodeStatus
 from conveyor.engine.interfaces import ClaimedExecution, Signal, StepRecord
+from conveyor.engine.secret_scope import SecretScope
 from conveyor.engine.state import StepStatus
 from conveyor.engine.steps import Outcome
 from conveyor.engine.templates import TemplateContext
@@ -56,6 +57,7 @@ class ExecutionState:
     retry_now: list[str] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
     templates: TemplateContext | None = None  # made on the first render
+    secrets: SecretScope | None = None  # the credentials this run may use
     # Nodes whose type is unsafe to repeat (``NodeType.repeatable`` false).
     unrepeatable: frozenset[str] = frozenset()
     failure: dict[str, Any] | None = None

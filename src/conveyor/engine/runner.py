@@ -28,6 +28,7 @@ from conveyor.engine.interfaces import (
     user_variables,
 )
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
+from conveyor.engine.secret_scope import SecretScope, uses_credentials
 from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
 from conveyor.engine.templates import TemplateContext, TemplateProblem, render
@@ -65,7 +66,7 @@ class Runner:
         self.services = services
         self.hold_timers_up_to = hold_timers_up_to
         self._definitions: dict[
-            tuple[str, int], tuple[WorkflowDefinition, Graph, frozenset[str]]
+            tuple[str, int], tuple[WorkflowDefinition, Graph, frozenset[str], bool]
         ] = {}
         self.controls: dict[str, Control] = {}
 
@@ -131,13 +132,28 @@ class Runner:
                 for n in definition.nodes
                 if (t := self.registry.get(n.type)) is not None and not t.repeatable
             )
-            self._definitions[key] = (definition, Graph(definition), unrepeatable)
-        definition, graph, unrepeatable = self._definitions[key]
+            self._definitions[key] = (
+                definition,
+                Graph(definition),
+                unrepeatable,
+                uses_credentials(definition),
+            )
+        definition, graph, unrepeatable, _uses = self._definitions[key]
         state = ExecutionState(execution, definition, graph, unrepeatable=unrepeatable)
+        workspace_id = execution.workspace_id
+        state.secrets = SecretScope(lambda: self.services.credentials(workspace_id))
         restore(state)
         return state
 
+    def _uses_credentials(self, state: ExecutionState) -> bool:
+        execution = state.execution
+        return self._definitions[(execution.workflow_id, execution.version)][3]
+
     async def _loop(self, state: ExecutionState, control: Control) -> ExecutionStatus:
+        if state.secrets is not None and self._uses_credentials(state):
+            # Before the first render: templates read ``secrets``, and every write of this
+            # run is redacted from here on.
+            await state.secrets.load()
         changes = self._resume(state)
         while True:
             if control.cancel:
@@ -169,7 +185,8 @@ class Runner:
             await self._wait(state, control, deadline)
             for task in [t for t in state.tasks if t.done()]:
                 node_id = state.tasks.pop(task)
-                outcomes.record(state, node_id, task.result(), changes, self.clock.now())
+                outcome = _scrubbed(state, task.result())
+                outcomes.record(state, node_id, outcome, changes, self.clock.now())
 
     async def _when_idle(
         self, state: ExecutionState, control: Control, changes: Changes, now: datetime
@@ -229,14 +246,10 @@ class Runner:
             attempt = state.attempts.get(node_id, 0) + 1
             state.attempts[node_id] = attempt
             prepared = self._render(state, node)
-            start = StepStart(
-                node_id,
-                node.type,
-                attempt,
-                None if isinstance(prepared, Exception) else prepared,
-                now,
-                index=state.begin(node_id),
-            )
+            stored = None if isinstance(prepared, Exception) else prepared
+            if stored is not None and state.secrets is not None and state.secrets.loaded:
+                stored = state.secrets.scrub(stored)
+            start = StepStart(node_id, node.type, attempt, stored, now, index=state.begin(node_id))
             state.states[node_id] = NodeStatus(NodeState.RUNNING)
             changes.started.append(start)
             changes.count("steps_running")
@@ -266,6 +279,7 @@ class Runner:
             clock=self.clock.now,
             log=StepLog(self.limits.log_lines),
             network=self.registry.network,
+            credentials=state.secrets,
         )
         node_type = self.registry.get(node.type)
         if node_type is None:
@@ -412,11 +426,22 @@ class Runner:
                 self.on_innocent(execution.id)
 
 
+def _scrubbed(state: ExecutionState, outcome: Outcome) -> Outcome:
+    """The outcome as it may be kept: without secret values (once any were loaded)."""
+    scope = state.secrets
+    if scope is None or not scope.loaded or not scope.redact:
+        return outcome
+    outcome.output = scope.scrub(outcome.output)
+    outcome.error = scope.scrub(outcome.error)
+    outcome.logs = scope.scrub(outcome.logs)
+    return outcome
+
+
 def _variables(state: ExecutionState) -> dict[str, Any]:
     """What templates see. ``nodes`` is the state's own dict, so outputs recorded later are
     seen by the same template context."""
     execution = state.execution
-    return {
+    variables = {
         "trigger": execution.input,
         "input": execution.input,
         "nodes": state.nodes,
@@ -433,6 +458,9 @@ def _variables(state: ExecutionState) -> dict[str, Any]:
             "version": execution.version,
         },
     }
+    if state.secrets is not None and state.secrets.loaded:
+        variables["secrets"] = state.secrets.template_values()
+    return variables
 
 
 def _wait_reason(state: ExecutionState, due: datetime) -> str:

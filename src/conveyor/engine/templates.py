@@ -144,6 +144,23 @@ def node_references(value: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def mentions_name(value: Any, name: str) -> bool:
+    """Whether a template inside ``value`` reads the variable ``name`` (``secrets``)."""
+    if isinstance(value, str):
+        if not is_template(value) or name not in value:
+            return False
+        try:
+            tree = _ENV.parse(value)
+        except TemplateError:
+            return False
+        return any(n.name == name for n in tree.find_all(nodes.Name))
+    if isinstance(value, dict):
+        return any(mentions_name(v, name) for v in value.values())
+    if isinstance(value, list):
+        return any(mentions_name(v, name) for v in value)
+    return False
+
+
 def contains_template(value: Any) -> bool:
     if isinstance(value, str):
         return is_template(value)

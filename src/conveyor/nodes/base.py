@@ -147,6 +147,11 @@ class Services(Protocol):
         ``child:<id>``."""
         ...
 
+    async def credentials(self, workspace_id: str) -> list[Credential]:
+        """Every credential of a workspace, decrypted (raises NodeError when they cannot
+        be: a missing key)."""
+        ...
+
 
 @dataclass
 class NodeContext:

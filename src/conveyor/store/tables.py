@@ -515,3 +515,21 @@ webhook_deliveries = Table(
     Column("client", String(64)),
     Index("ix_webhook_deliveries_webhook_received", "webhook_id", "received_at"),
 )
+
+# Credentials (conveyor.credentials): every field encrypted together in ``secret``
+# (secrets.Keyring, purpose ``credential:<id>``); the non-secret ones also in ``public``.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("public", Json, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", Id),
+    UniqueConstraint("workspace_id", "name"),
+)

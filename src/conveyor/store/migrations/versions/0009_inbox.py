@@ -1,7 +1,7 @@
 """inbox: notifications can be read (and sent to one user), tasks for people
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 
 ``notifications`` gains its reader (``read_at``, ``read_by``), an optional recipient, and
 the idempotency key of the step that made it (``execution id : node id``, unique): a retried
@@ -17,8 +17,7 @@ from alembic import op
 import conveyor.store.tables
 
 revision = "0009"
-# TODO(lead): re-chain onto "0008" (credentials) when merging.
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
