@@ -36,6 +36,7 @@ def describe(node_type: NodeType) -> dict[str, Any]:
         "branches_from": f"config.{node_type.branches_from}" if node_type.branches_from else None,
         "repeatable": node_type.repeatable,
         "waits": node_type.wait_bound is not None,
+        "example": node_type.example,
     }
 
 

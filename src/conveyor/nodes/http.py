@@ -45,6 +45,17 @@ class HttpRequest(NodeType):
     icon = "globe"
     description = "Call an HTTP endpoint; JSON responses are parsed."
     config_model = HttpRequestConfig
+    example = {
+        "id": "create_order",
+        "type": "http.request",
+        "config": {
+            "method": "POST",
+            "url": "https://api.example.com/orders",
+            "json": {"sku": "{{ input.sku }}", "quantity": 1},
+            "timeout": "10s",
+            "expected_status": [200, 201],
+        },
+    }
 
     def __init__(self, *, allow_private_network: bool = False) -> None:
         self.allow_private_network = allow_private_network

@@ -39,11 +39,11 @@ class Notify(NodeType):
     description = "Send an in-app notification to the workspace's inbox, or to one member."
     config_model = NotifyConfig
     example = {
-        "id": "tell-ops",
+        "id": "tell_ops",
         "type": "notify",
         "config": {
             "title": "Order {{ input.order_id }} shipped",
-            "message": "Carrier: {{ nodes.ship.output.body.carrier }}",
+            "message": "Carrier: {{ input.carrier }}",
             "to": "ops@example.com",
         },
     }

@@ -43,6 +43,16 @@ class Reader:
     email: str
 
 
+def reader_for(conn: Connection, email: str) -> Reader:
+    """The user with ``email`` as a Reader (the CLI's ``--user``)."""
+    row = conn.execute(
+        select(users.c.id, users.c.email).where(func.lower(users.c.email) == email.strip().lower())
+    ).first()
+    if row is None:
+        raise NotFound(f"no user has the email '{email}'")
+    return Reader(str(row.id), str(row.email))
+
+
 def _step(conn: Connection, execution_id: str) -> str:
     workspace: str = conn.execute(
         select(executions.c.workspace_id).where(executions.c.id == execution_id)

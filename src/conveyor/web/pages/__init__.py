@@ -6,6 +6,7 @@ from conveyor.web.pages import (
     editor,
     execution,
     executions,
+    inbox,
     settings,
     statistics,
     workflow,
@@ -22,6 +23,7 @@ for _module in (
     executions,
     execution,
     statistics,
+    inbox,
     settings,
 ):
     router.include_router(_module.router)

@@ -1,0 +1,73 @@
+"""The node reference (docs/nodes.md): generated from the node types, never stale, and
+every built-in documented with an example that is a valid node entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from conveyor.engine.validation import validate
+from conveyor.nodes.base import NodeContext, node
+from conveyor.nodes.builtin import build_registry
+from conveyor.nodes.reference import COMMAND, config_table, reference, show
+
+DOCS = Path(__file__).parents[2] / "docs" / "nodes.md"
+
+
+def test_docs_nodes_md_is_the_generated_reference() -> None:
+    expected = reference(build_registry(entry_points=False))
+    assert DOCS.read_text(encoding="utf-8") == expected, (
+        f"docs/nodes.md is stale: regenerate it with `{COMMAND}`"
+    )
+
+
+def test_every_built_in_has_an_example_that_validates() -> None:
+    registry = build_registry(entry_points=False)
+    for name in registry.names():
+        node_type = registry.get(name)
+        assert node_type is not None and node_type.example is not None, name
+        assert node_type.example["type"] == name
+        definition = {"name": "example", "nodes": [node_type.example]}
+        if name == "workflow.call":  # the example calls a workflow of its own name
+            definition["name"] = "caller"
+        validate(definition, registry)
+
+
+def test_every_built_in_has_a_section_with_its_fields_and_example() -> None:
+    registry = build_registry(entry_points=False)
+    text = reference(registry)
+    for name in registry.names():
+        section = show(registry, name)
+        assert section is not None and section in text
+        assert section.startswith(f"## {name}\n") and "```yaml\n- id: " in section
+    task = show(registry, "task.create")
+    assert task is not None
+    assert "| `due_in` | duration | no |  | yes | when it is due, counted from" in task
+    assert "| `title` | string | yes |  | yes | what needs doing |" in task
+    http = show(registry, "http.request")
+    assert http is not None and "| `headers` | map of string | no |  | in values |" in http
+    assert "one of `GET`, `POST`" in http and '| `"30s"` |' in http
+    switch = show(registry, "switch")
+    assert switch is not None and "Branches: the keys of `config.cases`, and `default`" in switch
+    assert show(registry, "no.such.type") is None
+
+
+class NestedConfig(BaseModel):
+    tags: list[str] = Field(default_factory=list, description="labels | with a pipe")
+    limit: int | None = None
+
+
+def test_a_plugin_node_type_without_an_example_still_gets_a_section() -> None:
+    @node("acme.tag", config=NestedConfig, description="Tag things.")
+    async def tag(ctx: NodeContext, config: NestedConfig) -> None:
+        return None
+
+    registry = build_registry(entry_points=False)
+    registry.register(tag)
+    section = show(registry, "acme.tag")
+    assert section is not None and "# no example yet" in section
+    rows = config_table({"properties": {}})
+    assert rows == ["No config."]
+    assert "| `tags` | list of string | no |  | in items | labels \\| with a pipe |" in (section)
+    assert "| `limit` | integer | no |  | no |  |" in section
