@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.nodes.base import NodeContext, node
 from conveyor.nodes.messaging import Notify, NotifyConfig, TaskConfig, TaskCreate
+from conveyor.store import accounts
 from conveyor.store.accounts import Role
 from tests.api.conftest import Api, B
 from tests.api.support import problem_of
@@ -97,6 +98,25 @@ async def test_steps_fill_the_inbox_and_people_work_through_it(api: Api) -> None
     by_email = await api.http.get(f"{base}/tasks", params={"assignee": "CARRIER@example.net"})
     assert [t["title"] for t in by_email.json()] == ["Call the carrier"]
     assert by_email.json()[0]["assignee_id"] is None
+    # the carrier signs up later: the task assigned to their email is theirs
+    carrier_id = await api.store.write(
+        accounts.create_user, "Carrier@example.net", "a long password", api.store.clock.now()
+    )
+    await api.store.write(
+        accounts.set_role, carrier_id, api.owner.workspace_id, Role.MEMBER, api.store.clock.now()
+    )
+    key, _ = await api.store.write(
+        accounts.create_api_key,
+        api.owner.workspace_id,
+        carrier_id,
+        "carrier",
+        Role.MEMBER,
+        api.store.clock.now(),
+    )
+    as_carrier = api.new_client({"Authorization": f"Bearer {key}"})
+    theirs = (await as_carrier.get(f"{base}/tasks", params={"assignee": "me"})).json()
+    assert [t["title"] for t in theirs] == ["Call the carrier"]
+    assert (await as_carrier.get(f"{base}/inbox")).json() == {"unread": 0, "open_tasks": 1}
 
     closed = await as_other.post(f"{base}/tasks/{task['id']}/done")
     assert closed.status_code == 200, closed.text
