@@ -42,9 +42,11 @@ from typing import Any
 
 from conveyor.store import Store
 from conveyor.store import feed as reads
+from conveyor.store.channels import LIVE_CHANNEL
 from conveyor.store.controls import EVENTS_CHANNEL
 from conveyor.store.executions import EventRecord
 from conveyor.store.feed import Barrier, Batch
+from conveyor.store.live_messages import LiveMessage
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ class Delivery:
     rows: list[dict[str, Any]]
     snapshot: dict[str, Any]
     memo: dict[str, Any] = field(default_factory=dict)
+    # A live-only message (progress, streamed text) in place of rows: never stored, so
+    # never resumed; sent to those connected when it happens.
+    live: LiveMessage | None = None
 
 
 class Subscription:
@@ -152,15 +157,22 @@ class Feed:
 
     async def start(self) -> None:
         self.store.listeners.append(self._on_records)
+        self.store.live_listeners.append(self._on_live)
         listener = self.store.listener(self._on_notify, EVENTS_CHANNEL)
         if listener is not None:
             self.cross_process = True
             self._tasks.append(asyncio.create_task(listener))
+        if self.store.db.dialect.name == "postgresql":
+            others = self.store.listener(self._on_live_notify, LIVE_CHANNEL)
+            if others is not None:
+                self._tasks.append(asyncio.create_task(others))
         self._tasks.append(asyncio.create_task(self._run()))
 
     async def stop(self) -> None:
         if self._on_records in self.store.listeners:
             self.store.listeners.remove(self._on_records)
+        if self._on_live in self.store.live_listeners:
+            self.store.live_listeners.remove(self._on_live)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -204,6 +216,16 @@ class Feed:
     def _on_records(self, records: list[EventRecord]) -> None:
         if self._subscribers:
             self._wake()
+
+    def _on_live(self, message: LiveMessage) -> None:
+        """A live-only message: straight to the execution's subscribers, in memory."""
+        for subscription in self._subscribers.get(execution(message.execution_id), ()):
+            subscription._push(Delivery([], {}, live=message))
+
+    def _on_live_notify(self, payload: str) -> None:
+        decoded = LiveMessage.decode(payload)
+        if decoded is not None and decoded[0] != self.store.origin:
+            self._on_live(decoded[1])
 
     def _on_notify(self, payload: str) -> None:
         """``<workspace>:<execution>`` payloads (PostgreSQL), ``changed`` (SQLite), or the

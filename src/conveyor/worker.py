@@ -76,6 +76,7 @@ class Worker:
             hold_timers_up_to=base.hold_timers_up_to,
             on_innocent=self._on_innocent,
             limits=base.limits,
+            publish_live=store.publish_live,
         )
         self.running: dict[str, asyncio.Task[ExecutionStatus | None]] = {}
         # A suspect this worker runs alone (see store/claims.py): nothing else is claimed

@@ -94,6 +94,12 @@ def bodies(world: World) -> dict[tuple[str, str], Any]:
             "auth": {"mode": "none"},
         },
         ("POST", f"{WS}/webhooks/{{webhook_id}}/secret"): {},
+        ("POST", f"{WS}/credentials"): {
+            "name": "sweep",
+            "type": "bearer",
+            "data": {"token": "t" * 12},
+        },
+        ("PUT", f"{WS}/credentials/{{name}}"): {"data": {"token": "u" * 12}},
     }
 
 
@@ -191,6 +197,13 @@ async def build_world(api: Api) -> World:
             made = await client.post(f"{api.ws(workspace)}/workflows/wf/{kind}", json=spec)
             assert made.status_code == 201, made.text
             triggers[kind] = made.json()["id"]
+        # Named per workspace: B's credential name must not exist in A.
+        credential = f"key-{workspace}"
+        made = await client.post(
+            f"{api.ws(workspace)}/credentials",
+            json={"name": credential, "type": "bearer", "data": {"token": "t" * 12}},
+        )
+        assert made.status_code == 201, made.text
         values[workspace] = {
             "ws": workspace,
             "workflow": created.json()["id"],  # an id: B's name may exist in A too
@@ -204,6 +217,7 @@ async def build_world(api: Api) -> World:
             "part": "output",
             "schedule_id": triggers["schedules"],
             "webhook_id": triggers["webhooks"],
+            "name": credential,
             **await inbox_items(api, execution_id),
         }
     return World(api.owner, owner_b, values[A], values[B])

@@ -256,6 +256,7 @@ def test_integer_inputs_at_their_edges_are_not_server_errors(
         "webhook_id": "none",
         "schedule_id": "none",
         "token": "none",
+        "name": "none",
     }
     problems = []
     for path, method, location, name in found:

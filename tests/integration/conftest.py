@@ -1,5 +1,6 @@
 """Fixtures for the integration tier (the database fixtures live in tests/conftest.py)."""
 
+from tests.integration.chatserver import chat_server
 from tests.integration.httpserver import http_server
 
-__all__ = ["http_server"]
+__all__ = ["chat_server", "http_server"]

@@ -3,7 +3,10 @@ every built-in documented with an example that is a valid node entry."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -28,10 +31,18 @@ def test_every_built_in_has_an_example_that_validates() -> None:
         node_type = registry.get(name)
         assert node_type is not None and node_type.example is not None, name
         assert node_type.example["type"] == name
-        definition = {"name": "example", "nodes": [node_type.example]}
-        if name == "workflow.call":  # the example calls a workflow of its own name
-            definition["name"] = "caller"
-        validate(definition, registry)
+        validate(standalone(node_type.example), registry)
+
+
+def standalone(example: dict[str, Any]) -> dict[str, Any]:
+    """A definition holding ``example``, with a transform for each node its templates
+    read (``nodes.report.output``), upstream of it."""
+    upstream = sorted(set(re.findall(r"nodes\.(\w+)", json.dumps(example))))
+    stubs = [{"id": n, "type": "transform", "config": {"output": {}}} for n in upstream]
+    needs = example.get("needs", [])
+    needs = [needs] if isinstance(needs, str) else list(needs)
+    node = {**example, "needs": [*upstream, *needs]} if upstream else example
+    return {"name": "reference-example", "nodes": [*stubs, node]}
 
 
 def test_every_built_in_has_a_section_with_its_fields_and_example() -> None:
@@ -53,9 +64,14 @@ def test_every_built_in_has_a_section_with_its_fields_and_example() -> None:
     assert show(registry, "no.such.type") is None
 
 
+class Part(BaseModel):
+    name: str = Field(description="the part's name")
+
+
 class NestedConfig(BaseModel):
     tags: list[str] = Field(default_factory=list, description="labels | with a pipe")
     limit: int | None = None
+    parts: list[Part] = Field(default_factory=list)
 
 
 def test_a_plugin_node_type_without_an_example_still_gets_a_section() -> None:
@@ -71,3 +87,6 @@ def test_a_plugin_node_type_without_an_example_still_gets_a_section() -> None:
     assert rows == ["No config."]
     assert "| `tags` | list of string | no |  | in items | labels \\| with a pipe |" in (section)
     assert "| `limit` | integer | no |  | no |  |" in section
+    assert "| `parts` | list of Part |" in section
+    assert "Fields of `Part`:\n\n| Field |" in section
+    assert "| `name` | string | yes |  | yes | the part's name |" in section

@@ -237,7 +237,10 @@ def test_suggest_a_close_name(typo: str, expected: str | None) -> None:
 def test_built_in_registry_holds_the_built_in_node_types() -> None:
     registry = build_registry(entry_points=False)
     assert registry.names() == [
+        "chat.post",
         "condition",
+        "db.query",
+        "email.send",
         "fail",
         "http.request",
         "notify",

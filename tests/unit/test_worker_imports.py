@@ -8,8 +8,18 @@ import sys
 
 # Loaded lazily: alembic when a migration must run, httpx (with anyio, httpcore, certifi)
 # when an http.request step runs, psycopg when a PostgreSQL engine is created, the API
-# stack when ``conveyor server`` starts.
-LAZY = ("alembic", "httpx", "httpcore", "anyio", "certifi", "psycopg", "fastapi", "uvicorn")
+# stack when ``conveyor server`` starts, aiosmtplib when an email.send step runs.
+LAZY = (
+    "alembic",
+    "httpx",
+    "httpcore",
+    "anyio",
+    "certifi",
+    "psycopg",
+    "fastapi",
+    "uvicorn",
+    "aiosmtplib",
+)
 
 
 def test_the_command_line_loads_no_lazy_library() -> None:

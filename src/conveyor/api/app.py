@@ -13,6 +13,7 @@ from conveyor.api.limits import BodyLimit
 from conveyor.api.parameters import known_query
 from conveyor.api.routes import (
     accounts,
+    credentials,
     definitions,
     executions,
     hooks,
@@ -68,6 +69,7 @@ def create_app(
     docs.install(app, API)
     for module in (
         accounts,
+        credentials,
         definitions,
         workflows,
         executions,

@@ -442,3 +442,50 @@ class UserStats(RangeStats):
     user_id: str
     email: str | None = None
     name: str | None = None
+
+
+class CredentialUse(BaseModel):
+    workflow_id: str
+    workflow: str
+    status: str
+
+
+class Credential(BaseModel):
+    """A credential as anyone may see it: never a secret field's value."""
+
+    id: str
+    name: str
+    type: str
+    description: str
+    fields: dict[str, Any] = Field(description="the non-secret fields (host, username, ...)")
+    secret_fields: list[str] = Field(description="set, write-only: never returned")
+    used_by: list[CredentialUse] = Field(
+        description="workflows whose latest version names it (credential: or secrets.NAME)"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class CredentialBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+    type: str = Field(
+        description="bearer, basic, header, query, smtp, database, llm, webhook_secret"
+    )
+    data: dict[str, Any] = Field(description="every field of the type, secret ones included")
+    description: str = Field(default="", max_length=1000)
+
+
+class CredentialReplace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = Field(default=None, description="omitted: the type it has")
+    data: dict[str, Any] = Field(description="every field again: none is read back")
+    description: str | None = Field(default=None, max_length=1000)
+
+
+class CredentialType(BaseModel):
+    name: str
+    title: str
+    fields: list[dict[str, Any]]

@@ -71,6 +71,12 @@ def message(event: str, ident: Position | int, data: Any) -> bytes:
     return format_sse_event(data_str=json.dumps(data), event=event, id=str(ident))
 
 
+def live_message(event: str, data: Any) -> bytes:
+    """A live-only message (progress, streamed text): no ``id``, so a client's
+    Last-Event-ID stays on the last stored event and a reconnect resumes from there."""
+    return format_sse_event(data_str=json.dumps(data), event=event)
+
+
 class EventStream(StreamingResponse):
     """A ``text/event-stream`` response of already encoded messages."""
 

@@ -28,6 +28,7 @@ from conveyor.cli.base import (
     run_async,
     worker_settings,
 )
+from conveyor.cli.credentials import credentials_app
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
 from conveyor.cli.inbox import inbox_app, tasks_app
@@ -50,6 +51,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(credentials_app, name="credentials")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(inbox_app, name="inbox")
 app.add_typer(tasks_app, name="tasks")

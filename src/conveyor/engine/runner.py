@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,11 +34,14 @@ from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
 from conveyor.engine.templates import TemplateContext, TemplateProblem, render
 from conveyor.errors import NodeError
-from conveyor.nodes.base import NodeContext, Services, StepLog
+from conveyor.nodes.base import LiveSink, NodeContext, Services, StepLog
+from conveyor.nodes.catalog import literal_fields
 from conveyor.nodes.registry import Registry
 
 log = logging.getLogger(__name__)
 FOREVER = timedelta.max
+PROGRESS_INTERVAL = 0.1  # seconds between two live progress messages of one node
+Publish = Callable[[str, str, dict[str, Any]], None]
 Start = tuple[StepStart, Any]
 
 
@@ -55,9 +59,12 @@ class Runner:
         hold_timers_up_to: timedelta = FOREVER,
         on_innocent: Callable[[str], None] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        publish_live: Publish | None = None,
     ) -> None:
         """``on_innocent(execution_id)``: a suspect running alone finished a step, so it is
-        not what killed its worker (the worker may run others beside it again)."""
+        not what killed its worker (the worker may run others beside it again).
+        ``publish_live(execution_id, kind, data)``: where steps' live-only messages go."""
+        self.publish_live = publish_live
         self.on_innocent = on_innocent
         self.store = store
         self.limits = limits
@@ -258,10 +265,17 @@ class Runner:
         return starts
 
     def _render(self, state: ExecutionState, node: Node) -> Any:
+        """The node's config with its templates rendered, except in the fields its type
+        keeps literal (``"x-template": False``: SQL text), which are passed as written."""
         if state.templates is None:
             state.templates = TemplateContext(_variables(state))
+        node_type = self.registry.get(node.type)
+        literal = literal_fields(node_type.config_model) if node_type else frozenset()
         try:
-            return render(node.config, state.templates, "config")
+            return {
+                key: value if key in literal else render(value, state.templates, f"config.{key}")
+                for key, value in node.config.items()
+            }
         except TemplateProblem as exc:
             return NodeError(str(exc), non_retryable=True)
 
@@ -280,6 +294,7 @@ class Runner:
             log=StepLog(self.limits.log_lines),
             network=self.registry.network,
             credentials=state.secrets,
+            live=self._live_sink(state),
         )
         node_type = self.registry.get(node.type)
         if node_type is None:
@@ -297,6 +312,35 @@ class Runner:
         task = asyncio.create_task(coro, name=f"{execution.id}:{node.id}:{start.attempt}")
         task.add_done_callback(lambda _: control.poke())
         state.tasks[task] = node.id
+
+    def _live_sink(self, state: ExecutionState) -> LiveSink | None:
+        """``ctx.live`` of a step: scrubbed like everything else, progress at most every
+        ``PROGRESS_INTERVAL`` per node (the last of a known total always goes), and safe to
+        call from a node's worker thread."""
+        publish = self.publish_live
+        if publish is None:
+            return None
+        loop = asyncio.get_running_loop()
+        execution_id = state.execution.id
+        last: dict[Any, float] = {}
+
+        def send(kind: str, data: dict[str, Any]) -> None:
+            if kind == "step.progress":
+                now = time.monotonic()
+                node_id = data.get("node_id")
+                final = data.get("total") is not None and data.get("done") == data.get("total")
+                if not final and now - last.get(node_id, -PROGRESS_INTERVAL) < PROGRESS_INTERVAL:
+                    return
+                last[node_id] = now
+            scope = state.secrets
+            if scope is not None and scope.loaded:
+                data = scope.scrub(data)
+            if _on_loop(loop):
+                publish(execution_id, kind, data)
+            else:
+                loop.call_soon_threadsafe(publish, execution_id, kind, data)
+
+        return send
 
     async def _wait(
         self, state: ExecutionState, control: Control, deadline: datetime | None
@@ -424,6 +468,13 @@ class Runner:
             execution.isolated = False
             if self.on_innocent is not None:
                 self.on_innocent(execution.id)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _scrubbed(state: ExecutionState, outcome: Outcome) -> Outcome:

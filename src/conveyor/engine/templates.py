@@ -144,6 +144,18 @@ def node_references(value: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def reads_variables(value: str) -> bool:
+    """Whether ``value`` is a template that reads data (``{{ input.x }}``), as opposed to text
+    that merely contains braces (a PostgreSQL array literal ``'{{1,2},{3,4}}'``)."""
+    if not is_template(value):
+        return False
+    try:
+        tree = _ENV.parse(value)
+    except TemplateError:
+        return False
+    return any(True for _ in tree.find_all(nodes.Name))
+
+
 def mentions_name(value: Any, name: str) -> bool:
     """Whether a template inside ``value`` reads the variable ``name`` (``secrets``)."""
     if isinstance(value, str):

@@ -10,8 +10,14 @@ from pydantic import ValidationError
 from conveyor.engine.definition import NODE_ID, WorkflowDefinition, parse_leniently
 from conveyor.engine.graph import Graph, find_cycle
 from conveyor.engine.inputs import schema_problems
-from conveyor.engine.templates import TemplateProblem, contains_template, node_references
+from conveyor.engine.templates import (
+    TemplateProblem,
+    contains_template,
+    node_references,
+    reads_variables,
+)
 from conveyor.errors import DefinitionError, Problem
+from conveyor.nodes.catalog import literal_fields
 from conveyor.nodes.registry import Registry
 
 
@@ -47,7 +53,7 @@ def check(data: Any, registry: Registry) -> tuple[WorkflowDefinition | None, lis
                 )
             )
         else:
-            problems += _template_problems(definition, graph)
+            problems += _template_problems(definition, graph, registry)
     return (None if problems else definition), problems
 
 
@@ -75,6 +81,7 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
             problems.append(Problem(message, node_id=node.id, path="type"))
             continue
         problems += config_problems(node_type.config_model, node.config, node.id)
+        problems += _literal_problems(node_type.config_model, node.config, node.id)
         if node.timeout is not None and node_type.wait_bound is not None:
             problems.append(
                 Problem(
@@ -105,17 +112,39 @@ def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
     return problems
 
 
+def _literal_problems(model: Any, config: dict[str, Any], node_id: str) -> list[Problem]:
+    """A template in a field that is never rendered (SQL text) is a mistake to point out:
+    it would reach the node as written."""
+    problems = []
+    for key in sorted(literal_fields(model)):
+        value = config.get(key)
+        if isinstance(value, str) and reads_variables(value):
+            extra = model.model_fields.get(key)
+            hint = (extra.json_schema_extra or {}).get("x-template-hint") if extra else None
+            problems.append(
+                Problem(
+                    "this field is used as written and never rendered, so a template here "
+                    "would not be filled in" + (f": {hint}" if hint else ""),
+                    node_id=node_id,
+                    path=f"config.{key}",
+                )
+            )
+    return problems
+
+
 def config_problems(model: Any, config: dict[str, Any], node_id: str) -> list[Problem]:
     """Problems in a node's config; a field holding a template is checked after rendering."""
+    literal = literal_fields(model)
     try:
         model.model_validate(config)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             # A field holding a template is checked once rendered; a missing or forbidden
-            # field is wrong whatever the templates render to.
+            # field is wrong whatever the templates render to, and so is a literal one.
             structural = err["type"] in ("missing", "extra_forbidden")
-            if not structural and contains_template(err.get("input")):
+            kept = bool(err["loc"]) and err["loc"][0] in literal
+            if not structural and not kept and contains_template(err.get("input")):
                 continue
             path = ".".join(["config", *(str(p) for p in err["loc"])])
             problems.append(Problem(err["msg"], node_id=node_id, path=path))
@@ -186,13 +215,22 @@ def _branch_problem(
     return [Problem(message, node_id=owner, path=path)]
 
 
-def _template_problems(definition: WorkflowDefinition, graph: Graph) -> list[Problem]:
+def _literal_keys(registry: Registry, type_name: str) -> frozenset[str]:
+    node_type = registry.get(type_name)
+    return literal_fields(node_type.config_model) if node_type is not None else frozenset()
+
+
+def _template_problems(
+    definition: WorkflowDefinition, graph: Graph, registry: Registry
+) -> list[Problem]:
     problems: list[Problem] = []
     known = set(graph.node_ids)
     for node in definition.nodes:
         upstream = graph.ancestors(node.id)
+        literal = _literal_keys(registry, node.type)
+        rendered = {k: v for k, v in node.config.items() if k not in literal}
         try:
-            references = node_references(node.config, "config")
+            references = node_references(rendered, "config")
         except TemplateProblem as exc:
             problems.append(Problem(exc.message, node_id=node.id, path=exc.path))
             continue

@@ -230,8 +230,10 @@ class NodeType:
     For the dashboard's palette: ``title`` (default: from the name), ``category`` (http,
     control, data, messaging, workflow, ...; default ``custom``), ``icon`` (a keyword the UI
     maps to an icon), and ``branches_from``, the config field whose keys are branch labels
-    too (switch: ``cases``). Every string in a config may hold a template; a field that
-    must not says so with ``json_schema_extra={"x-template": False}``.
+    too (switch: ``cases``). Every string in a config may hold a template; a top-level field
+    that must not says so with ``json_schema_extra={"x-template": False}`` (and may give an
+    ``"x-template-hint"``): the runner passes it to the node as written, and validation
+    rejects a template in it (db.query's ``sql``).
     """
 
     name: str = ""

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conveyor.nodes.base import NetworkPolicy
+from conveyor.nodes.chat import ChatPost
 from conveyor.nodes.control import Condition, Fail, Switch, Wait, WaitForEvent
 from conveyor.nodes.data import Transform
+from conveyor.nodes.database import DbQuery
 from conveyor.nodes.http import HttpRequest
+from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.messaging import Notify, TaskCreate
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
@@ -28,8 +31,11 @@ def build_registry(
             Wait(),
             WaitForEvent(),
             Transform(),
+            DbQuery(),
             Notify(),
             TaskCreate(),
+            EmailSend(),
+            ChatPost(),
             Fail(),
             WorkflowCall(),
         ],

@@ -4,6 +4,7 @@ JSON Schema of its config with template fields marked, its branches)."""
 from __future__ import annotations
 
 import inspect
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -49,6 +50,19 @@ def config_schema(model: type[BaseModel]) -> dict[str, Any]:
     for sub in definitions.values():
         _mark(sub, definitions)
     return schema
+
+
+@lru_cache(maxsize=256)
+def literal_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The config keys (as written, aliases included) of the model's top-level fields that
+    declare ``"x-template": False``: the runner passes them to the node unrendered, and
+    validation rejects a template in them."""
+    found = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get(TEMPLATE) is False:
+            found.add(info.alias or name)
+    return frozenset(found)
 
 
 def _mark(schema: dict[str, Any], definitions: dict[str, Any]) -> None:

@@ -79,11 +79,20 @@ def _facts(entry: dict[str, Any]) -> list[str]:
 
 
 def config_table(schema: dict[str, Any]) -> list[str]:
-    """The config's fields as a Markdown table (or a line saying there are none)."""
+    """The config's fields as a Markdown table (or a line saying there are none), then one
+    table for each object type its fields use (an attachment's fields)."""
+    definitions: dict[str, Any] = schema.get("$defs", {})
+    rows = _fields(schema, definitions) or ["No config."]
+    for name, sub in definitions.items():
+        if sub.get("properties"):
+            rows += ["", f"Fields of `{sub.get('title', name)}`:", "", *_fields(sub, definitions)]
+    return rows
+
+
+def _fields(schema: dict[str, Any], definitions: dict[str, Any]) -> list[str]:
     properties: dict[str, Any] = schema.get("properties", {})
     if not properties:
-        return ["No config."]
-    definitions = schema.get("$defs", {})
+        return []
     required = set(schema.get("required", []))
     rows = [
         "| Field | Type | Required | Default | Template | Description |",

@@ -2,3 +2,4 @@
 
 WAKE_CHANNEL = "conveyor"  # work for workers: queued, signalled, controls
 EVENTS_CHANNEL = "conveyor_events"  # new execution events, for live feeds
+LIVE_CHANNEL = "conveyor_live"  # live-only messages (progress, deltas): never stored

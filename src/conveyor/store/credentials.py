@@ -65,7 +65,6 @@ def create(
     seal: Seal,
 ) -> dict[str, Any]:
     kinds.check_name(name)
-    checked = kinds.check(type_name, data)
     exists = conn.execute(
         select(credentials.c.id).where(
             credentials.c.workspace_id == workspace_id, credentials.c.name == name
@@ -73,6 +72,7 @@ def create(
     ).first()
     if exists is not None:
         raise Conflict(f"credential '{name}' already exists; replace it with PUT")
+    checked = kinds.check(type_name, data)
     credential_id = new_id()
     conn.execute(
         insert(credentials).values(

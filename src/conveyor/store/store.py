@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -24,14 +25,17 @@ from conveyor.engine.interfaces import (
 from conveyor.errors import ConveyorError
 from conveyor.store import claims, controls, history, transitions, triggers, workflows
 from conveyor.store import executions as queue
-from conveyor.store.database import Database
+from conveyor.store.channels import LIVE_CHANNEL
+from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
+from conveyor.store.live_messages import LiveMessage
 from conveyor.store.prepared import run_together
 from conveyor.store.subscribers import Subscribers
 from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _MAX_BATCH = 256  # transitions per group commit
 
 
@@ -44,6 +48,10 @@ class Store:
         self.listeners: Subscribers[list[EventRecord]] = Subscribers()
         # Called after a commit that may give workers in this process something to do.
         self.wake_listeners: Subscribers[str] = Subscribers()
+        # Live-only messages about a step (``LiveMessage``): progress, streamed text.
+        self.live_listeners: Subscribers[LiveMessage] = Subscribers()
+        self.origin = new_id()  # tells this process's own NOTIFYs from others'
+        self._notifying: set[asyncio.Task[None]] = set()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -81,6 +89,27 @@ class Store:
     def _publish(self, records: list[EventRecord]) -> None:
         if records:
             self.listeners(records)
+
+    def publish_live(self, execution_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Hand a live-only message to this process's streams at once and, on PostgreSQL,
+        to other processes' (NOTIFY, without waiting for it). Nothing is stored: a stream
+        that connects later never sees it."""
+        message = LiveMessage(execution_id, kind, data)
+        self.live_listeners(message)
+        if self.db.dialect.name != "postgresql":
+            return
+        payload = message.encode(self.origin)
+        if payload is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._notify_live(payload))
+        self._notifying.add(task)
+        task.add_done_callback(self._notifying.discard)
+
+    async def _notify_live(self, payload: str) -> None:
+        try:
+            await self.write(self.db.dialect.notify, LIVE_CHANNEL, payload)
+        except Exception as exc:  # live-only: a lost message is not worth failing a step
+            log.debug("live message not sent: %s", exc)
 
     # -- the runner's interface ------------------------------------------------------------
     async def apply(self, execution: ClaimedExecution, changes: Changes) -> None:

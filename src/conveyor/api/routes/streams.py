@@ -103,6 +103,8 @@ class _ExecutionView:
         return out
 
     def live(self, delivery: Delivery) -> bytes:
+        if delivery.live is not None:
+            return sse.live_message(delivery.live.kind, delivery.live.data)
         rendered = delivery.memo.get("sse")
         if rendered is None:
             rendered = delivery.memo["sse"] = _Rendered(delivery.rows, delivery.snapshot)
@@ -358,6 +360,17 @@ class _SocketView:
     async def follow(self, subscription: Subscription) -> None:
         while not subscription.lost:
             for delivery in await subscription.next(PING_SECONDS) or []:
+                if delivery.live is not None:
+                    message = delivery.live
+                    await self.socket.send_json(
+                        {
+                            "execution_id": message.execution_id,
+                            "type": message.kind,
+                            "data": message.data,
+                            "live": True,
+                        }
+                    )
+                    continue
                 for r, text in _socket_texts(delivery):
                     if r["id"] > self.after_id:
                         await self.socket.send_text(text)
