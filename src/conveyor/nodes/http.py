@@ -21,12 +21,17 @@ class HttpRequestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Method = "GET"
-    url: str = Field(pattern=r"^https?://")
-    headers: dict[str, str] = Field(default_factory=dict)
-    query: dict[str, Any] = Field(default_factory=dict)
-    json_body: Any = Field(default=None, alias="json")
-    body: str | None = None
-    timeout: Duration = timedelta(seconds=30)
+    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="request headers (an Idempotency-Key is added unless given)",
+    )
+    query: dict[str, Any] = Field(default_factory=dict, description="query parameters")
+    json_body: Any = Field(default=None, alias="json", description="a JSON body")
+    body: str | None = Field(default=None, description="a text body (instead of json)")
+    timeout: Duration = Field(
+        default=timedelta(seconds=30), description="bound on the whole request"
+    )
     expected_status: list[int] | None = Field(
         default=None, description="accepted status codes; default: any 2xx"
     )
