@@ -7,10 +7,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, delete
+
 from conveyor.nodes.base import NodeContext, node
 from conveyor.nodes.messaging import Notify, NotifyConfig, TaskConfig, TaskCreate
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
+from conveyor.store.tables import executions
 from tests.api.conftest import Api, B
 from tests.api.support import problem_of
 
@@ -212,3 +215,15 @@ async def test_viewers_read_other_workspaces_see_nothing_and_bad_queries_fail(ap
     first = (await api.http.get(f"{base}/tasks", params={"limit": 1})).json()
     rest = await api.http.get(f"{base}/tasks", params={"before": first[0]["id"]})
     assert [t["title"] for t in first + rest.json()] == ["Call the carrier", "Review order 1"]
+
+    # retention deleting the execution takes its notifications; its tasks stay
+    def prune(conn: Connection) -> None:
+        conn.execute(delete(executions).where(executions.c.id == done["id"]))
+
+    await api.store.write(prune)
+    assert (await api.http.get(f"{base}/notifications")).json() == []
+    kept = (await api.http.get(f"{base}/tasks")).json()
+    assert [(t["title"], t["execution_id"]) for t in kept] == [
+        ("Call the carrier", None),
+        ("Review order 1", None),
+    ]

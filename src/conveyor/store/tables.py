@@ -331,7 +331,8 @@ tasks = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
-    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE")),
+    # An open task outlives its execution (retention, a deletion): only the link goes.
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="SET NULL")),
     Column("node_id", String(100)),
     Column("idempotency_key", String(200), unique=True),
     Column("title", Text, nullable=False),

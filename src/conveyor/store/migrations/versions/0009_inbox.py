@@ -6,7 +6,8 @@ Revises: 0008
 ``notifications`` gains its reader (``read_at``, ``read_by``), an optional recipient, and
 the idempotency key of the step that made it (``execution id : node id``, unique): a retried
 step finds its notification instead of adding a second. ``tasks`` are made by task.create
-steps the same way, and stay open until someone marks them done.
+steps the same way, and stay open until someone marks them done; a task outlives its
+execution (retention deletes executions): only its link is cleared.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def upgrade() -> None:
             ["execution_id"],
             ["executions.id"],
             name=op.f("fk_tasks_execution_id_executions"),
-            ondelete="CASCADE",
+            ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
             ["workspace_id"],
