@@ -1,9 +1,11 @@
-"""Test support: an injectable clock and PostgreSQL test databases."""
+"""Test support: an injectable clock, PostgreSQL test databases, the code node's sandbox."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -42,6 +44,21 @@ def require_postgres() -> None:
     reason = postgres_available()
     if reason is None:
         return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+def require_bubblewrap() -> None:
+    """Skip (fail under CI=true) where bubblewrap is missing or cannot make namespaces."""
+    found = shutil.which("bwrap")
+    probe = [str(found), "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    if (
+        found
+        and subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+    ):
+        return
+    reason = "bubblewrap is not installed or cannot create namespaces here"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)

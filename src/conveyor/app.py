@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -13,17 +15,18 @@ from sqlalchemy import Connection
 from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
 from conveyor.engine.inputs import check_input
-from conveyor.engine.interfaces import Clock, ExecutionUser, user_variables
+from conveyor.engine.interfaces import Clock, EventRecord, ExecutionUser, user_variables
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.validation import validate
 from conveyor.errors import Conflict, ConveyorError, InputError, NodeError
-from conveyor.nodes.base import Credential
+from conveyor.nodes.base import ChildRef, Credential
 from conveyor.nodes.registry import Registry
 from conveyor.secrets import Keyring, SecretKeyError
 from conveyor.store import Database, Store, accounts, history, inbox, workflows
 from conveyor.store import credentials as stored_credentials
+from conveyor.store import triggers as store_triggers
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
 from conveyor.store.store import Seeded
@@ -445,6 +448,14 @@ class BulkOutcome:
 
 
 _FINISHED = frozenset(s.value for s in TERMINAL) - {"cancelled"}
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+# A child execution's idempotency key: this prefix and the key its parent step gave.
+CHILD_KEY = "child:"
+
+
+CHILD_CHECK_SECONDS = 1.0
+_FINISHED_STATUSES = frozenset(s.value for s in TERMINAL)
+_TERMINAL_EVENTS = frozenset(f"execution.{s}" for s in _FINISHED_STATUSES)
 
 
 class RuntimeServices:
@@ -515,9 +526,56 @@ class RuntimeServices:
         new.trigger_type = "workflow"
         new.parent_execution_id = parent_execution_id
         new.parent_node_id = parent_node_id
-        new.idempotency_key = f"child:{idempotency_key}"
+        new.idempotency_key = f"{CHILD_KEY}{idempotency_key}"
         execution_id, _created = await self.store.enqueue(new)
         return execution_id
+
+    async def wait_child(self, execution_id: str) -> dict[str, Any]:
+        """A commit in this process is heard at once; one made by another process is seen
+        by a read of the status every ``CHILD_CHECK_SECONDS``."""
+        heard = asyncio.Event()
+
+        def on_records(records: list[EventRecord]) -> None:
+            if any(r.execution_id == execution_id and r.type in _TERMINAL_EVENTS for r in records):
+                heard.set()
+
+        self.store.listeners.append(on_records)
+        try:
+            while True:
+                heard.clear()
+                row = await self.store.read(store_triggers.finished, execution_id, None)
+                if row["status"] in _FINISHED_STATUSES:
+                    return {k: row[k] for k in ("status", "result", "error")}
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CHILD_CHECK_SECONDS):
+                        await heard.wait()
+        finally:
+            self.store.listeners.remove(on_records)
+
+    async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
+        row = await self.store.execution_row(execution_id)
+        if row["status"] not in _TERMINAL_VALUES:
+            return None
+        return {"status": row["status"], "result": row["result"], "error": row["error"]}
+
+    async def children(self, parent_execution_id: str, parent_node_id: str) -> list[ChildRef]:
+        parent = await self.store.execution_row(parent_execution_id)
+        rows = await self.store.read(
+            history.step_children,
+            parent["workspace_id"],
+            parent_execution_id,
+            parent_node_id,
+            parent["created_at"],
+        )
+        return [
+            ChildRef(
+                r["id"],
+                r["idempotency_key"].removeprefix(CHILD_KEY),
+                r["workflow_name"],
+                r["input"],
+            )
+            for r in rows
+        ]
 
 
 def retry_plan(old: dict[str, Any]) -> tuple[int, Any, set[str]]:

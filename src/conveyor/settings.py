@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///conveyor.db"
 
@@ -14,9 +15,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    # Outbound HTTP to loopback/private/link-local/metadata addresses is refused unless this is
-    # set; tests that talk to a local server set it.
+    # Outbound connections to loopback, private, link-local and other internal addresses are
+    # refused unless this is set (cloud metadata always is); tests that talk to a local server
+    # set it. docs/security.md.
     allow_private_network: bool = False
+    # Code nodes run under bubblewrap; where it is missing or unusable they are refused unless
+    # this is set, and then run with resource limits only (no isolation from the host).
+    allow_unsandboxed_code: bool = False
+    # When not empty, outbound connections go only to these hosts (example.com,
+    # *.example.com) or networks (10.1.0.0/16; a listed private network is allowed without
+    # allow_private_network). A comma-separated list; docs/security.md.
+    outbound_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
@@ -45,6 +54,22 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Log lines kept per step; later ones are dropped and counted in one marker line.
     max_log_lines: int = Field(default=1000, ge=0)
+    # LLM prices per million tokens, {model: {input, output, cached?}}: JSON text or the path
+    # of a JSON file; llm steps then record a cost with their token usage.
+    llm_prices: str | None = None
+    # The LLM that `conveyor generate` asks for workflow drafts (an OpenAI-compatible
+    # endpoint, or anthropic).
+    llm_base_url: str | None = None
+    llm_api_key: str = ""
+    llm_model: str | None = None
+    llm_provider: Literal["openai", "anthropic"] = "openai"
+
+    @field_validator("outbound_allowlist", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(entry.strip() for entry in value.split(",") if entry.strip())
+        return value
 
     @property
     def lease(self) -> timedelta:

@@ -23,6 +23,7 @@ from conveyor.engine.interfaces import SystemClock
 from conveyor.store.tables import notifications
 from conveyor.worker import Worker
 from tests.integration.httpserver import LocalServer
+from tests.integration.test_integration_examples import LIBRARY_EXAMPLES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BASE_URL = "<base_url>"
@@ -408,7 +409,70 @@ ROUTER = [
     ),
 ]
 
+# -- order-digest ----------------------------------------------------------------------------
+
+DIGEST_ORDERS = [
+    {"id": 1, "customer": "ada", "amount": "12.50", "status": "paid"},
+    {"id": 2, "customer": "bob", "amount": "99", "status": "refunded"},
+    {"id": 3, "customer": "ada", "amount": 7.5, "status": "paid"},
+    {"id": 4, "customer": "cy", "amount": "3", "status": "paid"},
+    {"id": 5, "customer": "cy", "status": "paid"},
+]
+DIGEST_CUSTOMERS = [
+    {"customer": "ada", "name": "Ada"},
+    {"customer": "bob", "name": "Bob"},
+    {"customer": "cy", "name": "Cy"},
+]
+
+
+def _digested(run: Finished) -> None:
+    execution = run.execution
+    assert execution["status"] == "succeeded"
+    assert run.step("paid")["output"]["dropped_count"] == 2
+    assert run.step("nothing_paid")["status"] == "skipped"
+    assert run.step("amounts")["output"]["results"] == [
+        {"customer": "ada", "amount": 12.5},
+        {"customer": "ada", "amount": 7.5},
+        {"customer": "cy", "amount": 3},
+    ]
+    assert execution["result"] == {
+        "digest": {
+            "items": [
+                {"customer": "ada", "name": "Ada", "orders": 2, "total": 20.0},
+                {"customer": "cy", "name": "Cy", "orders": 1, "total": 3},
+            ],
+            "count": 2,
+        }
+    }
+
+
+def _nothing_paid(run: Finished) -> None:
+    execution = run.execution
+    assert execution["status"] == "succeeded"
+    assert run.status_of("amounts", "per_customer", "digest") == ["skipped"] * 3
+    assert execution["result"]["nothing_paid"] == {
+        "status": "succeeded",
+        "message": "no paid orders among 1",
+    }
+
+
+ORDER_DIGEST = [
+    Case(
+        "order-digest",
+        "order-digest",
+        {"orders": DIGEST_ORDERS, "customers": DIGEST_CUSTOMERS},
+        _digested,
+    ),
+    Case(
+        "order-digest-nothing-paid",
+        "order-digest",
+        {"orders": [DIGEST_ORDERS[1]], "customers": DIGEST_CUSTOMERS},
+        _nothing_paid,
+    ),
+]
+
 CASES = [
+    *ORDER_DIGEST,
     *ORDER_FOLLOWUP,
     Case(
         "parallel-enrichment",
@@ -431,7 +495,7 @@ CASES = [
 def test_every_example_has_a_case_and_a_description() -> None:
     files = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("*.json"))
     assert len(files) >= 6
-    assert {f.stem for f in files} == {c.example for c in CASES}
+    assert {f.stem for f in files} == {c.example for c in CASES} | LIBRARY_EXAMPLES
     for file in files:
         data = load_definition_file(file)
         assert data["name"] == file.stem

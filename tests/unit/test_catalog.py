@@ -22,12 +22,13 @@ def test_every_built_in_is_listed_with_a_category_icon_and_description() -> None
     assert set(found) == set(build_registry(entry_points=False).names())
     for entry in found.values():
         assert entry["title"] and entry["description"] and entry["icon"]
-        assert entry["category"] in {"http", "control", "data", "messaging", "workflow"}
+        assert entry["category"] in {"http", "control", "data", "messaging", "workflow", "ai"}
         assert entry["config_schema"]["type"] == "object"
     http = found["http.request"]
     assert (http["title"], http["category"]) == ("HTTP request", "http")
     assert found["notify"]["category"] == "messaging"
     assert found["transform"]["category"] == "data"
+    assert found["llm.chat"]["category"] == "ai"
 
 
 def test_branches_fixed_or_from_the_config() -> None:
@@ -102,3 +103,23 @@ def test_plugins_describe_themselves_or_get_defaults() -> None:
     assert (found["acme.ping"]["title"], found["acme.ping"]["icon"]) == ("Ping", "radar")
     assert found["acme.ping"]["description"] == ""
     assert describe(Documented())["description"] == "Count things, carefully."
+
+
+def test_a_code_nodes_source_is_marked_as_never_a_template() -> None:
+    from conveyor.nodes.catalog import literal_fields
+    from conveyor.nodes.code import CodeConfig
+
+    properties = by_name()["code"]["config_schema"]["properties"]
+    assert properties["code"]["x-template"] is False
+    assert properties["input"]["x-template"] is True
+    assert literal_fields(CodeConfig) == frozenset({"code"})
+
+
+def test_the_code_nodes_example_validates() -> None:
+    from conveyor.engine.validation import validate
+    from conveyor.nodes.code import Code
+
+    order = {"id": "order", "type": "transform", "config": {"output": {"items": []}}}
+    example = {**(Code.example or {}), "needs": ["order"]}
+    definition = {"name": "example", "nodes": [order, example]}
+    assert validate(definition, build_registry(entry_points=False)).nodes[1].type == "code"

@@ -35,14 +35,27 @@ def test_every_built_in_has_an_example_that_validates() -> None:
 
 
 def standalone(example: dict[str, Any]) -> dict[str, Any]:
-    """A definition holding ``example``, with a transform for each node its templates
-    read (``nodes.report.output``), upstream of it."""
-    upstream = sorted(set(re.findall(r"nodes\.(\w+)", json.dumps(example))))
-    stubs = [{"id": n, "type": "transform", "config": {"output": {}}} for n in upstream]
+    """A definition holding ``example``, with a stand-in upstream for each node it names:
+    in its templates (``nodes.report.output``: a transform) or its ``needs`` (``check`` or
+    ``check.false``: a condition when the branch is true/false, else a switch)."""
     needs = example.get("needs", [])
     needs = [needs] if isinstance(needs, str) else list(needs)
-    node = {**example, "needs": [*upstream, *needs]} if upstream else example
-    return {"name": "reference-example", "nodes": [*stubs, node]}
+    stubs: dict[str, dict[str, Any]] = {}
+    for need in needs:
+        node_id, _, label = need.partition(".")
+        if label in ("true", "false"):
+            stubs[node_id] = {"id": node_id, "type": "condition", "config": {"if": True}}
+        elif label:
+            config = {"value": label, "cases": {label: label}}
+            stubs[node_id] = {"id": node_id, "type": "switch", "config": config}
+        else:
+            stubs[node_id] = {"id": node_id, "type": "transform", "config": {"output": {}}}
+    for node_id in sorted(set(re.findall(r"nodes\.(\w+)", json.dumps(example)))):
+        if node_id not in stubs:
+            stubs[node_id] = {"id": node_id, "type": "transform", "config": {"output": {}}}
+            needs.append(node_id)
+    node = {**example, "needs": needs} if needs else example
+    return {"name": "reference-example", "nodes": [*stubs.values(), node]}
 
 
 def test_every_built_in_has_a_section_with_its_fields_and_example() -> None:

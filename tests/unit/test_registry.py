@@ -226,6 +226,8 @@ def test_load_module_without_node_types_is_an_input_error() -> None:
         ("http", "http.request"),
         ("conditon", "condition"),
         ("notfy", "notify"),
+        ("wait_for", "wait_for_event"),
+        ("foreah", "foreach"),
         ("zzzzzz", None),
     ],
 )
@@ -237,13 +239,23 @@ def test_suggest_a_close_name(typo: str, expected: str | None) -> None:
 def test_built_in_registry_holds_the_built_in_node_types() -> None:
     registry = build_registry(entry_points=False)
     assert registry.names() == [
+        "aggregate",
         "chat.post",
+        "code",
         "condition",
         "db.query",
         "email.send",
         "fail",
+        "filter",
+        "foreach",
         "http.request",
+        "llm.agent",
+        "llm.chat",
+        "merge",
         "notify",
+        "set",
+        "split",
+        "stop",
         "switch",
         "task.create",
         "transform",

@@ -114,10 +114,19 @@ def run_async(coro: Awaitable[T]) -> T:
 
 def registry_for(plugins: list[str], allow_private: bool) -> Any:
     from conveyor.nodes.builtin import build_registry
+    from conveyor.nodes.llm_prices import load_prices
+    from conveyor.settings import Settings
 
     if plugins and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    return build_registry(allow_private_network=allow_private, plugins=plugins)
+    settings = Settings()
+    return build_registry(
+        allow_private_network=allow_private,
+        allow_unsandboxed_code=settings.allow_unsandboxed_code,
+        outbound_allowlist=settings.outbound_allowlist,
+        plugins=plugins,
+        llm_prices=load_prices(settings.llm_prices),
+    )
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -33,6 +33,14 @@ class ErrorStrategy(StrEnum):
     RETRY = "retry"
 
 
+class WaitFor(StrEnum):
+    """When a node with several incoming edges starts: ``all`` once every upstream node has
+    finished (skipped ones included), ``first`` as soon as one incoming edge fires."""
+
+    ALL = "all"
+    FIRST = "first"
+
+
 class RetryPolicy(BaseModel):
     """How a failed or interrupted step is tried again. The default: 3 attempts, 1 s apart
     then doubling, at most 1 min apart. ``max_attempts: 1`` makes a step at-most-once (an
@@ -110,6 +118,11 @@ class Node(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     needs: list[str] = Field(
         default_factory=list, description="upstream nodes; 'a.true' needs branch 'true' of a"
+    )
+    wait_for: WaitFor = Field(
+        default=WaitFor.ALL,
+        description="with several upstream nodes: start once all have finished ('all') or "
+        "as soon as the first one's edge fires ('first'; the others still run)",
     )
     retry: RetryPolicy | None = None
     timeout: Duration | None = None

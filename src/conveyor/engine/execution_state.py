@@ -29,6 +29,15 @@ class Timer:
     signal: str | None = None
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """A step asked to end the execution (the ``stop`` node): how and why."""
+
+    node_id: str
+    status: str
+    message: str
+
+
 @dataclass
 class Control:
     """Requests from outside the runner, set by the worker."""
@@ -61,6 +70,7 @@ class ExecutionState:
     # Nodes whose type is unsafe to repeat (``NodeType.repeatable`` false).
     unrepeatable: frozenset[str] = frozenset()
     failure: dict[str, Any] | None = None
+    stopped: Stopped | None = None
     started: int = 0  # attempts started so far (the last step index given)
     step_index: dict[str, int] = field(default_factory=dict)  # of each node's latest attempt
 

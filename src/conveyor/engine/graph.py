@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from conveyor.engine.definition import Edge, WorkflowDefinition
+from conveyor.engine.definition import Edge, WaitFor, WorkflowDefinition
 
 
 class NodeState(StrEnum):
@@ -51,6 +51,9 @@ class Graph:
 
     def __init__(self, definition: WorkflowDefinition) -> None:
         self.node_ids: list[str] = [n.id for n in definition.nodes]
+        self.wait_for_first = frozenset(
+            n.id for n in definition.nodes if n.wait_for == WaitFor.FIRST
+        )
         self.incoming: dict[str, list[Edge]] = {n: [] for n in self.node_ids}
         self.outgoing: dict[str, list[Edge]] = {n: [] for n in self.node_ids}
         for edge in definition.all_edges():
@@ -87,6 +90,8 @@ class Graph:
 
         A node runs when every predecessor is finished and at least one incoming edge is
         live; it is skipped when every predecessor is finished and no incoming edge is live.
+        A node that waits for the ``first`` runs as soon as one incoming edge is live, and once
+        (it is no longer pending when the others finish).
         Walking in topological order lets one call propagate skips all the way down.
         """
         current = dict(states)
@@ -99,9 +104,13 @@ class Graph:
                 decision.ready.append(node_id)
                 continue
             sources = [current.get(e.source, PENDING) for e in edges]
+            live = any(_edge_live(e, s) for e, s in zip(edges, sources, strict=True))
+            if live and node_id in self.wait_for_first:
+                decision.ready.append(node_id)
+                continue
             if not all(s.finished for s in sources):
                 continue
-            if any(_edge_live(e, s) for e, s in zip(edges, sources, strict=True)):
+            if live:
                 decision.ready.append(node_id)
             else:
                 decision.skip.append(node_id)

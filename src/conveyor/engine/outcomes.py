@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.engine.definition import ErrorStrategy
-from conveyor.engine.execution_state import NEVER, ExecutionState, Timer
+from conveyor.engine.execution_state import NEVER, ExecutionState, Stopped, Timer
 from conveyor.engine.graph import NodeState, NodeStatus
 from conveyor.engine.interfaces import Changes, StepFinish, StepRecord
 from conveyor.engine.retry import StepFailure, effective_attempts, next_retry
@@ -36,6 +36,10 @@ def record(
             changes.count(f"usage_{name}", outcome.usage[name])
     if not outcome.ok:
         failure(state, node_id, outcome, changes, now)
+    elif outcome.stop is not None:
+        succeeded(state, node_id, outcome, changes, now)
+        if state.stopped is None:
+            state.stopped = Stopped(node_id, outcome.stop.status, outcome.stop.message)
     elif outcome.wait_signal is not None:
         _wait(
             state,

@@ -18,7 +18,7 @@ from typing import Any
 from conveyor.engine import outcomes
 from conveyor.engine.definition import Node, WorkflowDefinition, parse_definition
 from conveyor.engine.execution_state import NEVER, Control, ExecutionState, restore
-from conveyor.engine.graph import Graph, NodeState, NodeStatus
+from conveyor.engine.graph import PENDING, Graph, NodeState, NodeStatus
 from conveyor.engine.interfaces import (
     Changes,
     ClaimedExecution,
@@ -163,14 +163,11 @@ class Runner:
             await state.secrets.load()
         changes = self._resume(state)
         while True:
-            if control.cancel:
-                return await self._abort(state, ExecutionStatus.CANCELLED, "cancelled", changes)
             now = self.clock.now()
             deadline = state.execution.deadline_at
-            if deadline is not None and now >= deadline:
-                return await self._abort(
-                    state, ExecutionStatus.TIMED_OUT, "execution timed out", changes
-                )
+            ended = await self._end_early(state, control, changes, now)
+            if ended is not None:
+                return ended
             if control.signals_changed:
                 control.signals_changed = False
                 state.signals = await self.store.pending_signals(state.execution.id)
@@ -194,6 +191,21 @@ class Runner:
                 node_id = state.tasks.pop(task)
                 outcome = _scrubbed(state, task.result())
                 outcomes.record(state, node_id, outcome, changes, self.clock.now())
+
+    async def _end_early(
+        self, state: ExecutionState, control: Control, changes: Changes, now: datetime
+    ) -> ExecutionStatus | None:
+        """Cancelled, stopped by a step, or past the deadline: end the execution now."""
+        if control.cancel:
+            return await self._abort(state, ExecutionStatus.CANCELLED, "cancelled", changes)
+        if state.stopped is not None:
+            return await self._stop(state, changes)
+        deadline = state.execution.deadline_at
+        if deadline is not None and now >= deadline:
+            return await self._abort(
+                state, ExecutionStatus.TIMED_OUT, "execution timed out", changes
+            )
+        return None
 
     async def _when_idle(
         self, state: ExecutionState, control: Control, changes: Changes, now: datetime
@@ -240,11 +252,7 @@ class Runner:
             return []
         decision = state.graph.decide(state.states)
         for node_id in decision.skip:
-            state.states[node_id] = NodeStatus(NodeState.SKIPPED)
-            state.nodes[node_id] = {"status": "skipped", "output": None}
-            changes.skipped.append((node_id, state.node(node_id).type))
-            changes.count("steps_skipped")
-            changes.events.append(("step.skipped", {"node_id": node_id}))
+            _skip(state, changes, node_id)
         ready = decision.ready + state.retry_now
         state.retry_now = []
         starts = []
@@ -266,14 +274,26 @@ class Runner:
 
     def _render(self, state: ExecutionState, node: Node) -> Any:
         """The node's config with its templates rendered, except in the fields its type
-        keeps literal (``"x-template": False``: SQL text), which are passed as written."""
+        keeps literal (``"x-template": False``: SQL text), which are passed as written, and
+        its raw fields (``NodeType.raw_config``), which the node renders itself."""
         if state.templates is None:
             state.templates = TemplateContext(_variables(state))
         node_type = self.registry.get(node.type)
         literal = literal_fields(node_type.config_model) if node_type else frozenset()
+        # Raw fields (foreach's node) are rendered by the node itself, per item.
+        unrendered = literal | (node_type.raw_config if node_type else frozenset())
+        context = state.templates
+        if node.id in state.graph.wait_for_first:
+            # Started by its first input: the upstream nodes still running read as pending.
+            pending = {
+                n: {"status": "pending", "output": None}
+                for n in state.graph.ancestors(node.id)
+                if n not in state.nodes
+            }
+            context = TemplateContext({**context.variables, "nodes": {**pending, **state.nodes}})
         try:
             return {
-                key: value if key in literal else render(value, state.templates, f"config.{key}")
+                key: value if key in unrendered else render(value, context, f"config.{key}")
                 for key, value in node.config.items()
             }
         except TemplateProblem as exc:
@@ -293,10 +313,13 @@ class Runner:
             clock=self.clock.now,
             log=StepLog(self.limits.log_lines),
             network=self.registry.network,
+            node_types=self.registry.get,
             credentials=state.secrets,
             live=self._live_sink(state),
         )
         node_type = self.registry.get(node.type)
+        if node_type is not None and node_type.raw_config:
+            ctx.render = _renderer(state, node.id)
         if node_type is None:
             coro = _raise(
                 NodeError(
@@ -375,39 +398,51 @@ class Runner:
         changes: Changes | None = None,
     ) -> ExecutionStatus:
         changes = changes or Changes()
-        now = self.clock.now()
-        for _task, node_id in await _cancel_tasks(state):
-            changes.count("steps_running", -1)
-            changes.finished.append(
-                StepFinish(
-                    node_id,
-                    state.attempts[node_id],
-                    StepStatus.CANCELLED,
-                    now,
-                    error={"type": "Cancelled", "message": reason or "execution stopped"},
-                )
-            )
-            changes.events.append(("step.cancelled", {"node_id": node_id}))
-        for node_id in list(state.timers):
-            if state.states.get(node_id, NodeStatus(NodeState.PENDING)).state == (
-                NodeState.WAITING
-            ):
-                changes.finished.append(
-                    StepFinish(
-                        node_id,
-                        state.attempts[node_id],
-                        StepStatus.CANCELLED,
-                        now,
-                        error={"type": "Cancelled", "message": reason or "execution stopped"},
-                    )
-                )
-                changes.events.append(("step.cancelled", {"node_id": node_id}))
+        await self._cancel_in_flight(state, changes, reason or "execution stopped")
         error = (
             state.failure
             if status == ExecutionStatus.FAILED
             else {"type": status.value, "message": reason}
         )
         return await self._final(state, status, changes, error=error)
+
+    async def _stop(self, state: ExecutionState, changes: Changes) -> ExecutionStatus:
+        """A step asked to end the execution: skip what has not started, cancel what runs
+        or waits, and finish with the status and message it gave."""
+        stopped = state.stopped
+        assert stopped is not None
+        for node_id in state.graph.node_ids:
+            if state.states.get(node_id, PENDING).state == NodeState.PENDING:
+                _skip(state, changes, node_id)
+        await self._cancel_in_flight(state, changes, f"stopped by node '{stopped.node_id}'")
+        status = ExecutionStatus(stopped.status)
+        if status == ExecutionStatus.SUCCEEDED:
+            result = {
+                **outcomes.result_of(state),
+                stopped.node_id: state.nodes[stopped.node_id]["output"],
+            }
+            return await self._final(state, status, changes, result=result)
+        error = {"type": "Stopped", "message": stopped.message, "node_id": stopped.node_id}
+        return await self._final(state, status, changes, error=error)
+
+    async def _cancel_in_flight(self, state: ExecutionState, changes: Changes, reason: str) -> None:
+        """Record every running and waiting step as cancelled."""
+        now = self.clock.now()
+        error = {"type": "Cancelled", "message": reason}
+        for _task, node_id in await _cancel_tasks(state):
+            changes.count("steps_running", -1)
+            changes.finished.append(
+                StepFinish(node_id, state.attempts[node_id], StepStatus.CANCELLED, now, error=error)
+            )
+            changes.events.append(("step.cancelled", {"node_id": node_id}))
+        for node_id in list(state.timers):
+            if state.states.get(node_id, PENDING).state == NodeState.WAITING:
+                changes.finished.append(
+                    StepFinish(
+                        node_id, state.attempts[node_id], StepStatus.CANCELLED, now, error=error
+                    )
+                )
+                changes.events.append(("step.cancelled", {"node_id": node_id}))
 
     async def _final(
         self,
@@ -512,6 +547,27 @@ def _variables(state: ExecutionState) -> dict[str, Any]:
     if state.secrets is not None and state.secrets.loaded:
         variables["secrets"] = state.secrets.template_values()
     return variables
+
+
+def _skip(state: ExecutionState, changes: Changes, node_id: str) -> None:
+    state.states[node_id] = NodeStatus(NodeState.SKIPPED)
+    state.nodes[node_id] = {"status": "skipped", "output": None}
+    changes.skipped.append((node_id, state.node(node_id).type))
+    changes.count("steps_skipped")
+    changes.events.append(("step.skipped", {"node_id": node_id}))
+
+
+def _renderer(state: ExecutionState, node_id: str) -> Callable[[Any, dict[str, Any]], Any]:
+    """``ctx.render`` for a node that renders raw config fields itself: the execution's
+    variables plus the extra ones it passes (``item``, ``index``)."""
+
+    def render_with(value: Any, extra: dict[str, Any]) -> Any:
+        try:
+            return render(value, {**_variables(state), **extra}, "config")
+        except TemplateProblem as exc:
+            raise NodeError(f"{node_id}: {exc}", non_retryable=True) from None
+
+    return render_with
 
 
 def _wait_reason(state: ExecutionState, due: datetime) -> str:

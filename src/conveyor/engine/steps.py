@@ -13,7 +13,7 @@ from conveyor.engine.limits import Limits
 from conveyor.engine.retry import StepFailure
 from conveyor.engine.tracebacks import node_traceback
 from conveyor.errors import NodeError, NodeTimeout
-from conveyor.nodes.base import NodeContext, NodeResult, NodeType
+from conveyor.nodes.base import NodeContext, NodeResult, NodeType, Stop
 from conveyor.redaction import Redactor, strings_in
 
 
@@ -25,6 +25,7 @@ class Outcome:
     branch: str | None = None
     wait_until: datetime | None = None
     wait_signal: str | None = None
+    stop: Stop | None = None
     error: dict[str, Any] | None = None
     failure: StepFailure | None = None
     logs: list[dict[str, str]] = field(default_factory=list)
@@ -110,6 +111,7 @@ async def run_attempt(
         outcome.branch = result.branch
         outcome.wait_until = result.wait_until
         outcome.wait_signal = result.wait_signal
+        outcome.stop = result.stop
     else:
         outcome.output = result
     return outcome

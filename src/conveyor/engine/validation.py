@@ -81,6 +81,10 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
             problems.append(Problem(message, node_id=node.id, path="type"))
             continue
         problems += config_problems(node_type.config_model, node.config, node.id)
+        for name in sorted(node_type.raw_config):
+            problems += _inner_node_problems(
+                node.config.get(name), f"config.{name}", node.id, registry
+            )
         problems += _literal_problems(node_type.config_model, node.config, node.id)
         if node.timeout is not None and node_type.wait_bound is not None:
             problems.append(
@@ -93,6 +97,37 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
                 )
             )
     return problems
+
+
+def _inner_node_problems(value: Any, path: str, node_id: str, registry: Registry) -> list[Problem]:
+    """A node run by another (``foreach``'s ``node: {type, config}``): a known type that
+    does not wait, with a config that fits it (fields holding templates are checked when
+    rendered, per item)."""
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        return []
+    name = value["type"]
+    if contains_template(name):
+        return []
+    inner = registry.get(name)
+    if inner is None:
+        hint = registry.suggest(name)
+        message = f"unknown node type '{name}'" + (f" (did you mean '{hint}'?)" if hint else "")
+        return [Problem(message, node_id=node_id, path=f"{path}.type")]
+    if inner.wait_bound is not None:
+        return [
+            Problem(
+                f"a {name} node waits, which a node run inside another cannot do",
+                node_id=node_id,
+                path=f"{path}.type",
+            )
+        ]
+    config = value.get("config", {})
+    if not isinstance(config, dict):
+        return []
+    return [
+        Problem(p.message, node_id=node_id, path=f"{path}.{p.path}")
+        for p in config_problems(inner.config_model, config, node_id)
+    ]
 
 
 def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:

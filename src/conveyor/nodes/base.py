@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,6 +31,21 @@ class Usage:
         return {"tokens": self.tokens, "api_calls": self.api_calls}
 
 
+STOP_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the execution now with ``status`` (one of :data:`STOP_STATUSES`) and ``message``."""
+
+    status: str
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STOP_STATUSES:
+            raise ValueError(f"a stop status is one of {', '.join(STOP_STATUSES)}")
+
+
 @dataclass
 class NodeResult:
     """What a node returns when it needs more than a plain output.
@@ -39,13 +54,15 @@ class NodeResult:
     runner to finish the step at that time with ``output``. ``wait_signal`` asks it to
     finish the step when a signal of that name arrives (its data becomes the output), or to
     fail it at ``wait_until`` if one is given. The runner decides whether to hold the
-    worker slot meanwhile.
+    worker slot meanwhile. ``stop`` ends the execution once the step's output is recorded:
+    pending nodes are skipped, running and waiting steps cancelled (``stop``).
     """
 
     output: Any = None
     branch: str | None = None
     wait_until: datetime | None = None
     wait_signal: str | None = None
+    stop: Stop | None = None
 
 
 class StepLog:
@@ -111,14 +128,22 @@ class CredentialSource(Protocol):
         ...
 
 
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
 @dataclass(frozen=True)
 class NetworkPolicy:
-    """Where a node may connect. ``allow_private``: loopback and private addresses too
-    (``CONVEYOR_ALLOW_PRIVATE_NETWORK``, tests and trusted installs). ``allowlist``: when
-    not empty, only these hosts (``example.com``, ``*.example.com``) or networks (CIDR)."""
+    """Where a node may connect (enforced by :mod:`conveyor.nodes.outbound`).
+    ``allow_private``: loopback and private addresses too (``CONVEYOR_ALLOW_PRIVATE_NETWORK``,
+    tests and trusted installs). ``allowlist`` (``CONVEYOR_OUTBOUND_ALLOWLIST``): when not
+    empty, only these hosts (``example.com``, ``*.example.com``) or addresses in these
+    networks (CIDR; a listed private network is allowed without ``allow_private``).
+    ``resolver``: turns a host name and port into addresses (default: getaddrinfo); tests
+    inject one to play DNS tricks without touching the system resolver."""
 
     allow_private: bool = False
     allowlist: tuple[str, ...] = ()
+    resolver: Resolver | None = field(default=None, compare=False)
 
 
 LiveSink = Callable[[str, dict[str, Any]], None]
@@ -147,10 +172,39 @@ class Services(Protocol):
         ``child:<id>``."""
         ...
 
+    async def wait_child(self, execution_id: str) -> dict[str, Any]:
+        """Wait until the execution has finished; its ``status``, ``result`` and ``error``."""
+        ...
+
     async def credentials(self, workspace_id: str) -> list[Credential]:
         """Every credential of a workspace, decrypted (raises NodeError when they cannot
         be: a missing key)."""
         ...
+
+    async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
+        """A child execution's ``{"status", "result", "error"}`` once it has finished, else
+        None (for a node that waits for children while it runs: ``llm.agent``)."""
+        ...
+
+    async def children(self, parent_execution_id: str, parent_node_id: str) -> list[ChildRef]:
+        """The child executions a step started (by any attempt), oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """A child execution as the step that started it knows it: ``key`` is the idempotency
+    key it was started with."""
+
+    execution_id: str
+    key: str
+    workflow: str
+    input: Any
+
+
+Render = Callable[[Any, dict[str, Any]], Any]
+"""Render the templates in a value with the execution's variables plus the extra ones given
+(``foreach``: ``item`` and ``index``); a bad template raises a non-retryable NodeError."""
 
 
 @dataclass
@@ -170,6 +224,10 @@ class NodeContext:
     # Live-only messages (progress, streamed LLM deltas): shown on the execution's stream
     # and the dashboard, never stored. None: nobody listens (tests, a bare runner).
     live: LiveSink | None = None
+    # For node types that run other node types (``foreach``): the registry's lookup, and
+    # the renderer of the config fields the type keeps raw (``NodeType.raw_config``).
+    node_types: Callable[[str], NodeType | None] | None = None
+    render: Render | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -245,6 +303,9 @@ class NodeType:
     repeatable: bool = True
     wait_bound: str | None = None
     branches_from: str | None = None
+    # Config fields the runner passes on unrendered; the node renders them itself with
+    # ``ctx.render`` and extra variables (``foreach``'s ``node``, rendered per item).
+    raw_config: frozenset[str] = frozenset()
     # For the generated node reference (docs/nodes.md, the palette): one node entry as it
     # appears in a definition's ``nodes:`` list, e.g. ``{"id": "get", "type": ..., "config":
     # {...}}``.

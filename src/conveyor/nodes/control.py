@@ -1,15 +1,15 @@
-"""Control-flow node types: condition, switch, wait, fail."""
+"""Control-flow node types: condition, switch, wait, fail, stop."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.durations import Duration
 from conveyor.errors import NodeError
-from conveyor.nodes.base import NodeContext, NodeResult, NodeType
+from conveyor.nodes.base import NodeContext, NodeResult, NodeType, Stop
 
 TRUE_FALSE = frozenset({"true", "false"})
 
@@ -177,4 +177,39 @@ class WaitForEvent(NodeType):
         until = ctx.now() + config.timeout if config.timeout is not None else None
         return NodeResult(
             output={"waiting_for": config.event}, wait_signal=config.event, wait_until=until
+        )
+
+
+class StopConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed", "cancelled"] = Field(
+        default="succeeded", description="the execution's final status"
+    )
+    message: str = Field(
+        default="", max_length=10_000, description="why; shown as the execution's error"
+    )
+
+
+class StopExecution(NodeType):
+    name = "stop"
+    title = "Stop"
+    category = "control"
+    icon = "stop"
+    description = (
+        "End the execution now with a status and a message: nodes not started are skipped, "
+        "running ones cancelled."
+    )
+    config_model = StopConfig
+    example = {
+        "id": "nothing_to_do",
+        "type": "stop",
+        "needs": "check.false",
+        "config": {"status": "succeeded", "message": "no new orders"},
+    }
+
+    async def run(self, ctx: NodeContext, config: StopConfig) -> NodeResult:
+        return NodeResult(
+            output={"status": config.status, "message": config.message},
+            stop=Stop(config.status, config.message),
         )

@@ -4,7 +4,9 @@ thread) or SQLite (stdlib, in a thread), each driver's errors sorted into retrya
 Values always travel as driver parameters, never inside the SQL text. Each driver bounds the
 statement on the server where it can (PostgreSQL ``statement_timeout``, MariaDB
 ``max_statement_time``, MySQL ``max_execution_time``, SQLite a progress handler) and runs a
-read in a read-only transaction (SQLite: a read-only connection).
+read in a read-only transaction (SQLite: a read-only connection). The network drivers
+connect to ``address``, which database.py got from ``outbound.resolve`` (checked), never to
+the host name.
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ class Registry:
         return self._types.get(name)
 
     def suggest(self, name: str) -> str | None:
+        # A name's own prefix ("http" for "http.request") beats a mere resemblance ("stop").
+        extended = sorted(n for n in self._types if name and n.startswith(name))
+        if extended:
+            return extended[0]
         close = difflib.get_close_matches(name, self._types, n=1, cutoff=0.5)
         return close[0] if close else None
 

@@ -234,6 +234,36 @@ def child_executions(
     return [dict(r) for r in conn.execute(query).mappings().all()]
 
 
+def step_children(
+    conn: Connection,
+    workspace_id: str,
+    parent_id: str,
+    node_id: str,
+    parent_created_at: datetime,
+) -> list[dict[str, Any]]:
+    """The executions one step of a parent started, with their idempotency keys and inputs,
+    oldest first (bounded like :func:`child_executions`)."""
+    c = executions.c
+    query = (
+        select(
+            c.id,
+            c.idempotency_key,
+            workflows.c.name.label("workflow_name"),
+            execution_inputs.c.input,
+        )
+        .join(workflows, workflows.c.id == c.workflow_id)
+        .join(execution_inputs, _INPUT_OF)
+        .where(
+            c.workspace_id == workspace_id,
+            c.created_at >= parent_created_at,
+            c.parent_execution_id == parent_id,
+            c.parent_node_id == node_id,
+        )
+        .order_by(c.created_at, c.id)
+    )
+    return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
 @dataclass(frozen=True)
 class Payloads:
     """Step payloads (input, output, error, logs) bigger than ``max_bytes`` of stored JSON
