@@ -24,7 +24,7 @@ from conveyor.errors import Conflict, ConveyorError, InputError, NodeError
 from conveyor.nodes.base import ChildRef, Credential
 from conveyor.nodes.registry import Registry
 from conveyor.secrets import Keyring, SecretKeyError
-from conveyor.store import Database, Store, accounts, history, workflows
+from conveyor.store import Database, Store, accounts, history, inbox, workflows
 from conveyor.store import credentials as stored_credentials
 from conveyor.store import triggers as store_triggers
 from conveyor.store.executions import NewExecution
@@ -487,7 +487,24 @@ class RuntimeServices:
             raise NodeError(f"credentials cannot be decrypted: {exc}", non_retryable=True) from None
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
-        return await self.store.notify(execution_id, node_id, payload)
+        return await self.store.write(
+            inbox.create_notification,
+            self.store.db.dialect,
+            execution_id,
+            node_id,
+            payload,
+            self.store.clock.now(),
+        )
+
+    async def create_task(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        return await self.store.write(
+            inbox.create_task,
+            self.store.db.dialect,
+            execution_id,
+            node_id,
+            payload,
+            self.store.clock.now(),
+        )
 
     async def start_child(
         self,

@@ -152,7 +152,13 @@ LiveSink = Callable[[str, dict[str, Any]], None]
 class Services(Protocol):
     """What the runtime offers node code beyond its config."""
 
-    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str: ...
+    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        """Record the step's in-app notification (once per step: a retry finds it)."""
+        ...
+
+    async def create_task(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        """Record the step's task for a person (once per step: a retry finds it)."""
+        ...
 
     async def start_child(
         self,

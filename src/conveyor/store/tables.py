@@ -307,7 +307,44 @@ notifications = Table(
     Column("message", Text, nullable=False),
     Column("data", Json),
     Column("created_at", UTCDateTime(), nullable=False),
+    # NULL: to everyone in the workspace; else to that user only.
+    Column("recipient_id", Id),
+    Column("read_at", UTCDateTime()),
+    Column("read_by", Id),
+    # ``execution id : node id``: a retried step finds its notification instead of adding one.
+    Column("idempotency_key", String(200), unique=True),
     Index("ix_notifications_workspace_created", "workspace_id", "created_at"),
+    Index(
+        "ix_notifications_unread",
+        "workspace_id",
+        "recipient_id",
+        postgresql_where=text("read_at IS NULL"),
+        sqlite_where=text("read_at IS NULL"),
+    ),
+)
+
+# Work for a person, made by a task.create step: open until someone marks it done.
+# ``assignee_id`` is set when the assignee is a user; ``assignee_email`` whenever known
+# (a person without an account yet is assigned by email alone).
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    # An open task outlives its execution (retention, a deletion): only the link goes.
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="SET NULL")),
+    Column("node_id", String(100)),
+    Column("idempotency_key", String(200), unique=True),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False, server_default=""),
+    Column("assignee_id", Id),
+    Column("assignee_email", String(320)),
+    Column("due_at", UTCDateTime()),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("done_at", UTCDateTime()),
+    Column("done_by", Id),
+    Index("ix_tasks_workspace_status", "workspace_id", "status", "created_at"),
 )
 
 
