@@ -471,6 +471,9 @@ class RuntimeServices:
             self._keyring = Keyring.load(self.store.db.url.render_as_string(hide_password=False))
         return self._keyring
 
+    async def outbound_allowlist(self, workspace_id: str) -> tuple[str, ...]:
+        return await self.store.read(accounts.outbound_allowlist, workspace_id)
+
     async def credentials(self, workspace_id: str) -> list[Credential]:
         rows = await self.store.read(stored_credentials.sealed, workspace_id)
         try:

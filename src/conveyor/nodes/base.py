@@ -138,11 +138,14 @@ class NetworkPolicy:
     tests and trusted installs). ``allowlist`` (``CONVEYOR_OUTBOUND_ALLOWLIST``): when not
     empty, only these hosts (``example.com``, ``*.example.com``) or addresses in these
     networks (CIDR; a listed private network is allowed without ``allow_private``).
+    ``workspace_allowlist``: the workspace's own list (its admins set it): when not empty, a
+    host must match it too; it narrows what the operator allows, never widens it.
     ``resolver``: turns a host name and port into addresses (default: getaddrinfo); tests
     inject one to play DNS tricks without touching the system resolver."""
 
     allow_private: bool = False
     allowlist: tuple[str, ...] = ()
+    workspace_allowlist: tuple[str, ...] = ()
     resolver: Resolver | None = field(default=None, compare=False)
 
 
@@ -174,6 +177,10 @@ class Services(Protocol):
 
     async def wait_child(self, execution_id: str) -> dict[str, Any]:
         """Wait until the execution has finished; its ``status``, ``result`` and ``error``."""
+        ...
+
+    async def outbound_allowlist(self, workspace_id: str) -> tuple[str, ...]:
+        """The workspace's own outbound allowlist (empty: none)."""
         ...
 
     async def credentials(self, workspace_id: str) -> list[Credential]:

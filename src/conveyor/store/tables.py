@@ -103,6 +103,9 @@ workspaces = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Copied onto each execution a user starts (``user_limit``); NULL: no per-user limit.
     Column("max_running_per_user", Integer, server_default="10"),
+    # Hosts and networks this workspace's steps may connect to (narrows the operator's
+    # rules, never widens them); NULL or empty: no list of its own.
+    Column("outbound_allowlist", Json),
 )
 
 workflows = Table(
