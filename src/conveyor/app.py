@@ -24,7 +24,7 @@ from conveyor.errors import Conflict, ConveyorError, InputError, NodeError
 from conveyor.nodes.base import ChildRef, Credential
 from conveyor.nodes.registry import Registry
 from conveyor.secrets import Keyring, SecretKeyError
-from conveyor.store import Database, Store, accounts, history, inbox, workflows
+from conveyor.store import Database, Store, accounts, checkpoints, history, inbox, workflows
 from conveyor.store import credentials as stored_credentials
 from conveyor.store import triggers as store_triggers
 from conveyor.store.executions import NewExecution
@@ -470,6 +470,13 @@ class RuntimeServices:
         if self._keyring is None:
             self._keyring = Keyring.load(self.store.db.url.render_as_string(hide_password=False))
         return self._keyring
+
+    async def save_checkpoint(self, execution_id: str, node_id: str, key: str, value: Any) -> None:
+        now = self.store.clock.now()
+        await self.store.write(checkpoints.save, execution_id, node_id, key, value, now)
+
+    async def checkpoints(self, execution_id: str, node_id: str) -> dict[str, Any]:
+        return await self.store.read(checkpoints.load, execution_id, node_id)
 
     async def outbound_allowlist(self, workspace_id: str) -> tuple[str, ...]:
         return await self.store.read(accounts.outbound_allowlist, workspace_id)

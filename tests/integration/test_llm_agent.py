@@ -139,6 +139,31 @@ async def test_an_http_tool_gets_the_arguments_and_a_per_call_idempotency_key(
     assert json.loads(results[1]["content"]) == {"error": "there is no tool named 'nope'"}
 
 
+async def test_a_rerun_reuses_finished_http_tool_calls_and_answers(
+    conveyor: Conveyor, llm_server: LLMServer, http_server: LocalServer
+) -> None:
+    """HTTP tool calls and the model's answers are step checkpoints: a rerun after a
+    failure in turn 2 asks the model only for turn 2 and calls no tool again."""
+    await prepared(conveyor, llm_server)
+    echo = {"name": "echo", "http": {"method": "POST", "url": f"{http_server.base_url}/echo"}}
+    llm_server.script(
+        Reply(tool_calls=(ToolCall("c1", "echo", {"say": "once"}),)),
+        Status(500, "the model fell over"),  # turn 2 of the first attempt
+        Reply("Said once."),  # turn 2 of the second attempt
+    )
+    finished = await execute(conveyor, workflow("http-resume", agent(tools=[echo])))
+    assert finished.status == "succeeded", finished.execution["error"]
+    assert [r["attempt"] for r in finished.rows("agent")] == [1, 2]
+    assert len(http_server.requests_to("/echo")) == 1
+    assert len(llm_server.requests) == 3
+    last = llm_server.requests[-1].messages
+    assert last[-1]["role"] == "tool"
+    assert json.loads(last[-1]["content"])["json"] == {"say": "once"}
+    output = finished.step("agent")["output"]
+    assert output["text"] == "Said once."
+    assert output["tool_calls"][0]["result"]["json"] == {"say": "once"}
+
+
 async def test_the_turn_limit_and_the_token_budget_end_the_loop(
     conveyor: Conveyor, llm_server: LLMServer
 ) -> None:

@@ -151,17 +151,36 @@ class AgentLoop:
         self.by_workflow = {t.workflow: t.name for t in config.tools if t.workflow}
         self.messages = _conversation(config)
         self.calls: list[dict[str, Any]] = []
+        self.saved: dict[str, Any] = {}
 
     async def run(self) -> dict[str, Any]:
+        # What earlier attempts finished: each turn's answer and each tool call's result are
+        # step checkpoints; a turn's workflow calls are also found as its children.
+        self.saved = await self.ctx.checkpoints()
         earlier = _turns(await self.ctx.services.children(self.ctx.execution_id, self.ctx.node_id))
         for turn in range(1, self.config.max_turns + 1):
-            if turn in earlier:
+            kept = self.saved.get(f"turn{turn}:answer")
+            if kept is not None:
+                answer = wire.ChatAnswer(
+                    text=kept.get("text", ""),
+                    tool_calls=list(kept.get("tool_calls", [])),
+                    finish_reason=kept.get("finish_reason"),
+                )
+                self.ctx.log.info(f"turn {turn}: the model's answer from an earlier attempt")
+            elif turn in earlier:
                 calls = [self._rebuilt(turn, i, child) for i, child in earlier[turn]]
                 self.ctx.log.info(f"turn {turn}: rebuilt from {len(calls)} earlier tool calls")
                 answer = wire.ChatAnswer(tool_calls=calls, finish_reason="tool_calls")
             else:
                 answer = await self.talk.ask(self._request(), f":turn{turn}")
                 self._check_budget()
+                if answer.tool_calls:
+                    kept = {
+                        "text": answer.text,
+                        "tool_calls": answer.tool_calls,
+                        "finish_reason": answer.finish_reason,
+                    }
+                    await self.ctx.save_checkpoint(f"turn{turn}:answer", kept)
             if not answer.tool_calls:
                 return self._output(answer, turn)
             self.messages.append(wire.assistant_message(answer))
@@ -209,6 +228,10 @@ class AgentLoop:
         if tool is None:
             record["error"] = f"there is no tool named {call['name']!r}"
             return {"error": record["error"]}
+        saved = f"turn{turn}:{index}"
+        if saved in self.saved:
+            record.update(self.saved[saved])
+            return self.saved[saved].get("result", {"error": record.get("error")})
         key = f"{self.ctx.idempotency_key}:turn{turn}:{index}"
         try:
             if tool.workflow is not None:
@@ -218,8 +241,10 @@ class AgentLoop:
                 result = await _http(self.ctx, tool.http, call["arguments"], key, self.config)
         except ToolFailed as exc:
             record["error"] = str(exc)
+            await self.ctx.save_checkpoint(saved, {"error": str(exc)})
             return {"error": str(exc)}
         record["result"] = result
+        await self.ctx.save_checkpoint(saved, {"result": result})
         return result
 
     async def _workflow(self, workflow: str, arguments: Any, key: str) -> Any:

@@ -179,6 +179,14 @@ class Services(Protocol):
         """Wait until the execution has finished; its ``status``, ``result`` and ``error``."""
         ...
 
+    async def save_checkpoint(self, execution_id: str, node_id: str, key: str, value: Any) -> None:
+        """Keep what a step finished inside itself (first value wins)."""
+        ...
+
+    async def checkpoints(self, execution_id: str, node_id: str) -> dict[str, Any]:
+        """What earlier attempts of the step kept with ``save_checkpoint``."""
+        ...
+
     async def outbound_allowlist(self, workspace_id: str) -> tuple[str, ...]:
         """The workspace's own outbound allowlist (empty: none)."""
         ...
@@ -262,6 +270,15 @@ class NodeContext:
                 non_retryable=True,
             )
         return found
+
+    async def checkpoints(self) -> dict[str, Any]:
+        """What earlier attempts of this step kept (``save_checkpoint``), by key: the work a
+        step does in parts (items, tool calls) is not done twice when it is retried or
+        resumed after a crash. Values are scrubbed of secrets like everything stored."""
+        return await self.services.checkpoints(self.execution_id, self.node_id)
+
+    async def save_checkpoint(self, key: str, value: Any) -> None:
+        await self.services.save_checkpoint(self.execution_id, self.node_id, key, value)
 
     def report_progress(self, done: float, total: float | None = None, message: str = "") -> None:
         """Tell watchers how far the step is (``done`` of ``total``). Live only: shown on the

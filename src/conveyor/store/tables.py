@@ -537,3 +537,16 @@ credentials = Table(
     Column("updated_by", Id),
     UniqueConstraint("workspace_id", "name"),
 )
+
+# What a step finished inside itself (an inline foreach item, an agent's tool call), so a
+# later attempt of the step reuses it instead of doing it again. Written through the
+# runner's scrubbed services: never a secret.
+step_checkpoints = Table(
+    "step_checkpoints",
+    metadata,
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True),
+    Column("node_id", String(100), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("value", Json),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
