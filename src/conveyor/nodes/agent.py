@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -52,11 +53,22 @@ class AgentTool(BaseModel):
         default=None,
         description="send the arguments to this URL (JSON body; the query string for GET)",
     )
+    code: str | None = Field(
+        default=None,
+        description="a Python snippet defining main(input), run like a code node's (in the "
+        "sandbox, with its default limits) with the arguments as its input",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> AgentTool:
-        if (self.workflow is None) == (self.http is None):
-            raise ValueError(f"tool '{self.name}': give either 'workflow' or 'http'")
+        kinds = [k for k in (self.workflow, self.http, self.code) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"tool '{self.name}': give one of 'workflow', 'http' or 'code'")
+        if self.code is not None and ("{{" in self.code or "{%" in self.code):
+            raise ValueError(
+                f"tool '{self.name}': code must not hold template syntax ({{{{, {{%): data "
+                "reaches it through the arguments"
+            )
         return self
 
     def schema_for_model(self) -> dict[str, Any]:
@@ -236,6 +248,8 @@ class AgentLoop:
         try:
             if tool.workflow is not None:
                 result = await self._workflow(tool.workflow, call["arguments"], key)
+            elif tool.code is not None:
+                result = await self._code(tool.code, call["arguments"], f"turn{turn}:{index}")
             else:
                 assert tool.http is not None
                 result = await _http(self.ctx, tool.http, call["arguments"], key, self.config)
@@ -261,6 +275,20 @@ class AgentLoop:
             message = (outcome.get("error") or {}).get("message", "")
             raise ToolFailed(f"workflow {workflow} ended {outcome['status']}: {message}")
         return outcome["result"]
+
+    async def _code(self, code: str, arguments: Any, where: str) -> Any:
+        """Run a code tool through the registry's ``code`` node type (its sandbox)."""
+        found = self.ctx.node_types("code") if self.ctx.node_types is not None else None
+        if found is None:
+            raise NodeError("code tools need the 'code' node type", non_retryable=True)
+        config = found.config_model.model_validate({"code": code, "input": arguments})
+        tool_ctx = replace(self.ctx, node_id=f"{self.ctx.node_id}:{where}")
+        try:
+            return await found.run(tool_ctx, config)
+        except NodeError as exc:
+            if "refused on this worker" in str(exc):
+                raise  # no sandbox here: the step fails, the model cannot fix that
+            raise ToolFailed(str(exc)) from None
 
     def _output(self, answer: wire.ChatAnswer, turn: int) -> dict[str, Any]:
         return {
