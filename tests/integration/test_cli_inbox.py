@@ -1,5 +1,6 @@
-"""``conveyor inbox``, ``conveyor tasks ...`` and ``conveyor nodes ...`` as users run them
-(real processes, both backends)."""
+"""``conveyor inbox``, ``conveyor tasks ...`` and ``conveyor nodes ...``: the inbox commands
+in process on both backends (two dozen commands; a real process each would cost minutes),
+the node reference as users run it (real processes; it needs no database)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from conveyor.cli.main import app
 from tests.integration.test_cli import conveyor
 
 DEFINITION = """
@@ -32,16 +35,20 @@ nodes:
 ENV = {"CONVEYOR_SECRET_KEY": os.environ["CONVEYOR_SECRET_KEY"]}
 
 
-@pytest.mark.timeout(300)  # two dozen CLI processes; each can take seconds under load
 def test_inbox_and_tasks(tmp_path: Path, database_url: str) -> None:
     def run(*args: str) -> tuple[int, str, str]:
-        env = {**ENV, "CONVEYOR_NEW_PASSWORD": "a long password 1"}
-        done = conveyor(*args, cwd=tmp_path, database=database_url, env=env)
-        return done.returncode, done.stdout, done.stderr
+        env = {
+            **ENV,
+            "CONVEYOR_NEW_PASSWORD": "a long password 1",
+            "CONVEYOR_DATABASE_URL": database_url,
+            "COLUMNS": "200",
+        }
+        done = CliRunner().invoke(app, list(args), env=env, terminal_width=200)
+        return done.exit_code, done.stdout, done.stderr
 
     (tmp_path / "onboarding.yaml").write_text(DEFINITION)
     assert run("users", "create", "ann@example.com", "--role", "member")[0] == 0
-    code, _, stderr = run("run", "onboarding.yaml", "--input", '{"who": "Bo"}')
+    code, _, stderr = run("run", str(tmp_path / "onboarding.yaml"), "--input", '{"who": "Bo"}')
     assert code == 0, stderr
 
     code, stdout, stderr = run("inbox", "--json")
@@ -79,9 +86,9 @@ def test_inbox_and_tasks(tmp_path: Path, database_url: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_nodes_list_show_and_docs(tmp_path: Path, database_url: str) -> None:
+def test_nodes_list_show_and_docs(tmp_path: Path) -> None:
     def run(*args: str) -> tuple[int, str, str]:
-        done = conveyor(*args, cwd=tmp_path, database=database_url, env=ENV)
+        done = conveyor(*args, cwd=tmp_path, database=f"sqlite:///{tmp_path}/c.db", env=ENV)
         return done.returncode, done.stdout, done.stderr
 
     code, stdout, _ = run("nodes", "list")
