@@ -6,6 +6,7 @@ until Save; a draft that stays invalid shows what is still wrong and saves nothi
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +23,16 @@ from tests.integration.test_generate import BAD, GOOD
 
 GREET = "Greet someone by name, then add an exclamation mark"
 WRONG = "Something the model never gets right"
+THINKING = threading.Event()  # the first answer to GREET waits for it (set: no wait)
+THINKING.set()
 
 
 def answer(request: LLMRequest) -> Reply:
     """The first draft of any description is bad; a repair of GREET is good, of WRONG not."""
     description = request.messages[1]["content"]
     first = len(request.messages) == 2
+    if description == GREET and first:
+        THINKING.wait(60)
     return Reply(GOOD if description == GREET and not first else BAD)
 
 
@@ -79,7 +84,16 @@ def test_a_draft_fills_the_graph_and_yaml_unsaved_until_save(
     editor = EditorPage(page).open(name)
     box = page.get_by_role("region", name="Describe it")
     box.get_by_label(re.compile("What should the workflow do")).fill(GREET)
-    box.get_by_role("button", name="Draft it").click()
+    THINKING.clear()
+    try:
+        box.get_by_role("button", name="Draft it").click()
+        # While the LLM thinks: a spinner, a live status, no second request.
+        expect(box.get_by_role("status")).to_have_text("Drafting… the LLM can take a minute.")
+        expect(box.locator(".spinner")).to_be_visible()
+        expect(box.get_by_role("button", name="Draft it")).to_be_disabled()
+        expect(page.locator("#describe-form")).to_have_attribute("aria-busy", "true")
+    finally:
+        THINKING.set()
     status = box.get_by_role("status")
     expect(status).to_have_text(
         "Drafted in 2 attempts. Not saved yet: check the graph and the YAML, then Save."
