@@ -24,7 +24,7 @@ from conveyor.errors import Conflict, ConveyorError, InputError, NodeError
 from conveyor.nodes.base import ChildRef, Credential
 from conveyor.nodes.registry import Registry
 from conveyor.secrets import Keyring, SecretKeyError
-from conveyor.store import Database, Store, accounts, history, workflows
+from conveyor.store import Database, Store, accounts, checkpoints, history, inbox, workflows
 from conveyor.store import credentials as stored_credentials
 from conveyor.store import triggers as store_triggers
 from conveyor.store.executions import NewExecution
@@ -471,6 +471,16 @@ class RuntimeServices:
             self._keyring = Keyring.load(self.store.db.url.render_as_string(hide_password=False))
         return self._keyring
 
+    async def save_checkpoint(self, execution_id: str, node_id: str, key: str, value: Any) -> None:
+        now = self.store.clock.now()
+        await self.store.write(checkpoints.save, execution_id, node_id, key, value, now)
+
+    async def checkpoints(self, execution_id: str, node_id: str) -> dict[str, Any]:
+        return await self.store.read(checkpoints.load, execution_id, node_id)
+
+    async def outbound_allowlist(self, workspace_id: str) -> tuple[str, ...]:
+        return await self.store.read(accounts.outbound_allowlist, workspace_id)
+
     async def credentials(self, workspace_id: str) -> list[Credential]:
         rows = await self.store.read(stored_credentials.sealed, workspace_id)
         try:
@@ -487,7 +497,24 @@ class RuntimeServices:
             raise NodeError(f"credentials cannot be decrypted: {exc}", non_retryable=True) from None
 
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
-        return await self.store.notify(execution_id, node_id, payload)
+        return await self.store.write(
+            inbox.create_notification,
+            self.store.db.dialect,
+            execution_id,
+            node_id,
+            payload,
+            self.store.clock.now(),
+        )
+
+    async def create_task(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        return await self.store.write(
+            inbox.create_task,
+            self.store.db.dialect,
+            execution_id,
+            node_id,
+            payload,
+            self.store.clock.now(),
+        )
 
     async def start_child(
         self,

@@ -29,6 +29,7 @@ from conveyor.store.tables import (
     executions,
     schedule_fires,
     signals,
+    step_checkpoints,
     steps,
     webhook_deliveries,
 )
@@ -43,7 +44,7 @@ RETENTION_BATCH = 1000
 
 def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -> int:
     """Delete one batch of finished executions of ``status`` finished before the cutoff,
-    with their steps, events and signals."""
+    with their steps, events, signals and step checkpoints."""
     ids = (
         conn.execute(
             select(executions.c.id)
@@ -54,7 +55,7 @@ def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -
         .all()
     )
     if ids:
-        for table in (events, steps, signals, execution_inputs):
+        for table in (events, steps, signals, execution_inputs, step_checkpoints):
             conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
         conn.execute(delete(executions).where(executions.c.id.in_(ids)))
     return len(ids)

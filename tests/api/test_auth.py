@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor.store import accounts
+from conveyor.store import accounts, inbox
 from conveyor.store.accounts import Role
 from tests.api.conftest import A, Api, B, Caller
 from tests.api.support import API, problem_of, transform, waiting
@@ -219,8 +219,23 @@ async def build_world(api: Api) -> World:
             "schedule_id": triggers["schedules"],
             "webhook_id": triggers["webhooks"],
             "name": credential,
+            **await inbox_items(api, execution_id),
         }
     return World(api.owner, owner_b, values[A], values[B])
+
+
+async def inbox_items(api: Api, execution_id: str) -> dict[str, str]:
+    """A notification and a task made as a step of ``execution_id`` would make them."""
+    store = api.store
+    made = {}
+    for key, make in (
+        ("notification_id", inbox.create_notification),
+        ("task_id", inbox.create_task),
+    ):
+        made[key] = await store.write(
+            make, store.db.dialect, execution_id, key, {"title": "sweep"}, store.clock.now()
+        )
+    return made
 
 
 @pytest.fixture

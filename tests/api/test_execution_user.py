@@ -121,3 +121,17 @@ async def test_the_per_user_limit_is_an_admin_setting_copied_at_enqueue(api: Api
     assert response.json()["max_running_per_user"] is None
     later = await api.execute("held")
     assert (await api.store.execution_row(later))["user_limit"] is None
+
+
+async def test_the_outbound_allowlist_is_an_admin_setting_checked_when_set(api: Api) -> None:
+    url = api.ws()
+    assert (await api.http.get(url)).json()["outbound_allowlist"] == []
+    member = await api.caller(Role.MEMBER)
+    problem_of(await api.as_(member).patch(url, json={"outbound_allowlist": ["a.example"]}), 403)
+    bad = await api.http.patch(url, json={"outbound_allowlist": ["not a host!"]})
+    assert bad.status_code == 400 and "not a host!" in bad.text
+    good = await api.http.patch(url, json={"outbound_allowlist": ["*.example.com", "10.1.0.0/16"]})
+    assert good.status_code == 200
+    assert good.json()["outbound_allowlist"] == ["*.example.com", "10.1.0.0/16"]
+    cleared = await api.http.patch(url, json={"outbound_allowlist": []})
+    assert cleared.json()["outbound_allowlist"] == []

@@ -20,7 +20,7 @@ from tests.api.conftest import Api
 from tests.api.support import SSEStream
 from tests.integration.chatserver import ChatServer, chat_server
 from tests.integration.httpserver import LocalServer, http_server
-from tests.integration.llmserver import LLMServer, Reply, llm_server
+from tests.integration.llmserver import LLMRequest, LLMServer, Reply, ToolCall, llm_server
 from tests.integration.mailserver import mail_server
 from tests.support import bubblewrap_works
 
@@ -124,6 +124,23 @@ def definition(base: dict[str, str]) -> dict[str, Any]:
             "config": {"credential": "llm", "model": "echo", "prompt": carry},
         },
         {
+            "id": "agent",
+            "type": "llm.agent",
+            "needs": ["start"],
+            "config": {
+                "credential": "llm",
+                "model": "echo",
+                "prompt": carry,
+                "tools": [{"name": "echo", "http": {"url": f"{base['http']}/echo"}}],
+            },
+        },
+        {
+            "id": "task",
+            "type": "task.create",
+            "needs": ["start"],
+            "config": {"title": carry, "body": carry},
+        },
+        {
             "id": "note",
             "type": "notify",
             "needs": ["start"],
@@ -170,7 +187,14 @@ async def test_a_canary_secret_is_never_kept_or_shown(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     install_log_filter()  # as the server does at startup: on every handler, this one too
-    llm_server.responder = lambda request: Reply(text=f"echo: {request.messages[-1]['content']}")
+
+    def answer(request: LLMRequest) -> Reply:
+        asked = str(request.messages[-1].get("content"))
+        if request.body.get("tools") and request.messages[-1].get("role") != "tool":
+            return Reply(tool_calls=(ToolCall("call-1", "echo", {"said": asked}),))
+        return Reply(text=f"echo: {asked}")
+
+    llm_server.responder = answer
     database = tmp_path / "warehouse.db"
     sqlite3.connect(database).close()
     conveyor = api.conveyor
@@ -205,18 +229,21 @@ async def test_a_canary_secret_is_never_kept_or_shown(
     assert all(s["status"] == "succeeded" for n, s in steps.items() if n != "boom"), {
         n: (s["status"], s.get("error")) for n, s in steps.items()
     }
-    (echoed,) = http_server.requests_to("/echo")
-    assert echoed.headers["X-Token"] == CANARY
+    echoed = http_server.requests_to("/echo")
+    assert any(r.headers.get("X-Token") == CANARY for r in echoed)
+    assert any(CANARY in r.body.decode() for r in echoed)  # the agent's tool call
     assert chat_server.posted() and CANARY in chat_server.posted()[0].path
     assert any(CANARY in m["content"] for r in llm_server.requests for m in r.messages)
     assert steps["query"]["output"]["rows"] == [{"echoed": "***"}]
     assert steps["ask"]["output"]["text"] == "echo: carried *** along"
+    assert len(http_server.requests_to("/echo")) == 2  # the agent's tool called it too
 
     shown = [
         await api.http.get(url),
         await api.http.get(f"{url}/events"),
         await api.http.get(f"{api.ws()}/executions"),
         await api.http.get(f"{api.ws()}/notifications"),
+        await api.http.get(f"{api.ws()}/tasks"),
     ]
     shown += [await api.http.get(f"{url}/steps/{node}/output") for node in steps]
     for response in shown:

@@ -713,3 +713,43 @@ async def test_each_inline_item_has_its_own_idempotency_key(conveyor: Conveyor) 
     execution_id = finished.execution["id"]
     keys = finished.output("each")["results"]
     assert keys == [f"{execution_id}:each:0", f"{execution_id}:each:1"]
+
+
+class Item(BaseModel):
+    value: Any = None
+
+
+async def test_a_retried_inline_foreach_runs_only_the_items_that_had_not_finished(
+    conveyor: Conveyor,
+) -> None:
+    """Each finished inline item is a step checkpoint: when item 2 fails its first try and
+    the step is retried, items 0 and 1 are taken from the checkpoints, not run again."""
+    runs: dict[Any, int] = {}
+
+    @node("test.once_each", config=Item)
+    async def once_each(ctx: NodeContext, config: Item) -> str:
+        runs[config.value] = runs.get(config.value, 0) + 1
+        if config.value == "c" and runs["c"] == 1:
+            raise RuntimeError("c is not ready yet")
+        return f"{config.value}:{ctx.attempt}"
+
+    conveyor.registry.register(once_each)
+    finished = await execute(
+        conveyor,
+        "each-resumes",
+        {
+            "id": "each",
+            "type": "foreach",
+            "retry": {"max_attempts": 2, "initial_interval": "10ms"},
+            "config": {
+                "items": ["a", "b", "c"],
+                "parallelism": 1,
+                "node": {"type": "test.once_each", "config": {"value": "{{ item }}"}},
+            },
+        },
+    )
+    assert finished.status == "succeeded", finished.execution["error"]
+    assert finished.step("each")["attempt"] == 2
+    assert runs == {"a": 1, "b": 1, "c": 2}
+    # a and b kept what their first (and only) run returned, in attempt 1.
+    assert finished.output("each")["results"] == ["a:1", "b:1", "c:2"]

@@ -13,6 +13,7 @@ from conveyor.store.history import ExecutionFilter
 from tests.integration.httpserver import LocalServer
 from tests.integration.llmserver import LLMServer, Reply, Status, ToolCall
 from tests.integration.test_runner import execute, workflow
+from tests.support import require_bubblewrap
 
 LOOKUP = {
     "name": "lookup_order",
@@ -139,6 +140,31 @@ async def test_an_http_tool_gets_the_arguments_and_a_per_call_idempotency_key(
     assert json.loads(results[1]["content"]) == {"error": "there is no tool named 'nope'"}
 
 
+async def test_a_rerun_reuses_finished_http_tool_calls_and_answers(
+    conveyor: Conveyor, llm_server: LLMServer, http_server: LocalServer
+) -> None:
+    """HTTP tool calls and the model's answers are step checkpoints: a rerun after a
+    failure in turn 2 asks the model only for turn 2 and calls no tool again."""
+    await prepared(conveyor, llm_server)
+    echo = {"name": "echo", "http": {"method": "POST", "url": f"{http_server.base_url}/echo"}}
+    llm_server.script(
+        Reply(tool_calls=(ToolCall("c1", "echo", {"say": "once"}),)),
+        Status(500, "the model fell over"),  # turn 2 of the first attempt
+        Reply("Said once."),  # turn 2 of the second attempt
+    )
+    finished = await execute(conveyor, workflow("http-resume", agent(tools=[echo])))
+    assert finished.status == "succeeded", finished.execution["error"]
+    assert [r["attempt"] for r in finished.rows("agent")] == [1, 2]
+    assert len(http_server.requests_to("/echo")) == 1
+    assert len(llm_server.requests) == 3
+    last = llm_server.requests[-1].messages
+    assert last[-1]["role"] == "tool"
+    assert json.loads(last[-1]["content"])["json"] == {"say": "once"}
+    output = finished.step("agent")["output"]
+    assert output["text"] == "Said once."
+    assert output["tool_calls"][0]["result"]["json"] == {"say": "once"}
+
+
 async def test_the_turn_limit_and_the_token_budget_end_the_loop(
     conveyor: Conveyor, llm_server: LLMServer
 ) -> None:
@@ -168,3 +194,38 @@ async def test_a_tool_workflow_that_does_not_exist_fails_the_step_at_once(
     [row] = finished.rows("agent")
     assert row["error"]["non_retryable"] is True
     assert "no-such-workflow" in row["error"]["message"]
+
+
+async def test_a_code_tool_runs_in_the_sandbox_with_the_arguments(
+    conveyor: Conveyor, llm_server: LLMServer
+) -> None:
+    require_bubblewrap()
+    await prepared(conveyor, llm_server)
+    double = {
+        "name": "double",
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}},
+        "code": "def main(input):\n    return {'doubled': input['n'] * 2}\n",
+    }
+    broken = {"name": "broken", "code": "def main(input):\n    return 1 / 0\n"}
+    llm_server.script(
+        Reply(tool_calls=(ToolCall("c1", "double", {"n": 21}), ToolCall("c2", "broken", {}))),
+        Reply("42, and the other tool failed."),
+    )
+    finished = await execute(conveyor, workflow("code-tool", agent(tools=[double, broken])))
+    assert finished.status == "succeeded", finished.execution["error"]
+    results = [m for m in llm_server.requests[1].messages if m["role"] == "tool"]
+    assert json.loads(results[0]["content"]) == {"doubled": 42}
+    assert "ZeroDivisionError" in json.loads(results[1]["content"])["error"]
+
+
+def test_a_code_tool_may_not_hold_templates() -> None:
+    from pydantic import ValidationError
+
+    from conveyor.nodes.agent import AgentTool
+
+    try:
+        AgentTool(name="t", code="def main(input):\n    return '{{ secrets.x }}'\n")
+    except ValidationError as exc:
+        assert "template syntax" in str(exc)
+    else:
+        raise AssertionError("a template in a code tool was accepted")

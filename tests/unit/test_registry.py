@@ -39,6 +39,9 @@ class _Services:
     async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
         return "n1"
 
+    async def create_task(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        return "t1"
+
 
 def _context() -> NodeContext:
     return NodeContext(
@@ -254,6 +257,7 @@ def test_built_in_registry_holds_the_built_in_node_types() -> None:
         "split",
         "stop",
         "switch",
+        "task.create",
         "transform",
         "wait",
         "wait_for_event",

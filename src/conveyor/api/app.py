@@ -17,6 +17,7 @@ from conveyor.api.routes import (
     definitions,
     executions,
     hooks,
+    inbox,
     ops,
     schedules,
     statistics,
@@ -83,6 +84,7 @@ def create_app(
         statistics,
         streams,
         webhooks,
+        inbox,
     ):
         app.include_router(
             module.router,

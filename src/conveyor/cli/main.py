@@ -32,6 +32,8 @@ from conveyor.cli.credentials import credentials_app
 from conveyor.cli.executions import executions_app, workflows_app
 from conveyor.cli.exits import OK
 from conveyor.cli.generate import generate
+from conveyor.cli.inbox import inbox_app, tasks_app
+from conveyor.cli.nodes import nodes_app
 from conveyor.cli.schedules import schedules_app
 from conveyor.cli.webhooks import webhooks_app
 
@@ -52,6 +54,9 @@ app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(credentials_app, name="credentials")
 app.command()(generate)
+app.add_typer(nodes_app, name="nodes")
+app.add_typer(inbox_app, name="inbox")
+app.add_typer(tasks_app, name="tasks")
 
 
 def _print_version(wanted: bool) -> None:

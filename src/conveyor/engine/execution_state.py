@@ -15,6 +15,7 @@ from conveyor.engine.secret_scope import SecretScope
 from conveyor.engine.state import StepStatus
 from conveyor.engine.steps import Outcome
 from conveyor.engine.templates import TemplateContext
+from conveyor.nodes.base import NetworkPolicy
 
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -67,6 +68,7 @@ class ExecutionState:
     signals: list[Signal] = field(default_factory=list)
     templates: TemplateContext | None = None  # made on the first render
     secrets: SecretScope | None = None  # the credentials this run may use
+    network: NetworkPolicy | None = None  # where its steps may connect (None: the registry's)
     # Nodes whose type is unsafe to repeat (``NodeType.repeatable`` false).
     unrepeatable: frozenset[str] = frozenset()
     failure: dict[str, Any] | None = None

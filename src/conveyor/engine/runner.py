@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -34,12 +35,13 @@ from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.engine.steps import Outcome, failed, run_attempt
 from conveyor.engine.templates import TemplateContext, TemplateProblem, render
 from conveyor.errors import NodeError
-from conveyor.nodes.base import LiveSink, NodeContext, Services, StepLog
+from conveyor.nodes.base import LiveSink, NetworkPolicy, NodeContext, Services, StepLog
 from conveyor.nodes.catalog import literal_fields
 from conveyor.nodes.registry import Registry
 
 log = logging.getLogger(__name__)
 FOREVER = timedelta.max
+ALLOWLIST_SECONDS = 5.0  # a workspace's allowlist is read again after this long
 PROGRESS_INTERVAL = 0.1  # seconds between two live progress messages of one node
 Publish = Callable[[str, str, dict[str, Any]], None]
 Start = tuple[StepStart, Any]
@@ -76,6 +78,8 @@ class Runner:
             tuple[str, int], tuple[WorkflowDefinition, Graph, frozenset[str], bool]
         ] = {}
         self.controls: dict[str, Control] = {}
+        # Each workspace's network policy, read again after ALLOWLIST_SECONDS.
+        self._networks: dict[str, tuple[float, NetworkPolicy]] = {}
 
     def control(self, execution_id: str) -> Control | None:
         return self.controls.get(execution_id)
@@ -152,11 +156,25 @@ class Runner:
         restore(state)
         return state
 
+    async def _network(self, workspace_id: str) -> NetworkPolicy:
+        """The registry's policy narrowed by the workspace's own allowlist (cached a few
+        seconds: a change reaches steps that start after it, within that time)."""
+        now = time.monotonic()
+        known = self._networks.get(workspace_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        base = self.registry.network
+        own = await self.services.outbound_allowlist(workspace_id)
+        policy = replace(base, workspace_allowlist=tuple(own)) if own else base
+        self._networks[workspace_id] = (now + ALLOWLIST_SECONDS, policy)
+        return policy
+
     def _uses_credentials(self, state: ExecutionState) -> bool:
         execution = state.execution
         return self._definitions[(execution.workflow_id, execution.version)][3]
 
     async def _loop(self, state: ExecutionState, control: Control) -> ExecutionStatus:
+        state.network = await self._network(state.execution.workspace_id)
         if state.secrets is not None and self._uses_credentials(state):
             # Before the first render: templates read ``secrets``, and every write of this
             # run is redacted from here on.
@@ -312,7 +330,7 @@ class Runner:
             services=self._services(state),
             clock=self.clock.now,
             log=StepLog(self.limits.log_lines),
-            network=self.registry.network,
+            network=state.network or self.registry.network,
             node_types=self.registry.get,
             credentials=state.secrets,
             live=self._live_sink(state),

@@ -167,6 +167,10 @@ def check_address(host: str, address: str, policy: NetworkPolicy) -> str | None:
     prefix = f"refusing to connect to {host} ({address})"
     if kind and kind.startswith(METADATA):
         return f"{prefix}: {kind} address"
+    if policy.workspace_allowlist:
+        own = parse_allowlist(policy.workspace_allowlist)
+        if not (own.has_address(address) or own.has_name(host)):
+            return f"{prefix}: not in this workspace's outbound allowlist"
     if allowlist.has_address(address):
         return None
     if allowlist and not allowlist.has_name(host):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -52,11 +53,22 @@ class AgentTool(BaseModel):
         default=None,
         description="send the arguments to this URL (JSON body; the query string for GET)",
     )
+    code: str | None = Field(
+        default=None,
+        description="a Python snippet defining main(input), run like a code node's (in the "
+        "sandbox, with its default limits) with the arguments as its input",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> AgentTool:
-        if (self.workflow is None) == (self.http is None):
-            raise ValueError(f"tool '{self.name}': give either 'workflow' or 'http'")
+        kinds = [k for k in (self.workflow, self.http, self.code) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"tool '{self.name}': give one of 'workflow', 'http' or 'code'")
+        if self.code is not None and ("{{" in self.code or "{%" in self.code):
+            raise ValueError(
+                f"tool '{self.name}': code must not hold template syntax ({{{{, {{%): data "
+                "reaches it through the arguments"
+            )
         return self
 
     def schema_for_model(self) -> dict[str, Any]:
@@ -151,17 +163,36 @@ class AgentLoop:
         self.by_workflow = {t.workflow: t.name for t in config.tools if t.workflow}
         self.messages = _conversation(config)
         self.calls: list[dict[str, Any]] = []
+        self.saved: dict[str, Any] = {}
 
     async def run(self) -> dict[str, Any]:
+        # What earlier attempts finished: each turn's answer and each tool call's result are
+        # step checkpoints; a turn's workflow calls are also found as its children.
+        self.saved = await self.ctx.checkpoints()
         earlier = _turns(await self.ctx.services.children(self.ctx.execution_id, self.ctx.node_id))
         for turn in range(1, self.config.max_turns + 1):
-            if turn in earlier:
+            kept = self.saved.get(f"turn{turn}:answer")
+            if kept is not None:
+                answer = wire.ChatAnswer(
+                    text=kept.get("text", ""),
+                    tool_calls=list(kept.get("tool_calls", [])),
+                    finish_reason=kept.get("finish_reason"),
+                )
+                self.ctx.log.info(f"turn {turn}: the model's answer from an earlier attempt")
+            elif turn in earlier:
                 calls = [self._rebuilt(turn, i, child) for i, child in earlier[turn]]
                 self.ctx.log.info(f"turn {turn}: rebuilt from {len(calls)} earlier tool calls")
                 answer = wire.ChatAnswer(tool_calls=calls, finish_reason="tool_calls")
             else:
                 answer = await self.talk.ask(self._request(), f":turn{turn}")
                 self._check_budget()
+                if answer.tool_calls:
+                    kept = {
+                        "text": answer.text,
+                        "tool_calls": answer.tool_calls,
+                        "finish_reason": answer.finish_reason,
+                    }
+                    await self.ctx.save_checkpoint(f"turn{turn}:answer", kept)
             if not answer.tool_calls:
                 return self._output(answer, turn)
             self.messages.append(wire.assistant_message(answer))
@@ -209,17 +240,25 @@ class AgentLoop:
         if tool is None:
             record["error"] = f"there is no tool named {call['name']!r}"
             return {"error": record["error"]}
+        saved = f"turn{turn}:{index}"
+        if saved in self.saved:
+            record.update(self.saved[saved])
+            return self.saved[saved].get("result", {"error": record.get("error")})
         key = f"{self.ctx.idempotency_key}:turn{turn}:{index}"
         try:
             if tool.workflow is not None:
                 result = await self._workflow(tool.workflow, call["arguments"], key)
+            elif tool.code is not None:
+                result = await self._code(tool.code, call["arguments"], f"turn{turn}:{index}")
             else:
                 assert tool.http is not None
                 result = await _http(self.ctx, tool.http, call["arguments"], key, self.config)
         except ToolFailed as exc:
             record["error"] = str(exc)
+            await self.ctx.save_checkpoint(saved, {"error": str(exc)})
             return {"error": str(exc)}
         record["result"] = result
+        await self.ctx.save_checkpoint(saved, {"result": result})
         return result
 
     async def _workflow(self, workflow: str, arguments: Any, key: str) -> Any:
@@ -236,6 +275,20 @@ class AgentLoop:
             message = (outcome.get("error") or {}).get("message", "")
             raise ToolFailed(f"workflow {workflow} ended {outcome['status']}: {message}")
         return outcome["result"]
+
+    async def _code(self, code: str, arguments: Any, where: str) -> Any:
+        """Run a code tool through the registry's ``code`` node type (its sandbox)."""
+        found = self.ctx.node_types("code") if self.ctx.node_types is not None else None
+        if found is None:
+            raise NodeError("code tools need the 'code' node type", non_retryable=True)
+        config = found.config_model.model_validate({"code": code, "input": arguments})
+        tool_ctx = replace(self.ctx, node_id=f"{self.ctx.node_id}:{where}")
+        try:
+            return await found.run(tool_ctx, config)
+        except NodeError as exc:
+            if "refused on this worker" in str(exc):
+                raise  # no sandbox here: the step fails, the model cannot fix that
+            raise ToolFailed(str(exc)) from None
 
     def _output(self, answer: wire.ChatAnswer, turn: int) -> dict[str, Any]:
         return {

@@ -138,11 +138,14 @@ class NetworkPolicy:
     tests and trusted installs). ``allowlist`` (``CONVEYOR_OUTBOUND_ALLOWLIST``): when not
     empty, only these hosts (``example.com``, ``*.example.com``) or addresses in these
     networks (CIDR; a listed private network is allowed without ``allow_private``).
+    ``workspace_allowlist``: the workspace's own list (its admins set it): when not empty, a
+    host must match it too; it narrows what the operator allows, never widens it.
     ``resolver``: turns a host name and port into addresses (default: getaddrinfo); tests
     inject one to play DNS tricks without touching the system resolver."""
 
     allow_private: bool = False
     allowlist: tuple[str, ...] = ()
+    workspace_allowlist: tuple[str, ...] = ()
     resolver: Resolver | None = field(default=None, compare=False)
 
 
@@ -152,7 +155,13 @@ LiveSink = Callable[[str, dict[str, Any]], None]
 class Services(Protocol):
     """What the runtime offers node code beyond its config."""
 
-    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str: ...
+    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        """Record the step's in-app notification (once per step: a retry finds it)."""
+        ...
+
+    async def create_task(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
+        """Record the step's task for a person (once per step: a retry finds it)."""
+        ...
 
     async def start_child(
         self,
@@ -168,6 +177,18 @@ class Services(Protocol):
 
     async def wait_child(self, execution_id: str) -> dict[str, Any]:
         """Wait until the execution has finished; its ``status``, ``result`` and ``error``."""
+        ...
+
+    async def save_checkpoint(self, execution_id: str, node_id: str, key: str, value: Any) -> None:
+        """Keep what a step finished inside itself (first value wins)."""
+        ...
+
+    async def checkpoints(self, execution_id: str, node_id: str) -> dict[str, Any]:
+        """What earlier attempts of the step kept with ``save_checkpoint``."""
+        ...
+
+    async def outbound_allowlist(self, workspace_id: str) -> tuple[str, ...]:
+        """The workspace's own outbound allowlist (empty: none)."""
         ...
 
     async def credentials(self, workspace_id: str) -> list[Credential]:
@@ -249,6 +270,15 @@ class NodeContext:
                 non_retryable=True,
             )
         return found
+
+    async def checkpoints(self) -> dict[str, Any]:
+        """What earlier attempts of this step kept (``save_checkpoint``), by key: the work a
+        step does in parts (items, tool calls) is not done twice when it is retried or
+        resumed after a crash. Values are scrubbed of secrets like everything stored."""
+        return await self.services.checkpoints(self.execution_id, self.node_id)
+
+    async def save_checkpoint(self, key: str, value: Any) -> None:
+        await self.services.save_checkpoint(self.execution_id, self.node_id, key, value)
 
     def report_progress(self, done: float, total: float | None = None, message: str = "") -> None:
         """Tell watchers how far the step is (``done`` of ``total``). Live only: shown on the

@@ -20,7 +20,7 @@ from conveyor.nodes.llm import LlmChat
 from conveyor.nodes.llm_prices import PriceTable
 from conveyor.nodes.mail import EmailSend
 from conveyor.nodes.merge import Merge
-from conveyor.nodes.messaging import Notify
+from conveyor.nodes.messaging import Notify, TaskCreate
 from conveyor.nodes.registry import Registry
 from conveyor.nodes.workflow import WorkflowCall
 
@@ -56,6 +56,7 @@ def build_registry(
             Transform(),
             DbQuery(),
             Notify(),
+            TaskCreate(),
             EmailSend(),
             ChatPost(),
             Fail(),

@@ -68,7 +68,10 @@ class Code(NodeType):
 
     async def run(self, ctx: NodeContext, config: CodeConfig) -> Any:
         sandboxed = await self.sandbox.sandboxed()
-        if config.allow_network and (not ctx.network.allow_private or ctx.network.allowlist):
+        network = ctx.network
+        if config.allow_network and (
+            not network.allow_private or network.allowlist or network.workspace_allowlist
+        ):
             raise NodeError(
                 "allow_network is refused here: a snippet's own connections cannot be checked "
                 "against the private-address guard or the allowlist, so it needs "

@@ -27,6 +27,11 @@ class Condition(NodeType):
     icon = "branch"
     description = "Take branch 'true' or 'false' depending on a value."
     config_model = ConditionConfig
+    example = {
+        "id": "big_order",
+        "type": "condition",
+        "config": {"if": "{{ input.total > 1000 }}"},
+    }
 
     def branches(self, config: dict[str, Any]) -> frozenset[str]:
         return TRUE_FALSE
@@ -45,7 +50,7 @@ def _truth(value: Any) -> bool:
 class SwitchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: Any
+    value: Any = Field(description="compared with each case's value")
     cases: dict[str, Any] = Field(
         min_length=1, description="branch label -> value that selects it; else 'default'"
     )
@@ -65,6 +70,11 @@ class Switch(NodeType):
     branches_from = "cases"
     description = "Take the branch whose case equals the value, or 'default'."
     config_model = SwitchConfig
+    example = {
+        "id": "route",
+        "type": "switch",
+        "config": {"value": "{{ input.country }}", "cases": {"france": "FR", "germany": "DE"}},
+    }
 
     def branches(self, config: dict[str, Any]) -> frozenset[str]:
         cases = config.get("cases")
@@ -81,8 +91,10 @@ class Switch(NodeType):
 class WaitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    duration: Duration | None = None
-    until: datetime | None = None
+    duration: Duration | None = Field(default=None, description="how long to wait")
+    until: datetime | None = Field(
+        default=None, description="when to go on (ISO 8601; without a time zone: UTC)"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WaitConfig:
@@ -100,6 +112,7 @@ class Wait(NodeType):
     icon = "clock"
     description = "Pause the execution for a duration or until a time."
     config_model = WaitConfig
+    example = {"id": "cool_off", "type": "wait", "config": {"duration": "1h"}}
     wait_bound = "config.duration (or config.until)"
 
     async def run(self, ctx: NodeContext, config: WaitConfig) -> NodeResult:
@@ -110,9 +123,9 @@ class Wait(NodeType):
 class FailConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    message: str = "failed on purpose"
+    message: str = Field(default="failed on purpose", description="the step's error message")
     # A deliberate failure is not retried unless asked to be.
-    non_retryable: bool = True
+    non_retryable: bool = Field(default=True, description="false: the retry policy applies")
 
 
 class Fail(NodeType):
@@ -122,6 +135,11 @@ class Fail(NodeType):
     icon = "stop"
     description = "Fail with a message (for testing error paths)."
     config_model = FailConfig
+    example = {
+        "id": "reject",
+        "type": "fail",
+        "config": {"message": "order {{ input.id }} has no items"},
+    }
 
     async def run(self, ctx: NodeContext, config: FailConfig) -> Any:
         raise NodeError(config.message, non_retryable=config.non_retryable)
@@ -148,6 +166,11 @@ class WaitForEvent(NodeType):
     icon = "signal"
     description = "Wait for a signal sent to the execution; its data becomes the output."
     config_model = WaitForEventConfig
+    example = {
+        "id": "approval",
+        "type": "wait_for_event",
+        "config": {"event": "approved", "timeout": "3d"},
+    }
     wait_bound = "config.timeout"
 
     async def run(self, ctx: NodeContext, config: WaitForEventConfig) -> NodeResult:

@@ -22,6 +22,11 @@ class Transform(NodeType):
     icon = "braces"
     description = "Build an output object from templates."
     config_model = TransformConfig
+    example = {
+        "id": "summary",
+        "type": "transform",
+        "config": {"output": {"order": "{{ input.id }}", "total": "{{ input.total }}"}},
+    }
 
     async def run(self, ctx: NodeContext, config: TransformConfig) -> Any:
         return config.output

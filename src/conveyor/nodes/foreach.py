@@ -4,7 +4,8 @@
 key ``<execution id>:<node id>:<index>``, so a retried or recovered step finds the children
 it already started, and a finished item is never run again: its child's stored result is
 reused. ``node:`` runs a node type inline within this one step; its config is rendered per
-item with ``item`` and ``index``; a retry of the step runs every item again.
+item with ``item`` and ``index``; each finished item's result is kept as a step checkpoint,
+so a retried or recovered step runs only the items that had not finished.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class Foreach(NodeType):
         failures: list[_ItemFailed] = []
         children: dict[int, str] = {}
         progress = [0]
+        # Inline items an earlier attempt finished are taken from its checkpoints, not run
+        # again (child executions are found again by their keys).
+        done = await ctx.checkpoints() if config.node is not None else {}
 
         async def one(index: int, item: Any) -> Any:
             async with semaphore:
@@ -116,7 +120,12 @@ class Foreach(NodeType):
                     if config.workflow is not None:
                         return await _child(ctx, config.workflow, index, item, children)
                     assert config.node is not None
-                    return await _inline(ctx, config.node, index, item)
+                    key = f"item:{index}"
+                    if key in done:
+                        return done[key]
+                    result = await _inline(ctx, config.node, index, item)
+                    await ctx.save_checkpoint(key, result)
+                    return result
                 except NodeError as exc:
                     failures.append(_ItemFailed(index, exc))
                     return {"error": {"type": type(exc).__name__, "message": str(exc)}}

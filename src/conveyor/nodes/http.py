@@ -44,7 +44,10 @@ class HttpRequestConfig(BaseModel):
 
     method: Method = "GET"
     url: str = Field(pattern=r"^https?://", description="http:// or https:// URL")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="request headers (an Idempotency-Key is added unless given)",
+    )
     query: dict[str, Any] = Field(
         default_factory=dict, description="query parameters added to the URL's own"
     )

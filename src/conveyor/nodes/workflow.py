@@ -25,6 +25,15 @@ class WorkflowCall(NodeType):
     icon = "workflow"
     description = "Run another workflow as a child execution and wait for its result."
     config_model = WorkflowCallConfig
+    example = {
+        "id": "invoice",
+        "type": "workflow.call",
+        "config": {
+            "workflow": "make-invoice",
+            "input": {"order_id": "{{ input.id }}"},
+            "timeout": "15m",
+        },
+    }
     wait_bound = "config.timeout"
 
     async def run(self, ctx: NodeContext, config: WorkflowCallConfig) -> NodeResult:

@@ -415,6 +415,22 @@ def set_max_running_per_user(conn: Connection, workspace_id: str, limit: int | N
     )
 
 
+def set_outbound_allowlist(conn: Connection, workspace_id: str, entries: list[str]) -> None:
+    """Where this workspace's steps may connect (empty: no list of its own)."""
+    conn.execute(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id)
+        .values(outbound_allowlist=list(entries) or None)
+    )
+
+
+def outbound_allowlist(conn: Connection, workspace_id: str) -> tuple[str, ...]:
+    value = conn.execute(
+        select(workspaces.c.outbound_allowlist).where(workspaces.c.id == workspace_id)
+    ).scalar()
+    return tuple(value or ())
+
+
 def list_workspaces(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
     """The named workspaces (id and name), by name."""
     if not ids:

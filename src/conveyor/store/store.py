@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection
 
 from conveyor.engine.interfaces import (
     Changes,
@@ -32,7 +32,6 @@ from conveyor.store.history import ExecutionFilter
 from conveyor.store.live_messages import LiveMessage
 from conveyor.store.prepared import run_together
 from conveyor.store.subscribers import Subscribers
-from conveyor.store.tables import executions, notifications
 from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
@@ -165,30 +164,6 @@ class Store:
     async def pending_signals(self, execution_id: str) -> list[Signal]:
         rows = await self.read(controls.pending_signals, execution_id)
         return [Signal(i, name, data) for i, name, data in rows]
-
-    async def notify(self, execution_id: str, node_id: str, payload: dict[str, Any]) -> str:
-        def write(conn: Connection) -> str:
-            workspace = conn.execute(
-                select(executions.c.workspace_id).where(executions.c.id == execution_id)
-            ).scalar_one()
-            notification_id = new_id()
-            conn.execute(
-                insert(notifications),
-                {
-                    "id": notification_id,
-                    "workspace_id": workspace,
-                    "execution_id": execution_id,
-                    "node_id": node_id,
-                    "channel": payload.get("channel", "in-app"),
-                    "title": payload.get("title", ""),
-                    "message": payload.get("message", ""),
-                    "data": payload.get("data"),
-                    "created_at": self.clock.now(),
-                },
-            )
-            return notification_id
-
-        return await self.write(write)
 
     # -- the queue ---------------------------------------------------------------------------
     async def enqueue(

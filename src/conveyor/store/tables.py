@@ -103,6 +103,9 @@ workspaces = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Copied onto each execution a user starts (``user_limit``); NULL: no per-user limit.
     Column("max_running_per_user", Integer, server_default="10"),
+    # Hosts and networks this workspace's steps may connect to (narrows the operator's
+    # rules, never widens them); NULL or empty: no list of its own.
+    Column("outbound_allowlist", Json),
 )
 
 workflows = Table(
@@ -307,7 +310,44 @@ notifications = Table(
     Column("message", Text, nullable=False),
     Column("data", Json),
     Column("created_at", UTCDateTime(), nullable=False),
+    # NULL: to everyone in the workspace; else to that user only.
+    Column("recipient_id", Id),
+    Column("read_at", UTCDateTime()),
+    Column("read_by", Id),
+    # ``execution id : node id``: a retried step finds its notification instead of adding one.
+    Column("idempotency_key", String(200), unique=True),
     Index("ix_notifications_workspace_created", "workspace_id", "created_at"),
+    Index(
+        "ix_notifications_unread",
+        "workspace_id",
+        "recipient_id",
+        postgresql_where=text("read_at IS NULL"),
+        sqlite_where=text("read_at IS NULL"),
+    ),
+)
+
+# Work for a person, made by a task.create step: open until someone marks it done.
+# ``assignee_id`` is set when the assignee is a user; ``assignee_email`` whenever known
+# (a person without an account yet is assigned by email alone).
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    # An open task outlives its execution (retention, a deletion): only the link goes.
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="SET NULL")),
+    Column("node_id", String(100)),
+    Column("idempotency_key", String(200), unique=True),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False, server_default=""),
+    Column("assignee_id", Id),
+    Column("assignee_email", String(320)),
+    Column("due_at", UTCDateTime()),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("done_at", UTCDateTime()),
+    Column("done_by", Id),
+    Index("ix_tasks_workspace_status", "workspace_id", "status", "created_at"),
 )
 
 
@@ -496,4 +536,17 @@ credentials = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("updated_by", Id),
     UniqueConstraint("workspace_id", "name"),
+)
+
+# What a step finished inside itself (an inline foreach item, an agent's tool call), so a
+# later attempt of the step reuses it instead of doing it again. Written through the
+# runner's scrubbed services: never a secret.
+step_checkpoints = Table(
+    "step_checkpoints",
+    metadata,
+    Column("execution_id", Id, ForeignKey("executions.id", ondelete="CASCADE"), primary_key=True),
+    Column("node_id", String(100), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("value", Json),
+    Column("created_at", UTCDateTime(), nullable=False),
 )

@@ -11,7 +11,7 @@ from fastapi import Depends, Path, Request
 
 from conveyor.api.auth import SESSION_COOKIE, Scope, base_app, resolve_scope
 from conveyor.errors import ConveyorError, Forbidden
-from conveyor.store import accounts
+from conveyor.store import accounts, inbox
 from conveyor.store.accounts import Principal, Role
 
 CSRF_FIELD = "csrf_token"
@@ -65,6 +65,9 @@ class Page:
     scope: Scope
     request: Request
     workspaces: list[dict[str, str]]
+    # The inbox badge as the page is made: unread notifications, open tasks of the viewer
+    # (layout.js keeps it live).
+    inbox: dict[str, int]
 
     @property
     def can_write(self) -> bool:
@@ -86,7 +89,9 @@ async def page_scope(
     if principal.is_admin:
         ids = await conveyor.store.read(accounts.all_workspace_ids)
     workspaces = await conveyor.store.read(accounts.list_workspaces, ids)
-    return Page(scope, request, workspaces)
+    reader = inbox.Reader(principal.user_id, principal.email)
+    counts = await conveyor.store.read(inbox.counts, scope.workspace_id, reader)
+    return Page(scope, request, workspaces, counts)
 
 
 InWorkspace = Annotated[Page, Depends(page_scope)]

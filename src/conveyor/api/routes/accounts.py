@@ -18,6 +18,7 @@ from conveyor.api.auth import (
     same_origin,
 )
 from conveyor.errors import Forbidden, InputError, Unauthorized
+from conveyor.nodes.addresses import parse_allowlist
 from conveyor.store import accounts
 from conveyor.store.accounts import Principal, Role
 from conveyor.store.workflows import workspace_id
@@ -52,6 +53,13 @@ class WorkspaceSettings(BaseModel):
         description="at most this many running executions per user (null: no limit); "
         "applies to executions enqueued from now on",
     )
+    outbound_allowlist: list[str] | None = Field(
+        None,
+        max_length=200,
+        description="hosts (example.com, *.example.com) and networks (10.1.0.0/16) this "
+        "workspace's steps may connect to; narrows the server's own rules, never widens "
+        "them; empty: no list of its own",
+    )
 
 
 def _workspace(row: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +67,7 @@ def _workspace(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "max_running_per_user": row["max_running_per_user"],
+        "outbound_allowlist": list(row.get("outbound_allowlist") or []),
     }
 
 
@@ -171,6 +180,10 @@ async def update_workspace(scope: Admin, body: WorkspaceSettings) -> dict[str, A
         await store.write(
             accounts.set_max_running_per_user, scope.workspace_id, body.max_running_per_user
         )
+    if "outbound_allowlist" in body.model_fields_set:
+        entries = [e.strip() for e in body.outbound_allowlist or [] if e.strip()]
+        parse_allowlist(tuple(entries))  # a malformed entry: 400 naming it
+        await store.write(accounts.set_outbound_allowlist, scope.workspace_id, entries)
     return await get_workspace(scope)
 
 

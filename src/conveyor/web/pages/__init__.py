@@ -7,6 +7,7 @@ from conveyor.web.pages import (
     editor,
     execution,
     executions,
+    inbox,
     settings,
     statistics,
     workflow,
@@ -23,6 +24,7 @@ for _module in (
     executions,
     execution,
     statistics,
+    inbox,
     settings,
     credentials,
 ):

@@ -1,6 +1,7 @@
-// What every page has: the "N running" indicator, the live-connection dot, times, menus.
+// What every page has: the "N running" indicator, the inbox badge, the live-connection dot,
+// times, menus.
 
-import { onCounts, onStatus } from "./live.js";
+import { onCounts, onInbox, onStatus } from "./live.js";
 import { initTimes } from "./times.js";
 
 const LIVE_TEXT = {
@@ -20,6 +21,21 @@ function runningIndicator() {
     link.dataset.count = String(running);
     link.classList.toggle("active", running > 0);
     link.title = `${running} running, ${counts.queued ?? 0} queued, ${counts.waiting ?? 0} waiting`;
+  });
+}
+
+function inboxBadge() {
+  const link = document.getElementById("inbox-link");
+  if (!link) return;
+  const count = link.querySelector("[data-inbox-count]");
+  const text = link.querySelector("[data-inbox-text]");
+  onInbox(({ unread, open_tasks: openTasks }) => {
+    const total = unread + openTasks;
+    link.dataset.unread = String(unread);
+    link.dataset.openTasks = String(openTasks);
+    count.textContent = String(total);
+    count.hidden = total === 0;
+    text.textContent = total ? ` (${unread} unread, ${openTasks} open tasks for you)` : "";
   });
 }
 
@@ -51,6 +67,7 @@ function menus() {
 }
 
 runningIndicator();
+inboxBadge();
 liveStatus();
 initTimes();
 menus();

@@ -9,6 +9,8 @@ import { api, workspaceApi } from "./api.js";
 const eventHandlers = new Set();
 const countHandlers = new Set();
 const statusHandlers = new Set();
+const inboxHandlers = new Set();
+let inboxPending = false;
 let pending = [];
 let scheduled = false;
 let source = null;
@@ -41,7 +43,25 @@ function setCounts(counts) {
   for (const handler of countHandlers) handler(counts);
 }
 
+// The inbox counts are the viewer's own (what is addressed to them), so the shared stream
+// cannot carry them: a notification.created or task.created event (or a poll, while the
+// stream is down) re-reads them, once per animation frame however many arrived.
+function refreshInbox() {
+  if (inboxPending || inboxHandlers.size === 0) return;
+  inboxPending = true;
+  requestAnimationFrame(async () => {
+    inboxPending = false;
+    try {
+      const counts = await api("inbox");
+      for (const handler of inboxHandlers) handler(counts);
+    } catch {
+      // offline: the status dot says so; the next event or poll tries again
+    }
+  });
+}
+
 async function poll() {
+  refreshInbox();
   try {
     const page = await api("executions?limit=1&stats=true");
     const by = page.stats?.by_status ?? {};
@@ -70,7 +90,9 @@ export const WORKSPACE_EVENTS = [
   "execution.cancel_requested", "execution.signal",
   "step.started", "step.succeeded", "step.failed", "step.skipped", "step.retrying",
   "step.waiting", "step.interrupted", "step.cancelled", "step.log",
+  "notification.created", "task.created",
 ];
+const INBOX_EVENTS = ["notification.created", "task.created"];
 
 function connect() {
   if (source) return;
@@ -87,6 +109,7 @@ function connect() {
   source.addEventListener("counts", (e) => setCounts(JSON.parse(e.data)));
   const onEvent = (e) => queue({ type: e.type, ...JSON.parse(e.data) });
   for (const type of WORKSPACE_EVENTS) source.addEventListener(type, onEvent);
+  for (const type of INBOX_EVENTS) source.addEventListener(type, refreshInbox);
   source.addEventListener("message", onEvent);
 }
 
@@ -103,6 +126,13 @@ export function onCounts(fn) {
   connect();
   if (lastCounts) fn(lastCounts);
   return () => countHandlers.delete(fn);
+}
+
+// fn({unread, open_tasks}) whenever the viewer's inbox may have changed.
+export function onInbox(fn) {
+  inboxHandlers.add(fn);
+  connect();
+  return () => inboxHandlers.delete(fn);
 }
 
 export function onStatus(fn) {
