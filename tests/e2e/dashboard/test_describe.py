@@ -141,5 +141,6 @@ def test_a_draft_still_invalid_shows_its_problems_and_saves_nothing(
     expect(box.get_by_role("button", name="Draft it")).to_be_enabled()
     assert "type: transfrom" in editor.yaml_text()
     assert_accessible(page)
+    screenshot(page, "editor-describe-problems")
     with api(dashboard) as client:
         assert client.get(f"{WS}/workflows/greet").status_code == 404
