@@ -6,6 +6,7 @@
     ├── InvalidInput             an execution's input breaks the workflow's declared input schema
     ├── PayloadTooLarge          a body, input or definition over its size limit (names the setting)
     ├── StoreUnavailable         the database cannot be opened or reached
+    ├── ServiceUnavailable       a service a command needs (the drafting LLM) is not set or failed
     ├── NotFound                 an object does not exist (or is in another workspace)
     ├── Conflict                 a command that the current state does not allow
     ├── Unauthorized             no valid credentials
@@ -85,6 +86,11 @@ class PayloadTooLarge(ConveyorError):
 
 class StoreUnavailable(ConveyorError):
     pass
+
+
+class ServiceUnavailable(ConveyorError):
+    """A service outside the database that a command needs is not configured, or did not
+    answer: the LLM that drafts workflows."""
 
 
 class NotFound(ConveyorError):

@@ -20,7 +20,12 @@ from conveyor.nodes.base import NetworkPolicy
 from conveyor.nodes.catalog import catalog
 from conveyor.nodes.llm_client import Endpoint, complete
 from conveyor.nodes.registry import Registry
+from conveyor.settings import Settings
 
+NOT_CONFIGURED = (
+    "no LLM is configured to draft workflows: set CONVEYOR_LLM_BASE_URL and "
+    "CONVEYOR_LLM_MODEL (and CONVEYOR_LLM_API_KEY) where Conveyor runs"
+)
 EXAMPLE = """\
 name: ticket-router
 description: Route a support ticket to a team and tell the team.
@@ -57,6 +62,18 @@ class GeneratorSettings:
     api_key: str = ""
     provider: wire.Provider = "openai"
     timeout: timedelta = timedelta(seconds=120)
+
+    @classmethod
+    def of(cls, settings: Settings) -> GeneratorSettings | None:
+        """The LLM that ``settings`` name (None: no base URL or model is set)."""
+        if not settings.llm_base_url or not settings.llm_model:
+            return None
+        return cls(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            provider=settings.llm_provider,
+        )
 
 
 @dataclass

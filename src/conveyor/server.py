@@ -18,6 +18,7 @@ from conveyor.api.app import create_app
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.errors import InputError
+from conveyor.generate import GeneratorSettings
 from conveyor.redaction import install_log_filter
 from conveyor.settings import Settings
 from conveyor.store import accounts
@@ -232,6 +233,11 @@ def build(
         for worker in embedded:
             await worker.stop()
 
-    app = create_app(conveyor, on_start=on_start, on_stop=on_stop)
+    app = create_app(
+        conveyor,
+        on_start=on_start,
+        on_stop=on_stop,
+        drafting=GeneratorSettings.of(settings),
+    )
     web.install(app)
     return app

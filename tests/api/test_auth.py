@@ -75,6 +75,7 @@ def bodies(world: World) -> dict[tuple[str, str], Any]:
         ("PUT", f"{WS}/workflows/{{workflow}}"): {"definition": waiting("wf")},
         ("POST", f"{WS}/workflows/{{workflow}}/execute"): {"input": {}},
         ("POST", f"{WS}/validate"): {"definition": transform("checked-by-the-sweep")},
+        ("POST", f"{WS}/generate"): {"description": "a workflow the sweep never drafts"},
         ("POST", f"{WS}/executions/{{execution_id}}/replay"): {"from_node": "before"},
         ("POST", f"{WS}/executions/{{execution_id}}/signal"): {"name": "go"},
         ("POST", f"{WS}/executions/bulk"): {"action": "cancel", "filter": {}, "dry_run": True},

@@ -40,10 +40,12 @@ from schemathesis.specs.openapi.checks import (
 from conveyor.api.app import create_app
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
+from conveyor.generate import GeneratorSettings
 from conveyor.nodes.builtin import build_registry
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
 from conveyor.worker import Worker
+from tests.integration.llmserver import LLMServer
 
 OPENAPI = "/api/v1/openapi.json"
 WORKFLOW = "greet"
@@ -53,6 +55,8 @@ MAX_EXAMPLES = 12
 # (SQLite INTEGER, PostgreSQL BIGINT) and one past it.
 INTEGER_EDGES = [2**31, 2**63 - 1, 2**63]
 STREAMS = re.compile(r"/stream$")
+# What the local LLM answers to every drafting request (generate): a valid definition.
+DRAFT = "```yaml\nname: drafted\nnodes:\n  - {id: a, type: transform, config: {output: 1}}\n```"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ class Seeded:
 
 
 async def _seed(url: str) -> Seeded:
-    conveyor = await Conveyor.open(url, build_registry())
+    # Private addresses allowed: the drafting LLM of ``generate`` is on 127.0.0.1.
+    conveyor = await Conveyor.open(url, build_registry(allow_private_network=True))
     store, now = conveyor.store, conveyor.store.clock.now()
     user = await store.write(
         accounts.create_user, "owner@example.com", "correct horse battery", now, is_admin=True
@@ -137,12 +142,22 @@ def _config(data: Seeded) -> SchemathesisConfig:
 
 
 @pytest.fixture
-def api_schema(seeded: Seeded, request: pytest.FixtureRequest) -> Iterator[Any]:
+def llm() -> Iterator[LLMServer]:
+    server = LLMServer(default_text=DRAFT)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def api_schema(seeded: Seeded, llm: LLMServer, request: pytest.FixtureRequest) -> Iterator[Any]:
     # schemathesis' lazy loader (4.x) renames the test item through the private
     # ``Node._nodeid``, which pytest 9 no longer has: give it one to rename.
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
-    app = create_app(seeded.conveyor)
+    app = create_app(seeded.conveyor, drafting=GeneratorSettings(llm.base_url, "drafter"))
     # from_asgi starts the app's lifespan (so app.state.feed exists); it stays up until
     # shutdown_lifespans below, before the store is closed.
     loaded = schemathesis.openapi.from_asgi(OPENAPI, app, config=_config(seeded))

@@ -95,6 +95,7 @@ class ServerProcess:
         concurrency: int = 0,
         program: list[str] | None = None,
         args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.database_url = database_url  # what a test seeds rows into
         self.port = free_port()
@@ -114,6 +115,7 @@ class ServerProcess:
                 "PYTHONPATH": os.pathsep.join(
                     p for p in (str(REPO), environment.get("PYTHONPATH", "")) if p
                 ),
+                **(env or {}),
             }
         )
         program = program or [sys.executable, "-c", "from conveyor.cli.main import main; main()"]

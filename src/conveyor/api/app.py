@@ -26,6 +26,7 @@ from conveyor.api.routes import (
     workflows,
 )
 from conveyor.app import Conveyor
+from conveyor.generate import GeneratorSettings
 from conveyor.live import Feed
 
 API = "/api/v1"
@@ -33,11 +34,16 @@ Hook = Callable[[FastAPI], Awaitable[None]]
 
 
 def create_app(
-    conveyor: Conveyor, *, on_start: Hook | None = None, on_stop: Hook | None = None
+    conveyor: Conveyor,
+    *,
+    on_start: Hook | None = None,
+    on_stop: Hook | None = None,
+    drafting: GeneratorSettings | None = None,
 ) -> FastAPI:
     """An API serving ``conveyor``'s database; the caller owns ``conveyor``'s lifetime.
 
-    ``on_start``/``on_stop`` let the server run an embedded worker and housekeeping."""
+    ``on_start``/``on_stop`` let the server run an embedded worker and housekeeping;
+    ``drafting`` is the LLM that drafts workflows from descriptions (None: not offered)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +70,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.conveyor = conveyor
+    app.state.drafting = drafting
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     docs.install(app, API)

@@ -21,6 +21,7 @@ from conveyor.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     StoreUnavailable,
     Unauthorized,
 )
@@ -56,7 +57,7 @@ _DESCRIPTIONS = {
     409: "Conflict with the state",
     413: "Body, input or definition over its size limit (the problem names the setting)",
     422: "Invalid request, definition, or input (for the workflow's input schema)",
-    503: "Database unavailable; retry",
+    503: "Database unavailable (retry), or the drafting LLM is not configured or failed",
 }
 
 
@@ -81,6 +82,7 @@ _STATUS: list[tuple[type[ConveyorError], int, str]] = [
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (StoreUnavailable, 503, "unavailable"),
+    (ServiceUnavailable, 503, "service-unavailable"),
 ]
 
 

@@ -319,6 +319,28 @@ class ValidationReport(BaseModel):
     )
 
 
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(
+        min_length=1, max_length=4000, description="what the workflow should do, in words"
+    )
+    repairs: int = Field(
+        2, ge=0, le=5, description="times the validator's problems go back to the model"
+    )
+
+
+class DraftReport(BaseModel):
+    valid: bool = Field(description="the last draft validates: it would save as it is")
+    definition: dict[str, Any] | None = Field(
+        description="the last draft as plain data (null when the model's answer was not a "
+        "YAML mapping); nothing is saved"
+    )
+    yaml: str = Field(description="the last draft as YAML text, what an editor shows")
+    problems: list[LocatedProblem] = Field(description="what is still wrong with it")
+    attempts: int = Field(description="how many times the model was asked")
+
+
 def _in_utc(moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)

@@ -49,19 +49,17 @@ def generate(
 
     def body() -> int:
         from conveyor.generate import generate as draft_for
-        from conveyor.nodes.base import NetworkPolicy
         from conveyor.settings import Settings
 
         settings = Settings()
         registry = registry_for(plugin, allow_private_network)
-        private = allow_private_network or settings.allow_private_network
         draft = run_async(
             draft_for(
                 description,
                 registry,
                 generator_settings(settings),
                 repairs=repairs,
-                network=NetworkPolicy(allow_private=private),
+                network=registry.network,  # the steps' policy: private flag and allowlist
             )
         )
         show(draft)
@@ -86,19 +84,12 @@ def generate(
 
 
 def generator_settings(settings: Settings) -> GeneratorSettings:
-    from conveyor.generate import GeneratorSettings
+    from conveyor.generate import NOT_CONFIGURED, GeneratorSettings
 
-    if not settings.llm_base_url or not settings.llm_model:
-        raise InputError(
-            "set CONVEYOR_LLM_BASE_URL and CONVEYOR_LLM_MODEL (and CONVEYOR_LLM_API_KEY) to "
-            "the LLM that drafts workflows"
-        )
-    return GeneratorSettings(
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=settings.llm_api_key,
-        provider=settings.llm_provider,
-    )
+    found = GeneratorSettings.of(settings)
+    if found is None:
+        raise InputError(NOT_CONFIGURED)
+    return found
 
 
 def show(draft: Draft) -> None:

@@ -68,9 +68,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @contextmanager
-def started_dashboard(backend: str, folder: Path) -> Iterator[ServerProcess]:
+def started_dashboard(
+    backend: str, folder: Path, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
     """``conveyor server`` with an embedded worker and the test plugin nodes, on a new
-    database of ``backend``."""
+    database of ``backend`` (``env``: more environment variables for it)."""
     with fresh_database(backend, folder) as database_url:
         process = ServerProcess(
             database_url,
@@ -78,6 +80,7 @@ def started_dashboard(backend: str, folder: Path) -> Iterator[ServerProcess]:
             concurrency=8,
             program=conveyor_program(),
             args=("--plugin", "tests.e2e.nodes", "--allow-private-network"),
+            env=env,
         )
         try:
             process.wait_ready(within=30)

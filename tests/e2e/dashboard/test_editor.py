@@ -287,3 +287,13 @@ def the_yaml_the_canvas_writes_reads_back_as_the_same_data(page: Page) -> None:
         )
         assert answer.ok, answer.text()
         assert answer.json()["document"] == sample, text
+
+
+def test_without_an_llm_the_describe_box_is_off_and_says_why(page: Page) -> None:
+    EditorPage(page).open_new()
+    box = page.get_by_role("region", name="Describe it")
+    expect(box.get_by_label(re.compile("What should the workflow do"))).to_be_disabled()
+    draft = box.get_by_role("button", name="Draft it")
+    expect(draft).to_be_disabled()
+    expect(draft).to_have_accessible_description(re.compile("no LLM is configured"))
+    expect(box).to_contain_text("CONVEYOR_LLM_BASE_URL")

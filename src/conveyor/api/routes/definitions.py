@@ -1,5 +1,6 @@
-"""What an editor needs before saving: the palette of node types, and validation of a
-definition with each problem at its line in the YAML text."""
+"""What an editor needs before saving: the palette of node types, validation of a
+definition with each problem at its line in the YAML text, and a draft written by the
+configured LLM from a description (never saved here)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from conveyor.api.auth import Scope, base_app, caller, write_access
-from conveyor.api.schemas import NodeTypeInfo, ValidateBody, ValidationReport
-from conveyor.engine.source import Source, load_source, review
+from conveyor.api.schemas import (
+    DraftReport,
+    GenerateBody,
+    NodeTypeInfo,
+    ValidateBody,
+    ValidationReport,
+)
+from conveyor.engine.source import Located, Source, load_source, review
+from conveyor.errors import NodeError, ServiceUnavailable
+from conveyor.generate import NOT_CONFIGURED, Draft, GeneratorSettings, generate
 from conveyor.nodes.catalog import catalog
+from conveyor.nodes.registry import Registry
 from conveyor.store.accounts import Principal
 
 router = APIRouter(tags=["definitions"])
@@ -49,3 +59,39 @@ async def validate(scope: Write, body: ValidateBody) -> dict[str, Any]:
         else None,
         "document": source.data if isinstance(source.data, dict) else None,
     }
+
+
+@router.post(
+    "/workspaces/{ws}/generate",
+    response_model=DraftReport,
+    summary="Draft a definition from a description with the configured LLM; the validator's "
+    "problems go back to it up to `repairs` times. Nothing is saved",
+)
+async def draft(request: Request, scope: Write, body: GenerateBody) -> dict[str, Any]:
+    """200 with the last draft, valid or not (``problems`` says what is still wrong); 503
+    when no LLM is configured or it failed."""
+    settings: GeneratorSettings | None = request.app.state.drafting
+    if settings is None:
+        raise ServiceUnavailable(NOT_CONFIGURED)
+    registry = scope.conveyor.registry
+    try:
+        found = await generate(
+            body.description, registry, settings, repairs=body.repairs, network=registry.network
+        )
+    except NodeError as exc:
+        raise ServiceUnavailable(f"the LLM that drafts workflows failed: {exc}") from exc
+    return {
+        "valid": found.valid,
+        "definition": found.data,
+        "yaml": found.yaml,
+        "problems": [] if found.valid else located(found, registry),
+        "attempts": found.attempts,
+    }
+
+
+def located(found: Draft, registry: Registry) -> list[dict[str, Any]]:
+    """The draft's problems at their lines in its YAML (as the validate route has them)."""
+    problems = review(load_source(found.yaml), registry).problems
+    if problems:
+        return [p.as_dict() for p in problems]
+    return [Located(p).as_dict() for p in found.problems]

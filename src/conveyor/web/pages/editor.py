@@ -1,5 +1,7 @@
 """The workflow editor: one definition as YAML text and as a canvas, kept in sync in the
-browser; validation and saving go through the REST API (validate, create, update)."""
+browser; validation and saving go through the REST API (validate, create, update), and so
+does a draft written by the configured LLM from a description (generate), never saved
+until the person saves it."""
 
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ async def editor_page(page: InWorkspace, name: str) -> HTMLResponse:
         version = await scope.conveyor.store.find_version(scope.workspace_id, workflow["id"])
         document = compact(version.definition)
     nonce = new_nonce()
+    # The LLM that drafts workflows (None: the "Describe it" box says how to set one).
+    drafting = page.request.app.state.drafting is not None
     title = f"Edit {workflow['name']}" if workflow else "New workflow"
     context = {
         "page": page,
@@ -51,11 +55,13 @@ async def editor_page(page: InWorkspace, name: str) -> HTMLResponse:
         "title": title,
         "workflow": workflow,
         "nonce": nonce,
+        "drafting": drafting,
         "editor": {
             "workflow": workflow["name"] if workflow else None,
             "version": workflow.get("latest_version") if workflow else None,
             "document": document,
             "node_types": catalog(scope.conveyor.registry),
+            "drafting": drafting,
         },
     }
     response = render(page.request, "editor.html", context)

@@ -4,6 +4,7 @@
 
 import { ProblemError, api, island, workspace } from "./api.js";
 import { connectPanel } from "./editor-connect.js";
+import { describePanel } from "./editor-describe.js";
 import * as model from "./editor-model.js";
 import { nodePanel } from "./editor-node-form.js";
 import { palette } from "./editor-palette.js";
@@ -285,6 +286,25 @@ async function save() {
     button.disabled = false;
     status("Unsaved changes");
   }
+}
+
+// A draft from the "Describe it" box replaces the text (asked first over unsaved changes),
+// unsaved: it is validated and drawn like typed text, and Save stores it. When editing a
+// workflow the draft keeps that workflow's name, so Save makes its next version.
+async function loadDraft(answer) {
+  if (isDirty() && !window.confirm("Replace your unsaved changes with the draft?")) return false;
+  const definition = answer.definition && data.workflow ? { ...answer.definition, name: data.workflow } : answer.definition;
+  yaml.setText(definition ? toYaml(definition) : answer.yaml);
+  changed();
+  await validate().catch(() => null); // a failed validation shows its own error
+  return true;
+}
+
+if (data.drafting) {
+  describePanel(
+    { form: $("describe-form"), text: $("describe-text"), button: $("describe-go"), status: $("describe-status"), problems: $("describe-problems") },
+    { onDraft: loadDraft },
+  );
 }
 
 $("editor-save").addEventListener("click", save);
