@@ -195,21 +195,21 @@ def auth(data: Seeded) -> dict[str, str]:
 # search) does not hide failures of another.
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(420)  # the whole search of one family of checks, on a loaded 2-core box
 @schema.parametrize()
 @bounded
 def test_no_server_errors(case: schemathesis.Case, seeded: Seeded) -> None:
     call(case, seeded, [not_a_server_error])
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(420)  # the whole search of one family of checks, on a loaded 2-core box
 @schema.parametrize()
 @bounded
 def test_responses_match_their_documented_schemas(case: schemathesis.Case, seeded: Seeded) -> None:
     call(case, seeded, [response_schema_conformance])
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(420)  # the whole search of one family of checks, on a loaded 2-core box
 @schema.parametrize()
 @bounded
 def test_status_codes_and_content_types_are_documented(
