@@ -13,7 +13,8 @@ const BADGES = {
   wait_for_event: "EVT", transform: "ƒx", notify: "NTF", fail: "FAIL",
   "workflow.call": "SUB", code: "PY", set: "SET", filter: "FLT", merge: "MRG",
   foreach: "EACH", "email.send": "MAIL", "chat.post": "CHAT", "llm.chat": "AI",
-  "db.query": "SQL", stop: "STOP",
+  "db.query": "SQL", stop: "STOP", "llm.agent": "AGNT", split: "SPLT", aggregate: "AGG",
+  "task.create": "TASK",
 };
 export const badgeFor = (type) => BADGES[type] ?? (type.split(".").pop() || "?").slice(0, 4).toUpperCase();
 
