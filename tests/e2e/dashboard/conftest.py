@@ -60,6 +60,24 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
         instance.close()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the other backend's run of a module marked ``one_backend(name)`` (its pages'
+    queries run on both databases in the API tests; a browser journey per backend costs a
+    server and a Chromium each)."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("one_backend")
+        callspec = getattr(item, "callspec", None)
+        chosen = callspec.params.get("backend") if callspec is not None else None
+        if marker is not None and chosen is not None and chosen != marker.args[0]:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Module-scoped here (tests/conftest.py's is per test), so pytest runs a module's tests

@@ -23,7 +23,7 @@ from tests.e2e.dashboard.test_statistics_settings import (
 )
 from tests.e2e.test_server import ServerProcess
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.one_backend("sqlite")]
 __all__ = ["admin_api"]  # the fixture, imported to be used here
 WS = "default"
 CANARY = "canary-token-9f2c4e1a77"

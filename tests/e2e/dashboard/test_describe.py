@@ -26,6 +26,8 @@ WRONG = "Something the model never gets right"
 THINKING = threading.Event()  # the first answer to GREET waits for it (set: no wait)
 THINKING.set()
 
+pytestmark = pytest.mark.one_backend("sqlite")
+
 
 def answer(request: LLMRequest) -> Reply:
     """The first draft of any description is bad; a repair of GREET is good, of WRONG not."""

@@ -21,7 +21,7 @@ from tests.e2e.dashboard.conftest import conveyor_program, new_context, sign_in
 from tests.e2e.dashboard.pages import Layout
 from tests.e2e.test_server import ServerProcess
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.one_backend("postgres")]
 WS = "inbox-e2e"  # a workspace of its own: the counts are this test's alone
 EMAIL = "inbox-owner@example.com"
 PASSWORD = "e2e-inbox-password"

@@ -23,7 +23,7 @@ from tests.e2e.dashboard.test_statistics_settings import AdminApi, admin_api
 from tests.e2e.dashboard.test_workflow_page import WorkflowPage
 from tests.e2e.test_server import ServerProcess
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.one_backend("postgres")]
 __all__ = ["admin_api"]  # the fixture, imported to be used here
 CHUNKS = ["Hello", ", streamed ", "world"]
 
