@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from conveyor import failpoints
 from conveyor.api import views
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
@@ -75,6 +76,7 @@ async def execute(scope: Write, workflow: str, body: ExecuteBody) -> dict[str, A
         trigger_type="api",
         user=scope.principal.user,
     )
+    await failpoints.reached("execute.after_commit")
     return _accepted(scope, enqueued)
 
 
