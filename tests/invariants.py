@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,18 @@ class Rows:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     definitions: dict[str, Any] = field(default_factory=dict)  # version id -> definition
     now: Any = None
+
+
+@contextmanager
+def snapshot(db: Database) -> Iterator[Connection]:
+    """One consistent view of every table: a SQLite read transaction is one already (WAL);
+    PostgreSQL needs REPEATABLE READ, or rows committed between two queries would make the
+    execution and its events disagree while a scenario is still running."""
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def load(conn: Connection, ids: Iterable[str] | None = None) -> Rows:
@@ -80,7 +93,7 @@ def check(
     """Every violation among the executions ``ids`` (default: all). ``settled``: the
     scenario is over, so nothing may still be queued or running. ``at_most_once``: node
     ids that must never have started twice (besides those with ``max_attempts: 1``)."""
-    with db.read() as conn:
+    with snapshot(db) as conn:
         rows = load(conn, ids)
         problems = _triggers_once(conn)
         if ids is None:
