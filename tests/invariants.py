@@ -362,6 +362,9 @@ class LimitSampler:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
 
