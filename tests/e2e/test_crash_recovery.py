@@ -23,6 +23,7 @@ from conveyor.app import Conveyor
 from conveyor.store.tables import executions
 from tests.e2e.conftest import Call, Side, check_event_sequences, epoch, eventually, work
 from tests.e2e.processes import LEASE, WorkerProcess, Workers
+from tests.invariants import check
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 # G5 in the test profile: a dead worker's executions are claimed again within lease + sweep +
@@ -97,6 +98,8 @@ async def test_random_sigkills_lose_nothing_and_repeat_only_in_flight_steps(
     assert max(resumed) <= RECOVERY_BOUND, sorted(resumed)[-5:]
     # G11: events stay gap-free through all of it.
     check_event_sequences(side, ids)
+    # And every other invariant, from the rows and events alone.
+    assert check(side.db) == []
 
 
 async def _chaos(
