@@ -8,9 +8,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from conveyor.api import views
+from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import (
@@ -65,7 +66,9 @@ async def _detail(scope: Scope, execution_id: str) -> dict[str, Any]:
     tags=["workflows"],
     summary="Enqueue an execution (durable when this answers)",
 )
-async def execute(scope: Write, workflow: str, body: ExecuteBody) -> dict[str, Any]:
+async def execute(
+    request: Request, scope: Write, workflow: str, body: ExecuteBody
+) -> dict[str, Any]:
     enqueued = await scope.conveyor.execute(
         workflow,
         body.input,
@@ -74,6 +77,12 @@ async def execute(scope: Write, workflow: str, body: ExecuteBody) -> dict[str, A
         priority=body.priority,
         trigger_type="api",
         user=scope.principal.user,
+    )
+    note(
+        request,
+        target_type="execution",
+        target_id=enqueued.execution_id,
+        details={"workflow": workflow, "version": enqueued.version, "created": enqueued.created},
     )
     return _accepted(scope, enqueued)
 
