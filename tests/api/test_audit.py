@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection, func, select
 
-from conveyor.api.audit import READ_ONLY, action_of
+from conveyor.api.audit import READ_ONLY
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
 from conveyor.store.tables import audit_log
 from conveyor.web import pages, signin
-from tests.api.conftest import A, B, Api
+from tests.api.conftest import A, Api, B
 from tests.api.support import API, problem_of, transform
 from tests.api.test_auth import (
     HOOK,
@@ -89,13 +88,12 @@ PAGE_ACTIONS = {
     "/signout": "signout",
 }
 CANARY = "canary-secret-3f9a1c"
+PAGE_WORKFLOW = "name: from-the-page\nnodes:\n  - {id: t, type: transform, config: {output: 1}}\n"
 
 
 def page_forms(canary: str) -> dict[str, dict[str, str]]:
     return {
-        "/w/{ws}/workflows": {
-            "yaml": "name: from-the-page\nnodes:\n  - {id: t, type: transform, config: {output: 1}}\n"
-        },
+        "/w/{ws}/workflows": {"yaml": PAGE_WORKFLOW},
         "/w/{ws}/settings/limits": {"max_running_per_user": "7"},
         "/w/{ws}/settings/members": {"email": "", "role": "viewer"},  # email filled in
         "/w/{ws}/settings/api-keys": {"name": "page key", "role": "viewer"},
