@@ -222,6 +222,19 @@ async def test_every_mutating_dashboard_route_writes_exactly_one_entry(api: Api)
     dump = repr(await entries(api))
     assert CANARY not in dump, "a secret reached the audit log"
 
+    # The page: the same entries, for admins; the settings page links to it.
+    owner = api.new_client({"Cookie": f"conveyor_session={await session_token(api, api.owner)}"})
+    settings = await owner.get("/w/default/settings")
+    assert 'href="/w/default/audit"' in settings.text
+    shown = await owner.get("/w/default/audit?action=credential.*")
+    assert shown.status_code == 200, shown.text
+    assert shown.text.count('data-action="credential.') == 4, shown.text  # + the world's
+    assert "<script>" not in shown.text and CANARY not in shown.text
+    reader = await api.caller(Role.VIEWER)  # the sweep removed the spare one
+    viewer = api.new_client({"Cookie": f"conveyor_session={await session_token(api, reader)}"})
+    assert (await viewer.get("/w/default/audit")).status_code == 403
+    assert 'href="/w/default/audit"' not in (await viewer.get("/w/default/settings")).text
+
 
 async def test_admins_read_the_log_filtered_and_paged_and_no_one_else(api: Api) -> None:
     ws = api.ws()

@@ -265,7 +265,7 @@ async def counts(scope: Read, query: Filtering, workflow: Text = None) -> dict[s
         "executions twice."
     ),
 )
-async def bulk(scope: Write, body: BulkBody) -> dict[str, Any]:
+async def bulk(request: Request, scope: Write, body: BulkBody) -> dict[str, Any]:
     selection: Selection
     if body.filter is not None:
         selection = await _selection(scope, body.filter)
@@ -279,6 +279,8 @@ async def bulk(scope: Write, body: BulkBody) -> dict[str, Any]:
     )
     outcome = await scope.conveyor.bulk(action, selection, dry_run=body.dry_run)
     result = asdict(outcome)
+    counts = {k: v for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool)}
+    note(request, details={"action": body.action, "dry_run": body.dry_run, **counts})
     result["errors"] = [{"execution_id": i, "detail": d} for i, d in outcome.errors]
     return result
 
