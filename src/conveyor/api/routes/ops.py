@@ -163,7 +163,7 @@ def _owned(principal: Principal) -> str:
     "/metrics",
     summary="Prometheus metrics (the scrape token: every workspace; an owner: theirs)",
     response_class=Response,
-    responses=documented(400, 401, 403, 404),
+    responses=documented(400, 401, 403, 404, 422),
 )
 async def metrics(
     request: Request, workspace_id: Annotated[str | None, Depends(scraper)]
