@@ -134,7 +134,9 @@ def entry_for(scope: Scope, status: int) -> audit.Entry | None:
     else:  # nobody known: refused before anything could change (a redirect to sign in)
         return None
     action, target_param = action_of(scope["method"], template, params)
-    target_id = noted.get("target_id", params.get(target_param or "", None))
+    # The workspace by its id, whichever of its name or id the path gave.
+    named = state.get(_WORKSPACE) if target_param == "ws" else params.get(target_param or "")
+    target_id = noted.get("target_id", named)
     details = {k: v for k, v in params.items() if k not in ("ws", "action", target_param)}
     return audit.Entry(
         workspace_id=noted.get("workspace_id", state.get(_WORKSPACE)),
