@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # (CONVEYOR_SCHEDULER=false, or --no-scheduler); it looks for due schedules at least
     # this often (and sleeps until the next fire time when that is sooner).
     scheduler: bool = True
+    # Tests only: failpoints to arm in `conveyor worker` and `conveyor server`
+    # (src/conveyor/failpoints.py). Never set in production.
+    test_failpoints: str = ""
     scheduler_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Log lines kept per step; later ones are dropped and counted in one marker line.
     max_log_lines: int = Field(default=1000, ge=0)

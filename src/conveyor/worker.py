@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from conveyor import failpoints
 from conveyor.app import RuntimeServices
 from conveyor.engine.execution_state import Control
 from conveyor.engine.interfaces import ClaimedExecution, Clock
@@ -142,6 +143,7 @@ class Worker:
         free = self.settings.concurrency - len(self.running)
         if free <= 0 or self._isolating is not None:
             return None
+        await failpoints.reached("claim.before")
         try:
             claimed, due = await self.store.claim_or_next_due(
                 self.name,
@@ -153,6 +155,8 @@ class Worker:
         except (ConveyorError, SQLAlchemyError) as exc:
             log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
             return None
+        if claimed:
+            await failpoints.reached("claim.after")
         for execution in claimed:
             if execution.isolated:
                 self._isolating = execution.id
@@ -286,6 +290,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.heartbeat.total_seconds())
             try:
+                await failpoints.reached("lease.renew")
                 renewed = await self.store.heartbeat(self.name, self._lease_seconds)
             except (ConveyorError, SQLAlchemyError) as exc:
                 log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})

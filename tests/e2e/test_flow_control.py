@@ -13,6 +13,7 @@ from conveyor.app import Conveyor
 from conveyor.store.tables import executions
 from tests.e2e.conftest import Call, Side, eventually, work
 from tests.e2e.processes import LEASE, Workers
+from tests.invariants import LimitSampler, check
 
 KEY_LIMIT = 3
 USERS = ["ann", "bob", "cyd"]
@@ -55,6 +56,9 @@ async def test_key_limit_holds_across_processes_and_killed_workers_leak_no_slot(
 ) -> None:
     pair = [workers.start(concurrency=8), workers.start(concurrency=8)]
     await app.apply(FLOW)
+    # Watches the running count per key from the database all along (the spans below
+    # judge the same from the nodes' own calls).
+    sampler = LimitSampler(side.db).__enter__()
     for worker in pair:
         await eventually(worker.connected, within=20, what=f"worker {worker.pid} connects")
     user_of: dict[str, str] = {}
@@ -99,7 +103,10 @@ async def test_key_limit_holds_across_processes_and_killed_workers_leak_no_slot(
         interval=0.05,
         diagnose=lambda: f"running per key: {running_per_key(side, ids)}\n{workers.logs()}",
     )
+    sampler.stop()
     assert side.statuses() == dict.fromkeys(ids, "succeeded")  # nothing left running
+    assert sampler.violations == [] and sampler.samples > 10, sampler.samples
+    assert check(side.db) == []
     for execution_id in held:
         assert side.execution(execution_id)["recoveries"] >= 1
 

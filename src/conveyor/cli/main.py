@@ -242,10 +242,23 @@ def _configure_logging() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    _arm_failpoints()
     # Each outbound request's URL at INFO is noise (and a query credential's place).
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     install_log_filter()
+
+
+def _arm_failpoints() -> None:
+    from conveyor import failpoints
+    from conveyor.settings import Settings
+
+    spec = Settings().test_failpoints
+    if spec:
+        armed = failpoints.arm(spec)
+        logging.getLogger(__name__).warning(
+            "TEST FAILPOINTS ARMED (CONVEYOR_TEST_FAILPOINTS): %s", ", ".join(armed)
+        )
 
 
 @db_app.command("upgrade")

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from conveyor import failpoints
 from conveyor.engine import outcomes
 from conveyor.engine.definition import Node, WorkflowDefinition, parse_definition
 from conveyor.engine.execution_state import NEVER, Control, ExecutionState, restore
@@ -203,10 +204,12 @@ class Runner:
                 await self._apply(state, changes)
                 changes = Changes()
             for start, prepared in starts:
+                await failpoints.reached("step.before_start", start.node_id)
                 self._spawn(state, start, prepared, control)
             await self._wait(state, control, deadline)
             for task in [t for t in state.tasks if t.done()]:
                 node_id = state.tasks.pop(task)
+                await failpoints.reached("step.after_effect", node_id)
                 outcome = _scrubbed(state, task.result())
                 outcomes.record(state, node_id, outcome, changes, self.clock.now())
 
@@ -486,6 +489,7 @@ class Runner:
         if error is not None:
             payload["error"] = error
         changes.events.append((f"execution.{status.value}", payload))
+        await failpoints.reached("final.before")
         await self._apply(state, changes)
         return status
 
@@ -521,7 +525,9 @@ class Runner:
             f.status not in (StepStatus.INTERRUPTED, StepStatus.CANCELLED) for f in changes.finished
         )
         changes.innocent = innocent
+        await failpoints.reached("commit.before")
         await self.store.apply(execution, changes)
+        await failpoints.reached("commit.after")
         if innocent:
             execution.isolated = False
             if self.on_innocent is not None:

@@ -31,6 +31,10 @@ __all__ = ["EVENTS_CHANNEL", "WAKE_CHANNEL"]
 
 
 def _row(conn: Connection, workspace_id: str, execution_id: str) -> Any:
+    """The execution, locked until the commit (on PostgreSQL; SQLite's write transaction
+    holds the database): a control judged against a status that a worker's final write
+    changes before the control commits would land after the end (a pause or signal event
+    after ``execution.succeeded``), breaking "terminal is final" (G7)."""
     row = conn.execute(
         select(
             executions.c.id,
@@ -41,7 +45,9 @@ def _row(conn: Connection, workspace_id: str, execution_id: str) -> Any:
             executions.c.created_by,
             executions.c.usage_tokens,
             executions.c.usage_api_calls,
-        ).where(executions.c.id == execution_id, executions.c.workspace_id == workspace_id)
+        )
+        .where(executions.c.id == execution_id, executions.c.workspace_id == workspace_id)
+        .with_for_update()
     ).first()
     if row is None:
         raise NotFound(f"execution '{execution_id}' not found")

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from conveyor import failpoints
 from conveyor.app import Conveyor, new_execution
 from conveyor.engine.definition import parse_definition
 from conveyor.engine.inputs import check_input
@@ -194,6 +195,7 @@ class Scheduler:
             if not worth:
                 continue
             try:
+                await failpoints.reached("schedule.before_fire")
                 done = await self.store.write(handle, self.store, candidate.id)
             except (ConveyorError, SQLAlchemyError) as exc:
                 # Another scheduler's concurrent write (a unique row it committed first) or
@@ -215,6 +217,8 @@ class Scheduler:
                 )
                 continue
             if done is not None:
+                if done.started:
+                    await failpoints.reached("schedule.after_fire")
                 self._announce(candidate.id, done)
         return await self.store.read(rows.next_due)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from conveyor import failpoints
 from conveyor.api import views
 from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
@@ -84,6 +85,7 @@ async def execute(
         target_id=enqueued.execution_id,
         details={"workflow": workflow, "version": enqueued.version, "created": enqueued.created},
     )
+    await failpoints.reached("execute.after_commit")
     return _accepted(scope, enqueued)
 
 

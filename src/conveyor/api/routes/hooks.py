@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
+from conveyor import failpoints
 from conveyor.api import problems
 from conveyor.api.auth import base_app
 from conveyor.api.routes.streams import execution_messages
@@ -195,6 +196,7 @@ async def _accept(conveyor: Conveyor, hook: Hook, request: Request, delivery: De
         idempotency_key=key,
         record=record,
     )
+    await failpoints.reached("webhook.after_commit")
     return await _respond(conveyor, hook, request, enqueued.execution_id, enqueued.created)
 
 
