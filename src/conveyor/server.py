@@ -238,6 +238,7 @@ def build(
         on_start=on_start,
         on_stop=on_stop,
         drafting=GeneratorSettings.of(settings),
+        metrics_token=settings.metrics_token,
     )
     web.install(app)
     return app

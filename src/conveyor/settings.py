@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Creates the first admin on an empty database (never overwrites anyone).
     admin_email: str | None = None
     admin_password: str | None = None
+    # What a Prometheus scraper sends (Authorization: Bearer ...) to read /metrics for every
+    # workspace; without it only a workspace's owners read /metrics, for theirs alone.
+    metrics_token: str | None = None
     # Finished executions are deleted after this many days (0 keeps them forever).
     retention_succeeded_days: float = Field(default=14, ge=0)
     retention_failed_days: float = Field(default=90, ge=0)

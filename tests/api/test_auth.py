@@ -25,7 +25,6 @@ from tests.api.support import API, problem_of, transform, waiting
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
-    ("GET", "/metrics"),
     ("POST", f"{API}/auth/login"),
 }
 WS = f"{API}/workspaces/{{ws}}"
@@ -36,6 +35,7 @@ ADMIN_ONLY = {
     ("PUT", f"{WS}/members"),
     ("DELETE", f"{WS}/members/{{user_id}}"),
     ("GET", f"{WS}/api-keys"),
+    ("GET", f"{WS}/audit"),
     ("POST", f"{WS}/api-keys"),
     ("DELETE", f"{WS}/api-keys/{{key_id}}"),
     ("PATCH", WS),

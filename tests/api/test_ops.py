@@ -1,5 +1,6 @@
-"""Operations: liveness, readiness, Prometheus metrics, and a database outage answering
-503 with Retry-After (never a 500)."""
+"""Operations: liveness, readiness, Prometheus metrics (for the scrape token, or a
+workspace's owner, scoped to it), and a database outage answering 503 with Retry-After
+(never a 500)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from conveyor.api.app import create_app
 from conveyor.app import Conveyor
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
-from tests.api.conftest import PASSWORD, Api
+from tests.api.conftest import PASSWORD, Api, B
 from tests.api.support import API, StreamingTransport, failing, gated, problem_of, transform
+from tests.api.test_auth import session_token
 from tests.support import admin
+
+SCRAPE = "the-operators-scrape-token"
+BY_TOKEN = {"Authorization": f"Bearer {SCRAPE}"}
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -37,7 +42,8 @@ async def test_healthz_and_readyz(api: Api) -> None:
 
 
 async def test_metrics_in_prometheus_text(api: Api) -> None:
-    client = api.new_client()
+    api.app.state.metrics_token = SCRAPE
+    client = api.new_client(BY_TOKEN)
     await api.run(transform("m-ok"))
     await api.run(transform("m-ok"))
     await api.run(failing("m-bad"))
@@ -87,6 +93,53 @@ async def test_metrics_in_prometheus_text(api: Api) -> None:
     assert after[("conveyor_queue_depth", ())] == 0
 
 
+async def test_metrics_need_the_scrape_token_or_an_owner_who_sees_their_workspace(
+    api: Api,
+) -> None:
+    api.app.state.metrics_token = SCRAPE
+    await api.run(transform("counted"))
+    owner_b = await api.caller(Role.OWNER, B)
+    as_b = api.as_(owner_b)
+    made = await as_b.post(f"{api.ws(B)}/workflows", json={"definition": transform("in-b")})
+    assert made.status_code == 201, made.text
+    for _ in range(2):
+        await api.until_finished(await api.execute("in-b", client=as_b, workspace=B))
+
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": f"Bearer {SCRAPE}x"},
+        {"Cookie": "conveyor_session=forged"},
+    ):
+        refused = await api.new_client(headers).get("/metrics")
+        problem_of(refused, 401)
+        assert "Bearer" in refused.headers["www-authenticate"]
+    for role in (Role.ADMIN, Role.MEMBER, Role.VIEWER):
+        problem_of(await api.as_(await api.caller(role)).get("/metrics"), 403)
+
+    def succeeded(response: httpx.Response) -> float:
+        assert response.status_code == 200, response.text
+        return samples(response.text)[("conveyor_executions", (("status", "succeeded"),))]
+
+    everything = await api.new_client(BY_TOKEN).get("/metrics")
+    assert succeeded(everything) == 3
+    assert "conveyor_worker_slots" in everything.text
+    mine = await api.http.get("/metrics")
+    assert succeeded(mine) == 1
+    assert samples(mine.text).get(("conveyor_worker_slots", (("state", "total"),))) is None
+    assert succeeded(await as_b.get("/metrics")) == 2
+    # An owner of two workspaces names one; B's owner cannot read A's.
+    store = api.store
+    await store.write(
+        accounts.set_role, api.owner.user_id, owner_b.workspace_id, Role.OWNER, store.clock.now()
+    )
+    session = {"Cookie": f"conveyor_session={await session_token(api, api.owner)}"}
+    both = api.new_client(session)
+    problem_of(await both.get("/metrics"), 400)
+    assert succeeded(await both.get(f"/metrics?workspace={B}")) == 2
+    problem_of(await as_b.get("/metrics?workspace=default"), 404)
+
+
 @pytest.fixture
 async def doomed(conveyor: Conveyor) -> AsyncIterator[tuple[httpx.AsyncClient, Conveyor, str]]:
     """An API on a PostgreSQL database the test may take away, and an owner's key."""
@@ -98,7 +151,7 @@ async def doomed(conveyor: Conveyor) -> AsyncIterator[tuple[httpx.AsyncClient, C
         accounts.create_api_key, conveyor.workspace_id, user_id, "ops", Role.OWNER, now
     )
     await conveyor.apply(transform("there"))
-    app = create_app(conveyor)
+    app = create_app(conveyor, metrics_token=SCRAPE)
     async with httpx.AsyncClient(
         transport=StreamingTransport(app),
         base_url="http://test",
@@ -133,7 +186,7 @@ async def test_a_lost_database_answers_503_with_retry_after(doomed: Any) -> None
         response = await client.request(method, url, json=body)
         assert_unavailable(response)
     assert (await client.get("/healthz")).status_code == 200
-    metrics = await client.get("/metrics")
+    metrics = await client.get("/metrics", headers=BY_TOKEN)  # the token needs no database
     assert metrics.status_code == 200
     assert samples(metrics.text)[("conveyor_database_up", ())] == 0
 

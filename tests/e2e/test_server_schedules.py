@@ -1,5 +1,6 @@
 """``conveyor server`` runs the scheduler: a schedule created over real HTTP fires, its
-occurrences are listed by the API and counted in /metrics (both backends)."""
+occurrences are listed by the API and counted in /metrics, read with the operator's scrape
+token (both backends)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ import pytest
 
 from tests.e2e.test_server import API, WORKSPACE, ServerProcess, api_key
 
+SCRAPE_TOKEN = "scrape-token-of-the-e2e-server"
+
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(database_url, tmp_path / "server.log", concurrency=2)
+    process = ServerProcess(
+        database_url,
+        tmp_path / "server.log",
+        concurrency=2,
+        env={"CONVEYOR_METRICS_TOKEN": SCRAPE_TOKEN},
+    )
     try:
         process.wait_ready(within=30)
         yield process
@@ -49,7 +57,12 @@ def test_the_server_fires_a_schedule_created_over_http(server: ServerProcess) ->
         execution = client.get(f"{base}/executions/{fires[-1]['execution_id']}").json()
         assert execution["trigger_type"] == "schedule"
         assert client.post(f"{url}/disable").json()["enabled"] is False
-        metrics = client.get("/metrics").text
+        assert client.get("/metrics").status_code == 403  # a member's key
+        scraped = httpx.get(
+            f"{server.base_url}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+        )
+        assert scraped.status_code == 200, scraped.text
+        metrics = scraped.text
         line = next(
             x
             for x in metrics.splitlines()

@@ -453,3 +453,33 @@ def test_an_input_that_breaks_the_declared_schema_exits_2_naming_each_field(
     assert "input.properties.count.type:" in done.stderr
     schema = json.loads(conveyor("schema", cwd=workdir, database=sqlite).stdout)
     assert "JSON Schema" in schema["properties"]["input"]["description"]
+
+
+def test_commands_that_change_something_are_in_the_audit_log(
+    workdir: Path, database_url: str
+) -> None:
+    """Channel cli, the OS user as the actor; ``audit list`` shows them (every command is
+    held to being audited or read-only in tests/unit/test_cli.py)."""
+    env = {"USER": "auditor", "LOGNAME": "auditor"}
+
+    def run(*args: str) -> str:
+        done = conveyor(*args, cwd=workdir, database=database_url, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("workflows", "apply", "good.yaml")
+    execution_id = run("execute", "cli-demo", "--input", '{"n": 1}').split()[0]
+    run("executions", "cancel", execution_id)
+    entries = json.loads(run("audit", "list", "--json"))
+    assert [e["action"] for e in entries] == [
+        "execution.cancel",
+        "workflow.execute",
+        "workflow.apply",
+    ]
+    cancel = entries[0]
+    assert cancel["actor"] == {"display": "cli:auditor", "user_id": None, "api_key_id": None}
+    assert cancel["target"] == {"type": "execution", "id": execution_id}
+    assert cancel["source"]["channel"] == "cli" and cancel["source"]["ip"] is None
+    assert entries[1]["target"] == {"type": "workflow", "id": "cli-demo"}
+    assert entries[2]["details"] == {"file": "good.yaml"}
+    assert database_url not in json.dumps(entries)

@@ -95,3 +95,39 @@ def test_0005_moves_every_input_out_of_the_executions_row(tmp_path: Path) -> Non
         db.dispose()
     assert sorted(moved) == [("e1", '{"n": 1}'), ("e2", '{"n": 2}')]
     assert "input" not in columns
+
+
+def test_the_audit_log_refuses_updates_and_deletes(database_url: str) -> None:
+    """Append-only by trigger (0012) on both dialects: not even raw SQL rewrites history."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import DBAPIError
+
+    from conveyor.store import audit
+
+    db = Database(database_url)
+    entry = audit.Entry(
+        None, audit.Actor("someone@example.com"), "signin.failed", audit.Source("api")
+    )
+    refused: list[str] = []
+    try:
+        with db.write() as conn:
+            row_id = audit.record(conn, entry, datetime.now(UTC))
+        statements = [
+            f"UPDATE audit_log SET action = 'signin.succeeded' WHERE id = {row_id}",
+            f"DELETE FROM audit_log WHERE id = {row_id}",
+            "DELETE FROM audit_log",
+        ]
+        if db.name == "postgresql":
+            statements.append("TRUNCATE audit_log")
+        for statement in statements:
+            with pytest.raises(DBAPIError) as caught, db.write() as conn:
+                conn.exec_driver_sql(statement)
+            refused.append(statement)
+            assert "audit_log is append-only" in str(caught.value)
+        with db.read() as conn:
+            rows = conn.execute(text("SELECT action FROM audit_log")).scalars().all()
+    finally:
+        db.dispose()
+    assert rows == ["signin.failed"]
+    assert len(refused) == len(statements)

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conveyor.cli import accounts, base
+from conveyor.cli import accounts, audit, base
 from conveyor.cli.main import app
 from conveyor.settings import DEFAULT_DATABASE_URL
 from conveyor.store.accounts import Role
@@ -48,6 +48,28 @@ def test_loading_the_command_line_imports_no_heavy_module() -> None:
 def test_values_repeated_to_stay_light_agree_with_their_source() -> None:
     assert base.DEFAULT_DATABASE_URL == DEFAULT_DATABASE_URL
     assert accounts.DEFAULT_WORKSPACE == DEFAULT_WORKSPACE
+    assert audit.DEFAULT_WORKSPACE == DEFAULT_WORKSPACE
+
+
+def test_every_command_is_audited_or_declared_read_only() -> None:
+    """A new command fails here until it is named in cli/audit.py's ACTIONS (it changes
+    something: guard writes its entry) or READ_ONLY."""
+    import click
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    found: set[str] = set()
+
+    def walk(command: Any, path: list[str]) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), [*path, name])
+        else:
+            found.add(" ".join(path))
+
+    walk(root, [])
+    assert not set(audit.ACTIONS) & audit.READ_ONLY
+    assert found == set(audit.ACTIONS) | audit.READ_ONLY
     assert [r.value for r in accounts.Role] == [r.value for r in Role]
 
 

@@ -9,10 +9,12 @@ from fastapi import Depends, FastAPI
 
 from conveyor import __version__
 from conveyor.api import docs, problems
+from conveyor.api.audit import AuditTrail
 from conveyor.api.limits import BodyLimit
 from conveyor.api.parameters import known_query
 from conveyor.api.routes import (
     accounts,
+    audit,
     credentials,
     definitions,
     executions,
@@ -39,11 +41,14 @@ def create_app(
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
     drafting: GeneratorSettings | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """An API serving ``conveyor``'s database; the caller owns ``conveyor``'s lifetime.
 
     ``on_start``/``on_stop`` let the server run an embedded worker and housekeeping;
-    ``drafting`` is the LLM that drafts workflows from descriptions (None: not offered)."""
+    ``drafting`` is the LLM that drafts workflows from descriptions (None: not offered);
+    ``metrics_token`` lets a scraper read ``/metrics`` for every workspace (None: only
+    workspace owners read theirs)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,11 +76,14 @@ def create_app(
     )
     app.state.conveyor = conveyor
     app.state.drafting = drafting
+    app.state.metrics_token = metrics_token
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
+    app.add_middleware(AuditTrail)
     docs.install(app, API)
     for module in (
         accounts,
+        audit,
         credentials,
         definitions,
         workflows,

@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Query, Request, WebSocket
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from conveyor.api.audit import remember_principal, remember_workspace
 from conveyor.app import Conveyor
 from conveyor.errors import Forbidden, NotFound, Unauthorized
 from conveyor.store import accounts
@@ -33,7 +34,9 @@ def base_app(connection: HTTPConnection) -> Conveyor:
     return conveyor
 
 
-async def _principal(connection: HTTPConnection, key: str | None, session: str | None) -> Principal:
+async def authenticate(
+    connection: HTTPConnection, key: str | None, session: str | None
+) -> Principal:
     conveyor = base_app(connection)
     now = conveyor.store.clock.now()
     found: Principal | None = None
@@ -45,6 +48,7 @@ async def _principal(connection: HTTPConnection, key: str | None, session: str |
         found = await conveyor.store.read(accounts.session_principal, session, now)
     if found is None:
         raise Unauthorized("send an API key (Authorization: Bearer cvk_...) or log in")
+    remember_principal(connection, found)
     return found
 
 
@@ -54,7 +58,7 @@ async def caller(
     session: Annotated[str | None, Depends(cookie)],
 ) -> Principal:
     key = credentials.credentials if credentials else None
-    principal = await _principal(request, key, session)
+    principal = await authenticate(request, key, session)
     if not key and session and request.method not in SAFE_METHODS:
         _check_csrf(request, session)
     return principal
@@ -102,7 +106,7 @@ async def socket_caller(
     """WebSockets: the same credentials, or ``?api_key=`` (browsers cannot set headers)."""
     header = websocket.headers.get("authorization", "")
     key = header[7:] if header.lower().startswith("bearer ") else None
-    return await _principal(websocket, key or api_key, websocket.cookies.get(SESSION_COOKIE))
+    return await authenticate(websocket, key or api_key, websocket.cookies.get(SESSION_COOKIE))
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,9 @@ def workspace(
         # globals, where the closure's ``who`` does not exist.
         principal: Principal = Depends(who),  # noqa: B008
     ) -> Scope:
-        return await resolve_scope(base_app(connection), principal, ws, needed)
+        found = await resolve_scope(base_app(connection), principal, ws, needed)
+        remember_workspace(connection, found.workspace_id)
+        return found
 
     return scope
 

@@ -96,13 +96,20 @@ ExecutionArg = Annotated[str, typer.Argument(help="execution id (or a unique pre
 
 
 def guard(action: Callable[[], int]) -> None:
-    """Run a command body; map Conveyor errors to one-line messages and exit codes."""
+    """Run a command body; map Conveyor errors to one-line messages and exit codes. A
+    command that changed something is then written to the audit log (cli/audit.py)."""
+    from conveyor.cli.audit import record_command
+
     try:
         code = action()
     except ConveyorError as exc:
         for line in describe(exc):
             err.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
+    try:
+        record_command()
+    except Exception as exc:  # done is done: say what is missing, keep the command's code
+        err.print(f"warning: the audit entry was not recorded: {exc}", style="yellow")
     raise typer.Exit(code)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from conveyor.cli.accounts import keys_app, users_app, workspaces_app
+from conveyor.cli.audit import audit_app
 from conveyor.cli.base import (
     DEFAULT_DATABASE_URL,
     HELP_FORMAT,
@@ -57,6 +58,7 @@ app.command()(generate)
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(inbox_app, name="inbox")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(audit_app, name="audit")
 
 
 def _print_version(wanted: bool) -> None:

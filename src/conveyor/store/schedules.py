@@ -247,8 +247,15 @@ def list_for_workspace(conn: Connection, workspace_id: str) -> list[dict[str, An
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def fire_counts(conn: Connection) -> dict[str, int]:
-    """Occurrences recorded, by status, over every schedule (the /metrics counters)."""
+def fire_counts(conn: Connection, workspace_id: str | None = None) -> dict[str, int]:
+    """Occurrences recorded, by status, over every schedule (the /metrics counters), or
+    over one workspace's."""
     query = select(schedule_fires.c.status, func.count()).group_by(schedule_fires.c.status)
+    if workspace_id is not None:
+        query = query.where(
+            schedule_fires.c.schedule_id.in_(
+                select(schedules.c.id).where(schedules.c.workspace_id == workspace_id)
+            )
+        )
     found = {str(status): int(n) for status, n in conn.execute(query)}
     return {status: found.get(status, 0) for status in FIRE_STATUSES}

@@ -550,3 +550,30 @@ step_checkpoints = Table(
     Column("value", Json),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# Who changed what, when and from where (store/audit.py). Append-only: a trigger on each
+# dialect (migration 0012) refuses UPDATE and DELETE, and the store has no path for either;
+# only an operator's retention job may prune it (docs/audit.md). No foreign keys: an entry
+# outlives the user, key or workspace it names. workspace_id NULL: a sign-in, which belongs
+# to no workspace (listed with the workspaces its user is a member of).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("workspace_id", Id),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor_user_id", Id),
+    Column("actor_api_key_id", Id),
+    Column("actor", String(320), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32)),
+    Column("target_id", String(200)),
+    Column("details", Json),
+    Column("ip", String(64)),
+    Column("user_agent", String(400)),
+    Column("channel", String(16), nullable=False),
+    Index("ix_audit_log_workspace_id", "workspace_id", "id"),
+    Index("ix_audit_log_actor_user_id", "actor_user_id", "id"),
+)

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Path, Request
 
+from conveyor.api.audit import remember_principal, remember_workspace
 from conveyor.api.auth import SESSION_COOKIE, Scope, base_app, resolve_scope
 from conveyor.errors import ConveyorError, Forbidden
 from conveyor.store import accounts, inbox
@@ -52,6 +53,7 @@ async def signed_in(request: Request) -> Principal:
     if found is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(f"/signin?next={quote(target, safe='')}")
+    remember_principal(request, found)
     return found
 
 
@@ -85,6 +87,7 @@ async def page_scope(
 ) -> Page:
     conveyor = base_app(request)
     scope = await resolve_scope(conveyor, principal, ws, Role.VIEWER)
+    remember_workspace(request, scope.workspace_id)
     ids = list(principal.roles)
     if principal.is_admin:
         ids = await conveyor.store.read(accounts.all_workspace_ids)

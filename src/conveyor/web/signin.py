@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from conveyor.api.audit import note, remember_principal
 from conveyor.api.auth import SESSION_COOKIE, base_app, same_origin
 from conveyor.errors import Forbidden
 from conveyor.store import accounts
@@ -75,10 +76,12 @@ async def signin(
     now = store.clock.now()
     user_id = await store.write(accounts.authenticate, email, password, now) if email else None
     if user_id is None:
+        note(request, action="signin.failed", actor=email or "(no email)", always=True)
         # The same words whether or not the email exists.
         context = {"next": _safe_next(next), "email": email, "error": "Wrong email or password."}
         return render(request, "signin.html", context, 401)
     token = await store.write(accounts.create_session, user_id, now, _ttl())
+    await _remember(request, user_id)
     return _signed_in_response(request, token, _safe_next(next))
 
 
@@ -107,7 +110,11 @@ async def signout(
     check_csrf(request, csrf_token)
     token = session_token(request)
     if token:
-        await base_app(request).store.write(accounts.end_session, token)
+        store = base_app(request).store
+        found = await store.read(accounts.session_principal, token, store.clock.now())
+        if found is not None:
+            remember_principal(request, found)
+        await store.write(accounts.end_session, token)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -115,3 +122,10 @@ async def signout(
 
 def _ttl() -> timedelta:
     return timedelta(seconds=SESSION_TTL_SECONDS)
+
+
+async def _remember(request: Request, user_id: str) -> None:
+    """The audit trail's actor for a sign-in (no session was presented)."""
+    found = await base_app(request).store.read(accounts.principal, user_id)
+    if found is not None:
+        remember_principal(request, found)

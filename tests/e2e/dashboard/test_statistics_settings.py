@@ -1,6 +1,6 @@
 """The statistics page (counts, success rates, charts, the range in the URL) and the
-settings page (API keys shown once and revocable, members, the per-user limit), and a
-viewer who can change nothing, against a real ``conveyor server``."""
+settings page (API keys shown once and revocable, and then in the audit log; members, the
+per-user limit), and a viewer who can change nothing, against a real ``conveyor server``."""
 
 from __future__ import annotations
 
@@ -263,6 +263,19 @@ def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(
     expect(page.get_by_role("status").filter(has_text="Key revoked.")).to_be_visible()
     expect(settings.key_row(prefix)).to_contain_text("revoked")
     assert httpx.get(workflows, headers=bearer, timeout=10).status_code == 401
+
+    # Both are in the audit log, one link away from the settings page.
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("heading", name="Audit log", level=1)).to_be_visible()
+    log = page.get_by_role("table")
+    expect(log.locator('tr[data-action="api_key.revoke"]').first).to_contain_text("dashboard")
+    expect(log.locator('tr[data-action="api_key.create"]').first).to_contain_text(ADMIN_EMAIL)
+    page.get_by_label("Action").fill("api_key.revoke")
+    page.get_by_role("button", name="Filter").click()
+    expect(log.locator("tbody tr").first).to_have_attribute("data-action", "api_key.revoke")
+    expect(log.locator('tr[data-action="api_key.create"]')).to_have_count(0)
+    assert_accessible(page)
+    screenshot(page, "settings-audit-log")
 
 
 @pytest.mark.fresh_server

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.api.audit import note, remember_principal
 from conveyor.api.auth import (
     SESSION_COOKIE,
     Scope,
@@ -122,6 +123,7 @@ async def login(request: Request, body: Login, response: Response) -> dict[str, 
     now = store.clock.now()
     user_id = await store.write(accounts.authenticate, body.email, body.password, now)
     if user_id is None:
+        note(request, action="signin.failed", actor=body.email, always=True)
         raise Unauthorized("wrong email or password")
     token = await store.write(accounts.create_session, user_id, now, SESSION_TTL)
     response.set_cookie(
@@ -134,6 +136,7 @@ async def login(request: Request, body: Login, response: Response) -> dict[str, 
     )
     principal = await store.read(accounts.principal, user_id)
     assert principal is not None
+    remember_principal(request, principal)
     return _me(principal, await _names(request, principal), token)
 
 
@@ -163,6 +166,7 @@ async def create_workspace(
         raise InputError(f"a workspace named '{body.name}' already exists")
     ws = await store.write(workspace_id, body.name, now)
     await store.write(accounts.set_role, principal.user_id, ws, Role.OWNER, now)
+    note(request, workspace_id=ws, target_id=ws, details={"name": body.name})
     return {"id": ws, "name": body.name, "role": "owner"}
 
 
@@ -193,7 +197,8 @@ async def list_members(scope: Read) -> list[dict[str, Any]]:
 
 
 @router.put("/workspaces/{ws}/members", summary="Add a user to the workspace or change their role")
-async def set_member(scope: Admin, body: Member) -> dict[str, Any]:
+async def set_member(request: Request, scope: Admin, body: Member) -> dict[str, Any]:
+    note(request, details={"email": body.email, "role": body.role.value})
     store = scope.conveyor.store
     return await store.write(
         accounts.grant, scope.workspace_id, scope.role, body.email, body.role, store.clock.now()
@@ -219,7 +224,7 @@ async def list_keys(scope: Admin) -> list[dict[str, Any]]:
     status_code=201,
     summary="Create an API key; the key is in this answer and nowhere else",
 )
-async def create_key(scope: Admin, body: NewKey) -> dict[str, Any]:
+async def create_key(request: Request, scope: Admin, body: NewKey) -> dict[str, Any]:
     accounts.check_key_role(scope.role, body.role)
     store = scope.conveyor.store
     key, row = await store.write(
@@ -230,6 +235,7 @@ async def create_key(scope: Admin, body: NewKey) -> dict[str, Any]:
         body.role,
         store.clock.now(),
     )
+    note(request, target_id=row["id"], details={"name": body.name, "role": body.role.value})
     return {**row, "key": key}
 
 

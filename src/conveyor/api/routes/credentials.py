@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from conveyor import credentials as kinds
+from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.schemas import Credential, CredentialBody, CredentialReplace, CredentialType
 from conveyor.store import credentials as store
@@ -58,7 +59,8 @@ async def get_credential(scope: Read, name: str) -> dict[str, Any]:
     status_code=201,
     summary="Create a credential (its secret fields are never returned)",
 )
-async def create_credential(scope: Write, body: CredentialBody) -> dict[str, Any]:
+async def create_credential(request: Request, scope: Write, body: CredentialBody) -> dict[str, Any]:
+    note(request, target_id=body.name, details={"type": body.type})
     return await scope.conveyor.set_credential(
         body.name,
         body.type,

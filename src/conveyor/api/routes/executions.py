@@ -8,10 +8,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from conveyor import failpoints
 from conveyor.api import views
+from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import (
@@ -66,7 +67,9 @@ async def _detail(scope: Scope, execution_id: str) -> dict[str, Any]:
     tags=["workflows"],
     summary="Enqueue an execution (durable when this answers)",
 )
-async def execute(scope: Write, workflow: str, body: ExecuteBody) -> dict[str, Any]:
+async def execute(
+    request: Request, scope: Write, workflow: str, body: ExecuteBody
+) -> dict[str, Any]:
     enqueued = await scope.conveyor.execute(
         workflow,
         body.input,
@@ -75,6 +78,12 @@ async def execute(scope: Write, workflow: str, body: ExecuteBody) -> dict[str, A
         priority=body.priority,
         trigger_type="api",
         user=scope.principal.user,
+    )
+    note(
+        request,
+        target_type="execution",
+        target_id=enqueued.execution_id,
+        details={"workflow": workflow, "version": enqueued.version, "created": enqueued.created},
     )
     await failpoints.reached("execute.after_commit")
     return _accepted(scope, enqueued)
@@ -258,7 +267,7 @@ async def counts(scope: Read, query: Filtering, workflow: Text = None) -> dict[s
         "executions twice."
     ),
 )
-async def bulk(scope: Write, body: BulkBody) -> dict[str, Any]:
+async def bulk(request: Request, scope: Write, body: BulkBody) -> dict[str, Any]:
     selection: Selection
     if body.filter is not None:
         selection = await _selection(scope, body.filter)
@@ -272,6 +281,8 @@ async def bulk(scope: Write, body: BulkBody) -> dict[str, Any]:
     )
     outcome = await scope.conveyor.bulk(action, selection, dry_run=body.dry_run)
     result = asdict(outcome)
+    counts = {k: v for k, v in result.items() if isinstance(v, int) and not isinstance(v, bool)}
+    note(request, details={"action": body.action, "dry_run": body.dry_run, **counts})
     result["errors"] = [{"execution_id": i, "detail": d} for i, d in outcome.errors]
     return result
 

@@ -1,17 +1,25 @@
-"""Operations: liveness, readiness, and Prometheus metrics."""
+"""Operations: liveness, readiness, and Prometheus metrics.
+
+``/metrics`` answers a scraper that sends the operator's token (``CONVEYOR_METRICS_TOKEN``,
+as ``Authorization: Bearer``) with the whole server's numbers, and an owner of a workspace
+(an API key or a session) with that workspace's numbers only; anyone else gets a 401."""
 
 from __future__ import annotations
 
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily
 from sqlalchemy import Connection, func, select, text
 
-from conveyor.api.auth import base_app
-from conveyor.errors import StoreUnavailable
+from conveyor.api.auth import SESSION_COOKIE, authenticate, base_app, bearer, resolve_scope
+from conveyor.api.problems import documented
+from conveyor.errors import InputError, StoreUnavailable
 from conveyor.store import schedules
+from conveyor.store.accounts import Principal, Role
 from conveyor.store.tables import executions, steps, workflows
 
 router = APIRouter(tags=["operations"])
@@ -72,27 +80,37 @@ async def readyz(request: Request) -> dict[str, str]:
     return {"status": "ready"}
 
 
-def _snapshot(conn: Connection) -> dict[str, Any]:
-    by_status = conn.execute(
-        select(executions.c.status, func.count())
-        .where(executions.c.status.in_(("queued", "running", "waiting")))
-        .group_by(executions.c.status)
-    ).all()
-    finished = conn.execute(
-        select(
-            func.coalesce(func.sum(workflows.c.executions_succeeded), 0),
-            func.coalesce(func.sum(workflows.c.executions_failed), 0),
-            func.coalesce(func.sum(workflows.c.executions_cancelled), 0),
-            func.coalesce(func.sum(workflows.c.executions_timed_out), 0),
-        )
-    ).one()
-    due = conn.execute(select(func.count()).where(executions.c.status == "queued")).scalar()
-    recent = conn.execute(
+def _snapshot(conn: Connection, workspace_id: str | None) -> dict[str, Any]:
+    """The numbers, over every workspace (None) or over one."""
+    live = select(executions.c.status, func.count()).where(
+        executions.c.status.in_(("queued", "running", "waiting"))
+    )
+    totals = select(
+        func.coalesce(func.sum(workflows.c.executions_succeeded), 0),
+        func.coalesce(func.sum(workflows.c.executions_failed), 0),
+        func.coalesce(func.sum(workflows.c.executions_cancelled), 0),
+        func.coalesce(func.sum(workflows.c.executions_timed_out), 0),
+    )
+    queued = select(func.count()).where(executions.c.status == "queued")
+    latest = (
         select(steps.c.started_at, steps.c.finished_at)
         .where(steps.c.finished_at.is_not(None), steps.c.attempt > 0)
         .order_by(steps.c.id.desc())
         .limit(STEP_WINDOW)
-    ).all()
+    )
+    if workspace_id is not None:
+        live = live.where(executions.c.workspace_id == workspace_id)
+        totals = totals.where(workflows.c.workspace_id == workspace_id)
+        queued = queued.where(executions.c.workspace_id == workspace_id)
+        latest = latest.where(
+            steps.c.execution_id.in_(
+                select(executions.c.id).where(executions.c.workspace_id == workspace_id)
+            )
+        )
+    by_status = conn.execute(live.group_by(executions.c.status)).all()
+    finished = conn.execute(totals).one()
+    due = conn.execute(queued).scalar()
+    recent = conn.execute(latest).all()
     return {
         "step_seconds": [
             (r.finished_at - r.started_at).total_seconds()
@@ -108,15 +126,51 @@ def _snapshot(conn: Connection) -> dict[str, Any]:
             )
         ),
         "queue_depth": int(due or 0),
-        "schedule_occurrences": schedules.fire_counts(conn),
+        "schedule_occurrences": schedules.fire_counts(conn, workspace_id),
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def scraper(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    workspace: Annotated[
+        str | None,
+        Query(max_length=200, description="an owner's workspace (when they own several)"),
+    ] = None,
+) -> str | None:
+    """None for the operator's scrape token (every workspace); else the id of the workspace
+    the caller owns, whose numbers alone they see."""
+    token: str | None = request.app.state.metrics_token
+    sent = credentials.credentials if credentials else None
+    if token and sent and hmac.compare_digest(sent.encode(), token.encode()):
+        return None
+    principal = await authenticate(request, sent, request.cookies.get(SESSION_COOKIE))
+    ws = workspace or _owned(principal)
+    scope = await resolve_scope(base_app(request), principal, ws, Role.OWNER)
+    return scope.workspace_id
+
+
+def _owned(principal: Principal) -> str:
+    owned = [w for w, role in principal.roles.items() if role == Role.OWNER]
+    if len(owned) == 1:
+        return owned[0]
+    if not owned and principal.roles:
+        return next(iter(principal.roles))  # refused below, with the role named
+    raise InputError("name the workspace whose metrics you want: /metrics?workspace=NAME")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (the scrape token: every workspace; an owner: theirs)",
+    response_class=Response,
+    responses=documented(400, 401, 403, 404, 422),
+)
+async def metrics(
+    request: Request, workspace_id: Annotated[str | None, Depends(scraper)]
+) -> Response:
     app = request.app
     try:
-        snapshot = await base_app(request).store.read(_snapshot)
+        snapshot = await base_app(request).store.read(_snapshot, workspace_id)
     except StoreUnavailable:
         snapshot = None
     registry = CollectorRegistry()
@@ -135,7 +189,8 @@ async def metrics(request: Request) -> Response:
     Gauge("conveyor_database_up", "1 when the database answered", registry=registry).set(
         0 if snapshot is None else 1
     )
-    worker = getattr(app.state, "worker", None)
+    # The process's own slots are no one workspace's.
+    worker = getattr(app.state, "worker", None) if workspace_id is None else None
     slots = Gauge("conveyor_worker_slots", "Embedded worker slots", ["state"], registry=registry)
     if worker is not None:
         slots.labels(state="in_use").set(len(worker.running))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from conveyor.api import views
+from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.problems import MAX_INT
 from conveyor.api.routes.webhooks import hook_url
@@ -96,6 +97,10 @@ async def list_workflows(
     }
 
 
+def _applied(ref: VersionRef) -> dict[str, Any]:
+    return {"name": ref.workflow_name, "version": ref.version, "created": ref.created}
+
+
 @router.post(
     "",
     response_model=WorkflowDetail,
@@ -106,6 +111,7 @@ async def create_workflow(
     scope: Write, body: DefinitionBody, request: Request, response: Response
 ) -> dict[str, Any]:
     ref = await scope.conveyor.apply(body.definition)
+    note(request, target_id=ref.workflow_id, details=_applied(ref))
     if not ref.created:
         response.status_code = 200
     detail = await _detail(scope, ref.workflow_id, ref.created)
@@ -131,6 +137,7 @@ async def update_workflow(
     if body.definition.get("name") != current["name"]:
         raise Conflict(f"the definition's name must stay '{current['name']}'")
     ref = await scope.conveyor.apply(body.definition)
+    note(request, details=_applied(ref))
     detail = await _detail(scope, ref.workflow_id, ref.created)
     return {**detail, "triggers": trigger_changes(request, ref)}
 

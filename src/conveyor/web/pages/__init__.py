@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from conveyor.web.pages import (
+    audit,
     credentials,
     editor,
     execution,
@@ -27,5 +28,6 @@ for _module in (
     inbox,
     settings,
     credentials,
+    audit,
 ):
     router.include_router(_module.router)
