@@ -1,0 +1,64 @@
+"""Roles on every route that changes something in a workspace: a viewer is refused (403)
+everywhere, a member wherever the route changes who may do what (members, API keys, the
+workspace's settings: ``ADMIN_ONLY``), with an API key, a session and on the dashboard;
+and the refused request changed nothing. Routes outside a workspace (logging in and out,
+creating a workspace) need no role."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.support import problem_of
+from tests.security.routes import ADMIN_ONLY, ENDPOINTS, Endpoint, api_body, fill, form
+from tests.security.world import Person, World, page_refused, unchanged
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+GUARDED = [e for e in ENDPOINTS if e.in_workspace and (e.changes or e.key in ADMIN_ONLY)]
+CASES = [("viewer", e) for e in GUARDED] + [("member", e) for e in GUARDED if e.key in ADMIN_ONLY]
+
+
+def who(world: World, role: str) -> Person:
+    person: Person = getattr(world.a, role)
+    return person
+
+
+@pytest.mark.parametrize("credential", ["key", "session"])
+@pytest.mark.parametrize(
+    ("role", "endpoint"),
+    [c for c in CASES if c[1].kind == "api"],
+    ids=[f"{r}-{e}" for r, e in CASES if e.kind == "api"],
+)
+async def test_an_api_route_refuses_a_role_below_its_own(
+    world: World, role: str, endpoint: Endpoint, credential: str
+) -> None:
+    person = who(world, role)
+    headers = (
+        person.bearer if credential == "key" else {**person.cookie, "X-CSRF-Token": person.csrf}
+    )
+    url = fill(endpoint, world.a.values)
+    async with unchanged(world, endpoint):
+        response = await world.call(headers, endpoint.method, url, json=api_body(endpoint, world))
+        assert response.status_code == 403, (response.status_code, response.text)
+        assert "your role" in problem_of(response, 403)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("role", "endpoint"),
+    [c for c in CASES if c[1].kind == "page"],
+    ids=[f"{r}-{e}" for r, e in CASES if e.kind == "page"],
+)
+async def test_a_page_form_refuses_a_role_below_its_own(
+    world: World, role: str, endpoint: Endpoint
+) -> None:
+    person = who(world, role)
+    url = fill(endpoint, world.a.values)
+    data = {**form(endpoint, world), "csrf_token": person.csrf}
+    async with unchanged(world, endpoint):
+        response = await world.call(person.cookie, endpoint.method, url, data=data)
+        page_refused(response, 403)
+        assert "your role" in response.text
+
+
+async def test_every_admin_only_route_exists() -> None:
+    assert {e.key for e in ENDPOINTS} >= ADMIN_ONLY
