@@ -127,14 +127,11 @@ def _is_page(path: str) -> bool:
     return not path.startswith((f"{API}/", "/hooks/", "/healthz", "/readyz", "/metrics"))
 
 
-def collected() -> list[Endpoint]:
-    """The table at collection time, from an app on a stand-in (only its limits are read
-    while routes are added); the fixture checks the real app has the same table."""
-    stand_in = SimpleNamespace(limits=DEFAULT_LIMITS)
-    return endpoints(build(cast(Conveyor, stand_in)))
-
-
-ENDPOINTS = collected()
+# The table at collection time, from an app on a stand-in (only its limits are read while
+# routes are added); the fixture checks the real app has the same table.
+COLLECTED = build(cast(Conveyor, SimpleNamespace(limits=DEFAULT_LIMITS)))
+ENDPOINTS = endpoints(COLLECTED)
+DOCUMENT = COLLECTED.openapi()
 
 
 def fill(endpoint: Endpoint, values: dict[str, str]) -> str:
@@ -200,8 +197,12 @@ def form(endpoint: Endpoint, world: Any) -> dict[str, str]:
         ("POST", f"{PAGE}/settings/limits"): {"max_running_per_user": "3"},
         ("POST", f"{PAGE}/settings/members"): {"email": world.a.member.email, "role": "owner"},
         ("POST", f"{PAGE}/settings/api-keys"): {"name": "by-form", "role": "viewer"},
-        ("POST", f"{PAGE}/credentials"): {"name": "by-form", "type": "bearer", "token": "t" * 9},
-        ("POST", f"{PAGE}/credentials/{{name}}"): {"token": "u" * 12},
+        ("POST", f"{PAGE}/credentials"): {
+            "name": "by-form",
+            "type": "bearer",
+            "field.token": "t" * 9,
+        },
+        ("POST", f"{PAGE}/credentials/{{name}}"): {"field.token": "u" * 12},
         ("POST", "/signin"): {"email": world.a.owner.email, "password": world.a.owner.password},
     }
     return forms.get(endpoint.key, {})
