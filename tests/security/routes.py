@@ -64,6 +64,15 @@ ADMIN_ONLY: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+# Pages that open a form for changing something: a viewer is refused the form itself.
+MEMBER_PAGES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", f"{PAGE}/credentials/new"),
+        ("GET", f"{PAGE}/credentials/{{name}}/edit"),
+        ("GET", f"{PAGE}/workflows/{{name}}/edit"),
+    }
+)
+
 
 @dataclass(frozen=True, order=True)
 class Endpoint:

@@ -13,6 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy import Connection, select
 
@@ -31,6 +33,7 @@ SESSION = "conveyor_session"
 # Written by reads on purpose: a key's last use (at most once a minute).
 VOLATILE = frozenset({("api_keys", "last_used_at")})
 _people = itertools.count(1)
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @dataclass
@@ -197,8 +200,12 @@ async def opened(database_url: str, expected: list[Endpoint]) -> AsyncIterator[W
     transport = StreamingTransport(app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            a = await side(conveyor.store, client, "default")
-            b = await side(conveyor.store, client, "other")
+            # Sixteen people: at the production cost an argon2 hash takes most of a second
+            # on a loaded 2-core machine. Cheap hashes still verify (their cost is in them).
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(accounts, "_HASHER", CHEAP_HASHER)
+                a = await side(conveyor.store, client, "default")
+                b = await side(conveyor.store, client, "other")
         yield World(conveyor.store, app, transport, a, b)
         assert not transport.errors, transport.errors
     finally:
