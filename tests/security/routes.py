@@ -132,6 +132,26 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
     return sorted(found)
 
 
+def query_parameters(app: FastAPI) -> dict[tuple[str, str], list[str]]:
+    """The query parameters each route reads (its own and its dependencies'), by name."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for context in iter_route_contexts(app.routes):
+        dependant = getattr(context, "dependant", None)
+        if dependant is None:
+            continue
+        names = _queries(dependant)
+        for method in getattr(context, "methods", None) or ():
+            found[(method, context.path)] = names
+    return found
+
+
+def _queries(dependant: Any) -> list[str]:
+    names = [str(p.alias) for p in dependant.query_params]
+    for inner in dependant.dependencies:
+        names += [n for n in _queries(inner) if n not in names]
+    return names
+
+
 def _is_page(path: str) -> bool:
     return not path.startswith((f"{API}/", "/hooks/", "/healthz", "/readyz", "/metrics"))
 
@@ -141,6 +161,7 @@ def _is_page(path: str) -> bool:
 COLLECTED = build(cast(Conveyor, SimpleNamespace(limits=DEFAULT_LIMITS)))
 ENDPOINTS = endpoints(COLLECTED)
 DOCUMENT = COLLECTED.openapi()
+QUERIES = query_parameters(COLLECTED)
 
 
 def fill(endpoint: Endpoint, values: dict[str, str]) -> str:
