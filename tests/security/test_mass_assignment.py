@@ -112,6 +112,28 @@ async def test_a_body_with_fields_the_server_decides_is_refused(
     assert refused == set(extra), errors
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_a_definition_with_fields_the_server_decides_is_refused(
+    world: World, method: str
+) -> None:
+    """A definition is data, but a strict one: its top level and each node declare their
+    fields, so ids, workspace, status or version in it are refused, naming each."""
+    a = world.a
+    extra = {k: v for k, v in injected(world).items() if k != "version"} | {"version": 7}
+    node = {"id": "t", "type": "transform", "config": {"output": 1}, "workspace_id": world.b.id}
+    name = a.values["workflow_name"] if method == "PUT" else "mass-definition"
+    definition = {"name": name, "nodes": [node], **extra}
+    url = f"/api/v1/workspaces/{a.name}/workflows"
+    if method == "PUT":
+        url += f"/{name}"
+    changing = Endpoint(method, url, "api")
+    async with unchanged(world, changing):
+        response = await world.call(a.owner.bearer, method, url, json={"definition": definition})
+        errors = problem_of(response, 422)["errors"]
+    refused = {(e["node_id"], e["path"]) for e in errors}
+    assert refused == {(None, k) for k in extra} | {("t", "workspace_id")}, errors
+
+
 async def test_a_route_with_a_body_outside_the_api_is_public() -> None:
     """Only the webhook receiver takes a body it does not declare (it is the payload)."""
     public = [e for e in ENDPOINTS if takes_body(e) and e.kind != "api"]

@@ -92,3 +92,42 @@ async def test_a_read_is_open_to_every_role_unless_classified(
     else:
         assert response.status_code not in (401, 403), response.text
         assert response.status_code < 500, response.text
+
+
+ESCALATIONS = {
+    "make a member owner": ("PUT", "members", "member", "owner"),
+    "demote an owner": ("PUT", "members", "owner", "viewer"),
+    "remove an owner": ("DELETE", "members/{owner}", None, None),
+    "mint an owner key": ("POST", "api-keys", None, "owner"),
+}
+
+
+@pytest.mark.parametrize("surface", ["api", "page"])
+@pytest.mark.parametrize("attempt", list(ESCALATIONS))
+async def test_an_admin_cannot_reach_above_their_role(
+    world: World, attempt: str, surface: str
+) -> None:
+    """Roles in bodies and forms: an admin grants, keys and removes up to admin only;
+    only owners make, demote or remove owners (``accounts.check_grant``)."""
+    a = world.a
+    method, path, whose, role = ESCALATIONS[attempt]
+    admin = a.admin
+    path = path.replace("{owner}", a.owner.user_id)
+    fields: dict[str, str] = {}
+    if path.startswith("api-keys"):
+        fields = {"name": "escalate", "role": str(role)}
+    elif whose is not None:
+        fields = {"email": who(world, whose).email, "role": str(role)}
+    changed = Endpoint(method, path, surface)
+    async with unchanged(world, changed):
+        if surface == "api":
+            url = f"/api/v1/workspaces/{a.name}/{path}"
+            response = await world.call(admin.bearer, method, url, json=fields or None)
+            problem_of(response, 403)
+        else:
+            url = f"/w/{a.name}/settings/{path}"
+            if method == "DELETE":
+                url += "/remove"
+            data = {**fields, "csrf_token": admin.csrf}
+            response = await world.call(admin.cookie, "POST", url, data=data)
+            page_refused(response, 403)
