@@ -6,11 +6,12 @@ document, so a new filter naming an object is covered."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tests.api.support import WebSocket
+from tests.api.support import SSEStream, WebSocket
 from tests.security.routes import ENDPOINTS, QUERIES, Endpoint, fill
 from tests.security.world import Side, World, unchanged
 
@@ -112,3 +113,22 @@ async def test_a_websocket_cannot_subscribe_to_another_workspaces_execution(
         await socket.send_json({"subscribe": theirs})
         answer = await socket.receive_json()
     assert answer["subscribe"] == theirs and "not found" in answer["error"], answer
+
+
+async def test_the_workspace_stream_replays_only_its_own_events(world: World) -> None:
+    """Caught up from the first event: every seeded event of A (its last is the task),
+    none of B's, though B's were written in between."""
+    a, b = world.a, world.b
+    stream = next(
+        e for e in ENDPOINTS if e.path.endswith("/stream") and "execution_id" not in e.params
+    )
+    async with world.client(a.owner.bearer) as client:
+        url = fill(stream, a.values)
+        async with SSEStream(client, url, {"Last-Event-ID": "0"}) as events:
+            seen = ""
+            while a.values["task_id"] not in seen:
+                event = await events.next(within=10)
+                assert event is not None
+                seen += json.dumps(event.data)
+    assert a.values["execution_id"] in seen
+    assert not told(b, seen, ""), seen

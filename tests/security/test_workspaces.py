@@ -24,6 +24,13 @@ def variants(endpoint: Endpoint, a: Side, b: Side) -> dict[str, dict[str, str]]:
     found = {"their workspace": b.values, "their workspace by id": {**b.values, "ws": b.id}}
     if set(endpoint.params) - PLAIN:
         found["their objects in mine"] = {**b.values, "ws": a.name}
+    if "execution_id" in endpoint.params:  # an execution may be named by a prefix of its id
+        prefix = b.values["execution_id"][:31]
+        found["their execution's prefix in mine"] = {
+            **b.values,
+            "ws": a.name,
+            "execution_id": prefix,
+        }
     return found
 
 
