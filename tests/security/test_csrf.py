@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.support import problem_of
+from tests.api.support import WebSocket, WebSocketRejected, problem_of
 from tests.security.routes import ENDPOINTS, Endpoint, api_body, fill, form
 from tests.security.world import World, page_refused, unchanged
 
@@ -71,3 +71,42 @@ async def test_the_sign_in_form_refuses_another_sites_page(world: World, origin:
     response = await world.call({"Origin": origin}, "POST", "/signin", data=data)
     page_refused(response, 403)
     assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("origin", "opened"),
+    [
+        (None, True),  # not a browser: nothing to hijack
+        ("http://test", True),
+        ("http://evil.example", False),
+        ("http://sibling.test", False),
+        ("null", False),
+    ],
+)
+async def test_a_websocket_on_the_session_cookie_opens_from_this_sites_pages_only(
+    world: World, origin: str | None, opened: bool
+) -> None:
+    """Cross-site WebSocket hijacking: browsers attach the cookie to a WebSocket handshake
+    from any page of the same site (SameSite=Lax; sibling subdomains are the same site),
+    and no same-origin policy keeps that page from reading the events. A GET needs no CSRF
+    token, so the handshake's Origin is what tells the page apart. API keys are not
+    affected: no browser attaches them by itself."""
+    socket = next(e for e in ENDPOINTS if e.kind == "socket")
+    headers = {"Host": "test", **world.a.owner.cookie}
+    if origin is not None:
+        headers["Origin"] = origin
+    url = fill(socket, world.a.values)
+    if opened:
+        async with WebSocket(world.app, url, headers) as connected:
+            await connected.send_json({"subscribe": "workspace"})
+            assert await connected.receive_json() == {"subscribed": "workspace"}
+    else:
+        with pytest.raises(WebSocketRejected) as refused:
+            async with WebSocket(world.app, url, headers):
+                pass
+        assert (refused.value.status, refused.value.reason) == (1008, "forbidden")
+    # a key from another site's page is the caller's own doing: allowed
+    keyed = {"Host": "test", "Origin": "http://evil.example", **world.a.owner.bearer}
+    async with WebSocket(world.app, url, keyed) as connected:
+        await connected.send_json({"subscribe": "workspace"})
+        assert await connected.receive_json() == {"subscribed": "workspace"}
