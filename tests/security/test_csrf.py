@@ -23,7 +23,6 @@ def tokens(world: World) -> dict[str, str | None]:
         "none": None,
         "another session's": world.a.admin.csrf,
         "another workspace's owner's": world.b.owner.csrf,
-        "made up": "0" * 64,
     }
 
 
