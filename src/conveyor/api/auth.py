@@ -76,7 +76,7 @@ def _check_csrf(request: Request, session: str) -> None:
         )
 
 
-def same_origin(request: Request) -> bool:
+def same_origin(request: HTTPConnection) -> bool:
     """Whether the request's ``Origin`` (when a browser sent one) is this server: the host
     the request was sent to. Compared by host and port, so a proxy that ends TLS (and so
     changes the scheme) does not matter; it must pass the Host header through."""
@@ -103,10 +103,19 @@ async def socket_caller(
     websocket: WebSocket,
     api_key: Annotated[str | None, Query(max_length=200, description="an API key")] = None,
 ) -> Principal:
-    """WebSockets: the same credentials, or ``?api_key=`` (browsers cannot set headers)."""
+    """WebSockets: the same credentials, or ``?api_key=`` (browsers cannot set headers).
+
+    On the session cookie, only from this site's own pages: a browser attaches the cookie
+    to a handshake from any page of the same site (sibling subdomains included) and no
+    same-origin policy stops that page from reading the socket (cross-site WebSocket
+    hijacking). The handshake is a GET, so no CSRF token; its ``Origin`` tells."""
     header = websocket.headers.get("authorization", "")
     key = header[7:] if header.lower().startswith("bearer ") else None
-    return await authenticate(websocket, key or api_key, websocket.cookies.get(SESSION_COOKIE))
+    key = key or api_key
+    session = websocket.cookies.get(SESSION_COOKIE)
+    if not key and session and not same_origin(websocket):
+        raise Forbidden("a WebSocket on the session cookie opens from this site's pages only")
+    return await authenticate(websocket, key, session)
 
 
 @dataclass(frozen=True)
