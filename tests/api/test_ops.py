@@ -5,6 +5,7 @@ workspace's owner, scoped to it), and a database outage answering 503 with Retry
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,13 +16,19 @@ from conveyor.api.app import create_app
 from conveyor.app import Conveyor
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
-from tests.api.conftest import PASSWORD, Api, B
+from tests.api.conftest import PASSWORD, Api, B, Caller
 from tests.api.support import API, StreamingTransport, failing, gated, problem_of, transform
-from tests.api.test_auth import session_token
 from tests.support import admin
 
 SCRAPE = "the-operators-scrape-token"
 BY_TOKEN = {"Authorization": f"Bearer {SCRAPE}"}
+
+
+async def session_token(api: Api, caller: Caller) -> str:
+    store = api.store
+    return await store.write(
+        accounts.create_session, caller.user_id, store.clock.now(), timedelta(hours=1)
+    )
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -85,7 +85,7 @@ async def test_a_bulk_action_never_reaches_another_workspace(
     if "filter" in body:
         filled["filter"] = {k: b.values[v] for k, v in body["filter"].items()}
     bulk = next(e for e in ENDPOINTS if e.path.endswith("/executions/bulk"))
-    async with unchanged(world, bulk):
+    async with unchanged(world, bulk, audited=True):
         response = await world.call(a.owner.bearer, "POST", fill(bulk, a.values), json=filled)
         assert response.status_code in (200, 404), response.text
         if response.status_code == 200:
