@@ -15,6 +15,7 @@ from sqlalchemy import Connection, delete, select, true
 
 from conveyor import web
 from conveyor.api.app import create_app
+from conveyor.api.throttles import Throttles, ThrottleSettings
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.errors import InputError
@@ -238,6 +239,7 @@ def build(
         on_start=on_start,
         on_stop=on_stop,
         drafting=GeneratorSettings.of(settings),
+        throttles=Throttles(ThrottleSettings.of(settings)),
     )
     web.install(app)
     return app

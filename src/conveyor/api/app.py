@@ -25,6 +25,7 @@ from conveyor.api.routes import (
     webhooks,
     workflows,
 )
+from conveyor.api.throttles import Throttles
 from conveyor.app import Conveyor
 from conveyor.generate import GeneratorSettings
 from conveyor.live import Feed
@@ -39,11 +40,13 @@ def create_app(
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
     drafting: GeneratorSettings | None = None,
+    throttles: Throttles | None = None,
 ) -> FastAPI:
     """An API serving ``conveyor``'s database; the caller owns ``conveyor``'s lifetime.
 
     ``on_start``/``on_stop`` let the server run an embedded worker and housekeeping;
-    ``drafting`` is the LLM that drafts workflows from descriptions (None: not offered)."""
+    ``drafting`` is the LLM that drafts workflows from descriptions (None: not offered);
+    ``throttles`` hold the brute-force and flooding limits (None: the defaults)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +74,7 @@ def create_app(
     )
     app.state.conveyor = conveyor
     app.state.drafting = drafting
+    app.state.throttles = throttles if throttles is not None else Throttles()
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     docs.install(app, API)
