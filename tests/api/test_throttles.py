@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from conveyor import web
-from conveyor.api.throttles import ThrottleSettings, Throttles
+from conveyor.api.throttles import Throttles, ThrottleSettings
 from conveyor.store.tables import executions, webhook_deliveries
 from tests.api.conftest import Api
 from tests.api.support import API, problem_of, transform
