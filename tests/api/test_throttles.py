@@ -4,6 +4,7 @@ answered 429 problem+json with Retry-After; the counters run on a hand-moved clo
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -62,6 +63,16 @@ async def test_failed_signins_are_refused_429_until_the_window_passes(api: Api) 
     for _ in range(2):
         problem_of(await client.post(LOGIN, json={"email": email, "password": "no"}), 401)
     assert (await client.post(LOGIN, json={"email": email, "password": password})).is_success
+
+
+async def test_a_burst_of_concurrent_guesses_gets_no_more_tries_than_the_limit(
+    api: Api,
+) -> None:
+    limited(api, signin_failures=3)
+    client = api.new_client()
+    guess = {"email": api.owner.email, "password": "guess"}
+    answers = await asyncio.gather(*(client.post(LOGIN, json=guess) for _ in range(12)))
+    assert sorted(a.status_code for a in answers) == [401] * 3 + [429] * 9
 
 
 async def test_failures_over_many_accounts_block_the_address(api: Api) -> None:

@@ -90,31 +90,32 @@ def test_signin_limits_per_account_and_address_and_per_address() -> None:
         signin_failures=3, signin_failures_per_client=5, signin_window=timedelta(minutes=15)
     )
     limits = Throttles(settings, clock)
-    for _ in range(3):
-        limits.check_signin("Ann@example.com", "1.2.3.4")
-        limits.signin_failed("ann@example.com ", "1.2.3.4")
+    for email in ("Ann@example.com", "ann@example.com ", "ANN@example.com"):
+        limits.signin_attempt(email, "1.2.3.4")  # each counted until it succeeds
     with pytest.raises(TooManyRequests) as refused:
-        limits.check_signin("ann@example.com", "1.2.3.4")
+        limits.signin_attempt("ann@example.com", "1.2.3.4")
     assert refused.value.retry_after == timedelta(seconds=900)
-    limits.check_signin("ann@example.com", "5.6.7.8")  # another address: its own count
-    limits.check_signin("bob@example.com", "1.2.3.4")
-    limits.signin_failed("bob@example.com", "1.2.3.4")
-    limits.signin_failed("cy@example.com", "1.2.3.4")  # the address's fifth failure
+    limits.signin_attempt("ann@example.com", "5.6.7.8")  # another address: its own count
+    limits.signin_attempt("bob@example.com", "1.2.3.4")
+    limits.signin_attempt("cy@example.com", "1.2.3.4")  # the address's fifth
     with pytest.raises(TooManyRequests):
-        limits.check_signin("dee@example.com", "1.2.3.4")
+        limits.signin_attempt("dee@example.com", "1.2.3.4")
     clock.now += 900
-    limits.check_signin("ann@example.com", "1.2.3.4")  # the window passed
+    limits.signin_attempt("ann@example.com", "1.2.3.4")  # the window passed
 
 
-def test_a_successful_signin_resets_the_account_not_the_address() -> None:
+def test_a_successful_signin_resets_the_account_and_refunds_the_address() -> None:
     limits = Throttles(ThrottleSettings(signin_failures=2, signin_failures_per_client=3), Clock())
-    limits.signin_failed("ann@example.com", "ip")
+    for _ in range(5):  # successes alone never block anyone
+        limits.signin_attempt("ann@example.com", "ip")
+        limits.signin_succeeded("ann@example.com", "ip")
+    limits.signin_attempt("ann@example.com", "ip")  # failed
+    limits.signin_attempt("ann@example.com", "ip")  # succeeded: the account starts over
     limits.signin_succeeded("ann@example.com", "ip")
-    limits.signin_failed("ann@example.com", "ip")
-    limits.check_signin("ann@example.com", "ip")  # one failure since the success
-    limits.signin_failed("bob@example.com", "ip")  # the address's third failure
+    limits.signin_attempt("ann@example.com", "ip")  # failed; the address has two now
+    limits.signin_attempt("bob@example.com", "ip")  # failed: the address's third
     with pytest.raises(TooManyRequests):
-        limits.check_signin("ann@example.com", "ip")
+        limits.signin_attempt("cy@example.com", "ip")
 
 
 def test_api_keys_and_webhooks_refuse_with_whole_seconds() -> None:

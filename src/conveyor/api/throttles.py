@@ -66,6 +66,13 @@ class FailureWindow:
     def reset(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def refund(self, key: str) -> None:
+        """Take back the newest failure of ``key`` (an attempt counted before its outcome
+        turned out to be a success)."""
+        failures = self._failures.get(key)
+        if failures:
+            failures.pop()
+
 
 class TokenBucket:
     """``rate`` admissions per second per key, with bursts of up to ``burst``."""
@@ -149,21 +156,24 @@ class Throttles:
 
     # -- sign-in: both the dashboard form and POST /auth/login --------------------------------
 
-    def check_signin(self, email: str, client: str) -> None:
+    def signin_attempt(self, email: str, client: str) -> None:
+        """Refuse a sign-in over the limits, else count it as failed until it succeeds:
+        counted before the password is checked, so a burst of concurrent guesses cannot
+        all pass the check while the first ones are still hashing."""
         account = _account_key(email, client)
         wait = self.signin.retry_after(account)
         if wait is None:
             wait = self.signin_client.retry_after(client)
         refuse(wait, "too many failed sign-ins")
-
-    def signin_failed(self, email: str, client: str) -> None:
-        self.signin.fail(_account_key(email, client))
+        self.signin.fail(account)
         self.signin_client.fail(client)
 
     def signin_succeeded(self, email: str, client: str) -> None:
-        """Resets the account's count from this address (not the address's own count: one
-        good password must not buy an attacker a fresh round on every other account)."""
+        """Resets the account's count from this address and takes back this attempt from
+        the address's count (not all of it: one good password must not buy an attacker a
+        fresh round on every other account)."""
         self.signin.reset(_account_key(email, client))
+        self.signin_client.refund(client)
 
     # -- API keys -----------------------------------------------------------------------------
 

@@ -76,12 +76,11 @@ async def signin(
     now = store.clock.now()
     limits, client = throttles(request), client_address(request)
     try:
-        limits.check_signin(email, client)
+        limits.signin_attempt(email, client)
     except TooManyRequests as exc:
         return _refused(request, email, next, exc)
     user_id = await store.write(accounts.authenticate, email, password, now) if email else None
     if user_id is None:
-        limits.signin_failed(email, client)
         # The same words whether or not the email exists.
         context = {"next": _safe_next(next), "email": email, "error": "Wrong email or password."}
         return render(request, "signin.html", context, 401)

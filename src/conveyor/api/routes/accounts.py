@@ -123,10 +123,9 @@ async def login(request: Request, body: Login, response: Response) -> dict[str, 
     store = base_app(request).store
     now = store.clock.now()
     limits, client = throttles(request), client_address(request)
-    limits.check_signin(body.email, client)
+    limits.signin_attempt(body.email, client)
     user_id = await store.write(accounts.authenticate, body.email, body.password, now)
     if user_id is None:
-        limits.signin_failed(body.email, client)
         raise Unauthorized("wrong email or password")
     limits.signin_succeeded(body.email, client)
     token = await store.write(accounts.create_session, user_id, now, SESSION_TTL)
