@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import httpx
 from sqlalchemy import func, select
 
-from conveyor import web
+from conveyor import server, web
 from conveyor.api.throttles import Throttles, ThrottleSettings
+from conveyor.settings import Settings
 from conveyor.store.tables import executions, webhook_deliveries
 from tests.api.conftest import Api
 from tests.api.support import API, problem_of, transform
@@ -131,3 +133,18 @@ async def test_a_webhook_flood_is_refused_before_anything_is_written(api: Api) -
     clock.now += 1.0  # two tokens
     again = [await sender.post(url, json={}) for _ in range(3)]
     assert [a.status_code for a in again] == [202, 202, 429]
+
+
+async def test_the_server_takes_its_limits_from_the_settings(api: Api) -> None:
+    """``conveyor server`` builds its app with the CONVEYOR_* limits; the dashboard's form
+    answers 429 at the configured count."""
+    settings = Settings(signin_failures=2, webhook_rate=0)
+    app = server.build(api.conveyor, settings, None)
+    built = app.state.throttles.settings
+    assert (built.signin_failures, built.webhook_rate) == (2, 0)
+    assert built.api_key_failures == ThrottleSettings().api_key_failures
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")
+    async with client:
+        form = {"email": api.owner.email, "password": "guess"}
+        statuses = [(await client.post("/signin", data=form)).status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
