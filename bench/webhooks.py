@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -145,6 +146,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--hold", type=float, default=0.0, help="seconds to wait after warm-up")
     args = parser.parse_args()
+    # The server's per-webhook delivery limit would cap what this measures (docs/security.md).
+    os.environ["CONVEYOR_WEBHOOK_RATE"] = "0"
     for backend in args.backends.split(","):
         result = run(backend, args.requests, args.hold)
         shown = ", ".join(f"{k} {v:.1f}" for k, v in result.items())

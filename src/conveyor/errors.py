@@ -11,6 +11,7 @@
     ├── Conflict                 a command that the current state does not allow
     ├── Unauthorized             no valid credentials
     ├── Forbidden                valid credentials, but the role does not allow the action
+    ├── TooManyRequests          a caller over a brute-force or flooding limit (``retry_after``)
     ├── LeaseLost                a fenced write matched no row: another worker owns the execution
     └── NodeError                a node failed; ``non_retryable`` and ``retry_after`` steer retries
         ├── NodeTimeout          a step ran past its timeout
@@ -107,6 +108,15 @@ class Unauthorized(ConveyorError):
 
 class Forbidden(ConveyorError):
     pass
+
+
+class TooManyRequests(ConveyorError):
+    """Too many failed sign-ins or API keys, or deliveries to one webhook: refused until
+    ``retry_after`` has passed."""
+
+    def __init__(self, message: str, retry_after: timedelta) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class LeaseLost(ConveyorError):

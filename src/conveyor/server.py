@@ -15,6 +15,7 @@ from sqlalchemy import Connection, delete, select, true
 
 from conveyor import web
 from conveyor.api.app import create_app
+from conveyor.api.throttles import Throttles, ThrottleSettings
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.errors import InputError
@@ -239,6 +240,7 @@ def build(
         on_stop=on_stop,
         drafting=GeneratorSettings.of(settings),
         metrics_token=settings.metrics_token,
+        throttles=Throttles(ThrottleSettings.of(settings)),
     )
     web.install(app)
     return app

@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     # *.example.com) or networks (10.1.0.0/16; a listed private network is allowed without
     # allow_private_network). A comma-separated list; docs/security.md.
     outbound_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    # Brute-force and flooding limits, counted per API server process (0 turns one off);
+    # over one the API answers 429 with Retry-After. docs/security.md.
+    signin_failures: int = Field(default=10, ge=0)  # per account and client address
+    signin_failures_per_client: int = Field(default=50, ge=0)  # per client address
+    signin_window_seconds: float = Field(default=900.0, gt=0)
+    api_key_failures: int = Field(default=30, ge=0)  # invalid API keys per client address
+    api_key_window_seconds: float = Field(default=300.0, gt=0)
+    webhook_rate: float = Field(default=50.0, ge=0)  # deliveries per second per webhook
+    webhook_burst: int = Field(default=100, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)

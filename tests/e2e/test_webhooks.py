@@ -175,6 +175,16 @@ def test_every_auth_mode_dedupe_and_limits(server: ServerProcess) -> None:
         assert again.json()["execution_id"] == started["standard"]
         assert again.json()["duplicate"] is True
 
+        # A replay of any signed request, its unsigned headers changed, starts nothing: the
+        # signature names the delivery (schemes that sign no id; Standard signs webhook-id).
+        for name in ("github", "stripe", "slack", "generic"):
+            replay = {**JSON, **good[name], "X-GitHub-Delivery": f"forged-{name}"}
+            answer = httpx.post(hooks[name]["url"], content=BODY, headers=replay)
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.json()["execution_id"] == started[name], name
+            assert answer.json()["duplicate"] is True, name
+        assert len(executions(client)) == len(started)
+
         # 50 concurrent deliveries of one id: one execution.
         assert len(set(asyncio.run(concurrent(hooks["standard"], 50)))) == 1
 

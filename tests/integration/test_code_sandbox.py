@@ -391,3 +391,91 @@ async def test_without_a_sandbox_a_refused_connection_is_the_snippets_own() -> N
     message = await fails(bare, code, port)
     assert message.startswith("the code raised an exception")
     assert "ConnectionRefusedError" in message
+
+
+ESCAPES = """
+import os, signal, ctypes
+def attempt(report, name, action):
+    try:
+        report[name] = ['done', repr(action())[:200]]
+    except BaseException as exc:
+        report[name] = [type(exc).__name__, str(exc)[:200]]
+
+def main(input):
+    report = {}
+    for path in input['read']:
+        attempt(report, 'read ' + path, lambda: open(path, 'rb').read(64))
+    for path in input['write']:
+        attempt(report, 'write ' + path, lambda: open(path, 'wb').write(b'pwned'))
+    attempt(report, 'kill victim', lambda: os.kill(input['victim'], signal.SIGKILL))
+    attempt(report, 'kill worker', lambda: os.kill(input['worker'], signal.SIGKILL))
+    attempt(report, 'kill parent', lambda: os.kill(os.getppid(), signal.SIGKILL))
+    attempt(report, 'setuid root', lambda: os.setuid(0))
+    attempt(report, 'uid', lambda: os.getuid())
+    report['pids'] = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+    libc = ctypes.CDLL(None, use_errno=True)
+    report['mount'] = libc.mount(b'none', b'/usr', b'tmpfs', 0, None)
+    report['ptrace worker'] = libc.ptrace(16, input['worker'], None, None)  # PTRACE_ATTACH
+    return report
+"""
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+async def test_escapes_from_the_sandbox_reach_nothing_on_the_host(
+    sandboxed: Code, tmp_path: Path
+) -> None:
+    """Reading the host's secrets (shadow file, the Conveyor database and its key file, the
+    worker's environment and memory), writing outside the sandbox's own /tmp, signalling
+    the worker or another process of the host, becoming root, mounting, tracing: each
+    fails inside the snippet, and the host is untouched afterwards."""
+    database = tmp_path / "conveyor.db"
+    database.write_bytes(b"SQLite format 3\x00")
+    key = tmp_path / "conveyor.db.key"
+    key.write_text(CANARY)
+    victim = await asyncio.create_subprocess_exec("sleep", "120")
+    worker = os.getpid()
+    written = [
+        str(tmp_path / "pwned"),
+        "/etc/pwned",
+        "/usr/pwned",
+        "/pwned",
+        str(Path.home() / "pwned"),
+    ]
+    reads = [
+        "/etc/shadow",
+        str(database),
+        str(key),
+        str(Path.home() / ".config/conveyor/secret.key"),
+        f"/proc/{worker}/environ",
+        f"/proc/{worker}/mem",
+        "/proc/1/environ",
+    ]
+    try:
+        report = await run(
+            sandboxed,
+            ESCAPES,
+            {"read": reads, "write": written, "victim": victim.pid, "worker": worker},
+        )
+        assert victim.returncode is None, "the snippet killed a host process"
+    finally:
+        victim.kill()
+        await victim.wait()
+    print(report)
+    for path in reads:
+        assert report[f"read {path}"][0] in ("FileNotFoundError", "PermissionError"), path
+    for path in written:
+        assert report[f"write {path}"][0] in ("OSError", "FileNotFoundError", "PermissionError")
+    assert not [path for path in written if _exists(path)]
+    # The host's processes do not exist in the snippet's PID namespace.
+    assert report["kill victim"][0] == "ProcessLookupError"
+    assert report["kill worker"][0] == "ProcessLookupError"
+    assert report["setuid root"][0] == "PermissionError"
+    assert report["uid"] != ["done", "0"]
+    pids = report["pids"]
+    assert victim.pid not in pids and worker not in pids and max(pids) < 100
+    assert report["mount"] == -1  # refused, nothing mounted
+    assert report["ptrace worker"] == -1
+    assert CANARY not in repr(report)

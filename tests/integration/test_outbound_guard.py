@@ -102,6 +102,21 @@ async def test_non_standard_ipv4_spellings_never_connect_even_when_private_is_al
     assert listener.connections() == 0
 
 
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1.", "2130706433.", "0x7f000001.", "127.1.", "169.254.169.254."]
+)
+async def test_a_trailing_dot_is_refused_before_any_resolver_is_asked(
+    listener: Listener, host: str
+) -> None:
+    """glibc refuses these, but a resolver may read them as the address (musl, a proxy's
+    DNS): the guard refuses them itself, even to a resolver that answers loopback."""
+    dns = Resolver({host: [["127.0.0.1"]]})
+    policy = NetworkPolicy(allow_private=True, resolver=dns)
+    with pytest.raises(BlockedAddress, match="non-standard"):
+        await _get(f"http://{host}:{listener.port}/", policy)
+    assert dns.calls == [] and listener.connections() == 0
+
+
 async def test_an_octal_part_is_refused_by_the_url_parser_and_by_resolve(
     listener: Listener,
 ) -> None:
@@ -113,13 +128,39 @@ async def test_an_octal_part_is_refused_by_the_url_parser_and_by_resolve(
 
 
 @pytest.mark.parametrize(
-    "host",
-    ["127.0.0.1", "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "localhost"],
+    ("host", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("[::1]", "loopback"),
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("[::ffff:7f00:1]", "loopback"),
+        ("[0:0:0:0:0:ffff:127.0.0.1]", "loopback"),
+        ("localhost", "loopback"),
+        ("LOCALHOST", "loopback"),
+        ("127\u30020\u30020\u30021", "loopback"),  # ideographic full stops (IDNA maps them)
+        ("127.0.0.1%2e", "loopback"),  # read as a zone id: judged on the address dialled
+        ("0.0.0.0", "unspecified"),
+        ("[::]", "unspecified"),
+        ("[fe80::1%25lo]", "link-local"),
+        ("[fc00::1]", "unique-local"),
+        ("169.254.169.254", "cloud metadata"),
+        ("[::ffff:a9fe:a9fe]", "cloud metadata"),
+    ],
 )
-async def test_loopback_in_any_form_is_refused_before_connecting(
-    listener: Listener, host: str
+async def test_internal_addresses_in_any_form_are_refused_before_connecting(
+    listener: Listener, host: str, kind: str
 ) -> None:
-    with pytest.raises(BlockedAddress, match="loopback"):
+    with pytest.raises(BlockedAddress, match=kind):
+        await _get(f"http://{host}:{listener.port}/", NetworkPolicy())
+    assert listener.connections() == 0
+
+
+@pytest.mark.parametrize(
+    "host", ["\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54", "\uff11\uff12\uff17.0.0.1"]
+)
+async def test_fullwidth_hosts_never_connect(listener: Listener, host: str) -> None:
+    """Fullwidth letters and digits: the URL parser refuses them, so nothing is dialled."""
+    with pytest.raises((httpx.InvalidURL, BlockedAddress)):
         await _get(f"http://{host}:{listener.port}/", NetworkPolicy())
     assert listener.connections() == 0
 

@@ -105,6 +105,10 @@ def test_text_that_is_not_an_ip_address_is_an_error() -> None:
         "127.0.1",
         "127.000.000.001",  # zero-padded parts
         "0",
+        "127.0.0.1.",  # a trailing dot, on any spelling
+        "2130706433.",
+        "0x7f.0.0.1..",
+        "169.254.169.254.",
     ],
 )
 def test_non_standard_ipv4_spellings_are_refused_before_resolving(host: str) -> None:

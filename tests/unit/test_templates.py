@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -149,6 +150,12 @@ ESCAPES = [
     "'{0.__class__.__init__.__globals__}'.format(x)",
     "'{a.__class__}'.format_map({'a': x})",
     "'%s' % x.__class__",
+    "config",
+    "request",
+    "self._TemplateReference__context",
+    "x|attr('__class__')|attr('__mro__')",
+    "'{0.__init__.__globals__}'.format(cycler)",
+    "namespace.__init__.__globals__",
 ]
 
 
@@ -229,3 +236,60 @@ def test_node_references_reports_syntax_errors_with_the_path() -> None:
     with pytest.raises(TemplateProblem, match="template syntax error") as info:
         node_references({"a": ["ok", "{{ nodes.a "]}, "config")
     assert info.value.path == "config.a[1]"
+
+
+# Work no event loop could interrupt: refused before it is done, as a template error.
+EXHAUSTION = [
+    "{{ range(10**9) | list | length }}",
+    "{{ ('a' * 10**9) | length }}",
+    "{{ (['a'] * 10**9) | length }}",
+    "{{ ('a' * 10**4) * 10**4 }}",
+    "{{ 10 ** (10 ** 10) }}",
+    "{{ 'a'.ljust(10**9) }}",
+    "{{ 'a' | center(10**9) }}",
+    "{{ 'a' | indent(10**9, true) }}",
+    "{{ '{:>1000000000}'.format(1) }}",
+    "{{ '{a:>1000000000}'.format_map({'a': 1}) }}",
+    "{{ '%*d' % (10**9, 1) }}",
+    "{{ '%1000000000d' % 1 }}",
+    "{{ '%s' | format('a' * 10**9) }}",
+    "{{ lipsum(10**6) }}",
+    "{{ ('a' * 10**6) | replace('', 'b' * 10**6) }}",
+    "{{ ('a' * 10**6).replace('', 'b' * 10**6) }}",
+    "{{ (['a'] * 10**6) | join('b' * 10**6) }}",
+    "{{ ('b' * 10**6).join(['a'] * 10**6) }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
+    "{% set ns = namespace(s=[1]) %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
+    "{% set ns = namespace(s=[1]) %}{% for i in range(64) %}{% set ns.s = [ns.s, ns.s] %}"
+    "{% endfor %}{{ ns.s }}",
+    "{% set ns = namespace(s=[1]) %}{% for i in range(64) %}{% set ns.s = [ns.s, ns.s] %}"
+    "{% endfor %}{{ ns.s | tojson | length }}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(64) }}",
+    "{{ [x, x, x, x, x, x, x, x, x, x, x, x] }}",
+]
+
+
+@pytest.mark.parametrize("template", EXHAUSTION)
+def test_resource_exhaustion_fails_as_a_template_problem_quickly(template: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem) as info:
+        render(template, {"x": "a" * 1_000_000}, "config.x")
+    assert info.value.path == "config.x"
+    elapsed = time.monotonic() - started
+    print(f"{elapsed:.3f}s {template[:60]}")
+    assert elapsed < 20  # seconds, on a loaded machine; each takes well under one alone
+
+
+def test_ordinary_templates_stay_within_the_bounds() -> None:
+    context = {"input": {"items": list(range(1000)), "name": "Ann"}}
+    loop = "{% for i in input.items %}{% for j in range(100) %}{% endfor %}{{ i }}{% endfor %}"
+    assert render(loop, context).endswith("999")
+    assert render("{{ 'ab' * 1000 }}", context) == "ab" * 1000
+    assert render("{{ 2 ** 64 }}", context) == 2**64
+    assert render("{{ '{:>10}'.format(input.name) }}", context) == "       Ann"
+    assert render("{{ '%05d' % 42 }}", context) == "00042"
+    assert render("{{ input.items | join(',') | length }}", context) == 3889
+    assert render("{{ [input.name, input.name] }}", context) == ["Ann", "Ann"]

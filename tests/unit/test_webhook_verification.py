@@ -191,10 +191,46 @@ def test_trigger_data_and_delivery_ids() -> None:
     # No explicit id: no dedupe (never a key made from the body).
     assert delivery_id(spec(mode="none"), incoming, data) is None
     assert delivery_id(spec(), request(b"", sw_headers()), data) == SW_ID
+    # GitHub signs no delivery id: its unsigned header is not one (a replay could change it).
     github = request(b"", {"X-GitHub-Delivery": "72d3162e"})
-    assert delivery_id(spec(scheme="github"), github, data) == "72d3162e"
+    assert delivery_id(spec(scheme="github"), github, data) is None
     with pytest.raises(InputError, match="JSON"):
         trigger_data(hook, request(b"{", {"content-type": "application/json"}))
+
+
+def test_a_replayed_signature_names_the_same_delivery_whatever_else_changed() -> None:
+    """Schemes that sign no id: the verified signature is the delivery id, so a captured
+    request sent again (even with extra signatures or another unsigned id header appended)
+    dedupes to the first execution; a fresh signature (a new timestamp) is a new delivery."""
+    secret = "whsec_test_secret"
+    body = b'{"id": "evt_1"}'
+    stripe = spec(scheme="stripe")
+    first = request(body, {"Stripe-Signature": stripe_header(secret, 100, body)})
+    padded = stripe_header(secret, 100, body) + ",v1=" + "0" * 64
+    replay = request(body, {"Stripe-Signature": padded, "X-Request-Id": "new"})
+    ids = [delivery_id(stripe, r, {}, verify(stripe, secret, r, at(100))) for r in (first, replay)]
+    assert ids[0] is not None and ids[0].startswith("signature:") and ids[0] == ids[1]
+    later = request(body, {"Stripe-Signature": stripe_header(secret, 101, body)})
+    assert delivery_id(stripe, later, {}, verify(stripe, secret, later, at(101))) != ids[0]
+    github = spec(scheme="github")
+    good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    signed = [
+        request(b"Hello, World!", {"X-Hub-Signature-256": good, "X-GitHub-Delivery": d})
+        for d in ("a", "b")
+    ]
+    secret = "It's a Secret to Everybody"
+    proofs = [verify(github, secret, r, at(0)) for r in signed]
+    assert len({delivery_id(github, r, {}, p) for r, p in zip(signed, proofs, strict=True)}) == 1
+    # An explicit dedupe setting still wins; unsigned modes have no proof.
+    chosen = WebhookSpec.model_validate(
+        {
+            "id": "h",
+            "auth": {"mode": "signature", "scheme": "github"},
+            "dedupe": {"header": "X-GitHub-Delivery"},
+        }
+    )
+    assert delivery_id(chosen, signed[1], {}, proofs[1]) == "b"
+    assert verify(spec(mode="none"), None, signed[0], at(0)) is None
 
 
 def test_tolerance_is_configurable() -> None:

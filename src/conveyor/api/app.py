@@ -27,6 +27,7 @@ from conveyor.api.routes import (
     webhooks,
     workflows,
 )
+from conveyor.api.throttles import Throttles
 from conveyor.app import Conveyor
 from conveyor.generate import GeneratorSettings
 from conveyor.live import Feed
@@ -42,13 +43,15 @@ def create_app(
     on_stop: Hook | None = None,
     drafting: GeneratorSettings | None = None,
     metrics_token: str | None = None,
+    throttles: Throttles | None = None,
 ) -> FastAPI:
     """An API serving ``conveyor``'s database; the caller owns ``conveyor``'s lifetime.
 
     ``on_start``/``on_stop`` let the server run an embedded worker and housekeeping;
     ``drafting`` is the LLM that drafts workflows from descriptions (None: not offered);
     ``metrics_token`` lets a scraper read ``/metrics`` for every workspace (None: only
-    workspace owners read theirs)."""
+    workspace owners read theirs); ``throttles`` hold the brute-force and flooding limits
+    (None: the defaults)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +80,7 @@ def create_app(
     app.state.conveyor = conveyor
     app.state.drafting = drafting
     app.state.metrics_token = metrics_token
+    app.state.throttles = throttles if throttles is not None else Throttles()
     problems.install(app)
     app.add_middleware(BodyLimit, limit=conveyor.limits.request_bytes)
     app.add_middleware(AuditTrail)

@@ -13,6 +13,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 
 from conveyor.api.audit import remember_principal, remember_workspace
+from conveyor.api.throttles import Throttles
 from conveyor.app import Conveyor
 from conveyor.errors import Forbidden, NotFound, Unauthorized
 from conveyor.store import accounts
@@ -34,6 +35,16 @@ def base_app(connection: HTTPConnection) -> Conveyor:
     return conveyor
 
 
+def client_address(connection: HTTPConnection) -> str:
+    """The peer's address (a proxy's, unless uvicorn is told to trust its headers)."""
+    return connection.client.host if connection.client is not None else "unknown"
+
+
+def throttles(connection: HTTPConnection) -> Throttles:
+    found: Throttles = connection.app.state.throttles
+    return found
+
+
 async def authenticate(
     connection: HTTPConnection, key: str | None, session: str | None
 ) -> Principal:
@@ -41,8 +52,14 @@ async def authenticate(
     now = conveyor.store.clock.now()
     found: Principal | None = None
     if key:
+        # An address that sent too many invalid keys is refused before its key is even
+        # looked up: guessing keys stops, and a right guess would not be told apart.
+        client = client_address(connection)
+        throttles(connection).check_api_key(client)
         found = await conveyor.store.read(accounts.api_key_principal, key, now)
-        if found is not None and found.touch and found.api_key_id is not None:
+        if found is None:
+            throttles(connection).api_key_failed(client)
+        elif found.touch and found.api_key_id is not None:
             await conveyor.store.write(accounts.touch_api_key, found.api_key_id, now)
     elif session:
         found = await conveyor.store.read(accounts.session_principal, session, now)

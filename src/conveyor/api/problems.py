@@ -23,11 +23,13 @@ from conveyor.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     StoreUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 
 PROBLEM = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+TOO_MANY_REQUESTS = 429  # over a brute-force or flooding limit (api/throttles.py)
 MAX_INT = 2**31 - 1  # the largest number any integer parameter may carry
 # A WebSocket refused before its handshake is closed with this code, which the server turns
 # into an HTTP 403. A denial response (401/404 with a problem body) would say more, but
@@ -57,6 +59,7 @@ _DESCRIPTIONS = {
     409: "Conflict with the state",
     413: "Body, input or definition over its size limit (the problem names the setting)",
     422: "Invalid request, definition, or input (for the workflow's input schema)",
+    429: "Too many failed sign-ins or API keys, or deliveries to one webhook (see Retry-After)",
     503: "Database unavailable (retry), or the drafting LLM is not configured or failed",
 }
 
@@ -70,7 +73,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-API_ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 503)
+API_ERRORS = documented(400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 _STATUS: list[tuple[type[ConveyorError], int, str]] = [
     (DefinitionError, 422, "invalid-definition"),
@@ -81,6 +84,7 @@ _STATUS: list[tuple[type[ConveyorError], int, str]] = [
     (Conflict, 409, "conflict"),
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
+    (TooManyRequests, TOO_MANY_REQUESTS, "too-many-requests"),
     (StoreUnavailable, 503, "unavailable"),
     (ServiceUnavailable, 503, "service-unavailable"),
 ]
@@ -136,7 +140,16 @@ def response_for(exc: ConveyorError) -> JSONResponse:
         extra["errors"] = [p.as_dict() for p in exc.problems]
     if isinstance(exc, PayloadTooLarge):
         extra.update(setting=exc.setting, limit=exc.limit)
-    return problem(status, kind, _title(kind), str(exc), **extra)
+    response = problem(status, kind, _title(kind), str(exc), **extra)
+    response.headers.update(retry_headers(exc))
+    return response
+
+
+def retry_headers(exc: ConveyorError) -> dict[str, str]:
+    """``Retry-After`` for a refusal that names when to come back (pages send it too)."""
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(int(exc.retry_after.total_seconds()))}
+    return {}
 
 
 # -- webhooks (/hooks/{token}) ----------------------------------------------------------------

@@ -9,23 +9,89 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from jinja2 import StrictUndefined, Template, TemplateError, Undefined, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, Undefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from conveyor.engine import template_bounds as bounds
+
+# Filters that turn a whole value into text, or pad it: their input and widths are bounded.
+_TEXT_FILTERS = ("string", "tojson", "pprint", "format", "list")
+_WIDTH_FILTERS = ("center", "indent", "truncate", "wordwrap")
+_COUNTED = "conveyor_counted"
+
+
+class _BoundedCode(CodeGenerator):
+    """``a ~ b`` joins through the environment's bounded ``concat`` (template_bounds)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
 
 class _DataEnvironment(ImmutableSandboxedEnvironment):
-    """Keys win over methods: ``output.items`` is the key ``items``, not ``dict.items``."""
+    """Keys win over methods: ``output.items`` is the key ``items``, not ``dict.items``.
+    Operators, method calls, filters, loops and output are bounded (template_bounds), and
+    macros are refused (recursion no loop budget would see)."""
+
+    code_generator_class = _BoundedCode
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    concat = staticmethod(bounds.join)
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, finalize=bounds.check)
+        for name in _TEXT_FILTERS:
+            self.filters[name] = bounds.bounded(self.filters[name])
+        for name in _WIDTH_FILTERS:
+            self.filters[name] = bounds.bounded(self.filters[name], width_args=True)
+        self.filters[_COUNTED] = bounds.counted
+        self.filters["replace"] = bounds.bounded_replace(self.filters["replace"])
+        self.filters["join"] = bounds.bounded_join(self.filters["join"])
+        self.globals["lipsum"] = bounds.lipsum(cast(Callable[..., Any], self.globals["lipsum"]))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        bounds.binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
 
-_ENV = _DataEnvironment(undefined=StrictUndefined, autoescape=False)
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        bounds.call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` and ``format_map``, as the sandbox wraps them, with no wide field."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            if value.__name__ == "format_map" and args and isinstance(args[0], dict):
+                bounds.format_spec(template, args[0].values())
+            bounds.format_spec(template, (*args, *kwargs.values()))
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+    def _generate(self, source: nodes.Template, *args: Any, **kwargs: Any) -> str:
+        for found in source.find_all((nodes.Macro, nodes.CallBlock)):
+            raise TemplateSyntaxError("macros are not available in templates", found.lineno)
+        for loop in source.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, _COUNTED, [], [], None, None, lineno=loop.lineno)
+        return super()._generate(source, *args, **kwargs)
+
+
+_ENV = _DataEnvironment()
 _SINGLE_MARKERS = ("{{", "{%", "{#")
 
 
@@ -61,7 +127,7 @@ class TemplateContext:
         self.variables = variables
         self.jinja: Context | None = None
 
-    def evaluate(self, expression: Template) -> Any:
+    def evaluate(self, expression: Template, builds: bool = True) -> Any:
         if self.jinja is None:
             self.jinja = expression.new_context(dict(self.variables))
         context = self.jinja
@@ -71,6 +137,8 @@ class TemplateContext:
         context.exported_vars.discard("result")
         if isinstance(result, Undefined):
             result._fail_with_undefined_error()
+        if builds and isinstance(result, list | tuple | dict):
+            bounds.check(result, "the value")  # [x, x, ...] of big data: its JSON would be too
         return result
 
 
@@ -80,9 +148,18 @@ def _compile(value: str) -> Callable[[TemplateContext], Any]:
     if expression is not None:
         # compile_expression's own template: it sets ``result`` to the expression's value.
         template = _ENV.compile_expression(expression, undefined_to_none=False)._template
-        return lambda context: context.evaluate(template)
+        builds = _builds(expression)
+        return lambda context: context.evaluate(template, builds)
     template = _ENV.from_string(value)
-    return lambda context: template.render(**context.variables)
+    return lambda context: bounds.budgeted(lambda: template.render(**context.variables))
+
+
+def _builds(expression: str) -> bool:
+    """Whether an expression may make a new collection (a literal, an operator, a call)
+    rather than only look data up: only such results are weighed (template_bounds)."""
+    tree = _ENV.parse("{{ " + expression + " }}")
+    kinds = (nodes.List, nodes.Tuple, nodes.Dict, nodes.BinExpr, nodes.Filter, nodes.Call)
+    return any(True for _ in tree.find_all(kinds))
 
 
 def render(value: Any, context: Mapping[str, Any] | TemplateContext, path: str = "") -> Any:
@@ -102,6 +179,8 @@ def _render(value: Any, context: TemplateContext, path: str) -> Any:
             raise TemplateProblem(path, f"template error: {exc.message or exc}") from None
         except (TypeError, ValueError, ArithmeticError, KeyError, IndexError) as exc:
             raise TemplateProblem(path, f"template error: {exc}") from None
+        except (RecursionError, MemoryError) as exc:
+            raise TemplateProblem(path, f"template error: {type(exc).__name__}") from None
     if isinstance(value, dict):
         return {k: _render(v, context, _join(path, k)) for k, v in value.items()}
     if isinstance(value, list):

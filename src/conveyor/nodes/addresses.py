@@ -93,11 +93,14 @@ def host_refused(host: str) -> str | None:
     name, or an IPv4 address spelled other than as four decimal parts (parsers disagree on
     those, and each is a way to write 127.0.0.1 past a filter)."""
     name = host.strip("[]").lower()
-    if name.rstrip(".") in METADATA_NAMES:
+    bare = name.rstrip(".")
+    if bare in METADATA_NAMES:
         return METADATA
-    if literal_address(name) is not None:
+    if bare == name and literal_address(name) is not None:
         return None
-    labels = name.split(".")
+    # A trailing dot ("127.0.0.1.", "2130706433.") is one more spelling: some resolvers
+    # read it as the address, others refuse it; refused here whatever the resolver does.
+    labels = bare.split(".")
     if len(labels) <= 4 and all(_NUMERIC_LABEL.match(label) for label in labels):
         return "an IPv4 address in a non-standard (decimal, octal or hex) spelling"
     return None

@@ -45,8 +45,9 @@ ALWAYS_HIDDEN = frozenset(
         SLACK_SIGNATURE,
     }
 )
-# The delivery id header a signature scheme's sender always sets (used without ``dedupe``).
-DEFAULT_ID_HEADERS = {"standard": STANDARD_ID, "github": "x-github-delivery"}
+# The delivery id header a signature scheme signs (used without ``dedupe``). Others sign no
+# id (GitHub's X-GitHub-Delivery is not signed: a replay could change it at will).
+SIGNED_ID_HEADERS = {"standard": STANDARD_ID}
 MAX_DELIVERY_ID = 150  # longer ids (header values) are hashed to fit the idempotency key
 _DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
@@ -68,12 +69,15 @@ class WebhookRequest:
 # -- verification -------------------------------------------------------------------------------
 
 
-def verify(spec: WebhookSpec, secret: str | None, request: WebhookRequest, now: datetime) -> None:
-    """Return if ``request`` carries the credentials or signature ``spec`` asks for; else
-    raise Unauthorized."""
+def verify(
+    spec: WebhookSpec, secret: str | None, request: WebhookRequest, now: datetime
+) -> str | None:
+    """Return if ``request`` carries the credentials or signature ``spec`` asks for (with a
+    signature: the one it was proven by, as computed here, which names the request exactly
+    and so catches its replays); else raise Unauthorized."""
     auth = spec.auth
     if auth.mode == "none":
-        return
+        return None
     if not secret:
         raise Unauthorized("this webhook has no secret yet: set one before sending to it")
     if auth.mode == "header":
@@ -83,7 +87,8 @@ def verify(spec: WebhookSpec, secret: str | None, request: WebhookRequest, now: 
     else:
         tolerance = auth.tolerance.total_seconds()
         check = _SCHEMES[auth.scheme]
-        check(spec, secret, request, now.timestamp(), tolerance)
+        return check(spec, secret, request, now.timestamp(), tolerance)
+    return None
 
 
 def _same(a: str | bytes, b: str | bytes) -> bool:
@@ -145,7 +150,7 @@ def _mac(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
 
 def _standard(
     spec: WebhookSpec, secret: str, request: WebhookRequest, now: float, tolerance: float
-) -> None:
+) -> str:
     headers = request.headers
     ident = headers.get(STANDARD_ID)
     if not ident:
@@ -164,22 +169,24 @@ def _standard(
             found = True
     if not found:
         raise Unauthorized("no webhook-signature matches this request")
+    return expected
 
 
 def _github(
     spec: WebhookSpec, secret: str, request: WebhookRequest, now: float, tolerance: float
-) -> None:
+) -> str:
     offered = request.headers.get(GITHUB_SIGNATURE)
     if not offered:
         raise Unauthorized("the X-Hub-Signature-256 header is missing")
     expected = "sha256=" + _mac(secret.encode(), request.body).hex()
     if not _same(offered.strip(), expected):
         raise Unauthorized("X-Hub-Signature-256 does not match this request")
+    return expected
 
 
 def _stripe(
     spec: WebhookSpec, secret: str, request: WebhookRequest, now: float, tolerance: float
-) -> None:
+) -> str:
     header = request.headers.get(STRIPE_SIGNATURE)
     if not header:
         raise Unauthorized("the Stripe-Signature header is missing")
@@ -193,11 +200,12 @@ def _stripe(
             found = True
     if not found:
         raise Unauthorized("no v1 signature in Stripe-Signature matches this request")
+    return expected
 
 
 def _slack(
     spec: WebhookSpec, secret: str, request: WebhookRequest, now: float, tolerance: float
-) -> None:
+) -> str:
     offered = request.headers.get(SLACK_SIGNATURE)
     if not offered:
         raise Unauthorized("the X-Slack-Signature header is missing")
@@ -207,11 +215,12 @@ def _slack(
     expected = "v0=" + _mac(secret.encode(), f"v0:{ts}:".encode() + request.body).hex()
     if not _same(offered.strip(), expected):
         raise Unauthorized("X-Slack-Signature does not match this request")
+    return expected
 
 
 def _generic(
     spec: WebhookSpec, secret: str, request: WebhookRequest, now: float, tolerance: float
-) -> None:
+) -> str:
     scheme = spec.auth.hmac
     assert scheme is not None  # the spec's validation makes sure
     offered = request.headers.get(scheme.header.lower())
@@ -229,6 +238,7 @@ def _generic(
     encoded = digest.hex() if scheme.encoding == "hex" else base64.b64encode(digest).decode()
     if not _same(offered.strip(), scheme.prefix + encoded):
         raise Unauthorized(f"{scheme.header} does not match this request")
+    return encoded
 
 
 def signed_message(scheme: HmacScheme, request: WebhookRequest, timestamp: str | None) -> bytes:
@@ -312,10 +322,16 @@ def trigger_data(spec: WebhookSpec, request: WebhookRequest) -> dict[str, Any]:
     return data
 
 
-def delivery_id(spec: WebhookSpec, request: WebhookRequest, data: dict[str, Any]) -> str | None:
+def delivery_id(
+    spec: WebhookSpec, request: WebhookRequest, data: dict[str, Any], proof: str | None = None
+) -> str | None:
     """The id the sender gives this delivery, or None (then every request starts an
     execution). Only explicit ids: ``dedupe.header``, ``dedupe.template`` (over the trigger
-    data), else ``webhook-id`` for the Standard Webhooks scheme. Never the body alone."""
+    data), else ``webhook-id`` for the Standard Webhooks scheme, else for another signature
+    scheme the signature ``proof`` that :func:`verify` returned: a replay of a signed request
+    (past the timestamp window it is refused anyway; a scheme that signs no time is covered
+    for as long as delivery ids are kept, 24 h) names the same delivery and starts nothing.
+    Never the body alone."""
     dedupe = spec.dedupe
     if dedupe is not None and dedupe.header:
         value = request.headers.get(dedupe.header.lower())
@@ -330,9 +346,11 @@ def delivery_id(spec: WebhookSpec, request: WebhookRequest, data: dict[str, Any]
         if value in (None, ""):
             raise InputError("the delivery id template rendered to nothing")
         return _fit(str(value))
-    if spec.auth.mode == "signature" and spec.auth.scheme in DEFAULT_ID_HEADERS:
-        header = DEFAULT_ID_HEADERS[spec.auth.scheme]
+    if spec.auth.mode == "signature" and spec.auth.scheme in SIGNED_ID_HEADERS:
+        header = SIGNED_ID_HEADERS[spec.auth.scheme]
         return _fit(request.headers.get(header) or "") or None
+    if spec.auth.mode == "signature" and proof:
+        return "signature:" + hashlib.sha256(proof.encode()).hexdigest()[:40]
     return None
 
 

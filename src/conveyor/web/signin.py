@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from conveyor.api import problems
 from conveyor.api.audit import note, remember_principal
-from conveyor.api.auth import SESSION_COOKIE, base_app, same_origin
-from conveyor.errors import Forbidden
+from conveyor.api.auth import SESSION_COOKIE, base_app, client_address, same_origin, throttles
+from conveyor.errors import Forbidden, TooManyRequests
 from conveyor.store import accounts
 from conveyor.web.render import render
 from conveyor.web.session import CSRF_FIELD, check_csrf, session_token, signed_in
@@ -74,15 +75,30 @@ async def signin(
         raise Forbidden("sign in from this site's own page")
     store = base_app(request).store
     now = store.clock.now()
+    limits, client = throttles(request), client_address(request)
+    try:
+        limits.signin_attempt(email, client)
+    except TooManyRequests as exc:
+        return _refused(request, email, next, exc)
     user_id = await store.write(accounts.authenticate, email, password, now) if email else None
     if user_id is None:
         note(request, action="signin.failed", actor=email or "(no email)", always=True)
         # The same words whether or not the email exists.
         context = {"next": _safe_next(next), "email": email, "error": "Wrong email or password."}
         return render(request, "signin.html", context, 401)
+    limits.signin_succeeded(email, client)
     token = await store.write(accounts.create_session, user_id, now, _ttl())
     await _remember(request, user_id)
     return _signed_in_response(request, token, _safe_next(next))
+
+
+def _refused(request: Request, email: str, next: str, exc: TooManyRequests) -> Response:
+    """The form again, with the status and Retry-After the API would answer."""
+    status, _kind = problems.classify(exc)
+    context = {"next": _safe_next(next), "email": email, "error": f"{str(exc).capitalize()}."}
+    response = render(request, "signin.html", context, status)
+    response.headers.update(problems.retry_headers(exc))
+    return response
 
 
 @router.get("/signin/link/{token}")

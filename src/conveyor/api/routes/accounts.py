@@ -15,8 +15,10 @@ from conveyor.api.auth import (
     admin_access,
     base_app,
     caller,
+    client_address,
     read_access,
     same_origin,
+    throttles,
 )
 from conveyor.errors import Forbidden, InputError, Unauthorized
 from conveyor.nodes.addresses import parse_allowlist
@@ -121,10 +123,13 @@ async def login(request: Request, body: Login, response: Response) -> dict[str, 
         raise Forbidden("cross-origin login refused: the Origin header names another site")
     store = base_app(request).store
     now = store.clock.now()
+    limits, client = throttles(request), client_address(request)
+    limits.signin_attempt(body.email, client)
     user_id = await store.write(accounts.authenticate, body.email, body.password, now)
     if user_id is None:
         note(request, action="signin.failed", actor=body.email, always=True)
         raise Unauthorized("wrong email or password")
+    limits.signin_succeeded(body.email, client)
     token = await store.write(accounts.create_session, user_id, now, SESSION_TTL)
     response.set_cookie(
         SESSION_COOKIE,

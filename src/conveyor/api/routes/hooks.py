@@ -2,7 +2,8 @@
 webhook's own auth (triggers/webhooks.py) admit a request.
 
 Order of checks (each answer is recorded in ``webhook_deliveries`` once the webhook is
-known): unknown or deleted token 404; disabled 404; archived workflow 404; paused or draft
+known): unknown or deleted token 404; over the webhook's delivery rate 429 (not recorded:
+a flood writes nothing); disabled 404; archived workflow 404; paused or draft
 workflow 409; method 405; body over ``max_body_bytes`` 413 (read with a bound, never
 buffered past it); credentials or signature 401; bad body or delivery id 400; input schema
 422. Then the execution is enqueued with the idempotency key ``webhook:<id>:<delivery id>``
@@ -23,7 +24,7 @@ from sqlalchemy import Connection
 
 from conveyor import failpoints
 from conveyor.api import problems
-from conveyor.api.auth import base_app
+from conveyor.api.auth import base_app, throttles
 from conveyor.api.routes.streams import execution_messages
 from conveyor.api.sse import START, EventStream
 from conveyor.app import Conveyor
@@ -128,6 +129,8 @@ async def deliver(token: str, request: Request) -> Response:
     hook = await _hooks(request).lookup(conveyor, token)
     if hook is None or hook.row["deleted_at"] is not None:
         raise NotFound("no webhook at this URL")
+    # A flood is refused here, before anything (its delivery included) is written.
+    throttles(request).admit_delivery(hook.row["id"])
     client = request.client.host if request.client is not None else None
     delivery = Delivery(hook.row["id"], conveyor.store.clock.now(), request.method, client)
     scoped = conveyor.scoped(hook.row["workspace_id"])
@@ -168,9 +171,9 @@ async def _accept(conveyor: Conveyor, hook: Hook, request: Request, delivery: De
         return refused
     body = await _read_body(request, hook.spec.max_body_bytes)
     incoming = _incoming(request, body, delivery.client)
-    webhooks.verify(hook.spec, hook.secret, incoming, conveyor.store.clock.now())
+    proof = webhooks.verify(hook.spec, hook.secret, incoming, conveyor.store.clock.now())
     data = webhooks.trigger_data(hook.spec, incoming)
-    delivery.delivery_id = webhooks.delivery_id(hook.spec, incoming, data)
+    delivery.delivery_id = webhooks.delivery_id(hook.spec, incoming, data, proof)
     key = None
     if delivery.delivery_id is not None:
         key = webhooks.idempotency_key(hook.row["id"], delivery.delivery_id)
