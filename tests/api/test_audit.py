@@ -16,7 +16,7 @@ from conveyor.store.tables import audit_log
 from conveyor.web import pages, signin
 from tests.api.conftest import A, Api, B
 from tests.api.support import API, problem_of, transform
-from tests.api.test_auth import (
+from tests.api.sweep import (
     HOOK,
     WS,
     body_for,
