@@ -321,8 +321,10 @@ class Worker:
                 continue
             try:
                 states = await self.store.control_state(self.name)
-            except ConveyorError:
-                log.exception("control poll failed", extra={"action": "control_failed"})
+            except (ConveyorError, SQLAlchemyError) as exc:
+                # As for claims and heartbeats: one line, and the loop goes on (a database
+                # outage would otherwise log a traceback every poll, or end this loop).
+                log.warning("control poll failed: %s", exc, extra={"action": "control_failed"})
                 continue
             for execution_id, cancel, paused, newest_signal in states:
                 self._apply_control(execution_id, cancel, paused, newest_signal)

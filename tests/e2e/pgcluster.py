@@ -62,7 +62,20 @@ class Cluster:
             self.as_user = [str(runuser), "-u", "postgres", "--"]
         self.data = self.folder / "data"
         self.port = _free_port()
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        # --no-sync: the new cluster's files need not reach the disk before it starts (it
+        # is thrown away); the server itself runs with fsync on, as a crash test needs.
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
