@@ -53,7 +53,11 @@ class Store:
         self.live_listeners: Subscribers[LiveMessage] = Subscribers()
         self.origin = new_id()  # tells this process's own NOTIFYs from others'
         self._notifying: set[asyncio.Task[None]] = set()
+        # Reads and writes on threads of their own: writes that wait for a lock (SQLite's
+        # one write lock held by a stopped process, for up to the busy timeout) must not
+        # take every thread, or reads, and the claim loop's first look, would wait too.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
+        self._reads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-read")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -80,7 +84,8 @@ class Store:
             self.db.dialect.after_commit(self.db.url, notified)
             return result, added
 
-        result, added = await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
+        pool = self._pool if write else self._reads
+        result, added = await asyncio.get_running_loop().run_in_executor(pool, partial(work))
         self._publish(added)
         return result
 
@@ -447,6 +452,7 @@ class Store:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
         self.db.dispose()
 
 
