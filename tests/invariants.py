@@ -104,6 +104,7 @@ def check(
         problems += _steps_once(execution_id, rows, once)
         problems += _order(execution_id, rows)
         problems += _event_sequence(execution, rows)
+        problems += _step_events_once(execution_id, rows)
         problems += _final_is_final(execution, rows)
         problems += _lease(execution, rows)
     return problems
@@ -190,6 +191,21 @@ def _event_sequence(execution: dict[str, Any], rows: Rows) -> list[str]:
     if seqs != list(range(1, len(seqs) + 1)) or execution["event_seq"] != len(seqs):
         return [f"{execution['id']}: event ids {seqs} (counter {execution['event_seq']})"]
     return []
+
+
+def _step_events_once(execution_id: str, rows: Rows) -> list[str]:
+    """G2 in the event log: a step attempt starts and succeeds at most once (a transition
+    written twice, e.g. retried after a commit whose acknowledgement was lost, repeats it)."""
+    seen = Counter(
+        (e["type"], e["data"].get("node_id"), e["data"].get("attempt"))
+        for e in rows.events[execution_id]
+        if e["type"] in ("step.started", "step.succeeded") and isinstance(e["data"], dict)
+    )
+    return [
+        f"{execution_id}:{node} attempt {attempt}: {kind} recorded {k} times"
+        for (kind, node, attempt), k in seen.items()
+        if k > 1
+    ]
 
 
 def _final_is_final(execution: dict[str, Any], rows: Rows) -> list[str]:

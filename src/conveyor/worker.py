@@ -284,14 +284,20 @@ class Worker:
         control.poke()
 
     async def _heartbeats(self) -> None:
-        """Renew every lease in one statement. A worker that cannot renew for a whole lease
-        stops starting steps: its executions may already belong to someone else."""
+        """Renew the leases of the executions this worker runs, in one statement. A worker
+        that cannot renew for a whole lease stops starting steps: its executions may already
+        belong to someone else."""
         last_renewal = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(self.settings.heartbeat.total_seconds())
+            if not self.running:  # no lease to renew (nor a write lock to take for nothing)
+                last_renewal = asyncio.get_running_loop().time()
+                continue
             try:
                 await failpoints.reached("lease.renew")
-                renewed = await self.store.heartbeat(self.name, self._lease_seconds)
+                renewed = await self.store.heartbeat(
+                    self.name, self._lease_seconds, list(self.running)
+                )
             except (ConveyorError, SQLAlchemyError) as exc:
                 log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
                 if asyncio.get_running_loop().time() - last_renewal > self._lease_seconds:
@@ -315,8 +321,10 @@ class Worker:
                 continue
             try:
                 states = await self.store.control_state(self.name)
-            except ConveyorError:
-                log.exception("control poll failed", extra={"action": "control_failed"})
+            except (ConveyorError, SQLAlchemyError) as exc:
+                # As for claims and heartbeats: one line, and the loop goes on (a database
+                # outage would otherwise log a traceback every poll, or end this loop).
+                log.warning("control poll failed: %s", exc, extra={"action": "control_failed"})
                 continue
             for execution_id, cancel, paused, newest_signal in states:
                 self._apply_control(execution_id, cancel, paused, newest_signal)

@@ -447,12 +447,18 @@ def _definitions(
 
 
 def heartbeat(
-    conn: Connection, dialect: StoreDialect, owner: str, lease_seconds: float
+    conn: Connection, dialect: StoreDialect, owner: str, lease_seconds: float, ids: list[str]
 ) -> list[tuple[str, bool]]:
-    """Renew every lease ``owner`` holds in one statement; return (id, cancel_requested)."""
+    """Renew, in one statement, the leases ``owner`` holds on ``ids`` (the executions it
+    still runs); return (id, cancel_requested). Only those: an execution the worker gave up
+    after a failed write must expire, so that a worker able to write resumes it."""
     rows = conn.execute(
         update(executions)
-        .where(executions.c.lease_owner == owner, executions.c.status == "running")
+        .where(
+            executions.c.lease_owner == owner,
+            executions.c.status == "running",
+            executions.c.id.in_(ids),
+        )
         .values(lease_expires_at=dialect.now_plus(lease_seconds))
         .returning(executions.c.id, executions.c.cancel_requested)
     ).all()

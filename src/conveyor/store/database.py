@@ -136,6 +136,13 @@ class Database:
             self._raise_if_not_a_database(exc)
             if not isinstance(exc, OperationalError):
                 raise
+            if self.dialect.name == "sqlite" and _is_lock_timeout(exc):
+                # Another process held the write lock past the busy timeout (a long
+                # transaction, a stopped process): a moment's unavailability, not a fault.
+                raise StoreUnavailable(
+                    "the database is busy: another process has held its lock for longer "
+                    "than the busy timeout; retry shortly"
+                ) from exc
             if _is_connection_error(exc):
                 hint = self.dialect.database_exists_hint(self.url)
                 raise StoreUnavailable(
@@ -195,6 +202,11 @@ class Database:
 
 # What SQLite says about a file that is not a database, or is a damaged one.
 _NOT_A_DATABASE = ("file is not a database", "is encrypted or is not a database", "malformed")
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message
 
 
 def _is_connection_error(exc: OperationalError) -> bool:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
+from conveyor.errors import InputError, StoreUnavailable
 from conveyor.store.channels import EVENTS_CHANNEL, WAKE_CHANNEL
 from conveyor.store.prepared import Call
 from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
@@ -56,14 +57,22 @@ class SQLiteDialect:
         return url.set(drivername="sqlite+pysqlite")
 
     def create_engine(self, url: URL, *, json_serializer: Any, json_deserializer: Any) -> Engine:
+        busy_ms = busy_timeout_ms(url)
         engine = create_engine(
             url,
             json_serializer=json_serializer,
             json_deserializer=json_deserializer,
-            connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": busy_ms / 1000, "check_same_thread": False},
         )
-        event.listen(engine, "connect", _on_connect)
-        event.listen(engine, "begin", _on_begin)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            _on_connect(dbapi_connection, busy_ms)
+
+        def on_begin(conn: Any) -> None:
+            _on_begin(conn, busy_ms)
+
+        event.listen(engine, "connect", on_connect)
+        event.listen(engine, "begin", on_begin)
         return engine
 
     def now(self) -> ColumnElement[Any]:
@@ -190,42 +199,66 @@ class SQLiteDialect:
         return f"check that the folder of {url.database} exists and is writable"
 
 
-def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+def busy_timeout_ms(url: URL) -> int:
+    """How long a write waits for another process's write lock before it fails: the URL's
+    ``timeout`` (seconds, as pysqlite takes it: ``sqlite:///conveyor.db?timeout=5``), else
+    BUSY_TIMEOUT_MS."""
+    raw = url.query.get("timeout")
+    value = raw[-1] if isinstance(raw, tuple) else raw
+    if value is None:
+        return BUSY_TIMEOUT_MS
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InputError(f"timeout={value!r} in the database URL is not a number") from None
+    if not 0 <= seconds <= 3600:
+        raise InputError(f"timeout={value} in the database URL: give 0 to 3600 seconds")
+    return int(seconds * 1000)
+
+
+def _on_connect(dbapi_connection: Any, busy_ms: int) -> None:
     # Take transaction control from pysqlite so BEGIN is emitted by _on_begin.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def _on_begin(conn: Any) -> None:
+def _on_begin(conn: Any, busy_ms: int) -> None:
     # Writers take the write lock up front so two writers never deadlock on lock upgrade.
     if conn.get_execution_options().get(WRITE_OPTION):
-        _begin_immediate(conn.connection.dbapi_connection)
+        _begin_immediate(conn.connection.dbapi_connection, busy_ms)
     else:
         conn.exec_driver_sql("BEGIN")
 
 
-def _begin_immediate(raw: Any) -> None:
+def _begin_immediate(raw: Any, busy_ms: int) -> None:
     """``BEGIN IMMEDIATE``, waiting for another process's write lock in steps of about a
     millisecond. SQLite's own busy handler backs off to sleeps of 10-100 ms, so a lock
     freed after a fraction of a millisecond is often taken up only many milliseconds
     later; with writers in several processes that sleep, not the work, set the pace."""
     raw.execute(f"PRAGMA busy_timeout={_BEGIN_WAIT_MS}")
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_ms / 1000
     try:
         while True:
             try:
                 raw.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
+                if "locked" not in str(exc):
                     raise
+                if time.monotonic() > deadline:
+                    # Raised from an engine event, which SQLAlchemy does not wrap: say
+                    # here what it means (the API answers 503 with Retry-After).
+                    raise StoreUnavailable(
+                        "the database is busy: another process has held its write lock "
+                        f"for over {busy_ms / 1000:g} s; retry shortly"
+                    ) from exc
     finally:
-        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        raw.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
 def sqlite_url(path: str) -> URL:

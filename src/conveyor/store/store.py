@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from conveyor.engine.interfaces import (
     Changes,
@@ -22,7 +23,7 @@ from conveyor.engine.interfaces import (
     Signal,
     SystemClock,
 )
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, StoreUnavailable
 from conveyor.store import claims, controls, history, transitions, triggers, workflows
 from conveyor.store import executions as queue
 from conveyor.store.channels import LIVE_CHANNEL
@@ -52,7 +53,11 @@ class Store:
         self.live_listeners: Subscribers[LiveMessage] = Subscribers()
         self.origin = new_id()  # tells this process's own NOTIFYs from others'
         self._notifying: set[asyncio.Task[None]] = set()
+        # Reads and writes on threads of their own: writes that wait for a lock (SQLite's
+        # one write lock held by a stopped process, for up to the busy timeout) must not
+        # take every thread, or reads, and the claim loop's first look, would wait too.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
+        self._reads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-read")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -79,7 +84,8 @@ class Store:
             self.db.dialect.after_commit(self.db.url, notified)
             return result, added
 
-        result, added = await asyncio.get_running_loop().run_in_executor(self._pool, partial(work))
+        pool = self._pool if write else self._reads
+        result, added = await asyncio.get_running_loop().run_in_executor(pool, partial(work))
         self._publish(added)
         return result
 
@@ -136,8 +142,12 @@ class Store:
                     )
                 )
             except Exception as exc:
-                if len(batch) == 1:
-                    outcomes = [exc]
+                if len(batch) == 1 or _outcome_unknown(exc):
+                    # Lost during the commit, the batch may have been written: written
+                    # again alone, each transition would repeat its events and counters.
+                    # Each runner gives its execution up; whoever resumes it reads what
+                    # was committed (G12).
+                    outcomes = [exc] * len(batch)
                 else:  # isolate: one execution's failure must not fail the others
                     outcomes = await asyncio.gather(
                         *(self._apply_alone(e, c) for e, c in pairs),
@@ -377,8 +387,10 @@ class Store:
 
         return await self.write(work)
 
-    async def heartbeat(self, owner: str, lease_seconds: float) -> list[tuple[str, bool]]:
-        return await self.write(claims.heartbeat, self.db.dialect, owner, lease_seconds)
+    async def heartbeat(
+        self, owner: str, lease_seconds: float, ids: list[str]
+    ) -> list[tuple[str, bool]]:
+        return await self.write(claims.heartbeat, self.db.dialect, owner, lease_seconds, ids)
 
     async def release(self, execution: ClaimedExecution) -> bool:
         return await self.write(claims.release, execution)
@@ -440,6 +452,7 @@ class Store:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
         self.db.dispose()
 
 
@@ -467,6 +480,13 @@ def each(
 
 
 Pending = tuple[ClaimedExecution, Changes, "asyncio.Future[None]"]
+
+
+def _outcome_unknown(exc: Exception) -> bool:
+    """The connection failed, so whether the transaction committed is unknown."""
+    return isinstance(exc, StoreUnavailable) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def _one_each(pending: list[Pending]) -> tuple[list[Pending], list[Pending]]:
