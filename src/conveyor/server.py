@@ -16,7 +16,6 @@ from sqlalchemy import Connection, delete, select, true
 from conveyor import web
 from conveyor.api.app import create_app
 from conveyor.app import Conveyor
-from conveyor.engine.interfaces import SystemClock
 from conveyor.errors import InputError
 from conveyor.generate import GeneratorSettings
 from conveyor.redaction import install_log_filter
@@ -178,7 +177,10 @@ class EmbeddedWorker:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.worker = Worker(
-            self.conveyor.store, self.conveyor.registry, SystemClock(), settings=self.settings
+            self.conveyor.store,
+            self.conveyor.registry,
+            self.conveyor.store.clock,
+            settings=self.settings,
         )
         self._started.set()
         try:

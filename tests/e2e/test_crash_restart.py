@@ -77,7 +77,7 @@ TICK = {
 async def test_every_process_killed_at_once_then_restarted_loses_nothing(
     backend: str, app: Conveyor, side: Side, workers: Workers, servers: Servers, ledger: Ledger
 ) -> None:
-    count = 200 if backend == "postgres" else 120
+    count = 200 if backend == "postgres" else 100
     await app.apply(burst(ledger))
     await app.apply(TICK)
     tick = schedule_id(side, "every-second")
