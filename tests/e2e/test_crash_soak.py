@@ -3,7 +3,7 @@ restarted at random moments; afterwards every invariant holds (tests/invariants.
 ledger agrees (tests/ledger.py), no concurrency key ever ran over its limit, and nothing
 finished mid-soak changed later (G1, G2, G3, G4, G7, G11).
 
-Bounded for CI: 30 s of chaos on PostgreSQL, 15 s on SQLite (whose single write lock makes
+Bounded for CI: 25 s of chaos on PostgreSQL, 10 s on SQLite (whose single write lock makes
 each second of chaos slower to drain; the other crash suites already cover SQLite's
 recovery path, so a shorter soak there buys the most coverage per CI second). A longer
 manual run: ``CONVEYOR_SOAK_SECONDS=600`` (both backends); ``CONVEYOR_SOAK_SEED`` repeats
@@ -28,7 +28,7 @@ from tests.e2e.processes import WorkerProcess, Workers
 from tests.invariants import LimitSampler, Snapshot, check
 from tests.ledger import Ledger
 
-CI_SECONDS = {"postgres": 30.0, "sqlite": 15.0}
+CI_SECONDS = {"postgres": 25.0, "sqlite": 10.0}
 NODES = ["a", "b", "c"]
 AT_MOST_ONCE = {"c"}
 WORKERS = 3

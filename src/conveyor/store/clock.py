@@ -12,9 +12,10 @@ from sqlalchemy import Connection, select
 
 from conveyor.store.database import StoreDialect
 
-# Below this, an offset is the noise of the measurement's round trip (same-host clocks):
-# ignored, so that this process's time never jitters between measurements.
+# Offsets below this (beyond the measurement's own uncertainty) are taken as none: clocks
+# on one host, or kept by NTP, never jitter this process's time between measurements.
 NOISE = timedelta(milliseconds=250)
+SAMPLES = 3
 
 
 class DatabaseClock:
@@ -31,9 +32,16 @@ class DatabaseClock:
 
 
 def measure_offset(conn: Connection, dialect: StoreDialect) -> timedelta:
-    """The database clock minus this process's clock, taken at the middle of one query."""
-    before = datetime.now(UTC)
-    database_now: datetime = conn.execute(select(dialect.now())).scalar_one()
-    after = datetime.now(UTC)
-    offset = database_now - (before + (after - before) / 2)
-    return offset if abs(offset) > NOISE else timedelta(0)
+    """The database clock minus this process's clock. Each sample is uncertain by half its
+    round trip (a loaded machine may take most of a second), so the quickest of a few is
+    kept, and an offset within its uncertainty plus NOISE counts as none: on one host the
+    measurement can then never invent an offset (a single sample on a loaded machine can be
+    off by half a second: enough to record a step's end before the call that ended it)."""
+    samples = []
+    for _ in range(SAMPLES):
+        before = datetime.now(UTC)
+        database_now: datetime = conn.execute(select(dialect.now())).scalar_one()
+        after = datetime.now(UTC)
+        samples.append((after - before, database_now - (before + (after - before) / 2)))
+    round_trip, offset = min(samples)
+    return offset if abs(offset) > NOISE + round_trip / 2 else timedelta(0)
