@@ -20,8 +20,8 @@ HEALTHY = 30
 WORKERS = 3
 # From its enqueue to its end, per healthy execution: the poison's crashes interrupt some
 # (each then waits out a lease and runs alone as a suspect) and hold the queue while a
-# suspect waits. Seen: 27 to 32 s (workers booting included) on a 2-core machine under a
-# load of 16; the margin is for worse.
+# suspect waits. Seen: 12 to 32 s (workers booting included) on a 2-core machine under a
+# load of 10 to 16; the margin is for worse.
 DELAY_BOUND = 90.0
 
 
