@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import Connection, delete, select, true
+from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor import web
 from conveyor.api.app import create_app
 from conveyor.api.throttles import Throttles, ThrottleSettings
 from conveyor.app import Conveyor
-from conveyor.engine.interfaces import SystemClock
-from conveyor.errors import InputError
+from conveyor.errors import ConveyorError, InputError
 from conveyor.generate import GeneratorSettings
 from conveyor.redaction import install_log_filter
 from conveyor.settings import Settings
@@ -179,7 +179,10 @@ class EmbeddedWorker:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.worker = Worker(
-            self.conveyor.store, self.conveyor.registry, SystemClock(), settings=self.settings
+            self.conveyor.store,
+            self.conveyor.registry,
+            self.conveyor.store.clock,
+            settings=self.settings,
         )
         self._started.set()
         try:
@@ -216,6 +219,12 @@ def build(
         # Here, after uvicorn configured its log handlers: every line they write is
         # scrubbed of the secrets this process decrypts.
         install_log_filter()
+        # The API and the scheduler keep the database's time too (an embedded worker
+        # measures again every minute).
+        try:
+            await conveyor.store.align_clock()
+        except (ConveyorError, SQLAlchemyError) as exc:
+            log.warning("clock alignment failed: %s", exc, extra={"action": "clock_failed"})
         if worker_settings is not None:
             worker = EmbeddedWorker(conveyor, worker_settings)
             worker.start()

@@ -33,6 +33,8 @@ from conveyor.store import Store, claims
 from conveyor.store.database import new_id
 
 log = logging.getLogger(__name__)
+# How often a worker measures its clock against the database's again (a clock stepped by NTP).
+ALIGN_SECONDS = 60.0
 
 
 def worker_name() -> str:
@@ -89,6 +91,7 @@ class Worker:
         self._controls_due = asyncio.Event()
         self._signals_seen: dict[str, int] = {}
         self._listening = False
+        self._clock_aligned = 0.0
 
     @property
     def _lease_seconds(self) -> float:
@@ -126,6 +129,7 @@ class Worker:
     async def serve(self, stop: asyncio.Event) -> None:
         """Claim and run executions until ``stop`` is set, then shut down gracefully: claim
         nothing more, let running steps finish within the grace period, release the rest."""
+        await self._align_clock()
         helpers = self._start_helpers()
         try:
             while not stop.is_set():
@@ -304,9 +308,28 @@ class Worker:
                     self.runner.drain()
                 continue
             last_renewal = asyncio.get_running_loop().time()
+            if last_renewal > self._clock_aligned + ALIGN_SECONDS:
+                await self._align_clock()
             for execution_id, cancel in renewed:
                 if cancel:
                     self.runner.request_cancel(execution_id)
+
+    async def _align_clock(self) -> None:
+        """Keep this process's time on the database's (timers, deadlines and due checks
+        agree with every other process even when this machine's clock is off)."""
+        before = getattr(self.store.clock, "offset", None)
+        try:
+            await self.store.align_clock()
+        except (ConveyorError, SQLAlchemyError) as exc:
+            log.warning("clock alignment failed: %s", exc, extra={"action": "clock_failed"})
+        self._clock_aligned = asyncio.get_running_loop().time()
+        offset = getattr(self.store.clock, "offset", None)
+        if offset and offset != before:
+            log.warning(
+                "this machine's clock is %.3fs ahead of the database's; using the database's",
+                -offset.total_seconds(),
+                extra={"action": "clock_offset"},
+            )
 
     async def _controls(self) -> None:
         """Notice cancel, pause and signals for running executions: at once on a wake-up,

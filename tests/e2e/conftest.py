@@ -30,8 +30,10 @@ from conveyor.app import Conveyor
 from conveyor.nodes.builtin import build_registry
 from conveyor.store import Database
 from conveyor.store.tables import events, executions, steps
+from tests.e2e.crash_support import Servers
 from tests.e2e.nodes import CALLS_TABLE, FLAGS_TABLE
 from tests.e2e.processes import Workers
+from tests.ledger import Ledger
 
 T = TypeVar("T")
 
@@ -189,6 +191,27 @@ def workers(database_url: str, side: Side, tmp_path: Path) -> Iterator[Workers]:
         yield pool
     finally:
         pool.close()
+
+
+@pytest.fixture
+def servers(database_url: str, side: Side, tmp_path: Path) -> Iterator[Servers]:
+    """``conveyor server`` processes (embedded worker and scheduler) that a test may SIGKILL;
+    every one is stopped and reaped afterwards."""
+    pool = Servers(database_url, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    """The side-effect ledger (tests/ledger.py) on a free loopback port."""
+    server = Ledger()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

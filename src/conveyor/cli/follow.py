@@ -11,7 +11,6 @@ from conveyor.app import Conveyor
 from conveyor.cli.base import as_json, err, open_conveyor, registry_for
 from conveyor.cli.display import LiveNodes, duration, live_view, styled, summary_table
 from conveyor.cli.exits import FAILED, INTERRUPTED, OK, TERMINATED
-from conveyor.engine.interfaces import SystemClock
 from conveyor.worker import Worker
 
 
@@ -24,7 +23,7 @@ async def watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
     order = [(n["id"], n["type"]) for n in ref.definition["nodes"]]
     live = LiveNodes(execution_id, order, detail["steps"])
     conveyor.store.listeners.append(live.on_events)
-    worker = Worker(conveyor.store, conveyor.registry, SystemClock(), limits=conveyor.limits)
+    worker = Worker(conveyor.store, conveyor.registry, conveyor.store.clock, limits=conveyor.limits)
     with live_view(live, err):
         await worker.run_one(execution_id)
     final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)

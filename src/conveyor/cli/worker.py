@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 from conveyor.cli.base import open_conveyor
-from conveyor.engine.interfaces import SystemClock
 from conveyor.engine.state import TERMINAL
 from conveyor.store.executions import EventRecord
 from conveyor.triggers.scheduler import Scheduler
@@ -46,7 +45,7 @@ async def serve(
     """Run a worker, and with ``scheduler_poll`` the scheduler beside it, until a signal."""
     conveyor = await open_conveyor(database, registry=registry)
     try:
-        worker = Worker(conveyor.store, registry, SystemClock(), settings=settings)
+        worker = Worker(conveyor.store, registry, conveyor.store.clock, settings=settings)
         tally = Tally()
         conveyor.store.listeners.append(tally.on_events)
         stop = asyncio.Event()

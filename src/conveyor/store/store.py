@@ -21,12 +21,12 @@ from conveyor.engine.interfaces import (
     Clock,
     EventRecord,
     Signal,
-    SystemClock,
 )
 from conveyor.errors import ConveyorError, StoreUnavailable
 from conveyor.store import claims, controls, history, transitions, triggers, workflows
 from conveyor.store import executions as queue
 from conveyor.store.channels import LIVE_CHANNEL
+from conveyor.store.clock import DatabaseClock, measure_offset
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
@@ -43,7 +43,8 @@ _MAX_BATCH = 256  # transitions per group commit
 class Store:
     def __init__(self, db: Database, *, clock: Clock | None = None, threads: int = 4) -> None:
         self.db = db
-        self.clock: Clock = clock or SystemClock()
+        # The database's clock by default (aligned by a worker, see align_clock).
+        self.clock: Clock = clock or DatabaseClock()
         # Each runs on the event loop it was added from (the server's embedded worker has
         # a loop of its own).
         self.listeners: Subscribers[list[EventRecord]] = Subscribers()
@@ -386,6 +387,12 @@ class Store:
             return claimed, None if claimed else claims.next_due(conn)
 
         return await self.write(work)
+
+    async def align_clock(self) -> None:
+        """Measure this process's clock against the database's, when the store keeps the
+        database's time (an injected clock, as in tests, is left alone)."""
+        if isinstance(self.clock, DatabaseClock):
+            self.clock.offset = await self.read(measure_offset, self.db.dialect)
 
     async def heartbeat(
         self, owner: str, lease_seconds: float, ids: list[str]
