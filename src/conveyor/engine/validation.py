@@ -61,7 +61,8 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
     problems: list[Problem] = []
     seen: set[str] = set()
     for node in definition.nodes:
-        if not NODE_ID.match(node.id):
+        # fullmatch: with match, '$' also matches before a trailing newline ("a\n").
+        if not NODE_ID.fullmatch(node.id):
             problems.append(
                 Problem(
                     "node ids start with a letter or '_' and hold only letters, digits and '_' "
