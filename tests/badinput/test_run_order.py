@@ -92,9 +92,7 @@ def reference(specs: list[Spec]) -> dict[str, str]:
     fate: dict[str, str] = {}
     branch: dict[str, str | None] = {}
     for spec in specs:
-        fires = [
-            fate[s] == "succeeded" and (b is None or branch[s] == b) for s, b in spec.needs
-        ]
+        fires = [fate[s] == "succeeded" and (b is None or branch[s] == b) for s, b in spec.needs]
         fate[spec.id] = "succeeded" if not spec.needs or any(fires) else "skipped"
         if spec.kind == "condition":
             branch[spec.id] = "true" if spec.truth else "false"
