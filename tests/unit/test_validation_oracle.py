@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conveyor.credentials import check_name
 from conveyor.engine.validation import check
+from conveyor.errors import InputError
 from conveyor.nodes.builtin import build_registry
 
 REGISTRY = build_registry()
@@ -248,3 +251,16 @@ def test_the_validator_agrees_with_the_oracle(definition: dict[str, Any]) -> Non
     # and nothing beyond what the oracle named
     named = {n for n, _ in expected.problems} | set(expected.cycle or [])
     assert {p.node_id for p in problems} <= named, (definition, expected, problems)
+
+
+def test_a_trailing_newline_makes_a_name_invalid() -> None:
+    """``$`` in a regular expression also matches before a final newline."""
+    definition = {
+        "name": "named",
+        "nodes": [{"id": "a\n", "type": "transform", "config": {"output": 1}}],
+    }
+    accepted, problems = check(definition, REGISTRY)
+    assert accepted is None and [(p.node_id, p.path) for p in problems] == [("a\n", "id")]
+    with pytest.raises(InputError):
+        check_name("smtp\n")
+    assert check_name("smtp") == "smtp"
