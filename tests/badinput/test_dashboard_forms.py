@@ -8,6 +8,7 @@ again (its form, with the problem shown), a redirect, or a 4xx."""
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -204,3 +205,20 @@ def check(url: str, form: dict[str, str], response: httpx.Response) -> None:
     assert kind.startswith(("text/html", "application/problem+json")), where
     if status in (200, 422) and kind.startswith("text/html"):
         assert "<form" in response.text, where  # the form again, with what was wrong
+
+
+async def test_the_definition_upload_refuses_a_yaml_bomb_promptly(api: Api) -> None:
+    """The dashboard's "new workflow" form once expanded a billion laughs (it hung)."""
+    session = Session()
+    client = await session.ready(api)
+    for text, why in ((BOMB, "expands to more than"), (DEEP, "nested")):
+        began = time.monotonic()
+        response = await client.post(
+            "/w/default/workflows", data={"yaml": text, CSRF_FIELD: session.token}
+        )
+        took = time.monotonic() - began
+        assert response.status_code == 422, response.text[:400]
+        assert why in response.text and "<form" in response.text
+        assert took < 15, took  # measured: well under a second
+    listed = await api.http.get(f"{api.ws()}/workflows")
+    assert [w["name"] for w in listed.json()["items"]] == [EXISTING["name"]]
