@@ -104,6 +104,13 @@ CASES = [
     Case("5000-digit input", EXECUTE, b'{"input": {"n": ' + b"9" * 5000 + b"}}"),
     Case("NUL input", EXECUTE, b'{"input": {"n": "a\\u0000b"}}'),
 ]
+# The same, delivered to a webhook that needs no credentials (its own body parser).
+WEBHOOK_CASES = [
+    Case(c.name, "", c.body.replace(b'{"definition": ', b'{"payload": '))
+    for c in CASES
+    if c.name in ("deeply nested JSON", "invalid UTF-8", "NUL in a string", "1e400", "NaN")
+    or c.name in ("5000 digits", "duplicate keys", "no JSON at all")
+]
 # The validate route answers 200 with the problems for a definition it could read (what an
 # editor needs); what it must never do is fail or hang.
 READ_AND_REFUSED = {"YAML bomb to validate", "deep YAML to validate"}
@@ -176,12 +183,13 @@ def test_hostile_bodies_get_a_prompt_4xx_problem_and_store_nothing(server: Serve
         target = {
             "name": TARGET,
             "nodes": [{"id": "a", "type": "transform", "config": {"output": 1}}],
+            "triggers": [{"type": "webhook", "id": "open", "auth": {"mode": "none"}}],
         }
-        assert (
-            client.post(f"{WS}/workflows", json={"definition": target}, headers=auth).status_code
-            == 201
-        )
-        for case in CASES:
+        made = client.post(f"{WS}/workflows", json={"definition": target}, headers=auth)
+        assert made.status_code == 201, made.text
+        hook = httpx.URL(made.json()["triggers"][0]["url"]).path
+        cases = [*CASES, *(Case(f"webhook: {c.name}", hook, c.body) for c in WEBHOOK_CASES)]
+        for case in cases:
             began = time.monotonic()
             response = client.request(
                 case.method, case.path, content=case.body, headers={**auth, **case.headers}
