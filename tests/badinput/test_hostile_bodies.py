@@ -272,6 +272,14 @@ def test_the_cli_refuses_bad_files_with_exit_2(tmp_path: Path) -> None:
         message = done.output.strip()
         assert message.startswith(("error: ", "invalid definition: ")), (name, message[-2000:])
         assert "Traceback" not in message, message[-2000:]
+    # the same bodies as an execution's input (``--input @file``), read before any database
+    good = tmp_path / "good.yaml"
+    good.write_text("name: g\nnodes:\n  - {id: a, type: transform, config: {output: 1}}\n")
+    for name in ("deep.json", "latin1.yaml", "inf.json", "digits.json", "nan.json"):
+        argument = f"@{tmp_path / name}"
+        done = CliRunner().invoke(app, ["run", str(good), "--input", argument])
+        assert done.exit_code == 2, (name, done.exit_code, done.output[-2000:])
+        assert done.output.startswith("error: "), (name, done.output[-2000:])
     # and one in a real process, as a user runs it: a bomb once made it hang
     path = tmp_path / "bomb.yaml"
     real = subprocess.run(
