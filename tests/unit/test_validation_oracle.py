@@ -7,13 +7,17 @@ node type's branches; it shares no code with the validator."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from conveyor.cli.main import app
 from conveyor.credentials import check_name
 from conveyor.engine.validation import check
 from conveyor.errors import InputError
@@ -264,3 +268,27 @@ def test_a_trailing_newline_makes_a_name_invalid() -> None:
     with pytest.raises(InputError):
         check_name("smtp\n")
     assert check_name("smtp") == "smtp"
+
+
+@settings(
+    max_examples=30,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(definition=definitions())
+def test_conveyor_validate_agrees_with_the_oracle(
+    definition: dict[str, Any], tmp_path: Path
+) -> None:
+    """The command people run: exit 0 or 2 as the oracle says, naming the nodes it names."""
+    expected = oracle(definition)
+    path = tmp_path / "fuzzed.json"
+    path.write_text(json.dumps(definition))
+    done = CliRunner().invoke(app, ["validate", str(path)])
+    refuse = bool(expected.problems) or expected.cycle is not None
+    assert done.exit_code == (2 if refuse else 0), (definition, done.output)
+    said = " ".join(done.output.split())  # as one line: Rich wraps long ones
+    for node_id, _ in expected.problems:
+        if node_id:
+            named = " ".join(f"node '{node_id}'".split())
+            assert named in said, (definition, node_id, done.output)
