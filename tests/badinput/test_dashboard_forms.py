@@ -208,10 +208,12 @@ def check(url: str, form: dict[str, str], response: httpx.Response) -> None:
 
 
 async def test_the_definition_upload_refuses_a_yaml_bomb_promptly(api: Api) -> None:
-    """The dashboard's "new workflow" form once expanded a billion laughs (it hung)."""
+    """The dashboard's "new workflow" form once expanded a billion laughs (it hung), and
+    answered 500 for an integer past 64 bits (the stored JSON's encoder refused it)."""
     session = Session()
     client = await session.ready(api)
-    for text, why in ((BOMB, "expands to more than"), (DEEP, "nested")):
+    too_big = GOOD_YAML.replace("output: 1", f"output: {2**64}")
+    for text, why in ((BOMB, "expands to more than"), (DEEP, "nested"), (too_big, "64 bits")):
         began = time.monotonic()
         response = await client.post(
             "/w/default/workflows", data={"yaml": text, CSRF_FIELD: session.token}

@@ -83,6 +83,9 @@ CASES = [
     Case("-1e400", f"{WS}/workflows", definition("-1e400")),
     Case("NaN", f"{WS}/workflows", definition("NaN")),
     Case("5000 digits", f"{WS}/workflows", definition("9" * 5000)),
+    Case("2**64", f"{WS}/workflows", definition(str(2**64))),
+    Case("nested 300 levels", f"{WS}/workflows", definition("[" * 300 + "]" * 300)),
+    Case("2**64 input", EXECUTE, f'{{"input": {{"n": {2**64}}}}}'.encode()),
     Case(
         "duplicate keys",
         f"{WS}/workflows",
@@ -109,7 +112,7 @@ WEBHOOK_CASES = [
     Case(c.name, "", c.body.replace(b'{"definition": ', b'{"payload": '))
     for c in CASES
     if c.name in ("deeply nested JSON", "invalid UTF-8", "NUL in a string", "1e400", "NaN")
-    or c.name in ("5000 digits", "duplicate keys", "no JSON at all")
+    or c.name in ("5000 digits", "duplicate keys", "no JSON at all", "2**64", "nested 300 levels")
 ]
 # The validate route answers 200 with the problems for a definition it could read (what an
 # editor needs); what it must never do is fail or hang.
@@ -255,6 +258,7 @@ def test_the_cli_refuses_bad_files_with_exit_2(tmp_path: Path) -> None:
         "inf.json": definition("1e400")[len(b'{"definition": ') : -1],
         "digits.json": definition("9" * 5000)[len(b'{"definition": ') : -1],
         "nan.json": definition("NaN")[len(b'{"definition": ') : -1],
+        "big.yaml": f"name: b\nnodes:\n  - {{id: a, type: x, config: {{n: {2**64}}}}}\n".encode(),
         "list.yaml": b"- a\n- b\n",
         "empty.yaml": b"",
         "cycle.yaml": (

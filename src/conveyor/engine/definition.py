@@ -381,9 +381,8 @@ def _no_constant(text: str) -> Any:
 
 def load_json(text: str) -> Any:
     """JSON as Conveyor can store it on either database: numbers a double holds (no NaN, no
-    infinities such as 1e400, no integers of thousands of digits), no NUL character in text
-    (PostgreSQL cannot hold one), no key given twice in an object; nesting past the
-    interpreter's stack is refused."""
+    infinities such as 1e400), integers of 64 bits, no NUL character in text (PostgreSQL
+    cannot hold one), no key given twice in an object, nesting within ``MAX_DEPTH``."""
     try:
         data = json.loads(
             text,
@@ -392,7 +391,7 @@ def load_json(text: str) -> Any:
             parse_constant=_no_constant,
             object_pairs_hook=_unique,
         )
-        _no_nul(data)
+        check_storable(data)
     except RecursionError:
         raise TooLarge("nested too deeply") from None
     return data
@@ -408,17 +407,25 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _no_nul(value: Any) -> None:
+def check_storable(value: Any, depth: int = 0) -> None:
+    """Raise ValueError (TooLarge for depth) for what the stored JSON cannot hold as given:
+    NUL in text (PostgreSQL), integers past 64 bits and nesting past ``MAX_DEPTH`` (the
+    encoder's limits)."""
+    if depth > MAX_DEPTH:
+        raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, str):
         if "\0" in value:
             raise ValueError("text cannot hold the NUL character (\\u0000)")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**64:
+            raise ValueError(f"the integer {value} is out of range (64 bits)")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
+            check_storable(key, depth + 1)
+            check_storable(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _no_nul(item)
+            check_storable(item, depth + 1)
 
 
 def load_definition_text(
@@ -428,6 +435,7 @@ def load_definition_text(
     naming ``source``."""
     try:
         data = load_json(text) if json_ else load_yaml(text)
+        check_storable(data)
     except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise InputError(f"{source} is not valid {'JSON' if json_ else 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
