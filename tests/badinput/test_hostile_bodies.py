@@ -86,6 +86,7 @@ CASES = [
     Case("2**64", f"{WS}/workflows", definition(str(2**64))),
     Case("nested 300 levels", f"{WS}/workflows", definition("[" * 300 + "]" * 300)),
     Case("2**64 input", EXECUTE, f'{{"input": {{"n": {2**64}}}}}'.encode()),
+    Case("lone surrogate", EXECUTE, b'{"input": {"n": "\\ud800"}}'),
     Case(
         "duplicate keys",
         f"{WS}/workflows",
@@ -113,6 +114,7 @@ WEBHOOK_CASES = [
     for c in CASES
     if c.name in ("deeply nested JSON", "invalid UTF-8", "NUL in a string", "1e400", "NaN")
     or c.name in ("5000 digits", "duplicate keys", "no JSON at all", "2**64", "nested 300 levels")
+    or c.name == "lone surrogate"
 ]
 # The validate route answers 200 with the problems for a definition it could read (what an
 # editor needs); what it must never do is fail or hang.

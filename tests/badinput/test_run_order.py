@@ -199,3 +199,24 @@ def test_random_graphs_run_in_the_order_the_reference_allows(
     definition = {"name": f"random-{next(_names)}", "nodes": [s.as_node() for s in specs]}
     execution, events = bench.run(definition)
     check_order(specs, execution, events)
+
+
+def test_a_step_output_the_database_cannot_hold_fails_the_step_not_the_execution(
+    bench: Bench,
+) -> None:
+    """An integer past 64 bits once failed the write of the step's outcome: the execution's
+    task died, and it stayed running (``conveyor run`` waited forever)."""
+    definition = {
+        "name": "too-big",
+        "nodes": [
+            {"id": "big", "type": "transform", "config": {"output": "{{ 2 ** 64 }}"}},
+            {"id": "after", "type": "transform", "needs": ["big"], "config": {"output": 1}},
+        ],
+    }
+    execution, events = bench.run(definition)
+    assert execution["status"] == "failed", execution
+    assert "cannot be stored" in str(execution["error"]), execution["error"]
+    steps = {s["node_id"]: s for s in execution["steps"]}
+    assert steps["big"]["status"] == "failed" and steps["big"]["attempt"] == 1
+    assert "after" not in steps or steps["after"]["status"] == "skipped"
+    assert events[-1]["type"] == "execution.failed", [e["type"] for e in events]

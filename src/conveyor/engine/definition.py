@@ -409,13 +409,18 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def check_storable(value: Any, depth: int = 0) -> None:
     """Raise ValueError (TooLarge for depth) for what the stored JSON cannot hold as given:
-    NUL in text (PostgreSQL), integers past 64 bits and nesting past ``MAX_DEPTH`` (the
-    encoder's limits)."""
+    NUL in text (PostgreSQL), lone surrogates, integers past 64 bits and nesting past
+    ``MAX_DEPTH`` (the encoder's limits)."""
     if depth > MAX_DEPTH:
         raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, str):
         if "\0" in value:
             raise ValueError("text cannot hold the NUL character (\\u0000)")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("text holds a lone surrogate (\\ud800 to \\udfff)") from None
     elif isinstance(value, int) and not isinstance(value, bool):
         if not -(2**63) <= value < 2**64:
             raise ValueError(f"the integer {value} is out of range (64 bits)")
