@@ -162,7 +162,7 @@ def _report() -> Iterator[None]:
 
 
 @settings(
-    max_examples=80,
+    max_examples=60,
     derandomize=True,
     deadline=None,
     suppress_health_check=list(HealthCheck),

@@ -26,7 +26,7 @@ from conveyor.nodes.base import NodeContext, node
 from conveyor.nodes.builtin import build_registry
 from conveyor.worker import Worker
 
-EXAMPLES = 60
+EXAMPLES = 40
 _names = itertools.count(1)
 
 
