@@ -127,3 +127,18 @@ def test_a_stored_never_firing_schedule_still_reads_and_never_fires() -> None:
     spec = ScheduleSpec.model_validate({"id": "s", "cron": "0 0 30 2 *"})
     assert cron.first_from(spec, ANCHOR, ANCHOR) is None
     assert cron.last_before(spec, ANCHOR + timedelta(days=3650), ANCHOR, ANCHOR) is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [
+        ("0 0 * * *", "Pacific/Kiritimati"),  # 9999-12-31 23:00 UTC is already 10000 there
+        ("0 0 1 * *", "UTC"),  # croniter's month arithmetic raises ValueError past 9999
+        ("0 0 L 2 *", "America/New_York"),
+    ],
+)
+def test_the_end_of_time_ends_the_occurrences_quietly(expression: str, zone: str) -> None:
+    spec = ScheduleSpec.model_validate({"id": "s", "cron": expression, "timezone": zone})
+    end = datetime(9999, 12, 31, 23, tzinfo=UTC)
+    assert cron.next_times(spec, end, ANCHOR, 3) == []
+    assert cron.first_from(spec, end, ANCHOR) is None
