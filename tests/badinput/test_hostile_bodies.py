@@ -238,6 +238,11 @@ def test_hostile_bodies_get_a_prompt_4xx_problem_and_store_nothing(server: Serve
         answer = raw(server.port, head, small + b"x" * (2 * LIMIT))
         assert answer.split(b" ")[1][:1] == b"4", answer[:200]
 
+        # what is not hostile still passes: a byte order mark before the JSON
+        marked = b"\xef\xbb\xbf" + json.dumps({"definition": target}).encode()
+        checked = client.post(f"{WS}/validate", content=marked, headers={**auth, **JSON})
+        assert checked.status_code == 200 and checked.json()["valid"], checked.text[:300]
+
         # still healthy, and nothing of any of it was stored
         assert client.get("/readyz").status_code == 200
         listed = client.get(f"{WS}/workflows", headers=auth)

@@ -21,7 +21,8 @@ class JsonRequest(Request):
         if not hasattr(self, "_json"):
             body = await self.body()
             try:
-                self._json = load_json(body.decode("utf-8"))
+                # utf-8-sig: a leading byte order mark is allowed, as json.loads allowed it
+                self._json = load_json(body.decode("utf-8-sig"))
             except UnicodeDecodeError as exc:
                 raise json.JSONDecodeError(f"not UTF-8 ({exc.reason})", "", exc.start) from None
             except json.JSONDecodeError:

@@ -279,7 +279,7 @@ def parse_body(body: bytes, content_type: str) -> Any:
         return None
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return load_json(body.decode("utf-8"))
+            return load_json(body.decode("utf-8-sig"))  # a byte order mark is allowed
         except (ValueError, TooLarge) as exc:  # UnicodeDecodeError is a ValueError
             raise InputError(f"the body is not valid JSON: {exc}") from None
     text = body.decode("utf-8", errors="replace")
