@@ -138,7 +138,8 @@ TYPES: dict[str, CredentialType] = {
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    # fullmatch: with match, '$' also matches before a trailing newline ("a\n").
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(
             f"credential name {name!r} is not valid: use letters, digits, '_' and '-', "
             "starting with a letter (at most 100 characters)"

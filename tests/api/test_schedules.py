@@ -74,6 +74,15 @@ async def test_bad_schedules_are_refused(api: Api) -> None:
     ):
         response = await api.http.post(url, json=body)
         assert response.status_code == 422, (body, response.text)
+    # well formed, but useless: a date that never comes, a zone that is the server's own
+    for body in (
+        {"id": "x", "cron": "0 0 30 2 *"},
+        {"id": "x", "cron": "@daily", "timezone": "localtime"},
+    ):
+        response = await api.http.post(url, json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert all(s["key"] != "x" for s in (await api.http.get(url)).json())
     missing = await api.http.post(f"{api.ws()}/workflows/nope/schedules", json={"id": "x"})
     assert missing.status_code in (404, 422)
 

@@ -189,10 +189,16 @@ def delivery_outcome(status: int) -> str:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        {"path": ".".join(str(p) for p in e["loc"]), "message": _message(e)} for e in exc.errors()
     ]
     detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
     return problem(422, "invalid-request", "Invalid request", detail, errors=errors)
+
+
+def _message(error: dict[str, Any]) -> str:
+    """Pydantic's message; for a body that is not JSON, also why (``ctx.error``)."""
+    reason = (error.get("ctx") or {}).get("error") if error.get("type") == "json_invalid" else None
+    return f"{error['msg']}: {reason}" if reason else str(error["msg"])
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -164,6 +164,8 @@ def worker_settings(settings: Settings, concurrency: int) -> WorkerSettings:
 
 
 def parse_input(raw: str | None) -> Any:
+    from conveyor.engine.definition import TooLarge, load_json
+
     if raw is None:
         return {}
     text = raw
@@ -172,9 +174,11 @@ def parse_input(raw: str | None) -> Any:
             text = Path(raw[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot read input file {raw[1:]}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"input file {raw[1:]} is not UTF-8 text: {exc.reason}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return load_json(text)
+    except (ValueError, TooLarge) as exc:  # as the API reads input: no 1e400, NUL, ...
         raise InputError(f"--input is not valid JSON: {exc}") from None
 
 

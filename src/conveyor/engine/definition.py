@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -304,8 +305,132 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+# Anchors and aliases let a few bytes of YAML stand for an exponential amount of data (a
+# "billion laughs"): the expanded document is measured on the node tree before any of it is
+# built, and refused past these bounds.
+MAX_VALUES = 1_000_000
+MAX_DEPTH = 100
+MAX_DIGITS = 4300  # Python's own bound on converting text to an integer
+
+
+class TooLarge(yaml.YAMLError):
+    """YAML (or JSON) that expands past ``MAX_VALUES`` values or nests past ``MAX_DEPTH``."""
+
+
+def measure(root: yaml.Node) -> None:
+    """Refuse a tree that expands to more than ``MAX_VALUES`` values or nests deeper than
+    ``MAX_DEPTH`` (linear in the tree: an aliased node is measured once)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item, depth + 1) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        else:
+            total = 1
+        if total > MAX_VALUES:
+            raise TooLarge(f"it expands to more than {MAX_VALUES} values")
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
+def compose(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree and the data of YAML text, measured before the data is built."""
+    loader = _Yaml12Loader(text)  # raises on characters YAML does not allow
+    try:
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            raise TooLarge("nested too deeply") from None
+        if root is None:
+            return None, None
+        measure(root)
+        return root, loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    return compose(text)[1]
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits is too long (at most {MAX_DIGITS})")
+    return int(text)
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def load_json(text: str) -> Any:
+    """JSON as Conveyor can store it on either database: numbers a double holds (no NaN, no
+    infinities such as 1e400), integers of 64 bits, no NUL character in text (PostgreSQL
+    cannot hold one), no key given twice in an object, nesting within ``MAX_DEPTH``."""
+    try:
+        data = json.loads(
+            text,
+            parse_float=_finite,
+            parse_int=_integer,
+            parse_constant=_no_constant,
+            object_pairs_hook=_unique,
+        )
+        check_storable(data)
+    except RecursionError:
+        raise TooLarge("nested too deeply") from None
+    return data
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object; a key given twice is refused (which one counts would be a guess)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} is given twice in one object")
+        found[key] = value
+    return found
+
+
+def check_storable(value: Any, depth: int = 0) -> None:
+    """Raise ValueError (TooLarge for depth) for what the stored JSON cannot hold as given:
+    NUL in text (PostgreSQL), lone surrogates, integers past 64 bits and nesting past
+    ``MAX_DEPTH`` (the encoder's limits)."""
+    if depth > MAX_DEPTH:
+        raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError("text cannot hold the NUL character (\\u0000)")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("text holds a lone surrogate (\\ud800 to \\udfff)") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**64:
+            raise ValueError(f"the integer {value} is out of range (64 bits)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_storable(key, depth + 1)
+            check_storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_storable(item, depth + 1)
 
 
 def load_definition_text(
@@ -314,18 +439,13 @@ def load_definition_text(
     """Parse YAML (or JSON) text into plain definition data; bad syntax is an InputError
     naming ``source``."""
     try:
-        data = json.loads(text) if json_ else load_yaml(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        data = load_json(text) if json_ else load_yaml(text)
+        check_storable(data)
+    except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise InputError(f"{source} is not valid {'JSON' if json_ else 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
         raise DefinitionError([Problem(f"{source} must contain a mapping at the top level")])
     return data
-
-
-def yaml_loader(text: str) -> yaml.SafeLoader:
-    """A loader of the same YAML as :func:`load_yaml`, for callers that want the node tree
-    (with positions) too; the caller disposes of it."""
-    return _Yaml12Loader(text)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -354,6 +474,8 @@ def load_definition_file(path: str | Path) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     return load_definition_text(text, str(file), json_=file.suffix == ".json")
 
 

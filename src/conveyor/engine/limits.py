@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.errors import PayloadTooLarge, StepOutputTooLarge
+from conveyor.errors import NodeError, PayloadTooLarge, StepOutputTooLarge
 
 MIB = 1024 * 1024
 
@@ -31,9 +31,18 @@ class Limits:
         _check("the definition", data, self.definition_bytes, "CONVEYOR_MAX_DEFINITION_BYTES")
 
     def check_step_output(self, value: Any) -> None:
-        """A non-retryable step failure: the same node would produce the same output."""
+        """Non-retryable step failures (the same node would produce the same output): over
+        the size limit, or what the stored JSON cannot hold (an integer past 64 bits, a
+        lone surrogate in text, nesting past 255 levels), which would otherwise fail the
+        write of the step's outcome, and with it the execution."""
+        try:
+            size = len(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+        except orjson.JSONEncodeError as exc:
+            raise NodeError(
+                f"the step output cannot be stored: {exc}", non_retryable=True
+            ) from None
         limit = self.step_output_bytes
-        if limit and (size := json_size(value)) > limit:
+        if limit and size > limit:
             raise StepOutputTooLarge(
                 too_large("the step output", size, limit, "CONVEYOR_MAX_STEP_OUTPUT_BYTES")
             )

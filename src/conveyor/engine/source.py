@@ -17,15 +17,11 @@ from typing import Any
 
 import yaml
 
-from conveyor.engine.definition import WorkflowDefinition, yaml_loader
+from conveyor.engine.definition import WorkflowDefinition, compose
 from conveyor.engine.validation import check
 from conveyor.errors import Problem
 from conveyor.nodes.registry import Registry
 
-# Anchors and aliases let a few bytes of YAML stand for an exponential amount of data: the
-# expanded document is measured on the node tree before any of it is built.
-MAX_VALUES = 1_000_000
-MAX_DEPTH = 100
 _SEGMENT = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 Segment = str | int
 
@@ -71,12 +67,12 @@ class Review:
 def load_source(text: str) -> Source:
     """Parse YAML text (YAML 1.2 booleans, as everywhere) keeping its node tree."""
     try:
-        root, data = _compose_and_construct(text)
+        root, data = compose(text)
     except yaml.MarkedYAMLError as exc:
         return Source(None, None, [_syntax_problem(exc)])
     except yaml.reader.ReaderError as exc:
         return Source(None, None, [_character_problem(text, exc)])
-    except (yaml.YAMLError, _TooLarge) as exc:
+    except yaml.YAMLError as exc:
         return Source(None, None, [Located(Problem(f"not valid YAML: {exc}"))])
     except RecursionError:
         return Source(None, None, [Located(Problem("not valid YAML: nested too deeply"))])
@@ -85,18 +81,6 @@ def load_source(text: str) -> Source:
     problems: list[Located] = []
     data = _plain(data, [], problems, root)
     return Source(None if problems else data, root, problems)
-
-
-def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
-    loader = yaml_loader(text)  # raises on characters YAML does not allow
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            return None, None
-        _measure(root)
-        return root, loader.construct_document(root)
-    finally:
-        loader.dispose()
 
 
 def review(source: Source, registry: Registry) -> Review:
@@ -202,35 +186,6 @@ def _plain(value: Any, path: list[Segment], problems: list[Located], root: yaml.
     message = f"JSON cannot hold this value: it is {kind}"
     problems.append(Located(Problem(message, path=where), where, line, column))
     return None
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _measure(root: yaml.Node) -> None:
-    """Refuse a tree that expands to more than ``MAX_VALUES`` values or nests deeper than
-    ``MAX_DEPTH`` (linear in the tree: an aliased node is measured once)."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node, depth: int) -> int:
-        if depth > MAX_DEPTH:
-            raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep")
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        if isinstance(node, yaml.SequenceNode):
-            total = 1 + sum(size(item, depth + 1) for item in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
-        else:
-            total = 1
-        if total > MAX_VALUES:
-            raise _TooLarge(f"it expands to more than {MAX_VALUES} values")
-        sizes[id(node)] = total
-        return total
-
-    size(root, 0)
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError) -> Located:

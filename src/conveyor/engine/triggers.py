@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.durations import Duration
@@ -30,6 +30,11 @@ CRON_ALIASES = {
 OverlapPolicy = Literal["skip", "buffer_one", "buffer_all", "cancel_previous", "allow"]
 CatchupPolicy = Literal["skip", "latest", "all"]
 MAX_SYNC_WAIT = timedelta(minutes=5)
+# Whether an expression ever fires is asked from here: its every date recurs within 28 years
+# (the calendar's cycle), well inside croniter's search horizon.
+_FIRES_FROM = datetime(2000, 1, 1)  # noqa: DTZ001 (cron fields are naive wall-clock times)
+# Names that ZoneInfo reads but whose meaning is the server's own setting.
+_LOCAL_ZONES = frozenset({"localtime", "posixrules"})
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 
 
@@ -60,6 +65,24 @@ def check_timezone(name: str) -> str:
             f"unknown time zone '{name}' (use an IANA name such as 'Europe/Paris' or 'UTC')"
         ) from None
     return name
+
+
+def schedule_problems(spec: ScheduleSpec) -> list[tuple[str, str]]:
+    """What makes a schedule useless, as (field, message), checked when one is saved (not
+    in the model: a stored schedule is read with it, and must stay readable): a cron
+    expression that no date matches, or a zone that means the server's own setting."""
+    problems = []
+    if spec.cron is not None:
+        six = len(spec.cron.split(" ")) == 6
+        try:
+            croniter(spec.cron, _FIRES_FROM, second_at_beginning=six).get_next(datetime)
+        except (CroniterError, OverflowError):
+            message = f"'{spec.cron}' never fires: no date matches it (e.g. February 30th)"
+            problems.append(("cron", message))
+    if spec.timezone in _LOCAL_ZONES:
+        message = f"'{spec.timezone}' is the server's own zone: use an IANA name such as 'UTC'"
+        problems.append(("timezone", message))
+    return problems
 
 
 class ScheduleSpec(BaseModel):

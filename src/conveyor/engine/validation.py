@@ -16,6 +16,7 @@ from conveyor.engine.templates import (
     node_references,
     reads_variables,
 )
+from conveyor.engine.triggers import ScheduleSpec, schedule_problems
 from conveyor.errors import DefinitionError, Problem
 from conveyor.nodes.catalog import literal_fields
 from conveyor.nodes.registry import Registry
@@ -61,7 +62,8 @@ def _node_problems(definition: WorkflowDefinition, registry: Registry) -> list[P
     problems: list[Problem] = []
     seen: set[str] = set()
     for node in definition.nodes:
-        if not NODE_ID.match(node.id):
+        # fullmatch: with match, '$' also matches before a trailing newline ("a\n").
+        if not NODE_ID.fullmatch(node.id):
             problems.append(
                 Problem(
                     "node ids start with a letter or '_' and hold only letters, digits and '_' "
@@ -131,10 +133,16 @@ def _inner_node_problems(value: Any, path: str, node_id: str, registry: Registry
 
 
 def _trigger_problems(definition: WorkflowDefinition) -> list[Problem]:
-    """A webhook answering with a node's output must name a node of this workflow."""
+    """A webhook answering with a node's output must name a node of this workflow; a
+    schedule must be able to fire."""
     nodes = {node.id for node in definition.nodes}
     problems = []
     for index, trigger in enumerate(definition.triggers):
+        if isinstance(trigger, ScheduleSpec):
+            problems += [
+                Problem(message, path=f"triggers.{index}.{name}")
+                for name, message in schedule_problems(trigger)
+            ]
         node = getattr(getattr(trigger, "response", None), "node", None)
         if node is not None and node not in nodes:
             problems.append(

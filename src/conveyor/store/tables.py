@@ -39,9 +39,34 @@ metadata = MetaData(
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+_DEEPEST = 200  # orjson refuses nesting past 255 levels
+
+
 def dumps(value: Any) -> str:
-    """JSON for stored data: fast, and anything unknown becomes its string form."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    """JSON for stored data: fast, and anything unknown becomes its string form. What the
+    encoder refuses (an integer past 64 bits, a lone surrogate, nesting past 255 levels) is
+    stored as text instead of failing the write: inputs and step outputs holding such values
+    are refused before they get here, and this keeps every record (a failed step's rendered
+    config, an event) writable, so an execution never stops on a write that cannot happen."""
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_encodable(value, 0), default=str, option=_OPTIONS).decode()
+
+
+def _encodable(value: Any, depth: int) -> Any:
+    if depth > _DEEPEST:
+        return str(value)[:10_000]
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, dict):
+        return {_encodable(k, depth): _encodable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item, depth + 1) for item in value]
+    return value
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -53,7 +53,10 @@ def occurrences(spec: ScheduleSpec, after: datetime, anchor: datetime) -> Iterat
         return
     assert spec.cron is not None
     zone = ZoneInfo(spec.timezone)
-    start = after.astimezone(zone).replace(tzinfo=None)
+    try:
+        start = after.astimezone(zone).replace(tzinfo=None)
+    except OverflowError:  # the last hours of 9999 UTC are 10000 in a zone east of it
+        return
     fields = spec.cron.split(" ")
     walker = croniter(spec.cron, start, second_at_beginning=len(fields) == 6)
     last = after
@@ -61,7 +64,9 @@ def occurrences(spec: ScheduleSpec, after: datetime, anchor: datetime) -> Iterat
         try:
             local = walker.get_next(datetime)
             instant = resolve(local, zone)
-        except (CroniterError, OverflowError):  # a date that never comes, or after 9999
+        # A date that never comes, or one after 9999 (croniter's date arithmetic says so
+        # with a ValueError).
+        except (CroniterError, OverflowError, ValueError):
             return
         # resolve() never goes backwards as local time goes forwards, so skipping what is
         # not later than the last instant is exactly the "once per gap / repeated hour" rule.

@@ -185,14 +185,19 @@ class Scheduler:
         self.poll = poll
 
     async def tick(self) -> datetime | None:
-        """Handle every schedule that is due; return the earliest next nominal time."""
+        """Handle every schedule that is due; return when to look again: the earliest next
+        nominal time, or when a jittered occurrence starts. Never a time already past: what
+        is still due after a pass (a schedule that failed) waits for the next poll, since
+        looking again at once would only spin."""
         now = self.store.clock.now()
+        starts: list[datetime] = []
         for candidate in await self.store.read(rows.candidates, now):
             try:
-                worth = _worth_locking(candidate, now)
+                start = _starts_at(candidate)
             except ValueError:
-                worth = True  # handle() logs what is wrong with it
-            if not worth:
+                start = None  # handle() logs what is wrong with it
+            if start is not None and start > now:
+                starts.append(start)
                 continue
             try:
                 await failpoints.reached("schedule.before_fire")
@@ -220,7 +225,10 @@ class Scheduler:
                 if done.started:
                     await failpoints.reached("schedule.after_fire")
                 self._announce(candidate.id, done)
-        return await self.store.read(rows.next_due)
+        due: datetime | None = await self.store.read(rows.next_due)
+        if due is not None and due <= now:
+            return min(starts, default=None)
+        return due
 
     def _announce(self, schedule_id: str, done: Handled) -> None:
         if done.started:
@@ -254,10 +262,12 @@ class Scheduler:
                 await asyncio.wait_for(stop.wait(), timeout)
 
 
-def _worth_locking(candidate: Any, now: datetime) -> bool:
-    """Skip a schedule whose only due occurrence waits for its jitter (no lock needed)."""
+def _starts_at(candidate: Any) -> datetime | None:
+    """When a due schedule's occurrence starts (its nominal time plus its jitter); None when
+    it needs handling now (new, or with buffered occurrences). Until then it is not worth
+    locking."""
     if candidate.next_fire_at is None or candidate.has_buffered:
-        return True
+        return None
     spec = ScheduleSpec.model_validate(candidate.spec)
     nominal: datetime = candidate.next_fire_at
-    return nominal + cron.jitter(spec, candidate.id, nominal) <= now
+    return nominal + cron.jitter(spec, candidate.id, nominal)

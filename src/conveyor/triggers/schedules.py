@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from conveyor.app import Conveyor
-from conveyor.engine.triggers import ScheduleSpec
+from conveyor.engine.triggers import ScheduleSpec, schedule_problems
 from conveyor.errors import Conflict, ConveyorError, InputError
 from conveyor.store import controls, triggers, workflows
 from conveyor.store import schedules as rows
@@ -103,6 +103,8 @@ class Schedules:
         """A schedule made through the API or CLI (``source`` api): new versions of the
         workflow's definition leave it alone."""
         self.conveyor.limits.check_input(spec.input)
+        if problems := schedule_problems(spec):
+            raise InputError("; ".join(f"{name}: {message}" for name, message in problems))
         stored = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         now = self.store.clock.now()
         seal = self.conveyor.keyring.encrypt

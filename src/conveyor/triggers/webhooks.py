@@ -14,13 +14,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from conveyor.engine.definition import TooLarge, load_json
 from conveyor.engine.templates import TemplateProblem, render
 from conveyor.engine.triggers import HmacScheme, WebhookSpec
 from conveyor.errors import InputError, Unauthorized
@@ -282,15 +282,16 @@ def hidden_headers(spec: WebhookSpec) -> frozenset[str]:
 
 def parse_body(body: bytes, content_type: str) -> Any:
     """JSON, a form (``a=1&b=2``: a dict, repeated names as lists), or text. Invalid JSON
-    under a JSON content type is the sender's error (InputError)."""
+    under a JSON content type is the sender's error (InputError), and so is JSON that
+    cannot be stored as sent (1e400, NUL in text, a key twice, nesting past the stack)."""
     kind = content_type.split(";")[0].strip().lower()
     if not body:
         return None
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InputError("the body is not valid JSON") from None
+            return load_json(body.decode("utf-8-sig"))  # a byte order mark is allowed
+        except (ValueError, TooLarge) as exc:  # UnicodeDecodeError is a ValueError
+            raise InputError(f"the body is not valid JSON: {exc}") from None
     text = body.decode("utf-8", errors="replace")
     if kind == "application/x-www-form-urlencoded":
         form: dict[str, Any] = {}

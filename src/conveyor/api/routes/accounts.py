@@ -20,13 +20,14 @@ from conveyor.api.auth import (
     same_origin,
     throttles,
 )
+from conveyor.api.bodies import JsonRoute
 from conveyor.errors import Forbidden, InputError, Unauthorized
 from conveyor.nodes.addresses import parse_allowlist
 from conveyor.store import accounts
 from conveyor.store.accounts import Principal, Role
 from conveyor.store.workflows import workspace_id
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=JsonRoute)
 SESSION_TTL = timedelta(days=7)
 Caller = Annotated[Principal, Depends(caller)]
 Admin = Annotated[Scope, Depends(admin_access)]

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from conveyor import credentials as kinds
 from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.schemas import Credential, CredentialBody, CredentialReplace, CredentialType
 from conveyor.store import credentials as store
 
-router = APIRouter(prefix="/workspaces/{ws}", tags=["credentials"])
+router = APIRouter(prefix="/workspaces/{ws}", tags=["credentials"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from conveyor.api.auth import Scope, base_app, caller, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.schemas import (
     DraftReport,
     GenerateBody,
@@ -23,7 +24,7 @@ from conveyor.nodes.catalog import catalog
 from conveyor.nodes.registry import Registry
 from conveyor.store.accounts import Principal
 
-router = APIRouter(tags=["definitions"])
+router = APIRouter(tags=["definitions"], route_class=JsonRoute)
 Caller = Annotated[Principal, Depends(caller)]
 Write = Annotated[Scope, Depends(write_access)]
 

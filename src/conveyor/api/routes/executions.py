@@ -14,6 +14,7 @@ from conveyor import failpoints
 from conveyor.api import views
 from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import (
     Accepted,
@@ -37,7 +38,7 @@ from conveyor.store import workflows as workflow_store
 from conveyor.store.history import ExecutionFilter, events_after, list_executions, step_payload
 from conveyor.store.tables import dumps
 
-router = APIRouter(prefix="/workspaces/{ws}", tags=["executions"])
+router = APIRouter(prefix="/workspaces/{ws}", tags=["executions"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 Status = StatusName

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.store import inbox
 from conveyor.store.inbox import LIST_LIMIT, Reader
 
-router = APIRouter(prefix="/workspaces/{ws}", tags=["inbox"])
+router = APIRouter(prefix="/workspaces/{ws}", tags=["inbox"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 Limit = Annotated[int, Query(ge=1, le=LIST_LIMIT, description="at most this many")]

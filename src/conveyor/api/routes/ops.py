@@ -16,13 +16,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFami
 from sqlalchemy import Connection, func, select, text
 
 from conveyor.api.auth import SESSION_COOKIE, authenticate, base_app, bearer, resolve_scope
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.problems import documented
 from conveyor.errors import InputError, StoreUnavailable
 from conveyor.store import schedules
 from conveyor.store.accounts import Principal, Role
 from conveyor.store.tables import executions, steps, workflows
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=JsonRoute)
 STEP_WINDOW = 10_000
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 

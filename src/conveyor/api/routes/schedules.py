@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.schemas import UtcDatetime
 from conveyor.engine.triggers import ScheduleSpec
 from conveyor.triggers.schedules import BACKFILL_LIMIT, FIRES_LIMIT, Schedules
 
-router = APIRouter(prefix="/workspaces/{ws}", tags=["schedules"])
+router = APIRouter(prefix="/workspaces/{ws}", tags=["schedules"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 FireStatus = Literal["started", "skipped", "missed", "buffered"]

@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from conveyor.api.auth import Scope, read_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.schemas import Timeseries, UserStats, UtcDatetime, WorkflowRangeStats
 from conveyor.errors import InputError
 from conveyor.store import statistics
 from conveyor.store import workflows as workflow_store
 from conveyor.store.history import ExecutionFilter
 
-router = APIRouter(prefix="/workspaces/{ws}/stats", tags=["statistics"])
+router = APIRouter(prefix="/workspaces/{ws}/stats", tags=["statistics"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 DEFAULT_RANGE = timedelta(hours=24)
 From = Annotated[

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSo
 from conveyor import live
 from conveyor.api import sse, views
 from conveyor.api.auth import Scope, read_access, socket_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.sse import PING, PING_SECONDS, EventStream, Position
 from conveyor.engine.state import TERMINAL
 from conveyor.errors import ConveyorError
@@ -27,7 +28,7 @@ from conveyor.live import Delivery, Feed, Subscription
 from conveyor.store import Store
 from conveyor.store import feed as reads
 
-router = APIRouter(prefix="/workspaces/{ws}", tags=["streams"])
+router = APIRouter(prefix="/workspaces/{ws}", tags=["streams"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 TERMINAL_EVENTS = {f"execution.{s.value}" for s in TERMINAL}
 BATCH = 1000  # events read per catch-up query; a full batch is followed at once by the next

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.schemas import (
     SecretBody,
     Webhook,
@@ -23,7 +24,7 @@ from conveyor.errors import InputError
 from conveyor.store import triggers as store
 from conveyor.store import workflows
 
-router = APIRouter(prefix="/workspaces/{ws}", tags=["webhooks"])
+router = APIRouter(prefix="/workspaces/{ws}", tags=["webhooks"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 KIND = "webhook"

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from conveyor.api import views
 from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
+from conveyor.api.bodies import JsonRoute
 from conveyor.api.problems import MAX_INT
 from conveyor.api.routes.webhooks import hook_url
 from conveyor.api.schemas import (
@@ -26,7 +27,7 @@ from conveyor.store import statistics
 from conveyor.store import workflows as store
 from conveyor.store.workflows import VersionRef
 
-router = APIRouter(prefix="/workspaces/{ws}/workflows", tags=["workflows"])
+router = APIRouter(prefix="/workspaces/{ws}/workflows", tags=["workflows"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
 Write = Annotated[Scope, Depends(write_access)]
 Limit = Annotated[int, Query(ge=1, le=500)]
