@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     __version__: str
 
-    from conveyor.app import Conveyor, Enqueued
+    from conveyor.app import Conveyor, Enqueued, Submission
     from conveyor.engine.definition import WorkflowDefinition
     from conveyor.errors import ConveyorError, DefinitionError, NodeError
     from conveyor.nodes.base import NodeContext, NodeResult, NodeType, node
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "Conveyor": "conveyor.app",
     "Enqueued": "conveyor.app",
+    "Submission": "conveyor.app",
     "WorkflowDefinition": "conveyor.engine.definition",
     "ConveyorError": "conveyor.errors",
     "DefinitionError": "conveyor.errors",
@@ -49,6 +50,7 @@ __all__ = [
     "NodeResult",
     "NodeType",
     "Registry",
+    "Submission",
     "Worker",
     "WorkflowDefinition",
     "__version__",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -35,6 +35,18 @@ from conveyor.store.workflows import DEFAULT_WORKSPACE, VersionRef
 RETRYABLE = frozenset(
     {ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.TIMED_OUT}
 )
+
+
+MAX_BATCH = 10_000  # executions in one execute_many
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One execution of a batch (``Conveyor.execute_many``)."""
+
+    input: Any = None
+    idempotency_key: str | None = None
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,44 @@ class Conveyor:
             self.workspace_id, workflow, version, build
         )
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)
+
+    async def execute_many(
+        self,
+        workflow: str,
+        submissions: Sequence[Submission],
+        *,
+        version: int | None = None,
+        trigger_type: str = "manual",
+        user: ExecutionUser | None = None,
+    ) -> list[Enqueued | ConveyorError]:
+        """Enqueue many executions of one workflow in ONE transaction, durable on return:
+        each ``Submission`` with its own input, idempotency key and priority. The answer
+        has one entry per submission, in order: its ``Enqueued`` (``created`` false for a
+        key already used), or the error that refused it alone (a bad input, say); the
+        others are enqueued all the same. An unknown workflow refuses the whole batch."""
+        if len(submissions) > MAX_BATCH:
+            raise InputError(f"a batch has at most {MAX_BATCH} executions")
+
+        def build(ref: VersionRef, item: Submission) -> NewExecution:
+            if ref.status == "archived":
+                raise Conflict(f"workflow '{ref.workflow_name}' is archived; restore it first")
+            input = {} if item.input is None else item.input
+            self.limits.check_input(input)
+            key = item.idempotency_key
+            if key is not None and not 0 < len(key) <= 200:
+                raise InputError("an idempotency key has 1 to 200 characters")
+            check_input(_parsed(ref).input, input)
+            new = new_execution(ref, input, self.workspace_id, user)
+            new.trigger_type = trigger_type
+            new.priority = item.priority if item.priority is not None else new.priority
+            new.idempotency_key = key
+            return new
+
+        ref, results = await self.store.enqueue_many(
+            self.workspace_id, workflow, version, build, list(submissions)
+        )
+        found = ref.workflow_id, ref.version
+        return [r if isinstance(r, ConveyorError) else Enqueued(*r, *found) for r in results]
 
     async def trigger(
         self,

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from conveyor.engine.interfaces import (
     Changes,
@@ -207,6 +207,39 @@ class Store:
         self._wake("queued")
         return result
 
+    async def enqueue_many(
+        self,
+        workspace_id: str,
+        workflow: str,
+        version: int | None,
+        build: Callable[[VersionRef, T], NewExecution],
+        items: list[T],
+    ) -> tuple[VersionRef, list[tuple[str, bool] | ConveyorError]]:
+        """Find the workflow version once and enqueue ``build(version, item)`` for each item,
+        all in ONE transaction (one commit for a whole batch); an item that raises a
+        ConveyorError is rolled back alone and its error returned in its place."""
+
+        def write(
+            conn: Connection,
+        ) -> tuple[VersionRef, list[tuple[str, bool] | ConveyorError]]:
+            ref = workflows.find_version(conn, workspace_id, workflow, version)
+            built = [_built(build, ref, item) for item in items]
+            news = [b for b in built if isinstance(b, NewExecution)]
+            now = self.clock.now()
+            try:
+                with conn.begin_nested():
+                    enqueued = queue.enqueue_batch(conn, news, now) if news else []
+            except IntegrityError:  # a concurrent enqueue took one of the keys: one by one
+                return ref, each(conn, self._enqueue_built, built)
+            pairs = zip(news, enqueued, strict=True)
+            self._announce(conn, [(n, e) for n, (e, created) in pairs if created], now)
+            done = iter(enqueued)
+            return ref, [b if isinstance(b, ConveyorError) else next(done) for b in built]
+
+        result = await self.write(write)
+        self._wake("queued")
+        return result
+
     async def enqueue_triggered(
         self,
         workspace_id: str,
@@ -245,17 +278,32 @@ class Store:
         if created and seed_from is not None:
             controls.seed_steps(conn, seed_from[0], execution_id, seed_from[1], now)
         if created:
-            # Workers hear of new work, live feeds of the new event: one round trip for both.
-            dialect = self.db.dialect
-            announce = f"{new.workspace_id}:{execution_id}"
-            run_together(
-                conn,
-                dialect.notify_calls(conn, controls.WAKE_CHANNEL, ["queued"])
-                + dialect.notify_calls(conn, controls.EVENTS_CHANNEL, [announce]),
-            )
-            record = queue.queued_event(new, execution_id, now)
-            conn.info.setdefault(controls.PENDING_EVENTS, []).append(record)
+            self._announce(conn, [(new, execution_id)], now)
         return execution_id, created
+
+    def _enqueue_built(
+        self, conn: Connection, built: NewExecution | ConveyorError
+    ) -> tuple[str, bool]:
+        if isinstance(built, ConveyorError):
+            raise built
+        return self._enqueue(conn, built, None)
+
+    def _announce(
+        self, conn: Connection, created: list[tuple[NewExecution, str]], now: datetime
+    ) -> None:
+        """Workers hear of new work, live feeds of the new events: one round trip for both
+        (on commit); this process's listeners get the events after the commit."""
+        if not created:
+            return
+        dialect = self.db.dialect
+        announce = [f"{new.workspace_id}:{execution_id}" for new, execution_id in created]
+        run_together(
+            conn,
+            dialect.notify_calls(conn, controls.WAKE_CHANNEL, ["queued"])
+            + dialect.notify_calls(conn, controls.EVENTS_CHANNEL, announce),
+        )
+        pending = conn.info.setdefault(controls.PENDING_EVENTS, [])
+        pending.extend(queue.queued_event(new, execution_id, now) for new, execution_id in created)
 
     async def cancel_each(
         self, workspace_id: str, execution_ids: list[str]
@@ -461,6 +509,15 @@ class Store:
         self._pool.shutdown(wait=True)
         self._reads.shutdown(wait=True)
         self.db.dispose()
+
+
+def _built(
+    build: Callable[[VersionRef, T], NewExecution], ref: VersionRef, item: T
+) -> NewExecution | ConveyorError:
+    try:
+        return build(ref, item)
+    except ConveyorError as exc:
+        return exc
 
 
 Seeded = tuple[NewExecution, tuple[str, set[str]]]
