@@ -68,6 +68,7 @@ async def test_a_batch_is_enqueued_in_order_and_runs(conveyor: Conveyor) -> None
     assert left == 0
     first = await conveyor.store.get_execution(conveyor.workspace_id, ids[7])
     assert first["result"] == {"a": 14}
+    assert check(conveyor.store.db) == []
 
 
 
@@ -147,4 +148,4 @@ async def test_concurrent_batches_with_the_same_keys_make_each_execution_once(
     assert sum(created) == 200
     assert count(conveyor, executions) == 200
     assert count(conveyor, events) == 200
-
+    assert check(conveyor.store.db, settled=False) == []  # queued: no worker runs here
