@@ -71,7 +71,6 @@ async def test_a_batch_is_enqueued_in_order_and_runs(conveyor: Conveyor) -> None
     assert check(conveyor.store.db) == []
 
 
-
 async def test_keys_already_used_give_the_same_executions(conveyor: Conveyor) -> None:
     await conveyor.apply(FLOW)
     first = await conveyor.execute_many(
