@@ -93,6 +93,63 @@ async def test_an_idempotency_key_returns_the_same_execution(api: Api) -> None:
     assert len(listed["items"]) == 2
 
 
+async def test_a_list_body_enqueues_a_batch_each_item_answering_for_itself(api: Api) -> None:
+    created = await api.create(transform("batch", "hi {{ input.name }}"))
+    url = f"{api.ws()}/workflows/batch/execute"
+    first = await api.http.post(url, json=[{"input": {"name": "ann"}, "idempotency_key": "k1"}])
+    assert first.status_code == 202, first.text
+    items = [
+        {"input": {"name": "ann"}, "idempotency_key": "k1"},  # already used: the same one
+        {"input": {"name": "bob"}, "idempotency_key": "k2", "priority": 5},
+        {"input": {"name": "cyd"}, "idempotency_key": "x" * 10},
+    ]
+    response = await api.http.post(url, json=items[:3])
+    assert response.status_code == 202, response.text
+    batch = response.json()
+    assert (batch["workflow_id"], batch["version"]) == (created["id"], 1)
+    assert (batch["created"], batch["refused"]) == (2, 0)
+    queued = batch["items"]
+    assert [i["status"] for i in queued] == ["queued"] * 3
+    assert queued[0]["execution_id"] == first.json()["items"][0]["execution_id"]
+    assert [i["created"] for i in queued] == [False, True, True]
+    for item in queued[1:]:
+        done = await api.until_finished(item["execution_id"])
+        assert done["status"] == "succeeded"
+    detail = await _get(api, queued[1]["execution_id"])
+    assert (detail["result"], detail["priority"]) == ({"t": "hi bob"}, 5)
+    assert detail["trigger_type"] == "api"
+
+
+async def test_a_batch_refuses_an_item_alone_and_names_one_version(api: Api) -> None:
+    await api.create(
+        {
+            **transform("typed", 1),
+            "input": {
+                "type": "object",
+                "required": ["n"],
+                "properties": {"n": {"type": "integer"}},
+            },
+        }
+    )
+    url = f"{api.ws()}/workflows/typed/execute"
+    response = await api.http.post(url, json=[{"input": {"n": 1}}, {"input": {"n": "one"}}])
+    assert response.status_code == 202, response.text
+    items = response.json()["items"]
+    assert [i["status"] for i in items] == ["queued", "refused"]
+    assert items[1]["problem"]["status"] == 422 and items[1]["problem"]["errors"]
+    assert response.json()["refused"] == 1
+    problem_of(await api.http.post(url, json=[{"version": 1}, {"version": 2}]), 400)
+    problem_of(await api.http.post(url, json=[]), 422)
+    # A problem names the fields of the shape sent, an object's or a list item's.
+    bad = problem_of(await api.http.post(url, json=[{"input": {"n": 1}, "inputs": {}}]), 422)
+    assert [e["path"] for e in bad["errors"]] == ["body.0.inputs"], bad
+    bad = problem_of(await api.http.post(url, json={"inputs": {}}), 422)
+    assert [e["path"] for e in bad["errors"]] == ["body.inputs"], bad
+    problem_of(await api.http.post(f"{api.ws()}/workflows/nope/execute", json=[{}]), 404)
+    listed = await _list(api, workflow="typed")
+    assert len(listed["items"]) == 1
+
+
 async def test_execute_a_pinned_version(api: Api) -> None:
     await api.create(transform("pinned", 1))
     await api.create(transform("pinned", 2))

@@ -101,6 +101,9 @@ async def test_a_body_with_fields_the_server_decides_is_refused(
     valid = api_body(endpoint, world)
     assert schema is not None
     assert valid is not None, f"{endpoint} takes a body: add a valid one to routes.api_body"
+    # A body that is one object or a list of them (execute): the object's fields.
+    variants = [resolve(document, v) for v in schema.get("oneOf", [schema])]
+    schema = next(v for v in variants if "properties" in v)
     declared = set(schema["properties"])
     extra = {k: v for k, v in injected(world).items() if k not in declared}
     headers = world.a.owner.bearer

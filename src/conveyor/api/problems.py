@@ -135,14 +135,30 @@ def response_for(exc: ConveyorError) -> JSONResponse:
     status, kind = classify(exc)
     if kind == "internal":
         return problem(500, "internal", "Internal error", str(exc))
+    response = problem(status, kind, _title(kind), str(exc), **_extra(exc))
+    response.headers.update(retry_headers(exc))
+    return response
+
+
+def problem_body(exc: ConveyorError) -> dict[str, Any]:
+    """The problem+json body of ``exc`` on its own (one refused item of a batch)."""
+    status, kind = classify(exc)
+    return {
+        "type": f"https://conveyor.dev/problems/{kind}",
+        "title": _title(kind),
+        "status": status,
+        "detail": str(exc),
+        **_extra(exc),
+    }
+
+
+def _extra(exc: ConveyorError) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if isinstance(exc, DefinitionError | InvalidInput):
         extra["errors"] = [p.as_dict() for p in exc.problems]
     if isinstance(exc, PayloadTooLarge):
         extra.update(setting=exc.setting, limit=exc.limit)
-    response = problem(status, kind, _title(kind), str(exc), **extra)
-    response.headers.update(retry_headers(exc))
-    return response
+    return extra
 
 
 def retry_headers(exc: ConveyorError) -> dict[str, str]:
@@ -188,11 +204,15 @@ def delivery_outcome(status: int) -> str:
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"path": ".".join(str(p) for p in e["loc"]), "message": _message(e)} for e in exc.errors()
-    ]
+    errors = [{"path": _path(e["loc"]), "message": _message(e)} for e in exc.errors()]
     detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
     return problem(422, "invalid-request", "Invalid request", detail, errors=errors)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    """``body.input``: a body told apart by its shape (a tag starting with "@") names the
+    fields of the shape that was sent, without the tag."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("@")))
 
 
 def _message(error: dict[str, Any]) -> str:

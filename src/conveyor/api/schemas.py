@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 T = TypeVar("T")
 
@@ -116,6 +125,23 @@ class ExecuteBody(BaseModel):
     priority: int | None = Field(default=None, ge=-1000, le=1000)
 
 
+# A list of ExecuteBody: many executions in one transaction (one version for all).
+ExecuteBatch = Annotated[list[ExecuteBody], Field(min_length=1, max_length=10_000)]
+
+
+def _shape(value: Any) -> str:
+    return "@list" if isinstance(value, list) else "@object"
+
+
+# The execute body: one object, or a list of them, told apart by its JSON shape so that a
+# problem names the fields of the shape sent (the tags, starting with "@", are dropped from
+# the paths in problems.validation_error).
+ExecuteRequest = Annotated[
+    Annotated[ExecuteBody, Tag("@object")] | Annotated[ExecuteBatch, Tag("@list")],
+    Discriminator(_shape),
+]
+
+
 class ExecutionLinks(BaseModel):
     self: str
     stream: str
@@ -129,6 +155,25 @@ class Accepted(BaseModel):
     version: int
     status: str
     links: ExecutionLinks
+
+
+class BatchItem(BaseModel):
+    """One item of a batch: ``queued`` with its execution (``created`` false for a key
+    already used), or ``refused`` with the problem that refused it alone."""
+
+    status: Literal["queued", "refused"]
+    execution_id: str | None = None
+    created: bool | None = None
+    links: ExecutionLinks | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchAccepted(BaseModel):
+    workflow_id: str
+    version: int
+    created: int
+    refused: int
+    items: list[BatchItem]
 
 
 class Progress(BaseModel):

@@ -11,17 +11,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from conveyor import failpoints
-from conveyor.api import views
+from conveyor.api import problems, views
 from conveyor.api.audit import note
 from conveyor.api.auth import Scope, read_access, write_access
 from conveyor.api.bodies import JsonRoute
 from conveyor.api.problems import MAX_INT
 from conveyor.api.schemas import (
     Accepted,
+    BatchAccepted,
     BulkBody,
     BulkResult,
     ControlResult,
     ExecuteBody,
+    ExecuteRequest,
     ExecutionDetail,
     ExecutionPage,
     ExecutionQuery,
@@ -31,8 +33,8 @@ from conveyor.api.schemas import (
     StatusName,
     UtcDatetime,
 )
-from conveyor.app import BULK_BATCH, BULK_LIMIT, BulkAction, Enqueued, Selection
-from conveyor.errors import NotFound
+from conveyor.app import BULK_BATCH, BULK_LIMIT, BulkAction, Enqueued, Selection, Submission
+from conveyor.errors import ConveyorError, InputError, NotFound
 from conveyor.store import statistics
 from conveyor.store import workflows as workflow_store
 from conveyor.store.history import ExecutionFilter, events_after, list_executions, step_payload
@@ -64,13 +66,18 @@ async def _detail(scope: Scope, execution_id: str) -> dict[str, Any]:
 @router.post(
     "/workflows/{workflow}/execute",
     status_code=202,
-    response_model=Accepted,
+    response_model=Accepted | BatchAccepted,
     tags=["workflows"],
-    summary="Enqueue an execution (durable when this answers)",
+    summary="Enqueue an execution, or a list of them (durable when this answers)",
+    description="One object enqueues one execution. A list enqueues many in one "
+    "transaction, each with its own input, idempotency key and priority (one version for "
+    "all): the answer lists each item in order, queued or refused with its own problem.",
 )
 async def execute(
-    request: Request, scope: Write, workflow: str, body: ExecuteBody
+    request: Request, scope: Write, workflow: str, body: ExecuteRequest
 ) -> dict[str, Any]:
+    if isinstance(body, list):
+        return await _execute_batch(request, scope, workflow, body)
     enqueued = await scope.conveyor.execute(
         workflow,
         body.input,
@@ -88,6 +95,57 @@ async def execute(
     )
     await failpoints.reached("execute.after_commit")
     return _accepted(scope, enqueued)
+
+
+async def _execute_batch(
+    request: Request, scope: Scope, workflow: str, batch: list[ExecuteBody]
+) -> dict[str, Any]:
+    versions = {item.version for item in batch}
+    if len(versions) > 1:
+        raise InputError("the items of a batch name one version (or none)")
+    results = await scope.conveyor.execute_many(
+        workflow,
+        [Submission(i.input, i.idempotency_key, i.priority) for i in batch],
+        version=(asked := versions.pop()),
+        trigger_type="api",
+        user=scope.principal.user,
+    )
+    items: list[dict[str, Any]] = []
+    found: Enqueued | None = None
+    for result in results:
+        if isinstance(result, ConveyorError):
+            items.append({"status": "refused", "problem": problems.problem_body(result)})
+            continue
+        found = result
+        items.append(
+            {
+                "status": "queued",
+                "execution_id": result.execution_id,
+                "created": result.created,
+                "links": views.links(scope.workspace, result.execution_id),
+            }
+        )
+    created = sum(bool(i.get("created")) for i in items)
+    refused = sum(i["status"] == "refused" for i in items)
+    note(
+        request,
+        target_type="workflow",
+        target_id=workflow,
+        details={"executions": len(items), "created": created, "refused": refused},
+    )
+    await failpoints.reached("execute.after_commit")
+    if found is None:  # every item refused: the workflow and version as found
+        ref = await scope.conveyor.store.find_version(scope.workspace_id, workflow, asked)
+        workflow_id, version = ref.workflow_id, ref.version
+    else:
+        workflow_id, version = found.workflow_id, found.version
+    return {
+        "workflow_id": workflow_id,
+        "version": version,
+        "created": created,
+        "refused": refused,
+        "items": items,
+    }
 
 
 @router.get(
