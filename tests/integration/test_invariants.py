@@ -4,6 +4,7 @@ kind of damage done to the rows afterwards is reported, on both databases."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -143,8 +144,8 @@ async def test_the_sampler_sees_a_limit_exceeded(conveyor: Conveyor) -> None:
         row = dict(
             conn.execute(select(executions).where(executions.c.id == execution_id)).mappings().one()
         )
-        for n in range(2):
-            copy = {**row, "id": f"{execution_id[:-1]}{n}", "idempotency_key": None}
+        for _ in range(2):
+            copy = {**row, "id": uuid.uuid4().hex, "idempotency_key": None}
             conn.execute(
                 insert(executions),
                 {**copy, "status": "running", "concurrency_key": "k", "key_limit": 1},
