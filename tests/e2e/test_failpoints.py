@@ -12,7 +12,6 @@ flight so that a death aimed at it touches nothing else), then ``d``; every node
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,6 @@ def definition(ledger: Ledger, name: str, sleep: float = 0.15) -> dict[str, Any]
             ledger.node("d", sleep, needs=["b"]),
         ],
     }
-
-
-@pytest.fixture
-def ledger() -> Iterator[Ledger]:
-    server = Ledger()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 # (failpoint spec, what the executions end as). The victim dies at its first hit, except

@@ -59,15 +59,6 @@ def cluster() -> Iterator[Cluster]:
         server.close()
 
 
-@pytest.fixture
-def ledger() -> Iterator[Ledger]:
-    server = Ledger()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def definitions(ledger: Ledger) -> list[dict[str, Any]]:
     retry = {"retry": {"max_attempts": 10, "initial_interval": "200ms"}}
     return [
