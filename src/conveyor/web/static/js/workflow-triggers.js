@@ -184,9 +184,12 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
         last = Date.now();
         const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
         if (!response.ok) break;
+        const html = await response.text();
+        // Read what the person did just before replacing, not before the await: a section
+        // opened or a field typed while the answer arrived would otherwise be undone.
         const state = keep(panel);
         const template = document.createElement("template");
-        template.innerHTML = await response.text();
+        template.innerHTML = html;
         panel.querySelector("#triggers-tab").replaceWith(template.content);
         restore(panel, state);
         formatTimes(panel);
