@@ -127,6 +127,13 @@ def test_json_data_is_reviewed_without_positions() -> None:
         ("name: x\nnodes:\n\t- a\n", 3, 1, "found character '\\t'"),
         ("a: !!python/object:os.system x\n", 1, 4, "could not determine a constructor"),
         ("name: x\nnodes: \x1f\n", 2, 8, "character #x001f is not allowed"),
+        (
+            "name: x\nnodes:\n  - id: a\n    id: b\n",
+            4,
+            5,
+            "key 'id' is given twice (first on line 3)",
+        ),
+        ("name: x\nname: y\n", 2, 1, "key 'name' is given twice (first on line 1)"),
     ],
 )
 def test_a_syntax_error_is_one_problem_at_its_own_line(
@@ -166,6 +173,11 @@ def test_aliases_that_expand_without_bound_are_refused_before_they_are_built() -
     assert "expands to more than" in located.problem.message
     [looped] = load_source("a: &a [*a]").problems
     assert "nested more than" in looped.problem.message
+
+
+def test_keys_that_only_look_alike_or_come_from_a_merge_are_not_duplicates() -> None:
+    data = load_yaml("1: int\n'1': text\nbase: &b {a: 1, c: 3}\nx:\n  <<: *b\n  a: 2\n")
+    assert data == {1: "int", "1": "text", "base": {"a": 1, "c": 3}, "x": {"a": 2, "c": 3}}
 
 
 def test_an_empty_text_or_a_list_is_not_a_definition() -> None:

@@ -331,6 +331,7 @@ def measure(root: yaml.Node) -> None:
         if isinstance(node, yaml.SequenceNode):
             total = 1 + sum(size(item, depth + 1) for item in node.value)
         elif isinstance(node, yaml.MappingNode):
+            unique_keys(node)
             total = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
         else:
             total = 1
@@ -340,6 +341,27 @@ def measure(root: yaml.Node) -> None:
         return total
 
     size(root, 0)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def unique_keys(mapping: yaml.MappingNode) -> None:
+    """Refuse a key given twice in one mapping, as JSON bodies are (PyYAML would keep the
+    last one silently: ``retry:`` written twice in a node would lose the first). A ``<<``
+    merge may repeat keys: what it merges is meant to be overridden."""
+    seen: dict[tuple[str, str], yaml.Node] = {}
+    for key, _ in mapping.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == MERGE_TAG:
+            continue
+        first = seen.setdefault((key.tag, key.value), key)
+        if first is not key:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                mapping.start_mark,
+                f"the key {key.value!r} is given twice (first on line {first.start_mark.line + 1})",
+                key.start_mark,
+            )
 
 
 def compose(text: str) -> tuple[yaml.Node | None, Any]:
