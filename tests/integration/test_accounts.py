@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from conveyor.app import Conveyor
-from conveyor.errors import Conflict, InputError
+from conveyor.errors import Conflict, Forbidden, InputError, NotFound
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
 
@@ -48,7 +48,19 @@ async def test_users_sessions_and_keys(conveyor: Conveyor) -> None:
     assert again is not None and not again.touch
     later = await store.read(accounts.api_key_principal, key, now + timedelta(minutes=2))
     assert later is not None and later.touch
-    await store.write(accounts.revoke_api_key, conveyor.workspace_id, row["id"], now)
+    owner = await store.write(accounts.create_user, "own@example.com", "correct horse", now)
+    await store.write(accounts.set_role, owner, conveyor.workspace_id, Role.OWNER, now)
+    owner_key, owner_row = await store.write(
+        accounts.create_api_key, conveyor.workspace_id, owner, "deploy", Role.OWNER, now
+    )
+    with pytest.raises(Forbidden, match="only an owner can revoke a key with the role owner"):
+        await store.write(
+            accounts.revoke_api_key, conveyor.workspace_id, Role.ADMIN, owner_row["id"], now
+        )
+    assert await store.read(accounts.api_key_principal, owner_key, now) is not None
+    with pytest.raises(NotFound):
+        await store.write(accounts.revoke_api_key, conveyor.workspace_id, Role.OWNER, "nope", now)
+    await store.write(accounts.revoke_api_key, conveyor.workspace_id, Role.ADMIN, row["id"], now)
     assert await store.write(accounts.api_key_principal, key, now) is None
     listed = await store.read(accounts.list_api_keys, conveyor.workspace_id)
-    assert len(listed) == 20 and all("key_hash" not in k for k in listed)
+    assert len(listed) == 21 and all("key_hash" not in k for k in listed)

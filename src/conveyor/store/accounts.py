@@ -374,7 +374,20 @@ def list_api_keys(conn: Connection, workspace_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def revoke_api_key(conn: Connection, workspace_id: str, key_id: str, now: datetime) -> None:
+def revoke_api_key(
+    conn: Connection, workspace_id: str, actor: Role, key_id: str, now: datetime
+) -> None:
+    """Revoke a key, as a member whose role is ``actor``: an admin cannot revoke an owner's
+    key (it could not have created it either)."""
+    role = conn.execute(
+        select(api_keys.c.role).where(
+            api_keys.c.id == key_id, api_keys.c.workspace_id == workspace_id
+        )
+    ).scalar()
+    if role is None:
+        raise NotFound(f"API key '{key_id}' not found")
+    if not actor.allows(Role(role)):
+        raise Forbidden(f"only an owner can revoke a key with the role {role}")
     done = conn.execute(
         update(api_keys)
         .where(api_keys.c.id == key_id, api_keys.c.workspace_id == workspace_id)

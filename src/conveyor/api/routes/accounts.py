@@ -248,5 +248,9 @@ async def create_key(request: Request, scope: Admin, body: NewKey) -> dict[str, 
 @router.delete("/workspaces/{ws}/api-keys/{key_id}", status_code=204)
 async def revoke_key(scope: Admin, key_id: str) -> None:
     await scope.conveyor.store.write(
-        accounts.revoke_api_key, scope.workspace_id, key_id, scope.conveyor.store.clock.now()
+        accounts.revoke_api_key,
+        scope.workspace_id,
+        scope.role,
+        key_id,
+        scope.conveyor.store.clock.now(),
     )

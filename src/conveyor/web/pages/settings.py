@@ -185,5 +185,11 @@ async def revoke_key(page: InWorkspace, key_id: str, csrf: CsrfField = "") -> Re
     check_csrf(page.request, csrf)
     require(page, Role.ADMIN)
     store = page.scope.conveyor.store
-    await store.write(accounts.revoke_api_key, page.scope.workspace_id, key_id, store.clock.now())
+    await store.write(
+        accounts.revoke_api_key,
+        page.scope.workspace_id,
+        page.scope.role,
+        key_id,
+        store.clock.now(),
+    )
     return _done(page, "keys")
