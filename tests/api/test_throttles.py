@@ -135,6 +135,29 @@ async def test_a_webhook_flood_is_refused_before_anything_is_written(api: Api) -
     assert [a.status_code for a in again] == [202, 202, 429]
 
 
+async def test_an_address_guessing_webhook_urls_is_refused(api: Api) -> None:
+    clock = limited(api, api_key_failures=3, api_key_window=timedelta(minutes=5))
+    definition = {
+        **transform("guarded"),
+        "triggers": [{"type": "webhook", "id": "in", "auth": {"mode": "none"}}],
+    }
+    saved = await api.http.post(f"{api.ws()}/workflows", json={"definition": definition})
+    assert saved.status_code == 201, saved.text
+    url = saved.json()["triggers"][0]["url"].removeprefix("http://test")
+    assert (await api.http.post(f"{api.ws()}/workflows/guarded/activate")).status_code == 200
+    sender = api.new_client()
+    assert (await sender.post(url, json={})).status_code == 202  # known URLs never count
+    for n in range(3):
+        problem_of(await sender.post(f"/hooks/guess{n}", json={}), 404)
+    refused = await sender.post(url, json={})  # a right guess is not told apart
+    assert "too many unknown webhook URLs" in problem_of(refused, 429)["detail"]
+    retry_after(refused, 300)
+    keyed = await api.http.get(f"{api.ws()}/workflows")
+    assert keyed.status_code == 200  # API keys from the address have their own count
+    clock.now += 300
+    assert (await sender.post(url, json={})).status_code == 202
+
+
 async def test_the_server_takes_its_limits_from_the_settings(api: Api) -> None:
     """``conveyor server`` builds its app with the CONVEYOR_* limits; the dashboard's form
     answers 429 at the configured count."""

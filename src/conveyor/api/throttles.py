@@ -185,8 +185,23 @@ class Throttles:
 
     # -- webhooks -----------------------------------------------------------------------------
 
+    def check_hook_url(self, client: str) -> None:
+        """An address guessing webhook URLs is refused as one guessing API keys is (the
+        token in a hook URL is its credential), on a count of its own."""
+        refuse(
+            self.api_keys.retry_after(_hook_key(client)),
+            "too many unknown webhook URLs from this address",
+        )
+
+    def hook_url_failed(self, client: str) -> None:
+        self.api_keys.fail(_hook_key(client))
+
     def admit_delivery(self, webhook_id: str) -> None:
         refuse(self.webhooks.take(webhook_id), "this webhook is receiving too many deliveries")
+
+
+def _hook_key(client: str) -> str:
+    return f"hook\n{client}"
 
 
 def _account_key(email: str, client: str) -> str:

@@ -126,12 +126,15 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 async def deliver(token: str, request: Request) -> Response:
     """Deliver to a webhook (no API key: the webhook's own auth applies)."""
     conveyor = base_app(request)
+    client = request.client.host if request.client is not None else None
+    limits = throttles(request)
+    limits.check_hook_url(client or "")
     hook = await _hooks(request).lookup(conveyor, token)
     if hook is None or hook.row["deleted_at"] is not None:
+        limits.hook_url_failed(client or "")
         raise NotFound("no webhook at this URL")
     # A flood is refused here, before anything (its delivery included) is written.
-    throttles(request).admit_delivery(hook.row["id"])
-    client = request.client.host if request.client is not None else None
+    limits.admit_delivery(hook.row["id"])
     delivery = Delivery(hook.row["id"], conveyor.store.clock.now(), request.method, client)
     scoped = conveyor.scoped(hook.row["workspace_id"])
     try:
