@@ -53,7 +53,10 @@ async def test_create_secret_enable_delete_and_roles(api: Api) -> None:
     assert deliveries.status_code == 200 and deliveries.json() == []
 
     viewer = api.as_(await api.caller(Role.VIEWER))
-    assert (await viewer.get(one)).status_code == 200
+    seen = await viewer.get(one)  # the URL is a credential: a viewer cannot start executions
+    assert seen.status_code == 200 and seen.json()["url"] is None
+    assert [h["url"] for h in (await viewer.get(url)).json()] == [None]
+    assert hook["url"].rsplit("/", 1)[1] not in seen.text
     assert (await viewer.post(f"{one}/disable")).status_code == 403
     assert (await viewer.post(f"{one}/secret", json={})).status_code == 403
     stranger = api.as_(await api.caller(Role.OWNER, B))

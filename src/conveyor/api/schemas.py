@@ -67,7 +67,9 @@ class Webhook(BaseModel):
     id: str
     key: str
     workflow_id: str
-    url: str
+    url: str | None = Field(
+        description="The public URL (its token is a credential); null for viewers"
+    )
     auth_mode: str
     enabled: bool
     source: Literal["definition", "api"]

@@ -2,7 +2,8 @@
 webhook's own auth (triggers/webhooks.py) admit a request.
 
 Order of checks (each answer is recorded in ``webhook_deliveries`` once the webhook is
-known): unknown or deleted token 404; over the webhook's delivery rate 429 (not recorded:
+known): an address past its limit of unknown URLs 429; unknown or deleted token 404
+(counted against the address); over the webhook's delivery rate 429 (not recorded:
 a flood writes nothing); disabled 404; archived workflow 404; paused or draft
 workflow 409; method 405; body over ``max_body_bytes`` 413 (read with a bound, never
 buffered past it); credentials or signature 401; bad body or delivery id 400; input schema
@@ -305,5 +306,5 @@ for _method in METHODS:
         methods=[_method],
         operation_id=f"deliver_webhook_{_method.lower()}",
         summary=f"Deliver to a webhook by {_method} (the webhook's own auth applies)",
-        responses=problems.documented(400, 401, 404, 409, 413, 422),
+        responses=problems.documented(400, 401, 404, 409, 413, 422, 429),
     )

@@ -23,6 +23,7 @@ from conveyor.engine.triggers import WebhookSpec
 from conveyor.errors import InputError
 from conveyor.store import triggers as store
 from conveyor.store import workflows
+from conveyor.store.accounts import Role
 
 router = APIRouter(prefix="/workspaces/{ws}", tags=["webhooks"], route_class=JsonRoute)
 Read = Annotated[Scope, Depends(read_access)]
@@ -35,13 +36,16 @@ def hook_url(request: Request, token: str) -> str:
     return f"{str(request.base_url).rstrip('/')}/hooks/{token}"
 
 
-def view(request: Request, row: dict[str, Any]) -> dict[str, Any]:
+def view(request: Request, row: dict[str, Any], role: Role = Role.MEMBER) -> dict[str, Any]:
+    """A webhook as the API shows it. The URL is a credential (anyone holding it can start
+    executions when the hook has no auth of its own), so a viewer, who cannot start
+    executions, gets ``null``."""
     spec = row["spec"]
     return {
         "id": row["id"],
         "key": row["key"],
         "workflow_id": row["workflow_id"],
-        "url": hook_url(request, row["token"]),
+        "url": hook_url(request, row["token"]) if role.allows(Role.MEMBER) else None,
         "auth_mode": spec.get("auth", {}).get("mode", "signature"),
         "enabled": row["enabled"],
         "source": row["source"],
@@ -58,7 +62,7 @@ async def list_webhooks(scope: Read, request: Request, workflow: str) -> list[di
     rows = await scope.conveyor.store.read(
         store.list_for_workflow, KIND, scope.workspace_id, found["id"]
     )
-    return [view(request, row) for row in rows]
+    return [view(request, row, scope.role) for row in rows]
 
 
 @router.post(
@@ -97,7 +101,7 @@ async def _check_node(scope: Scope, workflow_id: str, node: str) -> None:
 @router.get("/webhooks/{webhook_id}", response_model=Webhook)
 async def get_webhook(scope: Read, request: Request, webhook_id: str) -> dict[str, Any]:
     row = await scope.conveyor.store.read(store.get, KIND, scope.workspace_id, webhook_id)
-    return view(request, row)
+    return view(request, row, scope.role)
 
 
 @router.delete(
