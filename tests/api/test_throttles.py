@@ -112,16 +112,21 @@ async def count(api: Api, table: object) -> int:
     return await api.store.read(counted)
 
 
-async def test_a_webhook_flood_is_refused_before_anything_is_written(api: Api) -> None:
-    clock = limited(api, webhook_rate=2.0, webhook_burst=5)
+async def open_hook(api: Api, name: str) -> str:
+    """An active workflow with a webhook that needs no auth; the path of its URL."""
     definition = {
-        **transform("flooded"),
+        **transform(name),
         "triggers": [{"type": "webhook", "id": "in", "auth": {"mode": "none"}}],
     }
     saved = await api.http.post(f"{api.ws()}/workflows", json={"definition": definition})
     assert saved.status_code == 201, saved.text
-    url = saved.json()["triggers"][0]["url"].removeprefix("http://test")
-    assert (await api.http.post(f"{api.ws()}/workflows/flooded/activate")).status_code == 200
+    assert (await api.http.post(f"{api.ws()}/workflows/{name}/activate")).status_code == 200
+    return str(saved.json()["triggers"][0]["url"]).removeprefix("http://test")
+
+
+async def test_a_webhook_flood_is_refused_before_anything_is_written(api: Api) -> None:
+    clock = limited(api, webhook_rate=2.0, webhook_burst=5)
+    url = await open_hook(api, "flooded")
     sender = api.new_client()
     answers = [await sender.post(url, json={"n": n}) for n in range(12)]
     assert [a.status_code for a in answers] == [202] * 5 + [429] * 7
@@ -137,14 +142,7 @@ async def test_a_webhook_flood_is_refused_before_anything_is_written(api: Api) -
 
 async def test_an_address_guessing_webhook_urls_is_refused(api: Api) -> None:
     clock = limited(api, api_key_failures=3, api_key_window=timedelta(minutes=5))
-    definition = {
-        **transform("guarded"),
-        "triggers": [{"type": "webhook", "id": "in", "auth": {"mode": "none"}}],
-    }
-    saved = await api.http.post(f"{api.ws()}/workflows", json={"definition": definition})
-    assert saved.status_code == 201, saved.text
-    url = saved.json()["triggers"][0]["url"].removeprefix("http://test")
-    assert (await api.http.post(f"{api.ws()}/workflows/guarded/activate")).status_code == 200
+    url = await open_hook(api, "guarded")
     sender = api.new_client()
     assert (await sender.post(url, json={})).status_code == 202  # known URLs never count
     for n in range(3):
