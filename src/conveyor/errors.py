@@ -6,6 +6,7 @@
     ├── InvalidInput             an execution's input breaks the workflow's declared input schema
     ├── PayloadTooLarge          a body, input or definition over its size limit (names the setting)
     ├── StoreUnavailable         the database cannot be opened or reached
+    │   └── DatabaseUnreachable  its server did not answer a connection (worth waiting for)
     ├── ServiceUnavailable       a service a command needs (the drafting LLM) is not set or failed
     ├── NotFound                 an object does not exist (or is in another workspace)
     ├── Conflict                 a command that the current state does not allow
@@ -87,6 +88,11 @@ class PayloadTooLarge(ConveyorError):
 
 class StoreUnavailable(ConveyorError):
     pass
+
+
+class DatabaseUnreachable(StoreUnavailable):
+    """The database server refused or dropped the connection (not running yet, restarting,
+    a network fault): a worker or server starting may wait for it."""
 
 
 class ServiceUnavailable(ConveyorError):

@@ -36,14 +36,15 @@ class _Link:
 
 
 class CommitCutter:
-    def __init__(self, target_port: int, *, every: int, cuts: int) -> None:
+    def __init__(self, target_port: int, *, every: int, cuts: int, port: int = 0) -> None:
+        """``port``: where to listen (0: any free port); ``cuts`` 0 makes a plain proxy."""
         self.target_port = target_port
         self.every = every
         self.cuts = cuts
         self.commits = 0
         self.cut = 0  # acknowledgements withheld so far
         self.cut_groups = 0  # of which group commits
-        self.port = 0
+        self.port = port
         self._links: set[_Link] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -53,7 +54,8 @@ class CommitCutter:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        listening = asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        server = self._loop.run_until_complete(listening)
         self.port = server.sockets[0].getsockname()[1]
         self._server = server
         self._ready.set()

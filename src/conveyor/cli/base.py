@@ -8,6 +8,7 @@ beyond that (the app, the store, pydantic, SQLAlchemy) is imported inside it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from conveyor.worker import WorkerSettings
 
 T = TypeVar("T")
+log = logging.getLogger("conveyor.cli")
 out = Console()
 err = Console(stderr=True)
 # conveyor.settings' default, repeated so that option defaults need no pydantic import;
@@ -79,6 +81,16 @@ InputOpt = Annotated[
 ]
 
 
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait-for-database",
+        envvar="CONVEYOR_WAIT_FOR_DATABASE",
+        min=0,
+        metavar="SECONDS",
+        help="wait this long for a database server that does not answer yet (0: fail at once)",
+    ),
+]
 SchedulerOpt = Annotated[
     bool,
     typer.Option(
@@ -195,6 +207,31 @@ async def open_conveyor(
 
     registry = registry or registry_for(plugins or [], False)
     return await Conveyor.open(database, registry, limits=limits_of(Settings()))
+
+
+async def open_waiting(database: str, registry: Any, wait: float) -> Conveyor:
+    """:func:`open_conveyor`, waiting up to ``wait`` seconds for a database server that does
+    not answer yet (started beside this process, restarting): one warning per try, tries
+    0.5 s apart, doubling up to 5 s. Anything else (a wrong URL, a file that is not a
+    database) fails at once."""
+    import asyncio
+    import time
+
+    from conveyor.errors import DatabaseUnreachable
+
+    deadline = time.monotonic() + wait
+    pause = 0.5
+    while True:
+        try:
+            return await open_conveyor(database, registry=registry)
+        except DatabaseUnreachable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(pause, left)
+            log.warning("%s; trying again in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def with_conveyor(database: str, action: Callable[[Conveyor], Awaitable[T]]) -> T:

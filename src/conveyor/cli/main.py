@@ -18,11 +18,13 @@ from conveyor.cli.base import (
     PluginOpt,
     PrivateOpt,
     SchedulerOpt,
+    WaitOpt,
     as_json,
     err,
     guard,
     limits_of,
     open_conveyor,
+    open_waiting,
     out,
     parse_input,
     registry_for,
@@ -214,6 +216,7 @@ def worker(
     plugin: PluginOpt = [],  # noqa: B006
     allow_private_network: PrivateOpt = False,
     scheduler: SchedulerOpt = True,
+    wait_for_database: WaitOpt = 60.0,
 ) -> None:
     """Run a worker: claim queued executions and run them until SIGTERM or Ctrl-C; it also
     fires due schedules unless --no-scheduler.
@@ -231,7 +234,8 @@ def worker(
         settings = Settings()
         registry = registry_for(plugin, allow_private_network)
         poll = timedelta(seconds=settings.scheduler_poll_seconds) if scheduler else None
-        run_async(serve(database, registry, worker_settings(settings, concurrency), poll))
+        settings_ = worker_settings(settings, concurrency)
+        run_async(serve(database, registry, settings_, poll, wait_for_database))
         return OK
 
     guard(body)
@@ -290,6 +294,7 @@ def server(
     plugin: PluginOpt = [],  # noqa: B006
     allow_private_network: PrivateOpt = False,
     scheduler: SchedulerOpt = True,
+    wait_for_database: WaitOpt = 60.0,
 ) -> None:
     """Serve the REST API (and dashboard) with an embedded worker, the scheduler (unless
     --no-scheduler) and housekeeping."""
@@ -303,7 +308,7 @@ def server(
         settings = Settings().model_copy(update={"scheduler": scheduler})
         _configure_logging()
         registry = registry_for(plugin, allow_private_network)
-        conveyor = run_async(open_conveyor(database, registry=registry))
+        conveyor = run_async(open_waiting(database, registry, wait_for_database))
         worker = worker_settings(settings, concurrency) if concurrency else None
         address, number = host or settings.host, port or settings.port
         try:

@@ -10,7 +10,7 @@ import signal
 from datetime import timedelta
 from typing import Any
 
-from conveyor.cli.base import open_conveyor
+from conveyor.cli.base import open_waiting
 from conveyor.engine.state import TERMINAL
 from conveyor.store.executions import EventRecord
 from conveyor.triggers.scheduler import Scheduler
@@ -41,9 +41,12 @@ async def serve(
     registry: Any,
     settings: WorkerSettings,
     scheduler_poll: timedelta | None = None,
+    wait_for_database: float = 0.0,
 ) -> None:
-    """Run a worker, and with ``scheduler_poll`` the scheduler beside it, until a signal."""
-    conveyor = await open_conveyor(database, registry=registry)
+    """Run a worker, and with ``scheduler_poll`` the scheduler beside it, until a signal;
+    a database server that does not answer yet is waited for up to ``wait_for_database``
+    seconds."""
+    conveyor = await open_waiting(database, registry, wait_for_database)
     try:
         worker = Worker(conveyor.store, registry, conveyor.store.clock, settings=settings)
         tally = Tally()

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, Operational
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from conveyor.errors import InputError, StoreUnavailable
+from conveyor.errors import DatabaseUnreachable, InputError, StoreUnavailable
 from conveyor.store.postgres import PostgresDialect
 from conveyor.store.prepared import Call
 from conveyor.store.sqlite import WRITE_OPTION, SQLiteDialect
@@ -145,7 +145,7 @@ class Database:
                 ) from exc
             if _is_connection_error(exc):
                 hint = self.dialect.database_exists_hint(self.url)
-                raise StoreUnavailable(
+                raise DatabaseUnreachable(
                     f"cannot reach the database {self.url.render_as_string()}: "
                     f"{str(exc.orig).strip().splitlines()[0]} ({hint})"
                 ) from exc
@@ -190,7 +190,7 @@ class Database:
             if isinstance(exc, DatabaseError):
                 self._raise_if_not_a_database(exc)
             if isinstance(exc, OperationalError) and _is_connection_error(exc):
-                raise StoreUnavailable(
+                raise DatabaseUnreachable(
                     f"cannot open the database {self.url.render_as_string()}: "
                     f"{str(exc.orig).strip().splitlines()[0]}"
                 ) from exc
