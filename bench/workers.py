@@ -518,6 +518,7 @@ class Context:
     batch: int = W1_BATCH  # W1-batch
     flows: int = W5_FLOWS  # W5
     idle_seconds: float = IDLE_SECONDS  # W1, W1-batch
+    latency_samples: int = W2_EXECUTIONS  # W2
 
 
 async def open_app(url: str, definition: dict[str, Any], plugins: tuple[str, ...] = ()) -> Conveyor:
@@ -796,12 +797,12 @@ async def w2(ctx: Context) -> Result:
             await asyncio.sleep(2.0)  # let the worker settle into its idle wait
             seen: list[Seen] = []
             loop_start = time.perf_counter()
-            for seed in range(W2_EXECUTIONS):
+            for seed in range(ctx.latency_samples):
                 seen.append(await submit_and_see(app, probe, workers, seed, deadline))
             loop_seconds = time.perf_counter() - loop_start
             stats = workers.stats()
             server_cpu = probe.server_cpu_seconds()
-        verify(probe, W2_EXECUTIONS + W2_WARMUP, 1, single_result)
+        verify(probe, ctx.latency_samples + W2_WARMUP, 1, single_result)
         times = {
             r[0]: [probe.time(v) for v in r[1:]]
             for r in probe.rows("SELECT id, created_at, started_at, finished_at FROM executions")
@@ -812,8 +813,8 @@ async def w2(ctx: Context) -> Result:
     result = Result(
         ctx.backend,
         "W2",
-        W2_EXECUTIONS,
-        W2_EXECUTIONS,
+        ctx.latency_samples,
+        ctx.latency_samples,
         loop_seconds,
         workers=stats,
         server_cpu_seconds=server_cpu,
@@ -1136,6 +1137,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch", type=int, default=W1_BATCH, metavar="B", help=f"W1-batch size ({W1_BATCH})"
     )
     parser.add_argument(
+        "--w2-executions",
+        type=int,
+        default=W2_EXECUTIONS,
+        metavar="N",
+        help=f"W2 sequential executions ({W2_EXECUTIONS})",
+    )
+    parser.add_argument(
         "--flows", type=int, default=W5_FLOWS, metavar="N", help=f"W5 flows ({W5_FLOWS})"
     )
     parser.add_argument(
@@ -1166,13 +1174,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.backends = _choices(parser, "backends", args.backends, BACKENDS)
     args.workloads = _choices(parser, "workloads", args.workloads, WORKLOADS)
-    if (
-        min(args.concurrency, args.workers, args.repeat, args.executions, args.batch, args.flows)
-        < 1
-    ):
+    counts = (args.concurrency, args.workers, args.repeat, args.executions, args.batch)
+    if min(*counts, args.flows, args.w2_executions) < 1:
         parser.error(
-            "--concurrency, --workers, --repeat, --executions, --batch and --flows must be "
-            "at least 1"
+            "--concurrency, --workers, --repeat, --executions, --batch, --flows and "
+            "--w2-executions must be at least 1"
         )
     return args
 
@@ -1218,6 +1224,7 @@ async def run_all(
                         args.batch,
                         args.flows,
                         args.idle_seconds,
+                        args.w2_executions,
                     )
                     result = await run_workload(ctx, workload)
                     results.append(result)
