@@ -20,9 +20,10 @@ and no join. The closest idiomatic equivalents, chosen here:
   branch stores its value and decrements the counter in one statement; the branch that
   brings it to 0 defers ``join``, which sums the 50 stored values. Deferred beforehand.
 - W5: 1 worker; 5 times (after a warm-up) defer ``burn`` k=1; each ``burn`` job busy-loops
-  10 ms (an async task: the loop blocks the worker's event loop for that time, and nothing
-  else runs) and defers k+1 with its measured time added; k=40 writes the total to a table
-  this client polls every ~1 ms.
+  10 ms and defers k+1 with its measured time added; k=40 writes the total to a table this
+  client polls every ~1 ms. ``burn`` is a sync task (Procrastinate runs it in a thread), as
+  CPU-bound work should be; as an async task the busy loop stalled the worker's event loop
+  and it often missed the next job's NOTIFY (hundreds of ms per step, seen once).
 
 Workers: 2 processes (W2: 1), each ``app.run_worker_async(concurrency=64)``, with
 LISTEN/NOTIFY on (the default) and the default 5 s polling. Every workload run gets a
