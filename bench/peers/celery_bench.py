@@ -1,4 +1,4 @@
-"""Celery peer benchmark: W1/W2/W3 of bench/workers.py on Celery with the Redis broker.
+"""Celery peer benchmark: bench/workers.py's workloads on Celery with the Redis broker.
 
 Run inside bench/.venvs/celery (bench/peers/setup.sh). Prints one JSON line.
 

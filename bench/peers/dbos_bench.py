@@ -1,4 +1,4 @@
-"""DBOS peer benchmark: W1/W2/W3 of bench/workers.py on DBOS Transact.
+"""DBOS peer benchmark: bench/workers.py's workloads on DBOS Transact.
 
 Run inside bench/.venvs/dbos (bench/peers/setup.sh). Prints one JSON line.
 

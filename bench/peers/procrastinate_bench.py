@@ -1,4 +1,4 @@
-"""Procrastinate peer benchmark: W1/W2/W3 of bench/workers.py on Procrastinate.
+"""Procrastinate peer benchmark: bench/workers.py's workloads on Procrastinate.
 
 Run inside bench/.venvs/procrastinate (bench/peers/setup.sh). Prints one JSON line.
 
