@@ -44,6 +44,7 @@ TIMEOUT = float(os.environ.get("PEER_BENCH_TIMEOUT", "300"))  # seconds per work
 # PEER_BENCH_EXECUTIONS, PEER_BENCH_W2_EXECUTIONS: smaller W1/W2 for a quick check
 W1_EXECUTIONS = int(os.environ.get("PEER_BENCH_EXECUTIONS", str(W1_EXECUTIONS)))
 W2_EXECUTIONS = int(os.environ.get("PEER_BENCH_W2_EXECUTIONS", str(W2_EXECUTIONS)))
+W1_BATCH = int(os.environ.get("PEER_BENCH_BATCH", "100"))  # W1-batch, where a peer has one
 
 
 class BenchError(Exception):

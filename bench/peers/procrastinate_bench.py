@@ -47,6 +47,7 @@ from _common import (
     CONCURRENCY,
     IDLE_SECONDS,
     TIMEOUT,
+    W1_BATCH,
     W1_EXECUTIONS,
     W1_STEPS,
     W2_EXECUTIONS,
@@ -393,7 +394,7 @@ async def run_all() -> dict[str, Any]:
             name: await run()
             for name, run in (
                 ("w1", lambda: w1(None)),
-                ("w1_batch", lambda: w1(100)),
+                ("w1_batch", lambda: w1(W1_BATCH)),
                 ("w1_drain", lambda: batch("w1")),
                 ("w2", w2),
                 ("w3", lambda: batch("w3")),

@@ -45,12 +45,13 @@ PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.
 NAMES = ("conveyor", "submit", "celery", "dbos", "procrastinate", "limits")
 TIMEOUTS = {"conveyor": 2400, "submit": 900, "celery": 900, "dbos": 1800, "procrastinate": 900}
 QUICK = {  # --quick: sizes small enough to check every script in a few minutes
-    "workers": ["--executions", "100", "--w2-executions", "30", "--flows", "2"],
+    "workers": ["--executions", "100", "--batch", "25", "--w2-executions", "30", "--flows", "2"],
     "submit": ["--count", "200", "--batch", "50"],
     "env": {
         "PEER_BENCH_EXECUTIONS": "100",
         "PEER_BENCH_W2_EXECUTIONS": "30",
         "PEER_BENCH_W5_FLOWS": "2",
+        "PEER_BENCH_BATCH": "25",
     },
 }
 
