@@ -115,6 +115,7 @@ def _conveyor_cell(r: dict[str, Any]) -> dict[str, Any]:
             "peak_rss_mb": peak,
         }
     cell = {
+        "executions": r["executions"],
         "run_s": r["run_seconds"],
         "executions_per_s": r["executions"] / r["run_seconds"],
         "peak_rss_mb": peak,
@@ -138,15 +139,19 @@ def merge_runs(runs: list[Any]) -> Any:
     return first
 
 
-def run_submit(quick: bool) -> dict[str, Any]:
-    """bench/submit.py: one client's submit rate (Python API and HTTP), both backends."""
+def run_submit(repeat: int, quick: bool) -> dict[str, Any]:
+    """bench/submit.py: one client's submit rate (Python API and HTTP), both backends;
+    with ``repeat``, the median of each figure."""
     out = RESULTS / "conveyor_submit_raw.json"
     command = [sys.executable, str(ROOT / "bench" / "submit.py"), "--json", str(out)]
     command += QUICK["submit"] if quick else []
-    proc = subprocess.run(command, timeout=TIMEOUTS["submit"], text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench/submit.py exited {proc.returncode}")
-    return dict(json.loads(out.read_text()))
+    found = []
+    for _ in range(repeat):
+        proc = subprocess.run(command, timeout=TIMEOUTS["submit"], text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench/submit.py exited {proc.returncode}")
+        found.append(json.loads(out.read_text()))
+    return dict(merge_runs(found))
 
 
 def run_peer(peer: str, repeat: int, quick: bool) -> dict[str, Any]:
@@ -329,6 +334,15 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _w1_sizes(results: dict[str, Any]) -> list[float]:
+    """W1's executions in every column (a ``--reuse`` may mix --quick and full runs)."""
+    cells = [results.get(p) for p in ("celery", "procrastinate")]
+    cells += [(results.get("dbos") or {}).get(b) for b in ("postgres", "sqlite")]
+    cells += [(results.get("conveyor") or {}).get(b) for b in ("postgres", "sqlite")]
+    found = [_get(c, "w1", "executions") for c in cells]
+    return [n for n in found if n is not None]
+
+
 def submit_table(submit: dict[str, Any]) -> str:
     rows = [
         ("Python API, execute one at a time: /s", "api_single_per_s", 0),
@@ -396,7 +410,7 @@ def gather(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
         if name == "conveyor":
             found = run_conveyor(args.repeat, args.quick)
         elif name == "submit":
-            found = run_submit(args.quick)
+            found = run_submit(args.repeat, args.quick)
         elif name == "limits":
             found = run_limits()
         else:
@@ -426,6 +440,9 @@ def report(results: dict[str, Any]) -> None:
     print("Every W1 variant uses 2 worker processes x 64 slots; 'submit included' is timed from")
     print("the client's first submit to the last finish, with the workers already running.\n")
     print(table(results))
+    sizes = sorted({int(n) for n in _w1_sizes(results)})
+    if len(sizes) > 1:
+        print(f"\nWARNING: the columns ran W1 with different sizes ({sizes}): --quick or --reuse")
     submit = results.get("submit")
     if submit:
         print("\none client submitting, no worker (bench/submit.py):\n")
