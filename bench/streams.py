@@ -189,8 +189,13 @@ def _ready(running: Server) -> None:
 
 def _api_key(running: Server) -> str:
     with httpx.Client(base_url=running.base, timeout=10) as session:
-        session.post("/api/v1/auth/login", json=ADMIN).raise_for_status()
-        created = session.post(f"{API}/api-keys", json={"name": "bench", "role": "owner"})
+        login = session.post("/api/v1/auth/login", json=ADMIN)
+        login.raise_for_status()
+        created = session.post(
+            f"{API}/api-keys",
+            json={"name": "bench", "role": "owner"},
+            headers={"X-CSRF-Token": login.json()["csrf_token"]},  # a cookie session's writes
+        )
         created.raise_for_status()
         key = str(created.json()["key"])
     with httpx.Client(base_url=running.base, timeout=10) as client:

@@ -2,15 +2,24 @@
 
 Run from the repository root with the project's virtualenv active::
 
-    python bench/workers.py                                 # W1, W2, W3 on both backends
-    python bench/workers.py --backends sqlite --workloads w1,w3 --concurrency 8
+    python bench/workers.py                                 # every workload on both backends
+    python bench/workers.py --backends sqlite --workloads w1,w5 --executions 100
     python bench/workers.py --repeat 3                      # median of 3 runs per workload
 
-- W1: 500 executions of a 5-node linear transform chain, enqueued before 2 workers start.
+- W1 (submit included): 2 workers started and idle first; then one client submits 500
+  executions of a 5-node chain, one ``Conveyor.execute`` at a time, and waits for them all.
+  Rate = 500 / (first submit -> last finish).
+- W1-batch: the same, submitted with ``Conveyor.execute_many`` in batches (``--batch``).
+- W1-drain (claim to finish, enqueued beforehand): the 500 are enqueued before the 2
+  workers start; rate = 500 / (first claim -> last finish). Not what a client sees.
 - W2: 200 sequential 1-step executions through 1 idle worker: submit -> seen latency.
-- W3: 20 executions of root -> 50 parallel transforms -> join, 2 workers.
+- W3: 20 executions of root -> 50 parallel transforms -> join, 2 workers (drain-style).
+- W5: 1 worker; flows of 40 sequential steps that each burn 10 ms of CPU, one at a time:
+  seconds per flow (submit -> seen) and the engine's overhead per step.
+- Memory: each worker's RSS once idle (started, listening, nothing to do) and its peak
+  (VmHWM) over the workload.
 
-This process only enqueues (``Conveyor.execute``) and watches the database; the work is
+This process only submits (``Conveyor.execute``) and watches the database; the work is
 done by separate ``conveyor worker`` processes. See bench/README.md.
 """
 
@@ -38,6 +47,7 @@ from typing import Any
 
 import psycopg
 
+from conveyor import Submission
 from conveyor.app import Conveyor
 from conveyor.engine.state import TERMINAL
 from conveyor.nodes.builtin import build_registry
@@ -45,17 +55,43 @@ from conveyor.nodes.builtin import build_registry
 PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = f"conveyor_bench_w_{os.getpid()}"  # one per run: runs may overlap
 BACKENDS = ("sqlite", "postgres")
-WORKLOADS = ("w1", "w2", "w3")
+WORKLOADS = ("w1", "w1-batch", "w1-drain", "w2", "w3", "w5")  # --workloads keys, run order
+NAMES = {w: w.upper().replace("-BATCH", "-batch").replace("-DRAIN", "-drain") for w in WORKLOADS}
+# What each workload name means, printed with every table so none can be misread.
+LEGEND = {
+    "W1": "W1 (submit included): workers idle first, then 1 client submits N x 5-step "
+    "executions one Conveyor.execute at a time and waits; first submit -> last finish",
+    "W1-batch": "W1-batch (submit included): the same, submitted with Conveyor.execute_many "
+    "in batches; first submit -> last finish",
+    "W1-drain": "W1-drain (claim to finish, enqueued beforehand): N enqueued before the "
+    "workers start; first claim -> last finish; excludes the client's submit",
+    "W2": "W2: 1 worker, 200 sequential 1-step executions, submit -> seen done (p50/p99)",
+    "W3": "W3: 20 x (root -> 50 parallel -> join), enqueued beforehand; first claim -> last finish",
+    "W5": "W5: 1 worker, flows of 40 sequential steps each burning 10 ms CPU, one flow at a "
+    "time; s per flow (submit -> seen) and overhead per step = (flow - measured work) / 40",
+}
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PLUGIN = "bench_nodes"  # bench/bench_nodes.py: the W5 node type, loaded with --plugin
 TERMINAL_STATUSES = tuple(sorted(s.value for s in TERMINAL))
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # how the store writes timestamps on SQLite
 
 W1_EXECUTIONS, W1_NODES = 500, 5
 W2_EXECUTIONS, W2_WARMUP = 200, 5
 W3_EXECUTIONS, W3_WIDTH = 20, 50
+W5_FLOWS, W5_STEPS, W5_BURN_MS = 5, 40, 10.0
+W1_BATCH = 100  # W1-batch: executions per execute_many call
+IDLE_SECONDS = 3.0  # W1: how long the started workers sit idle before their RSS is read
 W2_POLL_SECONDS = 0.001  # W2: how often the submitter checks its execution's status
 WATCH_SECONDS = 0.05  # W1/W3: how often the finished count is checked
 STALL_SECONDS = 60.0  # fail when nothing finishes for this long
-DEFAULT_TIMEOUTS = {"w1": 300.0, "w2": 420.0, "w3": 300.0}  # seconds per workload run
+DEFAULT_TIMEOUTS = {
+    "w1": 300.0,
+    "w1-batch": 300.0,
+    "w1-drain": 300.0,
+    "w2": 420.0,
+    "w3": 300.0,
+    "w5": 300.0,
+}  # seconds per workload run
 WORKER_COMMAND = [sys.executable, "-c", "from conveyor.cli.main import main; main()", "worker"]
 
 
@@ -137,6 +173,21 @@ def fanout_result(seed: int) -> dict[str, Any]:
     return {"join": {"sum": W3_WIDTH * seed + W3_WIDTH * (W3_WIDTH + 1) // 2}}
 
 
+def burn_definition() -> dict[str, Any]:
+    """W5: b1 -> ... -> b40, each a ``bench.burn`` step of 10 ms of CPU."""
+    nodes: list[dict[str, Any]] = []
+    for i in range(1, W5_STEPS + 1):
+        node: dict[str, Any] = {
+            "id": f"b{i}",
+            "type": "bench.burn",
+            "config": {"milliseconds": W5_BURN_MS},
+        }
+        if i > 1:
+            node["needs"] = [f"b{i - 1}"]
+        nodes.append(node)
+    return {"name": "bench-burn", "description": "worker benchmark W5", "nodes": nodes}
+
+
 # -- databases ------------------------------------------------------------------------------
 
 
@@ -155,9 +206,13 @@ def _pg_admin(sql: str) -> None:
 
 
 def _pg_version() -> str:
+    """The server's version and its durability settings, as the figures were measured."""
     with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "?"
+        found = [
+            str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in ("server_version", "synchronous_commit", "fsync")
+        ]
+    return f"{found[0]} (synchronous_commit={found[1]}, fsync={found[2]})"
 
 
 @contextmanager
@@ -269,13 +324,25 @@ class Workers:
     SIGKILL after a grace period)."""
 
     def __init__(
-        self, url: str, count: int, concurrency: int, log_dir: str, env: dict[str, str]
+        self,
+        url: str,
+        count: int,
+        concurrency: int,
+        log_dir: str,
+        env: dict[str, str],
+        plugins: tuple[str, ...] = (),
     ) -> None:
         self.url = url
         self.count = count
         self.concurrency = concurrency
         self.log_dir = log_dir
         self.env = {**os.environ, **env, "CONVEYOR_DATABASE_URL": url}
+        self.extra: list[str] = []
+        for plugin in plugins:  # as a user would: --plugin MODULE, the module on PYTHONPATH
+            self.extra += ["--plugin", plugin]
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (BENCH_DIR, self.env.get("PYTHONPATH")) if p
+            )
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
@@ -286,7 +353,7 @@ class Workers:
             with os.fdopen(handle, "wb") as log:
                 self.processes.append(
                     subprocess.Popen(
-                        [*WORKER_COMMAND, "--concurrency", str(self.concurrency)],
+                        [*WORKER_COMMAND, "--concurrency", str(self.concurrency), *self.extra],
                         env=self.env,
                         stdin=subprocess.DEVNULL,
                         stdout=log,
@@ -301,6 +368,16 @@ class Workers:
                     f"worker {process.pid} exited with status {process.returncode}:\n"
                     + self.tail(log)
                 )
+
+    def started(self) -> bool:
+        """Every worker has logged its start line (it is about to claim or wait)."""
+        for log in self.logs:
+            try:
+                if " started: database " not in log.read_text(errors="replace"):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def tail(self, log: Path, lines: int = 20) -> str:
         try:
@@ -345,9 +422,14 @@ class Workers:
 
 @contextmanager
 def running_workers(
-    url: str, count: int, concurrency: int, log_dir: str, env: dict[str, str]
+    url: str,
+    count: int,
+    concurrency: int,
+    log_dir: str,
+    env: dict[str, str],
+    plugins: tuple[str, ...] = (),
 ) -> Iterator[Workers]:
-    workers = Workers(url, count, concurrency, log_dir, env)
+    workers = Workers(url, count, concurrency, log_dir, env, plugins)
     try:
         yield workers
     finally:
@@ -363,9 +445,17 @@ class Result:
     workload: str
     executions: int
     steps: int
-    run_seconds: float  # W1/W3: first claim -> last finish; W2: the whole sequential loop
-    enqueue_seconds: float | None = None  # W1/W3: enqueueing everything, before the workers
-    startup_seconds: float | None = None  # W1/W3: workers spawned -> first claim
+    # W1, W1-batch: first submit -> last finish; W1-drain, W3: first claim -> last finish;
+    # W2, W5: the whole sequential loop
+    run_seconds: float
+    # W1, W1-batch: the client's submit loop, workers running; W1-drain, W3: enqueueing
+    # everything before the workers start
+    enqueue_seconds: float | None = None
+    # W1, W1-batch: workers spawned -> all started and listening; W1-drain, W3: workers
+    # spawned -> first claim
+    startup_seconds: float | None = None
+    batch: int | None = None  # W1-batch: executions per execute_many call
+    idle_rss_mb: list[float] = field(default_factory=list)  # W1, W1-batch: each worker, idle
     # W2, one value per execution: submit -> seen, and its parts (from the database's
     # timestamps: created_at is taken in the enqueue transaction, started_at at the claim,
     # finished_at just before the finishing transaction commits)
@@ -374,6 +464,8 @@ class Result:
     pickup_ms: list[float] = field(default_factory=list)  # created_at -> started_at
     inside_ms: list[float] = field(default_factory=list)  # started_at -> finished_at
     seen_lag_ms: list[float] = field(default_factory=list)  # finished_at -> seen
+    # W5, one value per flow: the CPU work its 40 steps measured (sum of their busy loops)
+    work_ms: list[float] = field(default_factory=list)
     workers: list[WorkerStats] = field(default_factory=list)
     server_cpu_seconds: float | None = None  # PostgreSQL server processes of this database
     warnings: int = 0
@@ -393,6 +485,18 @@ class Result:
     def latency(self, q: float) -> float | None:
         return percentile(self.latencies_ms, q) if self.latencies_ms else None
 
+    @property
+    def tail_seconds(self) -> float | None:
+        """W1, W1-batch: from the last submit returning to the last finish."""
+        if self.workload not in ("W1", "W1-batch") or self.enqueue_seconds is None:
+            return None
+        return self.run_seconds - self.enqueue_seconds
+
+    @property
+    def overheads_ms(self) -> list[float]:
+        """W5, per flow: (submit -> seen - the steps' measured work) / steps."""
+        return [(f - w) / W5_STEPS for f, w in zip(self.latencies_ms, self.work_ms, strict=True)]
+
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100): p99 of 200 values is the 198th smallest."""
@@ -410,10 +514,15 @@ class Context:
     log_dir: str
     env: dict[str, str]
     timeout: float
+    executions: int = W1_EXECUTIONS  # W1, W1-batch, W1-drain
+    batch: int = W1_BATCH  # W1-batch
+    flows: int = W5_FLOWS  # W5
+    idle_seconds: float = IDLE_SECONDS  # W1, W1-batch
+    latency_samples: int = W2_EXECUTIONS  # W2
 
 
-async def open_app(url: str, definition: dict[str, Any]) -> Conveyor:
-    app = await Conveyor.open(url, build_registry())
+async def open_app(url: str, definition: dict[str, Any], plugins: tuple[str, ...] = ()) -> Conveyor:
+    app = await Conveyor.open(url, build_registry(plugins=plugins))
     try:
         await app.apply(definition)
     except BaseException:
@@ -431,6 +540,36 @@ async def enqueue_all(app: Conveyor, workflow: str, n: int) -> float:
     return time.perf_counter() - start
 
 
+async def enqueue_batches(app: Conveyor, workflow: str, n: int, batch: int) -> float:
+    """``execute_many`` calls of ``batch`` executions, each with its own idempotency key."""
+    start = time.perf_counter()
+    for first in range(0, n, batch):
+        items = [
+            Submission({"seed": seed}, idempotency_key=f"w1-{seed}")
+            for seed in range(first, min(first + batch, n))
+        ]
+        for seed, enqueued in enumerate(await app.execute_many(workflow, items), start=first):
+            if isinstance(enqueued, Exception) or not enqueued.created:
+                raise BenchError(f"enqueue {seed}: {enqueued}")
+    return time.perf_counter() - start
+
+
+async def wait_started(probe: Probe, workers: Workers, deadline: float) -> None:
+    """Every worker logged its start and, on PostgreSQL, has its LISTEN connection up."""
+    while not workers.started() or (
+        probe.backend == "postgres"
+        and probe.value(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query ILIKE 'LISTEN%%'"
+        )
+        < workers.count
+    ):
+        workers.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError("the workers never started listening")
+        await asyncio.sleep(0.05)
+
+
 async def wait_all_terminal(probe: Probe, workers: Workers, n: int, deadline: float) -> None:
     done, last, last_change = 0, -1, time.monotonic()
     while done < n:
@@ -446,7 +585,9 @@ async def wait_all_terminal(probe: Probe, workers: Workers, n: int, deadline: fl
             raise BenchError(f"timed out: {done}/{n} executions terminal")
 
 
-def verify(probe: Probe, n: int, steps_each: int, expected: Callable[[int], dict[str, Any]]) -> int:
+def verify(
+    probe: Probe, n: int, steps_each: int, expected: Callable[[int], dict[str, Any]] | None
+) -> int:
     """Every execution succeeded with the expected result; return the number of steps."""
     by_status = dict(probe.rows("SELECT status, count(*) FROM executions GROUP BY status"))
     if by_status != {"succeeded": n}:
@@ -456,10 +597,12 @@ def verify(probe: Probe, n: int, steps_each: int, expected: Callable[[int], dict
         raise BenchError(f"expected {n} succeeded executions, found {by_status}; e.g. {sample}")
     wrong = []
     for execution_id, raw_input, raw_result, steps_succeeded in probe.rows(
-        "SELECT id, input, result, steps_succeeded FROM executions"
+        "SELECT e.id, i.input, e.result, e.steps_succeeded FROM executions e "
+        "JOIN execution_inputs i ON i.execution_id = e.id"
     ):
         seed = probe.json(raw_input)["seed"]
-        if probe.json(raw_result) != expected(seed) or steps_succeeded != steps_each:
+        right = expected is None or probe.json(raw_result) == expected(seed)
+        if not right or steps_succeeded != steps_each:
             wrong.append(execution_id)
     if wrong:
         raise BenchError(f"{len(wrong)} executions have a wrong result, e.g. {wrong[0]}")
@@ -485,7 +628,8 @@ async def batch_workload(
     steps_each: int,
     expected: Callable[[int], dict[str, Any]],
 ) -> Result:
-    """W1 and W3: enqueue ``n`` executions, then start the workers and wait for them all."""
+    """W1-drain and W3: enqueue ``n`` executions, then start the workers and wait for them
+    all; timed from the first claim, so the client's submit is not in it."""
     deadline = time.monotonic() + ctx.timeout
     app = await open_app(ctx.url, definition)
     try:
@@ -520,10 +664,66 @@ async def batch_workload(
     )
 
 
-async def w1(ctx: Context) -> Result:
+async def w1_drain(ctx: Context) -> Result:
     return await batch_workload(
-        ctx, "W1", chain_definition(), W1_EXECUTIONS, W1_NODES, chain_result
+        ctx, "W1-drain", chain_definition(), ctx.executions, W1_NODES, chain_result
     )
+
+
+async def submit_included(ctx: Context, name: str, batch: int | None) -> Result:
+    """W1 and W1-batch, the users' way: the workers are started and left idle (their RSS
+    read after ``idle_seconds``), then one client submits every execution while they run
+    and waits for the last to finish. Timed from the first submit to the last finish."""
+    deadline = time.monotonic() + ctx.timeout
+    n = ctx.executions
+    app = await open_app(ctx.url, chain_definition())
+    probe = Probe(ctx.backend, ctx.url)
+    try:
+        with running_workers(
+            ctx.url, ctx.workers, ctx.concurrency, ctx.log_dir, ctx.env
+        ) as workers:
+            spawned = time.perf_counter()
+            workers.start()
+            await wait_started(probe, workers, deadline)
+            startup = time.perf_counter() - spawned
+            await asyncio.sleep(ctx.idle_seconds)
+            workers.check_alive()
+            idle = [w.rss_mb for w in workers.stats()]
+            first_submit = datetime.now(UTC)
+            if batch is None:
+                submit_seconds = await enqueue_all(app, "bench-chain", n)
+            else:
+                submit_seconds = await enqueue_batches(app, "bench-chain", n, batch)
+            await wait_all_terminal(probe, workers, n, deadline)
+            stats = workers.stats()
+            server_cpu = probe.server_cpu_seconds()
+        step_count = verify(probe, n, W1_NODES, chain_result)
+        _, end = first_start_last_finish(probe)
+    finally:
+        probe.close()
+        app.close()
+    return Result(
+        ctx.backend,
+        name,
+        n,
+        step_count,
+        (end - first_submit).total_seconds(),
+        enqueue_seconds=submit_seconds,
+        startup_seconds=startup,
+        batch=batch,
+        idle_rss_mb=idle,
+        workers=stats,
+        server_cpu_seconds=server_cpu,
+        warnings=len(workers.warnings()),
+    )
+
+
+async def w1(ctx: Context) -> Result:
+    return await submit_included(ctx, "W1", None)
+
+
+async def w1_batch(ctx: Context) -> Result:
+    return await submit_included(ctx, "W1-batch", ctx.batch)
 
 
 async def w3(ctx: Context) -> Result:
@@ -541,12 +741,17 @@ class Seen:
 
 
 async def submit_and_see(
-    app: Conveyor, probe: Probe, workers: Workers, seed: int, deadline: float
+    app: Conveyor,
+    probe: Probe,
+    workers: Workers,
+    seed: int,
+    deadline: float,
+    workflow: str = "bench-single",
 ) -> Seen:
     """Enqueue one execution, then poll its status (a primary-key read) about every 1 ms
     until it is terminal."""
     start = time.perf_counter()
-    enqueued = await app.execute("bench-single", {"seed": seed})
+    enqueued = await app.execute(workflow, {"seed": seed})
     enqueue_seconds = time.perf_counter() - start
     polls = 0
     while True:
@@ -592,12 +797,12 @@ async def w2(ctx: Context) -> Result:
             await asyncio.sleep(2.0)  # let the worker settle into its idle wait
             seen: list[Seen] = []
             loop_start = time.perf_counter()
-            for seed in range(W2_EXECUTIONS):
+            for seed in range(ctx.latency_samples):
                 seen.append(await submit_and_see(app, probe, workers, seed, deadline))
             loop_seconds = time.perf_counter() - loop_start
             stats = workers.stats()
             server_cpu = probe.server_cpu_seconds()
-        verify(probe, W2_EXECUTIONS + W2_WARMUP, 1, single_result)
+        verify(probe, ctx.latency_samples + W2_WARMUP, 1, single_result)
         times = {
             r[0]: [probe.time(v) for v in r[1:]]
             for r in probe.rows("SELECT id, created_at, started_at, finished_at FROM executions")
@@ -608,8 +813,8 @@ async def w2(ctx: Context) -> Result:
     result = Result(
         ctx.backend,
         "W2",
-        W2_EXECUTIONS,
-        W2_EXECUTIONS,
+        ctx.latency_samples,
+        ctx.latency_samples,
         loop_seconds,
         workers=stats,
         server_cpu_seconds=server_cpu,
@@ -626,7 +831,59 @@ async def w2(ctx: Context) -> Result:
     return result
 
 
-RUNNERS = {"w1": w1, "w2": w2, "w3": w3}
+async def w5(ctx: Context) -> Result:
+    """1 worker with the ``bench.burn`` plugin; one flow of 40 x 10 ms CPU steps at a time,
+    submit -> seen finished, after one warm-up flow."""
+    deadline = time.monotonic() + ctx.timeout
+    app = await open_app(ctx.url, burn_definition(), (PLUGIN,))
+    probe = Probe(ctx.backend, ctx.url)
+    try:
+        with running_workers(
+            ctx.url, 1, ctx.concurrency, ctx.log_dir, ctx.env, (PLUGIN,)
+        ) as workers:
+            workers.start()
+            await wait_started(probe, workers, deadline)
+            await submit_and_see(app, probe, workers, -1, deadline, "bench-burn")  # warm-up
+            await asyncio.sleep(1.0)
+            seen: list[Seen] = []
+            loop_start = time.perf_counter()
+            for seed in range(ctx.flows):
+                seen.append(await submit_and_see(app, probe, workers, seed, deadline, "bench-burn"))
+            loop_seconds = time.perf_counter() - loop_start
+            stats = workers.stats()
+            server_cpu = probe.server_cpu_seconds()
+        verify(probe, ctx.flows + 1, W5_STEPS, None)
+        work: dict[str, float] = {}
+        for execution_id, output in probe.rows("SELECT execution_id, output FROM steps"):
+            work[execution_id] = work.get(execution_id, 0.0) + probe.json(output)["ms"]
+        times = {
+            r[0]: [probe.time(v) for v in r[1:]]
+            for r in probe.rows("SELECT id, started_at, finished_at FROM executions")
+        }
+    finally:
+        probe.close()
+        app.close()
+    result = Result(
+        ctx.backend,
+        "W5",
+        ctx.flows,
+        ctx.flows * W5_STEPS,
+        loop_seconds,
+        workers=stats,
+        server_cpu_seconds=server_cpu,
+        warnings=len(workers.warnings()),
+    )
+    for s in seen:
+        started, finished = times[s.execution_id]
+        assert started and finished
+        result.latencies_ms.append(s.seconds * 1000)
+        result.enqueue_ms.append(s.enqueue_seconds * 1000)
+        result.inside_ms.append((finished - started).total_seconds() * 1000)
+        result.work_ms.append(work[s.execution_id])
+    return result
+
+
+RUNNERS = {"w1": w1, "w1-batch": w1_batch, "w1-drain": w1_drain, "w2": w2, "w3": w3, "w5": w5}
 
 
 async def run_workload(ctx: Context, workload: str) -> Result:
@@ -637,7 +894,7 @@ async def run_workload(ctx: Context, workload: str) -> Result:
                 return await RUNNERS[workload](ctx)
         except TimeoutError:
             raise BenchError(
-                f"{workload.upper()} on {ctx.backend} exceeded {ctx.timeout + 60:.0f}s"
+                f"{NAMES[workload]} on {ctx.backend} exceeded {ctx.timeout + 60:.0f}s"
             ) from None
 
 
@@ -657,16 +914,18 @@ def _median(values: list[float | None]) -> float | None:
 class Row:
     label: str
     values: dict[str, float | None]
-    rss: str
+    idle: str
+    peak: str
     cpu: str
 
 
 METRICS: list[tuple[str, str, int]] = [  # (key, column header, decimals)
     ("executions", "executions", 0),
     ("steps", "steps", 0),
-    ("enqueue_rate", "enqueue/s", 0),
+    ("enqueue_rate", "submit/s", 0),
     ("startup", "startup s", 2),
     ("run", "run s", 2),
+    ("tail", "last submit->last finish s", 2),
     ("exec_rate", "executions/s", 1),
     ("step_rate", "steps/s", 0),
     ("p50", "p50 ms", 1),
@@ -677,19 +936,23 @@ METRICS: list[tuple[str, str, int]] = [  # (key, column header, decimals)
     ("pickup", "pickup p50", 1),
     ("inside", "in-worker p50", 1),
     ("lag", "seen-lag p50", 1),
+    ("work", "W5 work ms/flow", 1),
+    ("overhead", "W5 overhead ms/step", 2),
     ("server_cpu", "server CPU s", 1),
 ]
 
 
 def metrics(r: Result) -> dict[str, float | None]:
+    w5 = r.workload == "W5"
     return {
         "executions": r.executions,
         "steps": r.steps,
         "enqueue_rate": r.enqueue_rate,
         "startup": r.startup_seconds,
         "run": r.run_seconds,
-        "exec_rate": r.execution_rate,
-        "step_rate": r.step_rate,
+        "tail": r.tail_seconds,
+        "exec_rate": None if w5 or r.workload == "W2" else r.execution_rate,
+        "step_rate": None if w5 else r.step_rate,
         "p50": r.latency(50),
         "p99": r.latency(99),
         "max": r.latency(100),
@@ -698,42 +961,44 @@ def metrics(r: Result) -> dict[str, float | None]:
         "pickup": percentile(r.pickup_ms, 50) if r.pickup_ms else None,
         "inside": percentile(r.inside_ms, 50) if r.inside_ms else None,
         "lag": percentile(r.seen_lag_ms, 50) if r.seen_lag_ms else None,
+        "work": statistics.median(r.work_ms) if r.work_ms else None,
+        "overhead": statistics.median(r.overheads_ms) if r.work_ms else None,
         "server_cpu": r.server_cpu_seconds,
     }
 
 
-def _per_worker(
-    results: list[Result], pick: Callable[[WorkerStats], float], digits: int = 0
-) -> str:
+def _per_worker(results: list[Result], pick: Callable[[Result], list[float]], digits: int) -> str:
     """'a/b' per worker process; with several runs, the median of each position."""
-    count = max(len(r.workers) for r in results)
+    count = max(len(pick(r)) for r in results)
+    if not count:
+        return "-"
     return "/".join(
-        f"{statistics.median(pick(r.workers[i]) for r in results if i < len(r.workers)):.{digits}f}"
+        f"{statistics.median(pick(r)[i] for r in results if i < len(pick(r))):.{digits}f}"
         for i in range(count)
+    )
+
+
+def _row(label: str, runs: list[Result]) -> Row:
+    values = {k: _median([metrics(r)[k] for r in runs]) for k, _, _ in METRICS}
+    return Row(
+        label,
+        values,
+        _per_worker(runs, lambda r: r.idle_rss_mb, 0),
+        _per_worker(runs, lambda r: [w.peak_rss_mb for w in r.workers], 0),
+        _per_worker(runs, lambda r: [w.cpu_seconds for w in r.workers], 1),
     )
 
 
 def backend_rows(results: list[Result], repeat: int) -> list[Row]:
     rows = []
     for workload in WORKLOADS:
-        runs = [r for r in results if r.workload == workload.upper()]
+        runs = [r for r in results if r.workload == NAMES[workload]]
         if not runs:
             continue
-        label = workload.upper() + (f" (median of {len(runs)})" if len(runs) > 1 else "")
-        values = {k: _median([metrics(r)[k] for r in runs]) for k, _, _ in METRICS}
-        rows.append(
-            Row(
-                label,
-                values,
-                _per_worker(runs, lambda w: w.rss_mb),
-                _per_worker(runs, lambda w: w.cpu_seconds, 1),
-            )
-        )
+        label = NAMES[workload] + (f" (median of {len(runs)})" if len(runs) > 1 else "")
+        rows.append(_row(label, runs))
         if repeat > 1:
-            for i, r in enumerate(runs, start=1):
-                rss = "/".join(f"{w.rss_mb:.0f}" for w in r.workers)
-                cpu = "/".join(f"{w.cpu_seconds:.1f}" for w in r.workers)
-                rows.append(Row(f"  run {i}", metrics(r), rss, cpu))
+            rows += [_row(f"  run {i}", [r]) for i, r in enumerate(runs, start=1)]
     return rows
 
 
@@ -753,22 +1018,51 @@ def render_table(header: list[str], body: list[list[str]]) -> str:
 def backend_table(results: list[Result], repeat: int) -> str:
     rows = backend_rows(results, repeat)
     used = [m for m in METRICS if any(row.values[m[0]] is not None for row in rows)]
-    header = ["workload", *(h for _, h, _ in used), "worker RSS MB", "worker CPU s"]
+    header = [
+        "workload",
+        *(h for _, h, _ in used),
+        "idle RSS MB",
+        "peak RSS MB",
+        "worker CPU s",
+    ]
     body = [
-        [row.label, *(_f(row.values[k], d) for k, _, d in used), row.rss, row.cpu] for row in rows
+        [row.label, *(_f(row.values[k], d) for k, _, d in used), row.idle, row.peak, row.cpu]
+        for row in rows
     ]
     return render_table(header, body)
 
 
+def _max_peak(r: Result) -> float:
+    return max(w.peak_rss_mb for w in r.workers)
+
+
 SUMMARY: list[tuple[str, str, Callable[[Result], float | None], int]] = [
-    ("W1", "W1 executions/s", lambda r: r.execution_rate, 1),
-    ("W1", "W1 steps/s", lambda r: r.step_rate, 0),
+    (
+        "W1",
+        "W1 executions/s (submit included, one execute at a time)",
+        lambda r: r.execution_rate,
+        1,
+    ),
+    ("W1", "W1 client submit/s (workers running)", lambda r: r.enqueue_rate, 0),
+    (
+        "W1-batch",
+        "W1-batch executions/s (submit included, execute_many)",
+        lambda r: r.execution_rate,
+        1,
+    ),
+    (
+        "W1-drain",
+        "W1-drain executions/s (claim to finish, enqueued beforehand)",
+        lambda r: r.execution_rate,
+        1,
+    ),
     ("W2", "W2 p50 ms", lambda r: r.latency(50), 1),
     ("W2", "W2 p99 ms", lambda r: r.latency(99), 1),
-    ("W2", "W2 max ms", lambda r: r.latency(100), 1),
-    ("W3", "W3 wall s", lambda r: r.run_seconds, 2),
-    ("W3", "W3 steps/s", lambda r: r.step_rate, 0),
-    ("", "worker RSS MB (max)", lambda r: max(w.rss_mb for w in r.workers), 0),
+    ("W3", "W3 wall s (claim to finish)", lambda r: r.run_seconds, 2),
+    ("W5", "W5 s per flow (40 x 10 ms CPU)", lambda r: (r.latency(50) or 0) / 1000, 3),
+    ("W5", "W5 overhead ms per step", lambda r: metrics(r)["overhead"], 2),
+    ("W1", "idle worker RSS MB (max of workers)", lambda r: max(r.idle_rss_mb), 0),
+    ("W1", "peak worker RSS MB under W1 (max of workers)", _max_peak, 0),
 ]
 
 
@@ -777,18 +1071,16 @@ def summary_table(results: list[Result], backends: list[str]) -> str:
     for workload, label, pick, digits in SUMMARY:
         cells = []
         for backend in backends:
-            runs = [
-                r
-                for r in results
-                if r.backend == backend and (not workload or r.workload == workload)
-            ]
-            if not workload:
-                cells.append(_f(max((pick(r) or 0.0) for r in runs), digits) if runs else "-")
-            else:
-                cells.append(_f(_median([pick(r) for r in runs]), digits))
+            runs = [r for r in results if r.backend == backend and r.workload == workload]
+            cells.append(_f(_median([pick(r) for r in runs]), digits))
         if any(c != "-" for c in cells):
             body.append([label, *cells])
     return render_table(["metric", *backends], body)
+
+
+def legend(results: list[Result]) -> str:
+    present = {r.workload for r in results}
+    return "\n".join(f"- {text}" for name, text in LEGEND.items() if name in present)
 
 
 def environment(backends: list[str]) -> str:
@@ -799,7 +1091,7 @@ def environment(backends: list[str]) -> str:
         f"load {os.getloadavg()[0]:.1f}",
     ]
     if "sqlite" in backends:
-        parts.append(f"sqlite {sqlite3.sqlite_version}")
+        parts.append(f"sqlite {sqlite3.sqlite_version} (WAL, synchronous=FULL)")
     if "postgres" in backends:
         parts.append(f"postgresql {_pg_version()}")
     return ", ".join(parts)
@@ -821,12 +1113,45 @@ def _choices(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS), help="default: sqlite,postgres")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="default: w1,w2,w3")
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help=f"default: {','.join(WORKLOADS)}"
+    )
     parser.add_argument(
         "--concurrency", type=int, default=64, metavar="C", help="slots per worker (64)"
     )
     parser.add_argument(
-        "--workers", type=int, default=2, metavar="N", help="worker processes for W1/W3 (2)"
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="worker processes for W1, W1-batch, W1-drain and W3 (2)",
+    )
+    parser.add_argument(
+        "--executions",
+        type=int,
+        default=W1_EXECUTIONS,
+        metavar="N",
+        help=f"executions of W1, W1-batch and W1-drain ({W1_EXECUTIONS})",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=W1_BATCH, metavar="B", help=f"W1-batch size ({W1_BATCH})"
+    )
+    parser.add_argument(
+        "--w2-executions",
+        type=int,
+        default=W2_EXECUTIONS,
+        metavar="N",
+        help=f"W2 sequential executions ({W2_EXECUTIONS})",
+    )
+    parser.add_argument(
+        "--flows", type=int, default=W5_FLOWS, metavar="N", help=f"W5 flows ({W5_FLOWS})"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=IDLE_SECONDS,
+        metavar="S",
+        help=f"W1: seconds the workers sit idle before their RSS is read ({IDLE_SECONDS:g})",
     )
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per workload")
     parser.add_argument(
@@ -844,14 +1169,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="S",
-        help="seconds allowed per workload run (default: W1 300, W2 420, W3 300)",
+        help="seconds allowed per workload run (default: W2 420, the others 300)",
     )
     args = parser.parse_args(argv)
     args.backends = _choices(parser, "backends", args.backends, BACKENDS)
     args.workloads = _choices(parser, "workloads", args.workloads, WORKLOADS)
-    if min(args.concurrency, args.workers, args.repeat) < 1:
-        parser.error("--concurrency, --workers and --repeat must be at least 1")
+    counts = (args.concurrency, args.workers, args.repeat, args.executions, args.batch)
+    if min(*counts, args.flows, args.w2_executions) < 1:
+        parser.error(
+            "--concurrency, --workers, --repeat, --executions, --batch, --flows and "
+            "--w2-executions must be at least 1"
+        )
     return args
+
+
+def _detail(r: Result) -> str:
+    m = metrics(r)
+    if r.workload == "W2":
+        return f"p50 {_f(m['p50'])} ms, p99 {_f(m['p99'])} ms, max {_f(m['max'])} ms"
+    if r.workload == "W5":
+        return (
+            f"{_f(m['p50'])} ms per flow (p50), work {_f(m['work'])} ms, "
+            f"overhead {_f(m['overhead'], 2)} ms per step"
+        )
+    found = f"{_f(m['exec_rate'])} executions/s, {_f(m['step_rate'], 0)} steps/s"
+    if r.idle_rss_mb:
+        found += f", submit {_f(m['enqueue_rate'], 0)}/s, tail {_f(m['tail'], 2)} s"
+    return found
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
@@ -869,20 +1213,25 @@ async def run_all(
                 for workload in args.workloads:
                     timeout = args.timeout or DEFAULT_TIMEOUTS[workload]
                     ctx = Context(
-                        backend, "", args.concurrency, args.workers, log_dir, env, timeout
+                        backend,
+                        "",
+                        args.concurrency,
+                        args.workers,
+                        log_dir,
+                        env,
+                        timeout,
+                        args.executions,
+                        args.batch,
+                        args.flows,
+                        args.idle_seconds,
+                        args.w2_executions,
                     )
                     result = await run_workload(ctx, workload)
                     results.append(result)
-                    m = metrics(result)
-                    detail = (
-                        f"p50 {_f(m['p50'])} ms, p99 {_f(m['p99'])} ms, max {_f(m['max'])} ms"
-                        if workload == "w2"
-                        else f"{_f(m['exec_rate'])} executions/s, {_f(m['step_rate'], 0)} steps/s"
-                    )
                     warned = f", {result.warnings} worker warnings" if result.warnings else ""
                     print(
-                        f"run {run}/{args.repeat} {backend} {workload.upper()}: "
-                        f"{result.run_seconds:.2f}s, {detail}, all succeeded{warned}",
+                        f"run {run}/{args.repeat} {backend} {NAMES[workload]}: "
+                        f"{result.run_seconds:.2f}s, {_detail(result)}, all succeeded{warned}",
                         flush=True,
                     )
     return results
@@ -906,7 +1255,7 @@ def main(argv: list[str] | None = None) -> int:
         env["CONVEYOR_POLL_SECONDS"] = str(args.poll_seconds)
     poll = f"{args.poll_seconds:g}s" if args.poll_seconds is not None else "default"
     print(
-        f"{args.workers} worker processes (W2: 1), concurrency {args.concurrency} each, "
+        f"{args.workers} worker processes (W2, W5: 1), concurrency {args.concurrency} each, "
         f"worker poll {poll}; {environment(backends)}",
         flush=True,
     )
@@ -918,6 +1267,8 @@ def main(argv: list[str] | None = None) -> int:
         print(backend_table([r for r in results if r.backend == backend], args.repeat))
     print("\nsummary" + (f" (median of {args.repeat} runs)" if args.repeat > 1 else "") + "\n")
     print(summary_table(results, backends))
+    print(f"\nworkloads (N = {args.executions}, W1-batch batches of {args.batch}):\n")
+    print(legend(results))
     return 0
 
 

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,13 +25,64 @@ W2_EXECUTIONS = 200
 W2_WARMUP = 5
 W3_EXECUTIONS = 20
 W3_BRANCHES = 50
+W5_FLOWS = int(os.environ.get("PEER_BENCH_W5_FLOWS", "5"))  # after 1 warm-up flow
+W5_STEPS = 40
+W5_BURN_MS = 10.0
+IDLE_SECONDS = 3.0  # W1: workers sit idle this long before their RSS is read
+READY = "BENCH-WORKER-READY"  # a worker prints this line when it is set up
+# PEER_BENCH_WORKLOADS=w1,w5: run only these (a quick check); default every workload
+_WANTED = {w.strip() for w in os.environ.get("PEER_BENCH_WORKLOADS", "").split(",") if w.strip()}
+
+
+def wanted(workload: str) -> bool:
+    return not _WANTED or workload in _WANTED
+
+
 WORKERS = 2  # worker processes for W1 and W3 (W2: 1)
 CONCURRENCY = 64  # per worker process, as bench/workers.py's default
 TIMEOUT = float(os.environ.get("PEER_BENCH_TIMEOUT", "300"))  # seconds per workload run
+# PEER_BENCH_EXECUTIONS, PEER_BENCH_W2_EXECUTIONS: smaller W1/W2 for a quick check
+W1_EXECUTIONS = int(os.environ.get("PEER_BENCH_EXECUTIONS", str(W1_EXECUTIONS)))
+W2_EXECUTIONS = int(os.environ.get("PEER_BENCH_W2_EXECUTIONS", str(W2_EXECUTIONS)))
+W1_BATCH = int(os.environ.get("PEER_BENCH_BATCH", "100"))  # W1-batch, where a peer has one
 
 
 class BenchError(Exception):
     pass
+
+
+def burn(milliseconds: float = W5_BURN_MS) -> float:
+    """W5's step: busy-loop the CPU for ``milliseconds`` (as bench/bench_nodes.py does for
+    Conveyor); return the milliseconds it took."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < milliseconds / 1000:
+        pass
+    return (time.perf_counter() - start) * 1000
+
+
+def w5_summary(flows_ms: list[float], work_ms: list[float]) -> dict[str, Any]:
+    """Seconds per flow (median) and overhead per step = (flow - measured work) / steps."""
+    overheads = [(f - w) / W5_STEPS for f, w in zip(flows_ms, work_ms, strict=True)]
+    return {
+        "flows": len(flows_ms),
+        "steps": W5_STEPS,
+        "flow_s": statistics.median(flows_ms) / 1000,
+        "work_ms": statistics.median(work_ms),
+        "overhead_ms": statistics.median(overheads),
+        "flows_ms": flows_ms,
+    }
+
+
+def proc_status_mb(pid: int, key: str) -> float:
+    """A ``kB`` field of /proc/PID/status (VmRSS, VmHWM), in MB; 0 if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -93,6 +145,24 @@ class Workers:
         for i, proc in enumerate(self.procs):
             if proc.poll() is not None:
                 raise BenchError(f"worker {i} exited with {proc.returncode}: {self.tail(i)}")
+
+    def rss_mb(self) -> list[float]:
+        """Each worker process's resident memory now (MB)."""
+        return [proc_status_mb(p.pid, "VmRSS") for p in self.procs]
+
+    def peak_rss_mb(self) -> list[float]:
+        """Each worker process's peak resident memory so far (VmHWM, MB)."""
+        return [proc_status_mb(p.pid, "VmHWM") for p in self.procs]
+
+    def printed_ready(self) -> bool:
+        """Every worker printed the ``READY`` line."""
+        for log in self._logs:
+            # A fresh open file description: seeking the shared one would move the
+            # worker's write position too.
+            with open(f"/proc/self/fd/{log.fileno()}", "rb") as text:
+                if READY.encode() not in text.read():
+                    return False
+        return True
 
     def tail(self, i: int) -> str:
         log = self._logs[i]

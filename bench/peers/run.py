@@ -1,16 +1,20 @@
-"""Conveyor against its peers (Celery, DBOS, Procrastinate) on W1/W2/W3, in one table.
+"""Conveyor against its peers (Celery, DBOS, Procrastinate): every workload, one table.
 
 Run in Conveyor's venv, after ``bash bench/peers/setup.sh``:
 
-    python bench/peers/run.py                 # everything (~20 min on the 2-core box)
-    python bench/peers/run.py --only celery   # some of: conveyor,celery,dbos,procrastinate,limits
+    python bench/peers/run.py                 # everything (~30 min on the 2-core box)
+    python bench/peers/run.py --repeat 3      # each part 3 times, medians (~90 min)
+    python bench/peers/run.py --quick         # small sizes: proves the scripts work
+    python bench/peers/run.py --only celery   # a subset of the NAMES below
     python bench/peers/run.py --reuse         # rebuild the table from bench/results/*.json
 
 Conveyor's numbers come from ``bench/workers.py --json`` (a subprocess, defaults: 2 worker
-processes x concurrency 64). Each peer script runs with its own venv's python
-(bench/.venvs/<peer>) and prints one JSON line; a peer that is not installed or fails is
-skipped with the reason printed. Every result is also written to bench/results/<name>.json
-(git-ignored), which ``--reuse`` reads instead of running again.
+processes x concurrency 64; W1 submit included, W1-batch, W1-drain, W2, W3, W5, idle and
+peak RSS) and ``bench/submit.py --json`` (one client's submit rate, Python API and HTTP).
+Each peer script runs with its own venv's python (bench/.venvs/<peer>) and prints one JSON
+line; a peer that is not installed or fails is skipped with the reason printed. Every
+result is also written to bench/results/<name>.json (git-ignored), which ``--reuse`` reads
+instead of running again.
 
 The physical-limit line: commits/s of a single-row INSERT + UPDATE transaction, one
 client, on PostgreSQL (pgbench, 10 s) and on SQLite (WAL, synchronous=FULL, 10 s loop).
@@ -25,6 +29,7 @@ import os
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +42,18 @@ PEERS_DIR = ROOT / "bench" / "peers"
 VENVS = ROOT / "bench" / ".venvs"
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-NAMES = ("conveyor", "celery", "dbos", "procrastinate", "limits")
-TIMEOUTS = {"conveyor": 1800, "celery": 900, "dbos": 1500, "procrastinate": 900}
+NAMES = ("conveyor", "submit", "celery", "dbos", "procrastinate", "limits")
+TIMEOUTS = {"conveyor": 2400, "submit": 900, "celery": 900, "dbos": 1800, "procrastinate": 900}
+QUICK = {  # --quick: sizes small enough to check every script in a few minutes
+    "workers": ["--executions", "100", "--batch", "25", "--w2-executions", "30", "--flows", "2"],
+    "submit": ["--count", "200", "--batch", "50"],
+    "env": {
+        "PEER_BENCH_EXECUTIONS": "100",
+        "PEER_BENCH_W2_EXECUTIONS": "30",
+        "PEER_BENCH_W5_FLOWS": "2",
+        "PEER_BENCH_BATCH": "25",
+    },
+}
 
 PGBENCH_SCRIPT = """\\set id random(1, 2000000000)
 BEGIN;
@@ -56,36 +71,95 @@ def percentile(values: list[float], q: float) -> float:
 # -- running ---------------------------------------------------------------------------------
 
 
-def run_conveyor() -> dict[str, Any]:
+def run_conveyor(repeat: int, quick: bool) -> dict[str, Any]:
+    """bench/workers.py, every workload on both backends, ``--repeat`` runs interleaved;
+    its own tables are printed as they come."""
     out = RESULTS / "conveyor_workers.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "workers.py"), "--json", str(out)],
-        timeout=TIMEOUTS["conveyor"],
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, str(ROOT / "bench" / "workers.py"), "--json", str(out)]
+    command += ["--repeat", str(repeat), *(QUICK["workers"] if quick else [])]
+    proc = subprocess.run(command, timeout=TIMEOUTS["conveyor"] * repeat, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"bench/workers.py exited {proc.returncode}: {proc.stderr[-800:]}")
+        raise RuntimeError(f"bench/workers.py exited {proc.returncode}")
     return conveyor_from_raw(json.loads(out.read_text()))
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def conveyor_from_raw(raw: list[dict[str, Any]]) -> dict[str, Any]:
-    """bench/workers.py --json rows -> {backend: {w1: {...}, w2: {...}, w3: {...}}}."""
-    found: dict[str, Any] = {}
+    """bench/workers.py --json rows -> {backend: {w1: {...}, w1_batch: ..., w5: {...}}},
+    the median over repeated runs, in the keys the peer scripts use."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in raw:
-        cell = found.setdefault(r["backend"], {})
-        if r["workload"] == "W2":
-            lat = r["latencies_ms"]
-            cell["w2"] = {"p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99)}
-        else:
-            cell[r["workload"].lower()] = {
-                "run_s": r["run_seconds"],
-                "executions_per_s": r["executions"] / r["run_seconds"],
-            }
+        key = r["workload"].lower().replace("-", "_")
+        runs.setdefault((r["backend"], key), []).append(_conveyor_cell(r))
+    found: dict[str, Any] = {}
+    for (backend, key), cells in runs.items():
+        found.setdefault(backend, {})[key] = merge_runs(cells)
     return found
 
 
-def run_peer(peer: str) -> dict[str, Any]:
+def _conveyor_cell(r: dict[str, Any]) -> dict[str, Any]:
+    peak = [w["peak_rss_mb"] for w in r["workers"]]
+    if r["workload"] == "W2":
+        lat = r["latencies_ms"]
+        return {"p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "peak_rss_mb": peak}
+    if r["workload"] == "W5":
+        flows, work = r["latencies_ms"], r["work_ms"]
+        overheads = [(f - w) / 40 for f, w in zip(flows, work, strict=True)]
+        return {
+            "flow_s": _median(flows) / 1000,
+            "work_ms": _median(work),
+            "overhead_ms": _median(overheads),
+            "peak_rss_mb": peak,
+        }
+    cell = {
+        "executions": r["executions"],
+        "run_s": r["run_seconds"],
+        "executions_per_s": r["executions"] / r["run_seconds"],
+        "peak_rss_mb": peak,
+    }
+    if r["idle_rss_mb"]:  # W1, W1-batch: submit included
+        cell["idle_rss_mb"] = r["idle_rss_mb"]
+        cell["submit_per_s"] = r["executions"] / r["enqueue_seconds"]
+    return cell
+
+
+def merge_runs(runs: list[Any]) -> Any:
+    """The median of each number over repeated runs (lists: of each position)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: merge_runs([r[k] for r in runs if k in r]) for k in first}
+    if isinstance(first, list) and first and all(isinstance(v, int | float) for v in first):
+        width = min(len(r) for r in runs)
+        return [_median([r[i] for r in runs]) for i in range(width)]
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return _median([r for r in runs if isinstance(r, int | float)])
+    return first
+
+
+def run_submit(repeat: int, quick: bool) -> dict[str, Any]:
+    """bench/submit.py: one client's submit rate (Python API and HTTP), both backends;
+    with ``repeat``, the median of each figure."""
+    out = RESULTS / "conveyor_submit_raw.json"
+    command = [sys.executable, str(ROOT / "bench" / "submit.py"), "--json", str(out)]
+    command += QUICK["submit"] if quick else []
+    found = []
+    for _ in range(repeat):
+        proc = subprocess.run(command, timeout=TIMEOUTS["submit"], text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench/submit.py exited {proc.returncode}")
+        found.append(json.loads(out.read_text()))
+    return dict(merge_runs(found))
+
+
+def run_peer(peer: str, repeat: int, quick: bool) -> dict[str, Any]:
+    found = [_run_peer_once(peer, quick) for _ in range(repeat)]
+    return dict(merge_runs(found))
+
+
+def _run_peer_once(peer: str, quick: bool) -> dict[str, Any]:
     python = VENVS / peer / "bin" / "python"
     if not python.exists():
         raise RuntimeError(f"{python} missing: run bash bench/peers/setup.sh")
@@ -95,6 +169,7 @@ def run_peer(peer: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
         cwd=PEERS_DIR,
+        env={**os.environ, **(QUICK["env"] if quick else {})},
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -174,19 +249,39 @@ def _f(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def _get(data: dict[str, Any] | None, *keys: str) -> float | None:
+def _get(data: Any, *keys: str) -> float | None:
+    """A number from nested dicts; a list of per-worker numbers gives its largest."""
     for key in keys:
         if not isinstance(data, dict) or key not in data:
             return None
         data = data[key]
-    return data  # type: ignore[return-value]
+    if isinstance(data, list):
+        return max(data) if data else None
+    return data if isinstance(data, int | float) else None
 
 
 ROWS = [  # label, workload, key, decimals
-    ("W1 executions/s (500 x 5 steps)", "w1", "executions_per_s", 1),
+    (
+        "W1 executions/s, submit included (500 x 5 steps, 1 submit at a time)",
+        "w1",
+        "executions_per_s",
+        1,
+    ),
+    ("W1 client submits/s (workers running)", "w1", "submit_per_s", 0),
+    ("W1-batch executions/s, submit included (batches of 100)", "w1_batch", "executions_per_s", 1),
+    (
+        "W1-drain executions/s (claim to finish, enqueued beforehand)",
+        "w1_drain",
+        "executions_per_s",
+        1,
+    ),
     ("W2 p50 ms (200 sequential, 1 step)", "w2", "p50_ms", 1),
     ("W2 p99 ms", "w2", "p99_ms", 1),
-    ("W3 wall s (20 x root->50->join)", "w3", "run_s", 2),
+    ("W3 wall s (20 x root->50->join, claim to finish)", "w3", "run_s", 2),
+    ("W5 s per flow (40 sequential steps x 10 ms CPU)", "w5", "flow_s", 3),
+    ("W5 overhead ms per step", "w5", "overhead_ms", 2),
+    ("idle worker RSS MB (max of 2)", "w1", "idle_rss_mb", 0),
+    ("peak worker RSS MB under W1 (max of 2)", "w1", "peak_rss_mb", 0),
 ]
 
 
@@ -205,7 +300,7 @@ def table(results: dict[str, Any]) -> str:
     procrastinate = results.get("procrastinate")
     if procrastinate:
         columns.append(("Procrastinate (postgres)", procrastinate, "postgres"))
-    header = ["workload", "Conveyor sqlite", "Conveyor postgres"]
+    header = ["workload", "Conveyor SQLite", "Conveyor PG"]
     for name, _, _backend in columns:
         header += [name, "ratio"]
     body = []
@@ -219,7 +314,8 @@ def table(results: dict[str, Any]) -> str:
             peer = _get(cell, workload, key)
             mine = _get(conveyor, backend, workload, key)
             row += [_f(peer, digits), f"{mine / peer:.2f}x" if mine and peer else "-"]
-        body.append(row)
+        if any(cell != "-" for cell in row[1:]):
+            body.append(row)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = [
         "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
@@ -238,6 +334,34 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _w1_sizes(results: dict[str, Any]) -> list[float]:
+    """W1's executions in every column (a ``--reuse`` may mix --quick and full runs)."""
+    cells = [results.get(p) for p in ("celery", "procrastinate")]
+    cells += [(results.get("dbos") or {}).get(b) for b in ("postgres", "sqlite")]
+    cells += [(results.get("conveyor") or {}).get(b) for b in ("postgres", "sqlite")]
+    found = [_get(c, "w1", "executions") for c in cells]
+    return [n for n in found if n is not None]
+
+
+def submit_table(submit: dict[str, Any]) -> str:
+    rows = [
+        ("Python API, execute one at a time: /s", "api_single_per_s", 0),
+        ("Python API, execute p50 ms", "api_single_p50_ms", 2),
+        ("Python API, execute_many in batches: /s", "api_batched_per_s", 0),
+        ("HTTP, one POST per execution (keep-alive): /s", "http_single_per_s", 0),
+        ("HTTP, one POST p50 ms", "http_single_p50_ms", 2),
+        ("HTTP, one POST p99 ms", "http_single_p99_ms", 2),
+        ("HTTP, list body in batches: /s", "http_batched_per_s", 0),
+    ]
+    backends = [b for b in ("sqlite", "postgres") if b in submit]
+    lines = ["| " + " | ".join(["metric", *backends]) + " |", "|:--|" + "--:|" * len(backends)]
+    for label, key, digits in rows:
+        cells = [_f(_get(submit, b, key), digits) for b in backends]
+        lines.append("| " + " | ".join([label, *cells]) + " |")
+    batch = submit.get("batch")
+    return "\n".join(lines) + (f"\n\nbatches of {batch}" if batch else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -248,37 +372,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="use bench/results/<name>.json where present"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, metavar="N", help="runs of each part; medians (1)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes (W1 100, W2 30, W5 2 flows, submit 200) to check the scripts",
+    )
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(only) - set(NAMES)
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cpus", flush=True)
     results: dict[str, Any] = {}
     for name in only:
-        saved = RESULTS / f"{name}.json"
-        if args.reuse and saved.exists():
-            results[name] = json.loads(saved.read_text())
-            print(f"{name}: reused {saved.relative_to(ROOT)}", flush=True)
-            continue
-        print(f"{name}: running ...", flush=True)
-        start = time.monotonic()
-        try:
-            if name == "conveyor":
-                results[name] = run_conveyor()
-            elif name == "limits":
-                results[name] = run_limits()
-            else:
-                results[name] = run_peer(name)
-        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
-            print(f"{name}: skipped: {' '.join(str(exc).split())}", flush=True)
-            continue
-        saved.write_text(json.dumps(results[name], indent=1))
-        for backend, cell in results[name].items() if name == "dbos" else ():
-            if isinstance(cell, dict) and "error" in cell:
-                print(f"dbos {backend}: skipped: {' '.join(cell['error'].split())[-300:]}")
-        print(f"{name}: done in {time.monotonic() - start:.0f}s", flush=True)
+        found = gather(name, args)
+        if found is not None:
+            results[name] = found
+    report(results)
+    return 0
+
+
+def gather(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """One part's results: run now, or read back with ``--reuse``; None when skipped."""
+    saved = RESULTS / f"{name}.json"
+    if args.reuse and saved.exists():
+        print(f"{name}: reused {saved.relative_to(ROOT)}", flush=True)
+        return dict(json.loads(saved.read_text()))
+    print(f"{name}: running ...", flush=True)
+    start = time.monotonic()
+    try:
+        if name == "conveyor":
+            found = run_conveyor(args.repeat, args.quick)
+        elif name == "submit":
+            found = run_submit(args.repeat, args.quick)
+        elif name == "limits":
+            found = run_limits()
+        else:
+            found = run_peer(name, args.repeat, args.quick)
+    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+        print(f"{name}: skipped: {' '.join(str(exc).split())}", flush=True)
+        return None
+    saved.write_text(json.dumps(found, indent=1))
+    for backend, cell in found.items() if name == "dbos" else ():
+        if isinstance(cell, dict) and "error" in cell:
+            print(f"dbos {backend}: skipped: {' '.join(cell['error'].split())[-300:]}")
+    print(f"{name}: done in {time.monotonic() - start:.0f}s", flush=True)
+    return found
+
+
+def report(results: dict[str, Any]) -> None:
     print()
     versions = ", ".join(
         f"{results[p]['peer']} {results[p]['version']}"
@@ -287,9 +435,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if versions:
         print(f"peers: {versions}")
-    print("ratio = Conveyor / peer on the same database (Celery: Conveyor postgres); for")
-    print("executions/s higher is better for Conveyor, for ms and s lower is.\n")
+    print("ratio = Conveyor / peer on the same database (Celery: Conveyor PG); for")
+    print("executions/s higher is better for Conveyor, for ms, s and MB lower is.")
+    print("Every W1 variant uses 2 worker processes x 64 slots; 'submit included' is timed from")
+    print("the client's first submit to the last finish, with the workers already running.\n")
     print(table(results))
+    sizes = sorted({int(n) for n in _w1_sizes(results)})
+    if len(sizes) > 1:
+        print(f"\nWARNING: the columns ran W1 with different sizes ({sizes}): --quick or --reuse")
+    submit = results.get("submit")
+    if submit:
+        print("\none client submitting, no worker (bench/submit.py):\n")
+        print(submit_table(submit))
     limits = results.get("limits")
     if limits:
         print(
@@ -297,7 +454,6 @@ def main(argv: list[str] | None = None) -> int:
             f"PostgreSQL {_f(limits.get('postgres'), 0)} (pgbench -c 1 -T 10), "
             f"SQLite WAL synchronous=FULL {_f(limits.get('sqlite'), 0)}"
         )
-    return 0
 
 
 if __name__ == "__main__":
