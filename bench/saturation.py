@@ -49,7 +49,7 @@ API = f"/api/v1/workspaces/{WORKSPACE}"
 ADMIN = {"email": "bench@example.com", "password": "bench-saturation-password"}
 CONVEYOR = [sys.executable, "-c", "from conveyor.cli.main import main; main()"]
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-CONNECTIONS = 1000  # the client's connection cap
+CONNECTIONS = 256  # requests in flight at most (the client's connections)
 STALL_SECONDS = 120.0  # the drain fails when nothing finishes for this long
 COMMITS_LINE = re.compile(
     r"write transactions (\d+), group commits (\d+) carrying (\d+) transitions"
@@ -221,9 +221,6 @@ async def api_client(base_url: str) -> httpx.AsyncClient:
         base_url=base_url,
         headers={"Authorization": f"Bearer {key.json()['key']}"},
         timeout=httpx.Timeout(300.0),
-        # Requests past this many connections wait in the client's pool; their latency
-        # still counts from when they were due, so the cap hides nothing (and keeps the
-        # server and this process under the open-file limit).
         limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
     )
     applied = await client.post(f"{API}/workflows", json={"definition": chain_definition()})
@@ -267,11 +264,14 @@ class Step:
     latency_p99_ms: float | None = None
     drain_seconds: float = 0.0
     unfinished_at_limit: int = 0  # accepted, or still unanswered, when the drain limit hit
+    server_cpu: float = 0.0  # the server's CPU time over the window, in cores
+    client_cpu: float = 0.0  # this process's (the load generator's)
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
     write_transactions: int = 0
     group_commits: int = 0
     transitions: int = 0
-    errors: list[str] = field(default_factory=list)
+    failures: str = ""  # requests refused (an HTTP status) or without an answer (the error)
+    errors: list[str] = field(default_factory=list)  # accepted executions that went wrong
 
 
 async def _post(client: httpx.AsyncClient, item: Sent) -> None:
@@ -290,29 +290,70 @@ async def _post(client: httpx.AsyncClient, item: Sent) -> None:
 
 
 async def offer(
-    client: httpx.AsyncClient, rate: int, seconds: float, limit: float
+    client: httpx.AsyncClient, rate: int, seconds: float, limit: float, cpu: CpuMeter
 ) -> tuple[float, list[Sent]]:
-    """Send ``rate * seconds`` requests, each when due; returns the window start and every
-    request, once all are answered or ``limit`` seconds after the window (the rest are
-    given up: their ``execution_id`` stays None)."""
+    """Send ``rate * seconds`` requests, each queued when due; returns the window start and
+    every request, once all are answered or ``limit`` seconds after the window (the rest are
+    given up: their ``execution_id`` stays None).
+
+    A due request waits in a FIFO for one of CONNECTIONS lanes (each sends one request at
+    a time): the queue costs O(1) per request, where httpx's own pool queue slows the
+    client down as it grows. The latency still counts from when the request was due."""
     loop = asyncio.get_running_loop()
+    due: asyncio.Queue[Sent | None] = asyncio.Queue()
+
+    async def lane() -> None:
+        while (item := await due.get()) is not None:
+            await _post(client, item)
+
+    lanes = [asyncio.create_task(lane()) for _ in range(CONNECTIONS)]
     start = loop.time() + 0.2
     wall_start = time.time() + (start - loop.time())
     total = int(rate * seconds)
     items = [Sent(seed=i, due=wall_start + i / rate) for i in range(total)]
-    tasks: list[asyncio.Task[None]] = []
+    cpu.start()
     for i, item in enumerate(items):
         delay = start + i / rate - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_post(client, item)))
+        due.put_nowait(item)
+    await asyncio.sleep(max(start + seconds - loop.time(), 0))
+    cpu.stop()
+    for _ in lanes:
+        due.put_nowait(None)
     _, pending = await asyncio.wait(
-        tasks, timeout=max(wall_start + seconds + limit - time.time(), 1)
+        lanes, timeout=max(wall_start + seconds + limit - time.time(), 1)
     )
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     return wall_start, items
+
+
+class CpuMeter:
+    """CPU time of the server and of this process (the load generator) over the window."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.began = (0.0, 0.0, 0.0)
+        self.server_share = 0.0  # of one core
+        self.client_share = 0.0
+
+    def _now(self) -> tuple[float, float, float]:
+        with open(f"/proc/{self.server_pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        mine = os.times()
+        return time.monotonic(), server, mine.user + mine.system
+
+    def start(self) -> None:
+        self.began = self._now()
+
+    def stop(self) -> None:
+        ended = self._now()
+        wall = ended[0] - self.began[0]
+        self.server_share = (ended[1] - self.began[1]) / wall
+        self.client_share = (ended[2] - self.began[2]) / wall
 
 
 # -- the database's view ----------------------------------------------------------------------
@@ -417,7 +458,7 @@ def measure(step: Step, wall_start: float, items: list[Sent], rows: Rows) -> Non
         step.latency_p99_ms = percentile(latencies, 99)
     if step.refused:
         kinds = sorted({i.failure or str(i.status) for i in items if i.status not in (0, 202)})
-        step.errors.append(f"{step.refused} requests refused or failed: {', '.join(kinds)}")
+        step.failures = f"{step.refused}: {', '.join(kinds)}"
 
 
 async def run_step(args: argparse.Namespace, backend: str, rate: int, log_dir: Path) -> Step:
@@ -435,7 +476,9 @@ async def run_step(args: argparse.Namespace, backend: str, rate: int, log_dir: P
             rows = Rows(backend, url)
             try:
                 load = os.getloadavg()[0]
-                wall_start, items = await offer(client, rate, args.seconds, args.drain_limit)
+                cpu = CpuMeter(processes.running[0][1].pid)
+                wall_start, items = await offer(client, rate, args.seconds, args.drain_limit, cpu)
+                step.server_cpu, step.client_cpu = cpu.server_share, cpu.client_share
                 accepted = sum(1 for i in items if i.execution_id)
                 unanswered = sum(1 for i in items if i.status == 0)
                 limit = wall_start + args.seconds + args.drain_limit
@@ -473,7 +516,9 @@ def table(steps: list[Step]) -> str:
         "completion p50 / p99 ms",
         "drain s",
         "unfinished at drain limit",
+        "failed requests",
         "transitions per group commit",
+        "server / client CPU",
         "load avg",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "--:|" * (len(header) - 2)]
@@ -494,7 +539,9 @@ def table(steps: list[Step]) -> str:
                     f"{_f(s.latency_p50_ms)} / {_f(s.latency_p99_ms)}",
                     _f(s.drain_seconds, 1),
                     f"{s.unfinished_at_limit:,}",
+                    s.failures or "0",
                     _f(batch, 1),
+                    f"{s.server_cpu:.0%} / {s.client_cpu:.0%}",
                     f"{s.load[0]:.1f} / {s.load[1]:.1f}",
                 ]
             )
@@ -570,7 +617,8 @@ async def run_all(args: argparse.Namespace) -> list[Step]:
                     f"window, backlog {step.backlog_at_end}, completion p50 "
                     f"{_f(step.latency_p50_ms)} ms p99 {_f(step.latency_p99_ms)} ms, drained "
                     f"in {step.drain_seconds:.1f} s ({step.unfinished_at_limit} unfinished at the "
-                    f"limit), load {step.load[0]:.1f}/{step.load[1]:.1f}, "
+                    f"limit), server CPU {step.server_cpu:.0%}, client CPU {step.client_cpu:.0%}, "
+                    f"load {step.load[0]:.1f}/{step.load[1]:.1f}, "
                     f"{len(step.errors)} problems",
                     flush=True,
                 )

@@ -199,8 +199,9 @@ async def commits(
 # -- part 3: pgbench --------------------------------------------------------------------------
 
 
-def pgbench(clients: int, seconds: int) -> float:
-    """Transactions per second of one-row inserts, each its own commit."""
+def pgbench(clients: int, seconds: int, notify: bool) -> float:
+    """Transactions per second of one-row inserts, each its own commit (with ``notify``,
+    each also sends a NOTIFY, as every Conveyor write transaction does)."""
     name = f"conveyor_bench_pgbench_{os.getpid()}"
     admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
     try:
@@ -210,7 +211,8 @@ def pgbench(clients: int, seconds: int) -> float:
         with psycopg.connect(target, autocommit=True) as conn:
             conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, v int)")
         with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-            script.write("INSERT INTO t (v) VALUES (1);\n")
+            script.write("BEGIN;\nINSERT INTO t (v) VALUES (1);\n")
+            script.write("NOTIFY bench_channel;\nCOMMIT;\n" if notify else "COMMIT;\n")
             script.flush()
             done = subprocess.run(
                 ["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, 2)), "-T",
@@ -322,11 +324,14 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     report["commits"] = [c.__dict__ for c in found]
-    bench_tps: dict[int, float] = {}
+    bench_tps: dict[tuple[int, bool], float] = {}
     if args.pgbench_seconds > 0 and "postgres" in args.backends:
-        for clients in (1, 8):
-            bench_tps[clients] = pgbench(clients, args.pgbench_seconds)
-        report["pgbench_tps"] = bench_tps
+        for notify in (False, True):
+            for clients in (1, 8):
+                bench_tps[clients, notify] = pgbench(clients, args.pgbench_seconds, notify)
+        report["pgbench_tps"] = [
+            {"clients": c, "notify": n, "tps": tps} for (c, n), tps in bench_tps.items()
+        ]
     report["load_at_end"] = os.getloadavg()[0]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
@@ -338,7 +343,7 @@ def show(
     report: dict[str, Any],
     rows: list[tuple[str, int, list[dict[str, Any]]]],
     found: list[Commits],
-    bench_tps: dict[int, float],
+    bench_tps: dict[tuple[int, bool], float],
 ) -> None:
     start, end = report["load_at_start"], report["load_at_end"]
     print(f"\nload average {start:.1f} at the start, {end:.1f} at the end")
@@ -349,9 +354,9 @@ def show(
     print(commits_table(found))
     if bench_tps:
         print("\npgbench, one-row INSERT per transaction (the commit ceiling)\n")
-        print("| clients | commits/s |\n|--:|--:|")
-        for clients, tps in bench_tps.items():
-            print(f"| {clients} | {tps:,.0f} |")
+        print("| clients | NOTIFY in the transaction | commits/s |\n|--:|---|--:|")
+        for (clients, notify), tps in bench_tps.items():
+            print(f"| {clients} | {'yes' if notify else 'no'} | {tps:,.0f} |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ Run from the repository root (no database, no Conveyor import; standard library 
 The model, per cluster: one commit queue. When the primary is free and transitions are
 waiting, it commits up to ``--max-batch`` of them together in ``commit-ms + n *
 transition-ms`` (the flush, then the work per transition: the group commit the store does).
+One commit at a time is not a simplification for Conveyor on PostgreSQL: every write
+transaction sends a NOTIFY, and PostgreSQL serialises the commits of notifying transactions
+on one cluster-wide lock held until the commit is flushed (``PreCommit_Notify`` in
+src/backend/commands/async.c), so they cannot share a WAL flush.
 An execution of ``--steps`` steps is ``steps + 2`` transitions in a row (the claim, the start
 of the first step, each finished step with the start of the next, and the finish), each
 issued ``--step-ms`` after the previous one committed (the worker's own time: workers are
