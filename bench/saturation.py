@@ -49,7 +49,6 @@ API = f"/api/v1/workspaces/{WORKSPACE}"
 ADMIN = {"email": "bench@example.com", "password": "bench-saturation-password"}
 CONVEYOR = [sys.executable, "-c", "from conveyor.cli.main import main; main()"]
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-CONNECTIONS = 256  # requests in flight at most (the client's connections)
 STALL_SECONDS = 120.0  # the drain fails when nothing finishes for this long
 COMMITS_LINE = re.compile(
     r"write transactions (\d+), group commits (\d+) carrying (\d+) transitions"
@@ -203,7 +202,7 @@ class Processes:
         return total[0], total[1], total[2]
 
 
-async def api_client(base_url: str) -> httpx.AsyncClient:
+async def api_client(base_url: str, connections: int) -> httpx.AsyncClient:
     """Sign in as the first admin, create an API key, apply the workflow; a client that
     sends the key."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as session:
@@ -221,7 +220,7 @@ async def api_client(base_url: str) -> httpx.AsyncClient:
         base_url=base_url,
         headers={"Authorization": f"Bearer {key.json()['key']}"},
         timeout=httpx.Timeout(300.0),
-        limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     )
     applied = await client.post(f"{API}/workflows", json={"definition": chain_definition()})
     if applied.status_code != 201:
@@ -290,15 +289,22 @@ async def _post(client: httpx.AsyncClient, item: Sent) -> None:
 
 
 async def offer(
-    client: httpx.AsyncClient, rate: int, seconds: float, limit: float, cpu: CpuMeter
+    client: httpx.AsyncClient,
+    rate: int,
+    seconds: float,
+    limit: float,
+    cpu: CpuMeter,
+    connections: int,
 ) -> tuple[float, list[Sent]]:
     """Send ``rate * seconds`` requests, each queued when due; returns the window start and
     every request, once all are answered or ``limit`` seconds after the window (the rest are
     given up: their ``execution_id`` stays None).
 
-    A due request waits in a FIFO for one of CONNECTIONS lanes (each sends one request at
-    a time): the queue costs O(1) per request, where httpx's own pool queue slows the
-    client down as it grows. The latency still counts from when the request was due."""
+    A due request waits in a FIFO for one of ``connections`` lanes (each sends one request
+    at a time): the queue costs O(1) per request, where httpx's own pool queue slows the
+    client down as it grows. When every lane waits for an answer, due requests wait in the
+    FIFO (the server has that many requests already); their latency still counts from when
+    they were due."""
     loop = asyncio.get_running_loop()
     due: asyncio.Queue[Sent | None] = asyncio.Queue()
 
@@ -306,7 +312,7 @@ async def offer(
         while (item := await due.get()) is not None:
             await _post(client, item)
 
-    lanes = [asyncio.create_task(lane()) for _ in range(CONNECTIONS)]
+    lanes = [asyncio.create_task(lane()) for _ in range(connections)]
     start = loop.time() + 0.2
     wall_start = time.time() + (start - loop.time())
     total = int(rate * seconds)
@@ -423,10 +429,11 @@ def percentile(values: list[float], q: float) -> float:
 def measure(step: Step, wall_start: float, items: list[Sent], rows: Rows) -> None:
     end = wall_start + step.seconds
     step.offered = len(items)
-    step.sent_in_window = sum(1 for i in items if i.sent <= end)
+    step.sent_in_window = sum(1 for i in items if 0 < i.sent <= end)
     step.accepted_in_window = sum(1 for i in items if i.execution_id and i.answered <= end)
     step.refused = sum(1 for i in items if i.execution_id is None and i.status != 0)
-    step.send_lag_p99_ms = percentile([(i.sent - i.due) * 1000 for i in items], 99)
+    lags = [(i.sent - i.due) * 1000 for i in items if i.sent > 0]
+    step.send_lag_p99_ms = percentile(lags, 99) if lags else 0.0
     answers = [(i.answered - i.sent) * 1000 for i in items if i.execution_id]
     if answers:
         step.answer_p50_ms, step.answer_p99_ms = percentile(answers, 50), percentile(answers, 99)
@@ -472,12 +479,14 @@ async def run_step(args: argparse.Namespace, backend: str, rate: int, log_dir: P
             await processes.wait_ready()
             processes.start_workers()
             await processes.wait_ready()
-            client = await api_client(processes.base_url)
+            client = await api_client(processes.base_url, args.connections)
             rows = Rows(backend, url)
             try:
                 load = os.getloadavg()[0]
                 cpu = CpuMeter(processes.running[0][1].pid)
-                wall_start, items = await offer(client, rate, args.seconds, args.drain_limit, cpu)
+                wall_start, items = await offer(
+                    client, rate, args.seconds, args.drain_limit, cpu, args.connections
+                )
                 step.server_cpu, step.client_cpu = cpu.server_share, cpu.client_share
                 accepted = sum(1 for i in items if i.execution_id)
                 unanswered = sum(1 for i in items if i.status == 0)
@@ -571,6 +580,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=900.0,
         metavar="S",
         help="after a window, wait at most this long for answers and finishes (900)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1000,
+        help="requests in flight at most (the client's connections; 1000)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the measurements here")
     args = parser.parse_args(argv)

@@ -304,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_throughput:
         for backend in args.backends:
             for workers in args.workers:
-                rows.append(
-                    (backend, workers, throughput(backend, workers, args.concurrency, args.repeat))
-                )
+                rows.append((backend, workers, throughput(args, backend, workers)))
                 print(f"bench/workers.py {backend} --workers {workers}: done", flush=True)
         report["throughput"] = [{"backend": b, "workers": w, "results": r} for b, w, r in rows]
     found: list[Commits] = []
