@@ -82,6 +82,11 @@ async def test_metrics_in_prometheus_text(api: Api) -> None:
     assert found[("conveyor_database_up", ())] == 1
     assert found[("conveyor_worker_slots", (("state", "total"),))] == 8
     assert found[("conveyor_worker_slots", (("state", "in_use"),))] == 1
+    # The embedded worker's group commits: every finished transform went through one.
+    commits = found[("conveyor_group_commit_transitions_count", ())]
+    assert commits >= 1
+    assert found[("conveyor_group_commit_transitions_sum", ())] >= commits
+    assert found[("conveyor_group_commit_transitions_bucket", (("le", "+Inf"),))] == commits
     # finished steps so far: 2 x transform, 1 x (transform + fail)
     assert found[("conveyor_step_duration_seconds_bucket", (("le", "+Inf"),))] == 4
     buckets = sorted(

@@ -88,5 +88,11 @@ async def serve(
             tally.released,
             extra={"action": "worker_stopped", "worker": worker.name},
         )
+        log.info(
+            "worker %s commits: %s",
+            worker.name,
+            conveyor.store.commits.summary(),
+            extra={"action": "worker_commits", "worker": worker.name},
+        )
     finally:
         conveyor.close()

@@ -27,6 +27,7 @@ from conveyor.store import claims, controls, history, transitions, triggers, wor
 from conveyor.store import executions as queue
 from conveyor.store.channels import LIVE_CHANNEL
 from conveyor.store.clock import DatabaseClock, measure_offset
+from conveyor.store.commits import GroupCommits
 from conveyor.store.database import Database, new_id
 from conveyor.store.executions import NewExecution
 from conveyor.store.history import ExecutionFilter
@@ -61,6 +62,7 @@ class Store:
         self._reads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-read")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self.commits = GroupCommits()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(connection, *args, **kwargs)`` in one write transaction."""
@@ -86,6 +88,8 @@ class Store:
             return result, added
 
         pool = self._pool if write else self._reads
+        if write:
+            self.commits.write_transactions += 1
         result, added = await asyncio.get_running_loop().run_in_executor(pool, partial(work))
         self._publish(added)
         return result
@@ -135,6 +139,7 @@ class Store:
         while self._batch:
             batch, self._batch = _one_each(self._batch)
             pairs = [(execution, changes) for execution, changes, _ in batch]
+            self.commits.record(len(batch))
             outcomes: list[list[EventRecord] | BaseException]
             try:
                 outcomes = list(

@@ -12,7 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    HistogramMetricFamily,
+)
 from sqlalchemy import Connection, func, select, text
 
 from conveyor.api.auth import SESSION_COOKIE, authenticate, base_app, bearer, resolve_scope
@@ -21,6 +25,7 @@ from conveyor.api.problems import documented
 from conveyor.errors import InputError, StoreUnavailable
 from conveyor.store import schedules
 from conveyor.store.accounts import Principal, Role
+from conveyor.store.commits import GroupCommits
 from conveyor.store.tables import executions, steps, workflows
 
 router = APIRouter(tags=["operations"], route_class=JsonRoute)
@@ -44,6 +49,23 @@ class _StepDurations:
                 f"Durations of the last {STEP_WINDOW} finished steps",
                 buckets=buckets,
                 gsum_value=sum(self.seconds),
+            )
+        ]
+
+
+class _GroupCommits:
+    """This process's group commits (its embedded worker's steps): transitions per commit."""
+
+    def __init__(self, commits: GroupCommits) -> None:
+        self.commits = commits
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        return [
+            HistogramMetricFamily(
+                "conveyor_group_commit_transitions",
+                "Runner transitions per group commit in this process",
+                buckets=self.commits.cumulative(),
+                sum_value=self.commits.transitions,
             )
         ]
 
@@ -196,6 +218,7 @@ async def metrics(
     if worker is not None:
         slots.labels(state="in_use").set(len(worker.running))
         slots.labels(state="total").set(worker.settings.concurrency)
+        registry.register(_GroupCommits(base_app(request).store.commits))
     if snapshot is not None:
         registry.register(_StepDurations(snapshot["step_seconds"]))
         registry.register(_ScheduleOccurrences(snapshot["schedule_occurrences"]))
