@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.e2e.conftest import Side
 from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
@@ -154,6 +154,40 @@ def test_the_running_count_rises_and_falls_live(
     announced.click()
     expect(monitor.rows.first).to_have_attribute("data-execution-id", newer)
     expect(monitor.rows).to_have_count(2)
+
+
+def test_what_happens_between_the_render_and_the_stream_shows_up(
+    page: Page, client: httpx.Client
+) -> None:
+    """The page renders with the event id it reflects and its stream starts after it: an
+    execution queued and finished while the stream was not yet connected still appears."""
+    apply(client, QUICK)
+    held: list[Route] = []
+    workspace_stream = re.compile(r"/api/v1/workspaces/default/stream(\?.*)?$")
+
+    def hold(route: Route) -> None:  # the page's first connection waits (until continued)
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(workspace_stream, hold)
+    monitor = ExecutionsPage(page).open()
+    expect(monitor.rows).to_have_count(0)
+    deadline = time.monotonic() + 20
+    while not held:  # the page asked for its stream; it waits here
+        assert time.monotonic() < deadline, "the page never opened its workspace stream"
+        page.wait_for_timeout(50)
+
+    between = execute(client, "quick", {"who": "between"})
+    until(lambda: statuses(client, [between])[between] == "succeeded", "it finished")
+    held[0].continue_()
+    monitor.wait_live()
+    row = monitor.row(between)
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text("succeeded")
+    expect(monitor.count("succeeded")).to_have_text("1")
+    assert "?after=" in held[0].request.url, held[0].request.url  # the page's cursor
 
 
 def test_bulk_cancel_by_filter_touches_only_what_matches(page: Page, client: httpx.Client) -> None:
