@@ -190,6 +190,50 @@ def test_what_happens_between_the_render_and_the_stream_shows_up(
     assert "?after=" in held[0].request.url, held[0].request.url  # the page's cursor
 
 
+@pytest.mark.timeout(240)  # fifty executions 8 at a time, on a loaded 2-core machine
+def test_fifty_executions_at_once_keep_the_monitor_right_and_the_page_responsive(
+    page: Page, client: httpx.Client, side: Side
+) -> None:
+    """50 executions queued in one request (the server runs 8 at a time): the running count
+    follows, every row arrives and ends succeeded, the counts add up, and the page answers
+    a click meanwhile; no timing bound beyond the usual expect() deadlines."""
+    apply(
+        client, {**BUSY, "name": "fifty", "nodes": [{**BUSY["nodes"][0], "config": {"sleep": 0.5}}]}
+    )
+    monitor = ExecutionsPage(page).open()
+    expect(monitor.running_now).to_have_text("0")
+    page.evaluate("() => { window.notReloaded = true; }")
+    answer = client.post(
+        f"{WS}/workflows/fifty/execute", json=[{"input": {"n": n}} for n in range(50)]
+    )
+    assert answer.status_code == 202, answer.text
+    ids = [str(item["execution_id"]) for item in answer.json()["items"]]
+    assert len(set(ids)) == 50
+
+    expect(monitor.running_now).to_have_text(re.compile(r"^[1-9]\d*$"))
+    filters = page.locator("#filters-panel")
+    filters.locator("summary").click()  # the page answers while the events pour in
+    expect(monitor.filters).to_be_hidden()
+    filters.locator("summary").click()
+    expect(monitor.filters).to_be_visible()
+
+    def succeeded() -> int:
+        listing = client.get(f"{WS}/executions?workflow=fifty&limit=1&stats=true").json()
+        return int(listing["stats"]["by_status"].get("succeeded", 0))
+
+    until(lambda: succeeded() == 50, "the fifty executions succeeded", within=120)
+    expect(monitor.running_now).to_have_text("0")
+    expect(monitor.rows).to_have_count(50)
+    expect(monitor.rows.locator(".badge", has_text="succeeded")).to_have_count(50)
+    expect(monitor.count("succeeded")).to_have_text("50")
+    expect(monitor.count("running")).to_have_text("0")
+    expect(monitor.count("queued")).to_have_text("0")
+    shown = set(monitor.rows.evaluate_all("rows => rows.map(r => r.dataset.executionId)"))
+    assert shown == set(ids)
+    assert page.evaluate("() => window.notReloaded === true")
+    screenshot(page, "executions-fifty")
+
+
 def test_bulk_cancel_by_filter_touches_only_what_matches(page: Page, client: httpx.Client) -> None:
     apply(client, LONG, QUICK)
     waiting = [execute(client, "waits-for-go", {"n": n}) for n in range(5)]
