@@ -9,7 +9,8 @@ most recent 2,000; workflow counters set from the rows, as finishing transaction
 a real ``conveyor server --concurrency 0``, signs in, and times each page (median and max of
 ``--repeat`` GETs from this machine: server time plus loopback). The target is under 200 ms per
 page; ``--requests`` loads each page in headless Chromium and counts its requests (a handful:
-the page, its CSS and scripts, and one stream).
+the page, its one stylesheet and one script bundle, the graph or chart libraries it needs, the
+favicon, and its streams).
 """
 
 from __future__ import annotations

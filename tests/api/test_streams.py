@@ -280,6 +280,21 @@ async def test_workspace_stream_yields_its_events_and_live_counts(api: Api) -> N
     replayed = [int(e.id or 0) for e in again.seen if e.event not in ("connected", "counts")]
     assert replayed == ids[2:]
 
+    # ?after= (a dashboard page's cursor) does the same; Last-Event-ID (a reconnect) wins
+    for query, headers in (
+        (f"?after={resume_at.id}", None),
+        ("?after=0", {"Last-Event-ID": resume_at.id or ""}),
+    ):
+        async with SSEStream(api.http, f"{api.ws()}/stream{query}", headers) as page:
+            await page.until(
+                lambda e: (
+                    e.event == "execution.succeeded" and e.data["execution_id"] == execution_id
+                )
+            )
+        replayed = [int(e.id or 0) for e in page.seen if e.event not in ("connected", "counts")]
+        assert replayed == ids[2:], query
+    problem_of(await api.http.get(f"{api.ws()}/stream?after=-1"), 422)
+
     # and after a counts message, with what followed its event
     counted = next(e for e in events if e.event == "counts" and position(e.id)[0] < ids[-1])
     async with SSEStream(api.http, f"{api.ws()}/stream", {"Last-Event-ID": counted.id or ""}) as c:

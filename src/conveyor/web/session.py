@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Path, Request
 
+from conveyor import live
 from conveyor.api.audit import remember_principal, remember_workspace
 from conveyor.api.auth import SESSION_COOKIE, Scope, base_app, resolve_scope
 from conveyor.errors import ConveyorError, Forbidden
@@ -98,6 +99,21 @@ async def page_scope(
 
 
 InWorkspace = Annotated[Page, Depends(page_scope)]
+
+
+async def live_after(request: Request, page: InWorkspace) -> int:
+    """The event id a live page reflects: its workspace stream starts after it (``?after=``),
+    so an event between the page's reads and the stream's start is not missed. It is the
+    process feed's settled frontier (every event up to it is committed and readable), taken
+    before the page reads anything: a page handler takes it right after ``InWorkspace``.
+    An event both rendered and replayed is applied twice, which the scripts allow."""
+    feed: live.Feed = request.app.state.feed
+    async with feed.subscribe(live.workspace(page.scope.workspace_id)) as subscription:
+        assert subscription.start is not None
+        return subscription.start
+
+
+LiveAfter = Annotated[int, Depends(live_after)]
 
 
 def require(page: Page, needed: Role) -> None:

@@ -16,7 +16,8 @@ class ExecutionsPage(Layout):
         return self
 
     def wait_live(self) -> None:
-        """Until the page's live channel is connected (events before that are not sent)."""
+        """Until the page's live channel is connected (it replays what happened since the
+        page was made, so waiting here is for events that must arrive after the wait)."""
         expect(self.page.locator('[data-live-status="live"]')).to_be_attached()
 
     @property

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.e2e.conftest import Side
 from tests.e2e.dashboard.browser import PHONE, assert_accessible, screenshot
@@ -154,6 +154,84 @@ def test_the_running_count_rises_and_falls_live(
     announced.click()
     expect(monitor.rows.first).to_have_attribute("data-execution-id", newer)
     expect(monitor.rows).to_have_count(2)
+
+
+def test_what_happens_between_the_render_and_the_stream_shows_up(
+    page: Page, client: httpx.Client
+) -> None:
+    """The page renders with the event id it reflects and its stream starts after it: an
+    execution queued and finished while the stream was not yet connected still appears."""
+    apply(client, QUICK)
+    held: list[Route] = []
+    workspace_stream = re.compile(r"/api/v1/workspaces/default/stream(\?.*)?$")
+
+    def hold(route: Route) -> None:  # the page's first connection waits (until continued)
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(workspace_stream, hold)
+    monitor = ExecutionsPage(page).open()
+    expect(monitor.rows).to_have_count(0)
+    deadline = time.monotonic() + 20
+    while not held:  # the page asked for its stream; it waits here
+        assert time.monotonic() < deadline, "the page never opened its workspace stream"
+        page.wait_for_timeout(50)
+
+    between = execute(client, "quick", {"who": "between"})
+    until(lambda: statuses(client, [between])[between] == "succeeded", "it finished")
+    held[0].continue_()
+    monitor.wait_live()
+    row = monitor.row(between)
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text("succeeded")
+    expect(monitor.count("succeeded")).to_have_text("1")
+    assert "?after=" in held[0].request.url, held[0].request.url  # the page's cursor
+
+
+@pytest.mark.timeout(240)  # fifty executions 8 at a time, on a loaded 2-core machine
+def test_fifty_executions_at_once_keep_the_monitor_right_and_the_page_responsive(
+    page: Page, client: httpx.Client, side: Side
+) -> None:
+    """50 executions queued in one request (the server runs 8 at a time): the running count
+    follows, every row arrives and ends succeeded, the counts add up, and the page answers
+    a click meanwhile; no timing bound beyond the usual expect() deadlines."""
+    apply(
+        client, {**BUSY, "name": "fifty", "nodes": [{**BUSY["nodes"][0], "config": {"sleep": 0.5}}]}
+    )
+    monitor = ExecutionsPage(page).open()
+    expect(monitor.running_now).to_have_text("0")
+    page.evaluate("() => { window.notReloaded = true; }")
+    answer = client.post(
+        f"{WS}/workflows/fifty/execute", json=[{"input": {"n": n}} for n in range(50)]
+    )
+    assert answer.status_code == 202, answer.text
+    ids = [str(item["execution_id"]) for item in answer.json()["items"]]
+    assert len(set(ids)) == 50
+
+    expect(monitor.running_now).to_have_text(re.compile(r"^[1-9]\d*$"))
+    filters = page.locator("#filters-panel")
+    filters.locator("summary").click()  # the page answers while the events pour in
+    expect(monitor.filters).to_be_hidden()
+    filters.locator("summary").click()
+    expect(monitor.filters).to_be_visible()
+
+    def succeeded() -> int:
+        listing = client.get(f"{WS}/executions?workflow=fifty&limit=1&stats=true").json()
+        return int(listing["stats"]["by_status"].get("succeeded", 0))
+
+    until(lambda: succeeded() == 50, "the fifty executions succeeded", within=120)
+    expect(monitor.running_now).to_have_text("0")
+    expect(monitor.rows).to_have_count(50)
+    expect(monitor.rows.locator(".badge", has_text="succeeded")).to_have_count(50)
+    expect(monitor.count("succeeded")).to_have_text("50")
+    expect(monitor.count("running")).to_have_text("0")
+    expect(monitor.count("queued")).to_have_text("0")
+    shown = set(monitor.rows.evaluate_all("rows => rows.map(r => r.dataset.executionId)"))
+    assert shown == set(ids)
+    assert page.evaluate("() => window.notReloaded === true")
+    screenshot(page, "executions-fifty")
 
 
 def test_bulk_cancel_by_filter_touches_only_what_matches(page: Page, client: httpx.Client) -> None:

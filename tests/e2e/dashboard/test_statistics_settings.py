@@ -204,6 +204,22 @@ def test_statistics_count_rates_and_draw_charts_over_a_range_in_the_url(
     page.get_by_text("Show data", exact=True).click()
     data = page.get_by_role("table", name=re.compile("^Executions and failures per hour"))
     expect(data.get_by_role("row")).not_to_have_count(0)
+
+    # Live: another execution changes the totals, the tables and the chart, with no reload
+    # (and the opened data table stays open).
+    page.evaluate("() => { window.notReloaded = true; }")
+    admin_api.until_finished([admin_api.execute("stats-mixed", {"ok": True})])
+    expect(page.locator('[data-total="executions"]')).to_have_text("4")
+    expect(row).to_contain_text("75 %")
+    assert stats.cells(row)[:4] == ["4", "3", "1", "75 %"]
+    expect(data).to_be_visible()  # still open
+    in_table = [int(n) for n in data.locator("tbody tr td:first-of-type").all_inner_texts()]
+    assert sum(in_table) == 4, in_table
+    charted = (
+        "() => Chart.getChart('chart-executions').data.datasets[0].data.reduce((a, b) => a + b)"
+    )
+    assert page.evaluate(charted) == 4
+    assert page.evaluate("() => window.notReloaded === true")
     assert_accessible(page)
     screenshot(page, "statistics")
     page.emulate_media(color_scheme="dark")
@@ -213,7 +229,7 @@ def test_statistics_count_rates_and_draw_charts_over_a_range_in_the_url(
 
     page.get_by_role("link", name="Last 7 days").click()
     expect(page).to_have_url(re.compile(r"/w/default/statistics\?range=7d$"))
-    expect(stats.workflow_row("stats-mixed")).to_contain_text("67 %")
+    expect(stats.workflow_row("stats-mixed")).to_contain_text("75 %")
     page.get_by_label("From (UTC)").fill("2020-01-01T00:00")
     page.get_by_label("To (UTC)").fill("2020-01-02T00:00")
     page.get_by_role("button", name="Show range").click()
@@ -223,7 +239,7 @@ def test_statistics_count_rates_and_draw_charts_over_a_range_in_the_url(
 
     page.set_viewport_size(PHONE)
     stats.open()
-    expect(stats.workflow_row("stats-mixed")).to_contain_text("67 %")
+    expect(stats.workflow_row("stats-mixed")).to_contain_text("75 %")
     expect(page.locator("#chart-durations")).to_have_attribute("data-drawn", "true")
     assert_accessible(page)
     screenshot(page, "statistics-phone")

@@ -254,8 +254,19 @@ def _workspace_messages(rows: list[dict[str, Any]]) -> tuple[list[tuple[int, byt
 
 def _workspace_resume(
     last_event_id: Annotated[str | None, Header(max_length=sse.MAX_ID_LENGTH)] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=sse.MAX_SEQ,
+            description="start after this event id (a page's cursor: what it already shows); "
+            "Last-Event-ID, sent when EventSource reconnects, wins",
+        ),
+    ] = None,
 ) -> Position | None:
-    return sse.parse(last_event_id) if last_event_id is not None else None
+    if last_event_id is None and after is None:
+        return None
+    return _resume_point(last_event_id, after)
 
 
 @router.get(

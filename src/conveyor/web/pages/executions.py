@@ -23,7 +23,7 @@ from conveyor.store import accounts, statistics, trigger_history
 from conveyor.store import workflows as workflow_store
 from conveyor.store.history import ExecutionFilter, list_executions
 from conveyor.web.render import render
-from conveyor.web.session import InWorkspace, Page
+from conveyor.web.session import InWorkspace, LiveAfter, Page
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -227,7 +227,7 @@ async def _newest(page: Page, filters: Filters) -> datetime | None:
 
 @router.get("/w/{ws}/executions")
 async def executions_page(
-    page: InWorkspace, filters: Filtered, cursor: Text = None
+    page: InWorkspace, after: LiveAfter, filters: Filtered, cursor: Text = None
 ) -> HTMLResponse:
     problem = None
     try:
@@ -240,6 +240,7 @@ async def executions_page(
     context = {
         "page": page,
         "nav": "executions",
+        "live_after": after,
         "title": "Executions",
         "filters": filters,
         "listing": listing,

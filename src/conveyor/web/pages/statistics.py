@@ -16,7 +16,7 @@ from conveyor.errors import InputError
 from conveyor.store import statistics
 from conveyor.store.history import ExecutionFilter
 from conveyor.web.render import render
-from conveyor.web.session import InWorkspace, Page
+from conveyor.web.session import InWorkspace, LiveAfter, Page
 
 router = APIRouter()
 PRESETS = {
@@ -114,6 +114,7 @@ async def _data(page: Page, chosen: Chosen) -> dict[str, Any]:
 @router.get("/w/{ws}/statistics")
 async def statistics_page(
     page: InWorkspace,
+    after: LiveAfter,
     range_: Annotated[str | None, Query(alias="range", max_length=20)] = None,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
@@ -122,6 +123,7 @@ async def statistics_page(
     context = {
         "page": page,
         "nav": "statistics",
+        "live_after": after,
         "title": "Statistics",
         "presets": [(key, label) for key, (label, _) in PRESETS.items()],
         "chosen": chosen,

@@ -18,7 +18,7 @@ from conveyor.store import workflows as store
 from conveyor.store.history import ExecutionFilter, list_executions
 from conveyor.web.pages.workflow_triggers import triggers_tab
 from conveyor.web.render import render
-from conveyor.web.session import InWorkspace, Page
+from conveyor.web.session import InWorkspace, LiveAfter, Page
 
 router = APIRouter()
 RECENT = 20
@@ -119,6 +119,7 @@ def _following(recent: list[dict[str, Any]]) -> dict[str, Any] | None:
 @router.get("/w/{ws}/workflows/{name}")
 async def workflow_page(
     page: InWorkspace,
+    after: LiveAfter,
     name: str,
     diff_from: Annotated[int | None, Query(alias="from", ge=1)] = None,
     diff_to: Annotated[int | None, Query(alias="to", ge=1)] = None,
@@ -134,6 +135,7 @@ async def workflow_page(
     context = {
         "page": page,
         "nav": "workflow",
+        "live_after": after,
         "title": workflow["name"],
         "workflow": workflow,
         "version": version.version,

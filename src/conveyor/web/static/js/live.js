@@ -1,5 +1,6 @@
 // The one live channel of a page: the workspace's Server-Sent Events stream, shared by every
-// component, plus execution streams on demand. Events are handed to components once per
+// component, plus execution streams on demand. It starts after the page's cursor (what the
+// page already shows) when the page gives one. Events are handed to components once per
 // animation frame (batched), so 50 executions at once never make the page jump. When a
 // stream drops, EventSource reconnects with Last-Event-ID (nothing is missed); while it is
 // down, counts fall back to polling.
@@ -96,7 +97,11 @@ const INBOX_EVENTS = ["notification.created", "task.created"];
 
 function connect() {
   if (source) return;
-  source = new EventSource(`${workspaceApi()}/stream`);
+  // A live page names the event its content reflects: the stream starts after it, so what
+  // happened between the page's render and this connection is replayed, not lost (a
+  // reconnect resumes from Last-Event-ID, which the server prefers).
+  const after = document.body.dataset.liveAfter;
+  source = new EventSource(`${workspaceApi()}/stream${after ? `?after=${after}` : ""}`);
   source.addEventListener("open", () => {
     stopPolling();
     setStatus("live");

@@ -1,11 +1,12 @@
 // The statistics charts: executions and failures, and duration p50/p95, per bucket of time,
 // drawn by Chart.js (global `Chart`, vendored) from the page's JSON island. Colours come from
 // the stylesheet's variables, so light and dark both hold; times follow the chosen format.
+// update() takes fresh data (statistics-live.js) and redraws the charts in place.
 
 import { island } from "./api.js";
 import { timeFormat } from "./times.js";
 
-const data = island("statistics-data");
+let data = island("statistics-data");
 const drawn = [];
 
 const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -127,6 +128,29 @@ function draw() {
     if (!canvas) continue;
     drawn.push(make(canvas, labels, data.buckets, colours));
     canvas.dataset.drawn = "true";
+  }
+}
+
+// New data for the same charts: their bars and lines change in place (no flash, no resize).
+export function update(next) {
+  data = next;
+  if (drawn.length === 0) {
+    draw();
+    return;
+  }
+  const labels = data.buckets.map((b) => bucketLabel(b.start, data.unit));
+  const [executions, durations] = drawn;
+  const series = [
+    [executions, ["executions", "failed"]],
+    [durations, ["p50_ms", "p95_ms"]],
+  ];
+  for (const [chart, keys] of series) {
+    if (!chart) continue;
+    chart.data.labels = labels;
+    keys.forEach((key, i) => {
+      chart.data.datasets[i].data = data.buckets.map((b) => b[key]);
+    });
+    chart.update("none");
   }
 }
 

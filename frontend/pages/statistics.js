@@ -1,0 +1,4 @@
+// The statistics page's scripts in one file (frontend/build.sh): the layout's modules, then the page's.
+import "../../src/conveyor/web/static/js/layout.js";
+import "../../src/conveyor/web/static/js/statistics-charts.js";
+import "../../src/conveyor/web/static/js/statistics-live.js";
