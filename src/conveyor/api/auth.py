@@ -3,9 +3,12 @@ check per workspace. Another workspace's objects are always a 404, never a 403."
 
 from __future__ import annotations
 
+import hashlib
+import time
+import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Path, Query, Request, WebSocket
@@ -18,6 +21,7 @@ from conveyor.app import Conveyor
 from conveyor.errors import Forbidden, NotFound, Unauthorized
 from conveyor.store import accounts
 from conveyor.store.accounts import Principal, Role
+from conveyor.store.store import Store
 
 SESSION_COOKIE = "conveyor_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -28,6 +32,56 @@ cookie = APIKeyCookie(
     auto_error=False,
     description="the session cookie set by POST /api/v1/auth/login",
 )
+
+
+RECENT_SECONDS = 2.0  # how long another process's change to accounts may go unseen here
+_RECENT_MAX = 10_000
+
+
+class RecentReads:
+    """What authenticating and resolving a workspace read lately (a valid API key's
+    principal, a workspace's row), kept for ``RECENT_SECONDS`` so that a client sending
+    many requests costs no database reads for them. An entry is dropped as soon as this
+    process writes to accounts (revoking a key, changing a role, renaming a workspace:
+    :attr:`Store.accounts_changes`), so a change made here applies to the next request;
+    one made by another server process applies within ``RECENT_SECONDS``. Keys are kept
+    by their SHA-256, never as sent."""
+
+    def __init__(
+        self, seconds: float = RECENT_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._found: dict[tuple[str, str], tuple[float, int, object]] = {}
+
+    def get(self, conveyor: Conveyor, kind: str, key: str) -> object | None:
+        found = self._found.get((kind, key))
+        if found is None:
+            return None
+        until, changes, value = found
+        if until < self.clock() or changes != conveyor.store.accounts_changes:
+            self._found.pop((kind, key), None)
+            return None
+        return value
+
+    def put(self, conveyor: Conveyor, kind: str, key: str, changes: int, value: object) -> None:
+        """Keep ``value``, read when the store's count of account changes was ``changes``."""
+        if self.seconds <= 0:
+            return
+        if len(self._found) >= _RECENT_MAX:
+            self._found.clear()
+        self._found[(kind, key)] = (self.clock() + self.seconds, changes, value)
+
+
+_RECENT: weakref.WeakKeyDictionary[Store, RecentReads] = weakref.WeakKeyDictionary()
+
+
+def recent(conveyor: Conveyor) -> RecentReads:
+    """The recent reads of ``conveyor``'s store (one per store: every app on it shares it)."""
+    found = _RECENT.get(conveyor.store)
+    if found is None:
+        found = _RECENT[conveyor.store] = RecentReads()
+    return found
 
 
 def base_app(connection: HTTPConnection) -> Conveyor:
@@ -56,11 +110,19 @@ async def authenticate(
         # looked up: guessing keys stops, and a right guess would not be told apart.
         client = client_address(connection)
         throttles(connection).check_api_key(client)
-        found = await conveyor.store.read(accounts.api_key_principal, key, now)
-        if found is None:
-            throttles(connection).api_key_failed(client)
-        elif found.touch and found.api_key_id is not None:
-            await conveyor.store.write(accounts.touch_api_key, found.api_key_id, now)
+        cache, hashed = recent(conveyor), hashlib.sha256(key.encode()).hexdigest()
+        kept = cache.get(conveyor, "key", hashed)
+        if isinstance(kept, Principal):
+            found = kept
+        else:
+            changes = conveyor.store.accounts_changes
+            found = await conveyor.store.read(accounts.api_key_principal, key, now)
+            if found is None:
+                throttles(connection).api_key_failed(client)
+            else:
+                if found.touch and found.api_key_id is not None:
+                    await conveyor.store.write(accounts.touch_api_key, found.api_key_id, now)
+                cache.put(conveyor, "key", hashed, changes, replace(found, touch=False))
     elif session:
         found = await conveyor.store.read(accounts.session_principal, session, now)
     if found is None:
@@ -146,9 +208,21 @@ class Scope:
     role: Role
 
 
+async def find_workspace(conveyor: Conveyor, ws: str) -> dict[str, Any] | None:
+    """The workspace named (or with the id) ``ws``, as read lately (:class:`RecentReads`)."""
+    kept = recent(conveyor).get(conveyor, "workspace", ws)
+    if isinstance(kept, dict):
+        return kept
+    changes = conveyor.store.accounts_changes
+    row = await conveyor.store.read(accounts.find_workspace, ws)
+    if row is not None:
+        recent(conveyor).put(conveyor, "workspace", ws, changes, row)
+    return row
+
+
 async def resolve_scope(conveyor: Conveyor, principal: Principal, ws: str, needed: Role) -> Scope:
     """``principal`` acting in workspace ``ws`` (name or id) with at least ``needed``."""
-    row = await conveyor.store.read(accounts.find_workspace, ws)
+    row = await find_workspace(conveyor, ws)
     role = principal.role_in(row["id"]) if row else None
     if row is not None and role is None and principal.is_admin and not principal.api_key_id:
         role = Role.OWNER

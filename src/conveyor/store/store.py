@@ -38,6 +38,7 @@ from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+_ACCOUNTS = "conveyor.store.accounts"
 _MAX_BATCH = 256  # transitions per group commit
 
 
@@ -62,6 +63,9 @@ class Store:
         self._reads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-read")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
+        # Writes to accounts (users, sessions, API keys, members, workspaces) made through
+        # this store; a cache of what was read from them keeps the count it was read at.
+        self.accounts_changes = 0
         self.commits = GroupCommits()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -90,7 +94,13 @@ class Store:
         pool = self._pool if write else self._reads
         if write:
             self.commits.write_transactions += 1
-        result, added = await asyncio.get_running_loop().run_in_executor(pool, partial(work))
+        try:
+            result, added = await asyncio.get_running_loop().run_in_executor(pool, partial(work))
+        finally:
+            if write and getattr(fn, "__module__", None) == _ACCOUNTS:
+                # Counted once the write is over (committed or not): what was read of
+                # users, keys, members and workspaces before it may be stale now.
+                self.accounts_changes += 1
         self._publish(added)
         return result
 
