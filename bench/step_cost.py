@@ -9,6 +9,13 @@ Run from the repository root with the project's virtualenv active::
 ``inproc``: one ``Conveyor`` and one ``Worker`` in this process (completion seen through
 the store's own event fan-out). ``process``: one real ``conveyor worker`` process (this
 module is its plugin); completion seen by polling the execution's status every 1 ms.
+``ab`` (PostgreSQL): the one-statement writes against the usual transactions, A/B in one
+run: two databases, each with its worker process (one started with STEP_COST_USUAL=1),
+flows alternating between them; then single ``execute`` calls alternating between the
+one-statement enqueue and the usual one (its remembered versions cleared), beside a bare
+one-row INSERT in autocommit (the floor: one round trip and one WAL flush)::
+
+    python bench/step_cost.py --modes ab --backends postgres --flows 10
 
 Each step's node records ``time.perf_counter()`` (CLOCK_MONOTONIC, one clock for every
 process on Linux) when it starts and returns, so the gap between two steps is measured
@@ -39,7 +46,17 @@ from conveyor.nodes.base import NodeContext, node
 PG = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HERE = Path(__file__).resolve().parent
 FINISHED = ("execution.succeeded", "execution.failed", "execution.cancelled", "execution.timed_out")
+SUBMITTED = {
+    "name": "submitted",
+    "nodes": [{"id": "a", "type": "transform", "config": {"output": 1}}],
+}
 BURN_SECONDS = float(os.environ.get("STEP_COST_BURN_MS", "10")) / 1000
+
+
+if os.environ.get("STEP_COST_USUAL"):  # the A arm of --modes ab: the usual transactions
+    from conveyor.store import transitions
+
+    transitions.in_one_statement = lambda dialect, pairs: False
 
 
 def _burn() -> dict[str, float]:
@@ -163,9 +180,32 @@ async def run_inproc(
     return results
 
 
-async def run_process(
-    url: str, steps: int, kind: str, flows: int, log: Path
-) -> list[tuple[float, list[float]]]:
+class WorkerProcess:
+    """One ``conveyor worker`` process with this module as its plugin."""
+
+    def __init__(self, url: str, log: Path, **env: str) -> None:
+        self.log = log
+        environ = {**os.environ, "CONVEYOR_DATABASE_URL": url, "PYTHONPATH": str(HERE), **env}
+        command = [sys.executable, "-c", "from conveyor.cli.main import main; main()", "worker"]
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [*command, "--plugin", "step_cost", "--concurrency", "4"],
+                env=environ,
+                cwd=HERE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+async def open_app(url: str, steps: int, kind: str) -> tuple[Any, dict[str, Any]]:
     from conveyor.app import Conveyor
     from conveyor.nodes.builtin import build_registry
 
@@ -175,39 +215,90 @@ async def run_process(
     app = await Conveyor.open(url, registry)
     definition = flow(steps, kind)
     await app.apply(definition)
-    env = {**os.environ, "CONVEYOR_DATABASE_URL": url, "PYTHONPATH": str(HERE)}
-    command = [sys.executable, "-c", "from conveyor.cli.main import main; main()", "worker"]
-    with log.open("wb") as out:
-        worker = subprocess.Popen(  # noqa: ASYNC220 (started once, before measuring)
-            [*command, "--plugin", "step_cost", "--concurrency", "4"],
-            env=env,
-            cwd=HERE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return app, definition
+
+
+async def one_flow(
+    app: Any, probe: Probe, worker: WorkerProcess, workflow: str, n: int
+) -> tuple[float, str]:
+    """Submit, then poll the status every 1 ms until it is final: (seconds, execution id)."""
+    started = time.perf_counter()
+    enqueued = await app.execute(workflow, {"n": n})
+    while "execution." + probe.status(enqueued.execution_id) not in FINISHED:
+        worker.check()
+        await asyncio.sleep(0.001)
+    return time.perf_counter() - started, enqueued.execution_id
+
+
+async def run_process(
+    url: str, steps: int, kind: str, flows: int, log: Path
+) -> list[tuple[float, list[float]]]:
+    app, definition = await open_app(url, steps, kind)
+    worker = WorkerProcess(url, log)
     probe = Probe(url)
     results = []
     try:
         for i in range(flows + 2):  # two to warm up (imports, LISTEN), not counted
-            started = time.perf_counter()
-            enqueued = await app.execute(definition["name"], {"n": i})
-            while "execution." + probe.status(enqueued.execution_id) not in FINISHED:
-                if worker.poll() is not None:
-                    tail = log.read_text()[-2000:]  # noqa: ASYNC240 (failing anyway)
-                    raise RuntimeError(f"worker exited: {tail}")
-                await asyncio.sleep(0.001)
-            total = time.perf_counter() - started
+            total, execution_id = await one_flow(app, probe, worker, definition["name"], i)
             if i >= 2:
-                result = await outputs(app, enqueued.execution_id, steps)
+                result = await outputs(app, execution_id, steps)
                 results.append((total, gaps_of(result, steps)))
             else:
                 await asyncio.sleep(0.5)
     finally:
         probe.close()
-        worker.terminate()
-        worker.wait(30)
+        worker.stop()
         app.close()
     return results
+
+
+async def run_ab(folder: Path, steps: int, kind: str, flows: int, executes: int) -> None:
+    """See the module's docstring (``ab``)."""
+    arms: dict[str, tuple[str | None, Any, WorkerProcess, Probe]] = {}
+    results: dict[str, list[tuple[float, list[float]]]] = {"usual": [], "one statement": []}
+    try:
+        for arm in results:
+            url, name = fresh("postgres", folder)
+            app, definition = await open_app(url, steps, kind)
+            env = {"STEP_COST_USUAL": "1"} if arm == "usual" else {}
+            worker = WorkerProcess(url, folder / f"{len(arms)}.log", **env)
+            arms[arm] = (name, app, worker, Probe(url))
+        for i in range(flows + 2):
+            for arm, (_, app, worker, probe) in arms.items():
+                total, execution_id = await one_flow(app, probe, worker, definition["name"], i)
+                if i >= 2:
+                    result = await outputs(app, execution_id, steps)
+                    results[arm].append((total, gaps_of(result, steps)))
+        for arm, measured in results.items():
+            report(f"postgres process {arm}", measured, steps)
+        _, app, worker, probe = arms["one statement"]
+        worker.stop()  # no worker while submitting
+        await app.apply(SUBMITTED)
+        probe.conn.execute("CREATE TABLE step_cost_floor (id serial PRIMARY KEY, n integer)")
+        seconds: dict[str, list[float]] = {"floor": [], "usual": [], "one statement": []}
+        for i in range(executes):
+            started = time.perf_counter()
+            probe.conn.execute("INSERT INTO step_cost_floor (n) VALUES (%s)", (i,))
+            seconds["floor"].append(time.perf_counter() - started)
+            for arm in ("usual", "one statement"):
+                if arm == "usual":
+                    app.store._versions.clear()
+                started = time.perf_counter()
+                await app.execute("submitted", {"n": i}, idempotency_key=f"{arm}-{i}")
+                seconds[arm].append(time.perf_counter() - started)
+        for arm, values in seconds.items():
+            ms = sorted(1000 * v for v in values)
+            print(
+                f"postgres execute {arm:14} p50 {statistics.median(ms):5.2f} ms"
+                f"  p90 {ms[int(len(ms) * 0.9)]:5.2f} ms",
+                flush=True,
+            )
+    finally:
+        for name, app, worker, probe in arms.values():
+            worker.stop()
+            probe.close()
+            app.close()
+            drop(name)
 
 
 def report(label: str, results: list[tuple[float, list[float]]], steps: int) -> None:
@@ -230,10 +321,15 @@ async def main() -> None:
     parser.add_argument("--kind", choices=["sync", "async"], default="sync")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--flows", type=int, default=5)
+    parser.add_argument("--executes", type=int, default=500, help="per arm, with --modes ab")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="step-cost-") as folder:
         for backend in args.backends:
             for mode in args.modes:
+                if mode == "ab":
+                    if backend == "postgres":
+                        await run_ab(Path(folder), args.steps, args.kind, args.flows, args.executes)
+                    continue
                 url, name = fresh(backend, Path(folder))
                 try:
                     if mode == "inproc":
