@@ -6,17 +6,19 @@ number its events without gaps. On SQLite the same tests check the usual way."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import Changes, EventRecord, StepFinish, StepStart
-from conveyor.engine.state import StepStatus
+from conveyor.engine.state import ExecutionStatus, StepStatus
 from conveyor.errors import Conflict, LeaseLost
 from conveyor.nodes.builtin import build_registry
 from conveyor.store import workflows
 from conveyor.store.tables import events, executions, steps
+from conveyor.store.tables import workflows as workflows_table
 
 
 def flow(output: int) -> dict[str, object]:
@@ -132,3 +134,74 @@ async def test_a_batch_of_transitions_fences_each_execution_alone(conveyor: Conv
     assert seqs[held[0]] == seqs[held[1]] + [(4, "step.succeeded")]
     assert rows == sorted([(held[0], "succeeded", {"x": 1}), (held[1], "running", None)])
     assert counters == {held[0]: 1, lost.id: 0, held[1]: 0}
+
+
+async def _run_to_final(conveyor: Conveyor, cancel_first: bool) -> tuple[str, dict[str, object]]:
+    """One execution claimed, started at a known time and finished 1.5 s later as
+    succeeded; ``cancel_first``: a cancel request lands just before the final write."""
+    await conveyor.apply(flow(1))
+    enqueued = await conveyor.execute("w", {})
+    [claimed] = await conveyor.store.claim("w1", lease_seconds=30)
+    started = conveyor.store.clock.now()
+    first = Changes(status=ExecutionStatus.RUNNING, started_at=started)
+    first.events.append(("execution.started", {}))
+    await conveyor.store.apply(claimed, first)
+    if cancel_first:
+        with conveyor.store.db.write() as conn:
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == enqueued.execution_id)
+                .values(cancel_requested=True)
+            )
+    final = Changes(
+        status=ExecutionStatus.SUCCEEDED,
+        finished_at=started + timedelta(seconds=1.5),
+        result={"a": 1},
+        release=True,
+        events=[("execution.succeeded", {"status": "succeeded"})],
+    )
+    await conveyor.store.apply(claimed, final)
+    with conveyor.store.db.read() as conn:
+        stats = dict(
+            conn.execute(
+                select(
+                    workflows_table.c.executions_finished,
+                    workflows_table.c.executions_succeeded,
+                    workflows_table.c.executions_cancelled,
+                    workflows_table.c.duration_total_ms,
+                    workflows_table.c.last_executed_at,
+                )
+            )
+            .mappings()
+            .one()
+        )
+        last = conn.execute(
+            select(events.c.type)
+            .where(events.c.execution_id == enqueued.execution_id)
+            .order_by(events.c.seq.desc())
+        ).first()
+    detail = await conveyor.store.get_execution(conveyor.workspace_id, enqueued.execution_id)
+    assert last is not None
+    stats["status"], stats["last_event"], stats["error"] = (
+        detail["status"],
+        last.type,
+        detail["error"],
+    )
+    stats["finished_at"] = started + timedelta(seconds=1.5)
+    return enqueued.execution_id, stats
+
+
+async def test_a_final_write_counts_the_workflow_statistics(conveyor: Conveyor) -> None:
+    _, stats = await _run_to_final(conveyor, cancel_first=False)
+    assert stats["status"] == "succeeded" and stats["last_event"] == "execution.succeeded"
+    assert (stats["executions_finished"], stats["executions_succeeded"]) == (1, 1)
+    assert stats["executions_cancelled"] == 0 and stats["duration_total_ms"] == 1500
+    assert stats["last_executed_at"] == stats["finished_at"]
+
+
+async def test_a_cancel_landing_before_the_final_write_still_wins(conveyor: Conveyor) -> None:
+    _, stats = await _run_to_final(conveyor, cancel_first=True)
+    assert stats["status"] == "cancelled" and stats["last_event"] == "execution.cancelled"
+    assert stats["error"] == {"type": "cancelled", "message": "cancelled by request"}
+    assert (stats["executions_finished"], stats["executions_cancelled"]) == (1, 1)
+    assert stats["executions_succeeded"] == 0 and stats["duration_total_ms"] == 1500

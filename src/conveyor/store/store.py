@@ -142,7 +142,7 @@ class Store:
             outcomes: list[list[EventRecord] | BaseException]
             try:
                 if transitions.in_one_statement(self.db.dialect, pairs):
-                    outcomes = list(await self._in_one(pairs))
+                    outcomes = await self._in_one(pairs)
                 else:
                     outcomes = list(
                         await self.write(
@@ -174,15 +174,31 @@ class Store:
 
     async def _in_one(
         self, pairs: list[tuple[ClaimedExecution, Changes]]
-    ) -> list[list[EventRecord] | LeaseLost]:
-        """A batch written by one statement in autocommit (``transitions.apply_in_one``)."""
+    ) -> list[list[EventRecord] | BaseException]:
+        """A batch written by one statement in autocommit (``transitions.apply_in_one``);
+        the final writes it leaves alone are then made the usual way, in a transaction of
+        their own (nothing of theirs was written)."""
         now = self.clock.now()
 
-        def work() -> list[list[EventRecord] | LeaseLost]:
+        def work() -> list[list[EventRecord] | LeaseLost | None]:
             with self.db.autocommit() as conn:
                 return transitions.apply_in_one(conn, self.db.dialect, pairs, now)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        written = await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        left = [pair for pair, outcome in zip(pairs, written, strict=True) if outcome is None]
+        usual: list[list[EventRecord] | BaseException] = []
+        if left:
+            # The rest of the batch is committed: an error here is these writes' alone.
+            try:
+                usual = list(
+                    await self.write(
+                        transitions.apply_many, self.db.dialect, left, self.clock.now()
+                    )
+                )
+            except Exception as exc:
+                usual = [exc] * len(left)
+        rest = iter(usual)
+        return [next(rest) if outcome is None else outcome for outcome in written]
 
     async def _apply_alone(
         self, execution: ClaimedExecution, changes: Changes

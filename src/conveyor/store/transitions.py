@@ -67,9 +67,13 @@ def _run(conn: Connection, dialect: StoreDialect, name: str, rows: list[dict[str
     return statement.rows(conn, params)
 
 
-def _fence(dialect: StoreDialect) -> Any:
+def _fence(dialect: StoreDialect, guarded: bool = False) -> Any:
     """Counters move by deltas, fields change only when given, and the WHERE clause is the
-    lease fence: a row whose lease is gone is simply not updated (and not returned)."""
+    lease fence: a row whose lease is gone is simply not updated (and not returned).
+
+    ``guarded`` (apply_in_one): a final write is also left alone, to be made the usual way,
+    when it needs more than one statement can do: a cancel landed meanwhile (the status and
+    last event change), a parent waits for it, or a user's usage is counted."""
     c = executions.c
     v = dialect.json_rows(
         column("id", String()),
@@ -93,6 +97,20 @@ def _fence(dialect: StoreDialect) -> Any:
             c.lease_owner == v.owner,
             c.lease_number == v.lease,
             c.status.not_in([literal_column(f"'{s}'") for s in _TERMINAL]),
+            *(
+                [
+                    ~and_(
+                        v.final,
+                        or_(
+                            c.cancel_requested,
+                            c.parent_execution_id.is_not(None),
+                            c.created_by.is_not(None),
+                        ),
+                    )
+                ]
+                if guarded
+                else []
+            ),
         )
         .values(
             {getattr(c, name): getattr(c, name) + getattr(v, f"d_{name}") for name in _COUNTERS}
@@ -136,6 +154,7 @@ def _fence(dialect: StoreDialect) -> Any:
             c.created_by,
             c.usage_tokens,
             c.usage_api_calls,
+            c.finished_at,
         )
     )
 
@@ -295,34 +314,41 @@ def apply_many(
 
 
 def in_one_statement(dialect: StoreDialect, transitions: list[Transition]) -> bool:
-    """Whether :func:`apply_in_one` can write this batch: PostgreSQL, and only transitions
-    whose writes need nothing from the fence's answer first (no final status, which counts
-    statistics and tells a parent; no parking as waiting, which looks for signals already
-    there; no signal consumed), with their notification within one NOTIFY payload."""
+    """Whether :func:`apply_in_one` can write this batch: PostgreSQL, no parking as waiting
+    (which looks for signals already there) and no signal consumed, final writes of at most
+    one workflow (its statistics row is the only other row the statement locks, so two
+    batches never take such rows in opposite orders), and the notification within one
+    NOTIFY payload."""
     if dialect.name != "postgresql":
         return False
     size = 0
+    finishing: set[str] = set()
     for execution, changes in transitions:
-        if changes.consumed_signals or changes.status in _NOT_IN_ONE:
+        if changes.consumed_signals or changes.status == ExecutionStatus.WAITING:
             return False
+        if changes.status is not None and changes.status.terminal:
+            finishing.add(execution.workflow_id)
         size += len(execution.workspace_id) + len(execution.id) + 2
-    return size < _NOTIFY_ROOM
+    return size < _NOTIFY_ROOM and len(finishing) <= 1
 
 
-_NOT_IN_ONE = frozenset(TERMINAL) | {ExecutionStatus.WAITING}
 _NOTIFY_ROOM = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
 
 
 def apply_in_one(
     conn: Connection, dialect: StoreDialect, transitions: list[Transition], now: datetime
-) -> list[list[EventRecord] | LeaseLost]:
+) -> list[list[EventRecord] | LeaseLost | None]:
     """:func:`apply_many` as ONE statement (PostgreSQL, see :func:`in_one_statement`): the
     fence, the step finishes and starts, the events and their NOTIFY are data-modifying
     CTEs joined to the fence's rows, so an execution whose lease is gone writes nothing.
     Run in autocommit, the statement is its own transaction: one round trip in all,
-    commit included, instead of BEGIN, the fence, the batch and COMMIT (four)."""
+    commit included, instead of BEGIN, the fence, the batch and COMMIT (four).
+
+    A final write also counts the workflow's statistics in the statement; one the guarded
+    fence leaves alone (see :func:`_fence`) wrote nothing and gets None: the caller makes
+    it the usual way (:func:`apply_many`), which also tells a lost lease."""
     time = dialect.time_value
-    fence = prepared(conn, "transitions.fence", lambda: _fence(dialect))
+    fence = prepared(conn, "transitions.fence_guarded", lambda: _fence(dialect, guarded=True))
     rows: list[dict[str, Any]] = []
     for execution, changes in transitions:
         last = len(changes.events) - 1
@@ -355,7 +381,14 @@ def apply_in_one(
     records = {
         e.id: _records(e, c, returned[e.id], now) for e, c in transitions if e.id in returned
     }
-    return [records[e.id] if e.id in returned else LeaseLost(e.id) for e, _ in transitions]
+    return [
+        records[e.id]
+        if e.id in returned
+        else None
+        if c.status is not None and c.status.terminal
+        else LeaseLost(e.id)
+        for e, c in transitions
+    ]
 
 
 _ONE_STATEMENT: dict[str, str] = {}
@@ -404,6 +437,29 @@ ev AS (
 n AS (
   SELECT pg_notify(%(channel)s, string_agg(DISTINCT ev.workspace_id || ':' || ev.execution_id,
     ' ')) FROM ev HAVING count(*) > 0
+),
+st AS (
+  UPDATE workflows SET
+    executions_finished = workflows.executions_finished + s.n,
+    executions_succeeded = workflows.executions_succeeded + s.succeeded,
+    executions_failed = workflows.executions_failed + s.failed,
+    executions_cancelled = workflows.executions_cancelled + s.cancelled,
+    executions_timed_out = workflows.executions_timed_out + s.timed_out,
+    duration_total_ms = workflows.duration_total_ms + s.duration,
+    last_executed_at = s.last
+  FROM (
+    SELECT f.workflow_id, count(*) AS n,
+      count(*) FILTER (WHERE f.status = 'succeeded') AS succeeded,
+      count(*) FILTER (WHERE f.status = 'failed') AS failed,
+      count(*) FILTER (WHERE f.status = 'cancelled') AS cancelled,
+      count(*) FILTER (WHERE f.status = 'timed_out') AS timed_out,
+      sum(CASE WHEN f.started_at IS NULL THEN 0 ELSE greatest(
+        trunc(extract(epoch FROM f.finished_at - f.started_at) * 1000), 0) END) AS duration,
+      max(f.finished_at) AS last
+    FROM f WHERE f.status IN ('succeeded', 'failed', 'cancelled', 'timed_out')
+    GROUP BY f.workflow_id
+  ) AS s
+  WHERE workflows.id = s.workflow_id
 )
 SELECT f.*, (SELECT count(*) FROM n) AS notified FROM f"""
 
