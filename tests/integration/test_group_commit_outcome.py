@@ -40,7 +40,18 @@ async def test_a_group_commit_with_a_lost_acknowledgement_is_not_written_again(
             raise StoreUnavailable("connection lost during COMMIT")
         return result
 
+    real_in_one = conveyor.store._in_one
+
+    async def one_statement_then_lost(pairs: Any) -> Any:
+        # The same on PostgreSQL's one-statement path (transitions.apply_in_one).
+        result = await real_in_one(pairs)
+        if not lost:
+            lost.append(len(pairs))
+            raise StoreUnavailable("connection lost during COMMIT")
+        return result
+
     monkeypatch.setattr(conveyor.store, "write", committed_then_lost)
+    monkeypatch.setattr(conveyor.store, "_in_one", one_statement_then_lost)
     # Both transitions wait for the same commit (the second joins the batch of the first).
     outcomes = await asyncio.gather(
         *(conveyor.store.apply(c, Changes(events=[("test.mark", {})])) for c in claimed),

@@ -129,6 +129,21 @@ class Database:
                 yield conn
 
     @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection outside any transaction (PostgreSQL): each statement run on its
+        driver connection commits by itself, in the statement's own round trip."""
+        with self._errors(), self.engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            raw.autocommit = True
+            try:
+                yield conn
+            finally:
+                try:
+                    raw.autocommit = False
+                except Exception:  # a broken connection: never hand it out again
+                    conn.invalidate()
+
+    @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield

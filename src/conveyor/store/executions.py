@@ -4,7 +4,7 @@ lease-fenced writes in ``transitions``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -14,7 +14,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from conveyor.engine.interfaces import (
     EventRecord,
@@ -25,6 +25,7 @@ from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.store.database import new_id
 from conveyor.store.prepared import prepared
 from conveyor.store.tables import (
+    dumps,
     events,
     execution_inputs,
     executions,
@@ -221,3 +222,104 @@ def _by_key(conn: Connection, workflow_id: str, key: str | None) -> str | None:
             executions.c.workflow_id == workflow_id, executions.c.idempotency_key == key
         )
     ).scalar()
+
+
+@dataclass
+class Enqueued:
+    """What :func:`enqueue_in_one` did: ``fresh`` false when the workflow's version (or
+    status) is no longer the one the execution was built from (nothing was written);
+    otherwise the execution's id and whether it was created (``None``: a concurrent enqueue
+    with the same key committed first, look it up again)."""
+
+    fresh: bool
+    execution_id: str | None = None
+    created: bool = False
+
+
+def enqueue_in_one(
+    conn: Connection,
+    new: NewExecution,
+    execution_id: str,
+    workflow: str,
+    version: int | None,
+    status: str,
+    notify: list[tuple[str, str]],
+    now: datetime,
+) -> Enqueued:
+    """:func:`enqueue` as ONE statement (PostgreSQL, run in autocommit: one round trip,
+    commit included), for an execution built from a version read earlier: it writes only
+    if ``workflow`` at ``version`` (default: its latest) is still ``new.version_id`` with
+    ``status``, as ``workflows.find_version`` would read it now. ``notify``: the (channel,
+    payload) pairs sent when it is created."""
+    row = _row(new, execution_id, now, None)
+    row["user_limit_scope"] = new.created_by is not None and new.parent_execution_id is None
+    event = queued_event(new, execution_id, now)
+    params = {
+        **row,
+        "workflow": workflow,
+        "version": version,
+        "workflow_status": status,
+        "input": dumps(new.input),
+        "event_type": event.type,
+        "event_data": dumps(event.data),
+        "channels": [channel for channel, _ in notify],
+        "payloads": [payload for _, payload in notify],
+    }
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        cursor.execute(_ENQUEUE_IN_ONE, params)
+        answer = cursor.fetchone()
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(_ENQUEUE_IN_ONE, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+    fresh, created, existing, _notified = answer or (False, None, None, 0)
+    if not fresh:
+        return Enqueued(False)
+    if created is not None:
+        return Enqueued(True, created, True)
+    return Enqueued(True, existing, False)
+
+
+_SAMPLE = _row(NewExecution("", "", "", None, 0), "", datetime.now(UTC), None)
+_COLUMNS = [c for c in _SAMPLE if c != "user_limit"]  # fixed names, never user data
+# PostgreSQL. ``ref`` is workflows.find_version's lookup; a key already used gives the
+# existing execution (``existing`` reads the statement's snapshot, so a concurrent enqueue
+# that takes the key meanwhile gives neither: the caller looks again).
+_ENQUEUE_IN_ONE = f"""
+WITH ref AS (
+  SELECT v.id AS version_id, w.status FROM workflows w
+  JOIN workflow_versions v ON v.workflow_id = w.id
+    AND v.version = coalesce(%(version)s::integer, w.latest_version)
+  WHERE w.workspace_id = %(workspace_id)s AND (w.id = %(workflow)s OR w.name = %(workflow)s)
+),
+ok AS (
+  SELECT 1 FROM ref WHERE ref.version_id = %(version_id)s AND ref.status = %(workflow_status)s
+),
+ins AS (
+  INSERT INTO executions ({", ".join(_COLUMNS)}, user_limit)
+  SELECT {", ".join(f"%({c})s" for c in _COLUMNS)},
+    CASE WHEN %(user_limit_scope)s THEN
+      (SELECT max_running_per_user FROM workspaces WHERE id = %(workspace_id)s) END
+  FROM ok
+  ON CONFLICT (workflow_id, idempotency_key) DO NOTHING
+  RETURNING id
+),
+inp AS (
+  INSERT INTO execution_inputs (execution_id, input)
+  SELECT id, CAST(%(input)s AS JSONB) FROM ins
+),
+ev AS (
+  INSERT INTO events (execution_id, workspace_id, seq, type, data, created_at)
+  SELECT id, %(workspace_id)s, 1, %(event_type)s, CAST(%(event_data)s AS JSONB),
+    %(created_at)s FROM ins
+),
+n AS (
+  SELECT pg_notify(x.c, x.p) FROM ins,
+    unnest(%(channels)s::text[], %(payloads)s::text[]) AS x(c, p)
+)
+SELECT EXISTS (SELECT 1 FROM ok), (SELECT id FROM ins), (SELECT id FROM executions
+  WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s),
+  (SELECT count(*) FROM n)
+"""  # noqa: S608 (fixed column names, never user data)

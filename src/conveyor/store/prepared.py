@@ -77,6 +77,27 @@ class Prepared:
             for r in fetched
         ]
 
+    def rows_of(self, conn: Connection, sql: str, bound: Any) -> list[Any]:
+        """Execute ``sql``, a statement built around this one whose first columns are this
+        one's (a CTE selecting from it), with parameters already bound (``_params``); its
+        rows as :meth:`rows` makes them, without the columns after this one's."""
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, bound)
+            fetched = cursor.fetchall()
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(sql, bound, exc, dbapi.Error) from exc
+        finally:
+            cursor.close()
+        make = self.row._make
+        processors = self.results
+        width = len(processors)
+        return [
+            make(v if p is None else p(v) for v, p in zip(r[:width], processors, strict=True))
+            for r in fetched
+        ]
+
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute; return the number of rows it changed."""
         return int(self._execute(conn, params, fetch=False))

@@ -22,7 +22,7 @@ from conveyor.engine.interfaces import (
     EventRecord,
     Signal,
 )
-from conveyor.errors import ConveyorError, StoreUnavailable
+from conveyor.errors import ConveyorError, LeaseLost, StoreUnavailable
 from conveyor.store import claims, controls, history, transitions, triggers, workflows
 from conveyor.store import executions as queue
 from conveyor.store.channels import LIVE_CHANNEL
@@ -40,6 +40,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _ACCOUNTS = "conveyor.store.accounts"
 _MAX_BATCH = 256  # transitions per group commit
+_MAX_VERSIONS = 1024  # versions remembered for one-statement enqueues
 
 
 class Store:
@@ -62,6 +63,9 @@ class Store:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-db")
         self._reads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="conveyor-read")
         self._batch: list[tuple[ClaimedExecution, Changes, asyncio.Future[None]]] = []
+        # PostgreSQL: the version each (workspace, workflow, version) enqueue found last;
+        # an enqueue of it is then one statement that checks it is still current.
+        self._versions: dict[tuple[str, str, int | None], VersionRef] = {}
         self._committer: asyncio.Task[None] | None = None
         # Writes to accounts (users, sessions, API keys, members, workspaces) made through
         # this store; a cache of what was read from them keeps the count it was read at.
@@ -152,11 +156,14 @@ class Store:
             self.commits.record(len(batch))
             outcomes: list[list[EventRecord] | BaseException]
             try:
-                outcomes = list(
-                    await self.write(
-                        transitions.apply_many, self.db.dialect, pairs, self.clock.now()
+                if transitions.in_one_statement(self.db.dialect, pairs):
+                    outcomes = await self._in_one(pairs)
+                else:
+                    outcomes = list(
+                        await self.write(
+                            transitions.apply_many, self.db.dialect, pairs, self.clock.now()
+                        )
                     )
-                )
             except Exception as exc:
                 if len(batch) == 1 or _outcome_unknown(exc):
                     # Lost during the commit, the batch may have been written: written
@@ -179,6 +186,34 @@ class Store:
                     self._wake(f"finished:{execution.id}")
                 if not done.done():
                     done.set_result(None)
+
+    async def _in_one(
+        self, pairs: list[tuple[ClaimedExecution, Changes]]
+    ) -> list[list[EventRecord] | BaseException]:
+        """A batch written by one statement in autocommit (``transitions.apply_in_one``);
+        the final writes it leaves alone are then made the usual way, in a transaction of
+        their own (nothing of theirs was written)."""
+        now = self.clock.now()
+
+        def work() -> list[list[EventRecord] | LeaseLost | None]:
+            with self.db.autocommit() as conn:
+                return transitions.apply_in_one(conn, self.db.dialect, pairs, now)
+
+        written = await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        left = [pair for pair, outcome in zip(pairs, written, strict=True) if outcome is None]
+        usual: list[list[EventRecord] | BaseException] = []
+        if left:
+            # The rest of the batch is committed: an error here is these writes' alone.
+            try:
+                usual = list(
+                    await self.write(
+                        transitions.apply_many, self.db.dialect, left, self.clock.now()
+                    )
+                )
+            except Exception as exc:
+                usual = [exc] * len(left)
+        rest = iter(usual)
+        return [next(rest) if outcome is None else outcome for outcome in written]
 
     async def _apply_alone(
         self, execution: ClaimedExecution, changes: Changes
@@ -214,13 +249,62 @@ class Store:
         """Find the workflow version and enqueue ``build(version)`` in ONE transaction (the
         API's and CLI's submit: one round of the database instead of two)."""
 
+        key = (workspace_id, workflow, version)
+        known = self._versions.get(key)
+        if known is not None:
+            done = await self._enqueue_known(known, workflow, version, build)
+            if done is not None:
+                return done
+            self._versions.pop(key, None)
+
         def write(conn: Connection) -> tuple[VersionRef, str, bool]:
             ref = workflows.find_version(conn, workspace_id, workflow, version)
             return (ref, *self._enqueue(conn, build(ref), None))
 
         result = await self.write(write)
         self._wake("queued")
+        if self.db.dialect.name == "postgresql":
+            if len(self._versions) >= _MAX_VERSIONS:
+                self._versions.clear()
+            self._versions[key] = result[0]
         return result
+
+    async def _enqueue_known(
+        self,
+        ref: VersionRef,
+        workflow: str,
+        version: int | None,
+        build: Callable[[VersionRef], NewExecution],
+    ) -> tuple[VersionRef, str, bool] | None:
+        """PostgreSQL: enqueue ``build(ref)`` for a version read by an earlier enqueue, in
+        ONE statement that writes only if the version is still the one ``find_version``
+        gives (``executions.enqueue_in_one``). None: not written (the version or the
+        workflow's status changed, ``build`` refused it, or a concurrent enqueue took the
+        key); the caller enqueues the usual way, which reads everything afresh."""
+        try:
+            new = build(ref)
+        except ConveyorError:  # perhaps from a stale status: the usual way says for sure
+            return None
+        execution_id = new_id()
+        now = self.clock.now()
+        notify = [
+            (controls.WAKE_CHANNEL, "queued"),
+            (controls.EVENTS_CHANNEL, f"{new.workspace_id}:{execution_id}"),
+        ]
+
+        def work() -> queue.Enqueued:
+            with self.db.autocommit() as conn:
+                return queue.enqueue_in_one(
+                    conn, new, execution_id, workflow, version, ref.status, notify, now
+                )
+
+        done = await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        if not done.fresh or done.execution_id is None:
+            return None
+        if done.created:
+            self._publish([queue.queued_event(new, execution_id, now)])
+            self._wake("queued")
+        return ref, done.execution_id, done.created
 
     async def enqueue_many(
         self,

@@ -67,9 +67,13 @@ def _run(conn: Connection, dialect: StoreDialect, name: str, rows: list[dict[str
     return statement.rows(conn, params)
 
 
-def _fence(dialect: StoreDialect) -> Any:
+def _fence(dialect: StoreDialect, guarded: bool = False) -> Any:
     """Counters move by deltas, fields change only when given, and the WHERE clause is the
-    lease fence: a row whose lease is gone is simply not updated (and not returned)."""
+    lease fence: a row whose lease is gone is simply not updated (and not returned).
+
+    ``guarded`` (apply_in_one): a final write is also left alone, to be made the usual way,
+    when it needs more than one statement can do: a cancel landed meanwhile (the status and
+    last event change), a parent waits for it, or a user's usage is counted."""
     c = executions.c
     v = dialect.json_rows(
         column("id", String()),
@@ -93,6 +97,20 @@ def _fence(dialect: StoreDialect) -> Any:
             c.lease_owner == v.owner,
             c.lease_number == v.lease,
             c.status.not_in([literal_column(f"'{s}'") for s in _TERMINAL]),
+            *(
+                [
+                    ~and_(
+                        v.final,
+                        or_(
+                            c.cancel_requested,
+                            c.parent_execution_id.is_not(None),
+                            c.created_by.is_not(None),
+                        ),
+                    )
+                ]
+                if guarded
+                else []
+            ),
         )
         .values(
             {getattr(c, name): getattr(c, name) + getattr(v, f"d_{name}") for name in _COUNTERS}
@@ -136,6 +154,7 @@ def _fence(dialect: StoreDialect) -> Any:
             c.created_by,
             c.usage_tokens,
             c.usage_api_calls,
+            c.finished_at,
         )
     )
 
@@ -294,6 +313,157 @@ def apply_many(
     return [records[e.id] if e.id in returned else LeaseLost(e.id) for e, _ in transitions]
 
 
+def in_one_statement(dialect: StoreDialect, transitions: list[Transition]) -> bool:
+    """Whether :func:`apply_in_one` can write this batch: PostgreSQL, no parking as waiting
+    (which looks for signals already there) and no signal consumed, final writes of at most
+    one workflow (its statistics row is the only other row the statement locks, so two
+    batches never take such rows in opposite orders), and the notification within one
+    NOTIFY payload."""
+    if dialect.name != "postgresql":
+        return False
+    size = 0
+    finishing: set[str] = set()
+    for execution, changes in transitions:
+        if changes.consumed_signals or changes.status == ExecutionStatus.WAITING:
+            return False
+        if changes.status is not None and changes.status.terminal:
+            finishing.add(execution.workflow_id)
+        size += len(execution.workspace_id) + len(execution.id) + 2
+    return size < _NOTIFY_ROOM and len(finishing) <= 1
+
+
+_NOTIFY_ROOM = 7000  # bytes of one NOTIFY payload (PostgreSQL's limit is 8000)
+
+
+def apply_in_one(
+    conn: Connection, dialect: StoreDialect, transitions: list[Transition], now: datetime
+) -> list[list[EventRecord] | LeaseLost | None]:
+    """:func:`apply_many` as ONE statement (PostgreSQL, see :func:`in_one_statement`): the
+    fence, the step finishes and starts, the events and their NOTIFY are data-modifying
+    CTEs joined to the fence's rows, so an execution whose lease is gone writes nothing.
+    Run in autocommit, the statement is its own transaction: one round trip in all,
+    commit included, instead of BEGIN, the fence, the batch and COMMIT (four).
+
+    A final write also counts the workflow's statistics in the statement; one the guarded
+    fence leaves alone (see :func:`_fence`) wrote nothing and gets None: the caller makes
+    it the usual way (:func:`apply_many`), which also tells a lost lease."""
+    time = dialect.time_value
+    fence = prepared(conn, "transitions.fence_guarded", lambda: _fence(dialect, guarded=True))
+    rows: list[dict[str, Any]] = []
+    for execution, changes in transitions:
+        last = len(changes.events) - 1
+        rows += [
+            {
+                "execution_id": execution.id,
+                "back": last - i,
+                "type": kind,
+                "data": dumps(data),
+                "created_at": time(now),
+            }
+            for i, (kind, data) in enumerate(changes.events)
+        ]
+    finished = _finished_rows(transitions, time)
+    started = _started_rows(transitions, time)
+    fence_rows = [_fence_row(execution, changes, time) for execution, changes in transitions]
+    params = fence._params({"rows": orjson.dumps(fence_rows).decode(), "n": len(fence_rows)}) | {
+        "finished": orjson.dumps(finished).decode(),
+        "finished_n": len(finished),
+        "started": orjson.dumps(started).decode(),
+        "started_n": len(started),
+        "events": orjson.dumps(rows).decode(),
+        "events_n": len(rows),
+        "channel": controls.EVENTS_CHANNEL,
+    }
+    sql = _ONE_STATEMENT.get(fence.sql)
+    if sql is None:
+        sql = _ONE_STATEMENT[fence.sql] = f"WITH f AS ({fence.sql}){_IN_ONE_TAIL}"
+    returned = {r.id: r for r in fence.rows_of(conn, sql, params)}
+    records = {
+        e.id: _records(e, c, returned[e.id], now) for e, c in transitions if e.id in returned
+    }
+    return [
+        records[e.id]
+        if e.id in returned
+        else None
+        if c.status is not None and c.status.terminal
+        else LeaseLost(e.id)
+        for e, c in transitions
+    ]
+
+
+_ONE_STATEMENT: dict[str, str] = {}
+# The rest of apply_in_one's statement, after the fence ``f`` (PostgreSQL). Each batch of
+# rows is read with LIMIT n, as json_rows does, so the planner expects a few rows and
+# reaches steps through their primary key.
+_IN_ONE_TAIL = """,
+fs AS (
+  UPDATE steps SET status = v.status, output = CAST(v.output AS JSONB),
+    error = CAST(v.error AS JSONB), logs = CAST(v.logs AS JSONB), branch = v.branch,
+    continued = v.continued, finished_at = v.finished_at, wait_until = v.wait_until,
+    wait_signal = v.wait_signal, usage_tokens = v.usage_tokens,
+    usage_api_calls = v.usage_api_calls
+  FROM (SELECT * FROM jsonb_to_recordset(CAST(%(finished)s AS JSONB)) AS r(
+      execution_id VARCHAR, node_id VARCHAR, attempt INTEGER, status VARCHAR, output TEXT,
+      error TEXT, logs TEXT, branch VARCHAR, continued BOOLEAN,
+      finished_at TIMESTAMP WITH TIME ZONE, wait_until TIMESTAMP WITH TIME ZONE,
+      wait_signal VARCHAR, usage_tokens BIGINT, usage_api_calls BIGINT)
+    LIMIT %(finished_n)s) AS v
+  JOIN f ON f.id = v.execution_id
+  WHERE steps.execution_id = v.execution_id AND steps.node_id = v.node_id
+    AND steps.attempt = v.attempt
+),
+si AS (
+  INSERT INTO steps (execution_id, node_id, node_type, attempt, status, input, started_at,
+    step_index)
+  SELECT v.execution_id, v.node_id, v.node_type, v.attempt, v.status,
+    CAST(v.input AS JSONB), v.started_at, v.step_index
+  FROM (SELECT * FROM jsonb_to_recordset(CAST(%(started)s AS JSONB)) AS r(
+      execution_id VARCHAR, node_id VARCHAR, node_type VARCHAR, attempt INTEGER,
+      status VARCHAR, input TEXT, started_at TIMESTAMP WITH TIME ZONE, step_index INTEGER)
+    LIMIT %(started_n)s) AS v
+  JOIN f ON f.id = v.execution_id
+),
+ev AS (
+  INSERT INTO events (execution_id, workspace_id, seq, type, data, created_at)
+  SELECT v.execution_id, f.workspace_id, f.event_seq - v.back, v.type,
+    CAST(v.data AS JSONB), v.created_at
+  FROM (SELECT * FROM jsonb_to_recordset(CAST(%(events)s AS JSONB)) AS r(
+      execution_id VARCHAR, back BIGINT, type VARCHAR, data TEXT,
+      created_at TIMESTAMP WITH TIME ZONE)
+    LIMIT %(events_n)s) AS v
+  JOIN f ON f.id = v.execution_id
+  RETURNING execution_id, workspace_id
+),
+n AS (
+  SELECT pg_notify(%(channel)s, string_agg(DISTINCT ev.workspace_id || ':' || ev.execution_id,
+    ' ')) FROM ev HAVING count(*) > 0
+),
+st AS (
+  UPDATE workflows SET
+    executions_finished = workflows.executions_finished + s.n,
+    executions_succeeded = workflows.executions_succeeded + s.succeeded,
+    executions_failed = workflows.executions_failed + s.failed,
+    executions_cancelled = workflows.executions_cancelled + s.cancelled,
+    executions_timed_out = workflows.executions_timed_out + s.timed_out,
+    duration_total_ms = workflows.duration_total_ms + s.duration,
+    last_executed_at = s.last
+  FROM (
+    SELECT f.workflow_id, count(*) AS n,
+      count(*) FILTER (WHERE f.status = 'succeeded') AS succeeded,
+      count(*) FILTER (WHERE f.status = 'failed') AS failed,
+      count(*) FILTER (WHERE f.status = 'cancelled') AS cancelled,
+      count(*) FILTER (WHERE f.status = 'timed_out') AS timed_out,
+      sum(CASE WHEN f.started_at IS NULL THEN 0 ELSE greatest(
+        trunc(extract(epoch FROM f.finished_at - f.started_at) * 1000), 0) END) AS duration,
+      max(f.finished_at) AS last
+    FROM f WHERE f.status IN ('succeeded', 'failed', 'cancelled', 'timed_out')
+    GROUP BY f.workflow_id
+  ) AS s
+  WHERE workflows.id = s.workflow_id
+)
+SELECT f.*, (SELECT count(*) FROM n) AS notified FROM f"""
+
+
 def _fence_row(execution: ClaimedExecution, changes: Changes, time: Any) -> dict[str, Any]:
     final = changes.status is not None and changes.status.terminal
     counters = changes.counters
@@ -347,6 +517,17 @@ def _step_calls(
     time: Any,
 ) -> list[Call]:
     calls: list[Call] = []
+    pairs = [(execution, changes) for execution, changes, _ in held]
+    finished = _finished_rows(pairs, time)
+    if finished:
+        calls.append(_call(conn, dialect, "finish_steps", finished))
+    started = _started_rows(pairs, time)
+    if started:
+        calls.append(_call(conn, dialect, "insert_steps", started))
+    return calls
+
+
+def _finished_rows(transitions: list[Transition], time: Any) -> list[dict[str, Any]]:
     # One row per step: of two finishes of the same step in a batch (a wait, then its
     # cancel) the later wins, as it would in sequence; a set-based UPDATE would pick either.
     finished = {
@@ -366,11 +547,13 @@ def _step_calls(
             "usage_tokens": f.usage.get("tokens", 0),
             "usage_api_calls": f.usage.get("api_calls", 0),
         }
-        for execution, changes, _ in held
+        for execution, changes in transitions
         for f in changes.finished
     }
-    if finished:
-        calls.append(_call(conn, dialect, "finish_steps", list(finished.values())))
+    return list(finished.values())
+
+
+def _started_rows(transitions: list[Transition], time: Any) -> list[dict[str, Any]]:
     started = [
         {
             "execution_id": execution.id,
@@ -382,7 +565,7 @@ def _step_calls(
             "started_at": time(s.started_at),
             "step_index": s.index,
         }
-        for execution, changes, _ in held
+        for execution, changes in transitions
         for s in changes.started
     ]
     started += [
@@ -396,12 +579,10 @@ def _step_calls(
             "started_at": None,
             "step_index": None,
         }
-        for execution, changes, _ in held
+        for execution, changes in transitions
         for node_id, node_type in changes.skipped
     ]
-    if started:
-        calls.append(_call(conn, dialect, "insert_steps", started))
-    return calls
+    return started
 
 
 _CONSUME_SIGNAL = (
