@@ -117,26 +117,36 @@ def _expect(side: Side, ids: list[str], ledger: Ledger, expected: str, spec: str
 async def test_a_worker_whose_lease_renewal_hangs_is_fenced_off(
     app: Conveyor, side: Side, workers: Workers, ledger: Ledger, tmp_path: Path
 ) -> None:
-    """The victim's renewals hang (parked, its process otherwise healthy) while one long step
-    runs past the lease: another worker takes the execution over and runs the step again
-    with the same key; the victim's late result is refused (G4) and nothing runs twice after
-    its commit."""
-    release = tmp_path / "release"
+    """The victim's renewals hang (parked, its process otherwise healthy) while its step is
+    in flight (the step's effect done, its result parked before the commit): another worker
+    takes the execution over once the lease runs out and runs the step again with the same
+    key; the victim's late result is refused (G4) and nothing runs twice after its commit.
+    Both parks are released only once the execution has ended, so however slow the machine,
+    the takeover comes before the victim's commit."""
+    renewals, result = tmp_path / "renewals", tmp_path / "result"
     await app.apply(
         {
             "name": "slow",
             "settings": {"retry": {"max_attempts": 5, "initial_interval": "100ms"}},
-            "nodes": [ledger.node("a", 0.05), ledger.node("long", 4.0, needs=["a"])],
+            "nodes": [ledger.node("a", 0.05), ledger.node("long", 0.2, needs=["a"])],
         }
     )
     victim = workers.start(
-        concurrency=1, CONVEYOR_TEST_FAILPOINTS=f"lease.renew=park:{release}", **PRIVATE
+        concurrency=1,
+        CONVEYOR_TEST_FAILPOINTS=(
+            f"lease.renew=park:{renewals};step.after_effect:long=park:{result}"
+        ),
+        **PRIVATE,
     )
     await eventually(victim.connected, within=30, what="the victim connects")
     execution_id = (await app.execute("slow", {})).execution_id
-    await eventually(
-        lambda: Path(f"{release}.parked").exists(), within=30, what="a renewal is parked"
-    )
+    for parked in (result, renewals):
+        await eventually(
+            lambda p=parked: Path(f"{p}.parked").exists(),
+            within=30,
+            what=f"the victim parks at {parked.name}",
+            diagnose=workers.logs,
+        )
     workers.start(concurrency=1, **PRIVATE)
     await eventually(
         lambda: side.statuses([execution_id])[execution_id] in TERMINAL,
@@ -145,7 +155,8 @@ async def test_a_worker_whose_lease_renewal_hangs_is_fenced_off(
         interval=0.05,
         diagnose=workers.logs,
     )
-    release.touch()
+    renewals.touch()
+    result.touch()
     assert side.statuses([execution_id])[execution_id] == "succeeded"
     effects = ledger.by_key()[f"{execution_id}:long"]
     assert len(effects) == 2, "the step in flight at the takeover ran again, with its key"
