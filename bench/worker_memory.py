@@ -76,6 +76,20 @@ def status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def mappings(pid: int) -> dict[str, int]:
+    """Resident kB per mapping (a file, ``[heap]``, ``[anon]``, ``[stack]``), from smaps."""
+    found: collections.Counter[str] = collections.Counter()
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            parts = line.split()
+            if parts[0] == "Rss:":
+                found[name] += int(parts[1])
+            elif not parts[0].endswith(":"):
+                name = parts[5] if len(parts) > 5 else "[anon]"
+    return dict(found)
+
+
 def mb(kb: int) -> str:
     return f"{kb / 1024:.1f}"
 
@@ -183,10 +197,13 @@ def measure(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 wait_started(log, process)
             time.sleep(IDLE_SECONDS)
             idle = [status_kb(p.pid, "VmRSS") for p in processes]
+            idle_maps = mappings(processes[0].pid)
             modules = modules_of(processes[0], modules_file) if args.modules else []
             seconds = run_executions(url, args.executions)
             loaded = [status_kb(p.pid, "VmRSS") for p in processes]
             peak = [status_kb(p.pid, "VmHWM") for p in processes]
+            loaded_maps = mappings(processes[0].pid)
+            threads = status_kb(processes[0].pid, "Threads")
         finally:
             for process in processes:
                 process.send_signal(signal.SIGTERM)
@@ -203,6 +220,11 @@ def measure(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "executions": args.executions,
         "seconds": round(seconds, 2),
         "modules": modules,
+        "threads": threads,
+        "mappings": {
+            name: (idle_maps.get(name, 0), loaded_maps.get(name, 0))
+            for name in sorted(loaded_maps, key=lambda n: -loaded_maps[n])[:8]
+        },
     }
 
 
@@ -214,6 +236,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--modules", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--mappings", action="store_true", help="resident memory by mapping")
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     for backend in backends:
@@ -226,6 +249,10 @@ def main() -> None:
             f"{result['executions']} executions in {result['seconds']} s: RSS "
             f"{'/'.join(result['after_rss_mb'])} MB, peak {'/'.join(result['peak_rss_mb'])} MB"
         )
+        if args.mappings:
+            print(f"  worker 0, {result['threads']} threads; resident MB idle -> after:")
+            for name, (before, after) in result["mappings"].items():
+                print(f"    {mb(before):>6} -> {mb(after):>6}  {name}")
         if result["modules"]:
             counts = collections.Counter(m.split(".")[0] for m in result["modules"])
             print(
