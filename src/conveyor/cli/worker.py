@@ -21,19 +21,25 @@ _FINISHED = frozenset(f"execution.{status.value}" for status in TERMINAL)
 
 
 class Tally:
-    """What one worker process did, counted from the events its own commits publish."""
+    """What one worker process did, counted from the events its own commits publish (a
+    count, not the ids: a worker that runs for months would keep every one)."""
 
     def __init__(self) -> None:
-        self.finished: set[str] = set()
+        self.finished = 0
         self.in_flight_at_stop: set[str] = set()
+        self._finished_after_stop: set[str] = set()
 
     def on_events(self, records: list[EventRecord]) -> None:
-        self.finished.update(r.execution_id for r in records if r.type in _FINISHED)
+        for record in records:
+            if record.type in _FINISHED:
+                self.finished += 1
+                if record.execution_id in self.in_flight_at_stop:
+                    self._finished_after_stop.add(record.execution_id)
 
     @property
     def released(self) -> int:
         """Executions running when the stop came that the worker gave back unfinished."""
-        return len(self.in_flight_at_stop - self.finished)
+        return len(self.in_flight_at_stop - self._finished_after_stop)
 
 
 async def serve(
@@ -81,7 +87,7 @@ async def serve(
         log.info(
             "worker %s stopped: executions finished %d, released unfinished %d",
             worker.name,
-            len(tally.finished),
+            tally.finished,
             tally.released,
             extra={"action": "worker_stopped", "worker": worker.name},
         )
