@@ -1,6 +1,7 @@
 """Resident memory of real `conveyor worker` processes, on SQLite and PostgreSQL: after
 they have started and idled (the idle figure), and after they ran N five-step executions
-(the W1 shape: 2 workers, concurrency 64 each; the peak, VmHWM, is the under-load figure).
+(the W1 shape: 2 workers, concurrency 64 each; the peak, VmHWM, is the under-load figure),
+and once they have idled again.
 
     python bench/worker_memory.py [--executions 500] [--workers 2] [--concurrency 64]
                                   [--backend sqlite|postgres|both] [--modules]
@@ -36,6 +37,8 @@ ADMIN = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:543
 PG_DB = "conveyor_bench_worker_memory"
 STEPS = 5
 IDLE_SECONDS = 3.0
+# After the executions: idle long enough for a worker to give freed memory back (cli/worker.py).
+SETTLE_SECONDS = 8.0
 # The launcher: `conveyor worker`, plus (for --modules) a SIGUSR1 handler that writes the
 # imported module names to the file named in CONVEYOR_BENCH_MODULES.
 LAUNCHER = """
@@ -203,6 +206,8 @@ def measure(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             loaded = [status_kb(p.pid, "VmRSS") for p in processes]
             peak = [status_kb(p.pid, "VmHWM") for p in processes]
             loaded_maps = mappings(processes[0].pid)
+            time.sleep(SETTLE_SECONDS)
+            settled = [status_kb(p.pid, "VmRSS") for p in processes]
             threads = status_kb(processes[0].pid, "Threads")
         finally:
             for process in processes:
@@ -217,6 +222,7 @@ def measure(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         "idle_rss_mb": [mb(k) for k in idle],
         "after_rss_mb": [mb(k) for k in loaded],
         "peak_rss_mb": [mb(k) for k in peak],
+        "settled_rss_mb": [mb(k) for k in settled],
         "executions": args.executions,
         "seconds": round(seconds, 2),
         "modules": modules,
@@ -247,7 +253,8 @@ def main() -> None:
         print(
             f"{backend:8} idle RSS {'/'.join(result['idle_rss_mb'])} MB, after "
             f"{result['executions']} executions in {result['seconds']} s: RSS "
-            f"{'/'.join(result['after_rss_mb'])} MB, peak {'/'.join(result['peak_rss_mb'])} MB"
+            f"{'/'.join(result['after_rss_mb'])} MB, peak {'/'.join(result['peak_rss_mb'])} MB, "
+            f"{SETTLE_SECONDS:g} s later {'/'.join(result['settled_rss_mb'])} MB"
         )
         if args.mappings:
             print(f"  worker 0, {result['threads']} threads; resident MB idle -> after:")
