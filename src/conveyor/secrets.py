@@ -20,14 +20,16 @@ import os
 import secrets as random
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from conveyor.errors import ConveyorError
 
 ENV_KEY = "CONVEYOR_SECRET_KEY"
 ENV_KEY_FILE = "CONVEYOR_SECRET_KEY_FILE"
 _VERSION = "v1"
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class SecretKeyError(ConveyorError):
@@ -50,6 +52,14 @@ def _key_bytes(text: str) -> bytes:
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
         )
     return hashlib.sha256(text.encode()).digest()
+
+
+def _aesgcm(key: bytes) -> AESGCM:
+    """Imported on first use: cryptography's Rust module (its own OpenSSL) costs a process
+    about 8 MB of memory, which a worker whose steps never touch a secret does not pay."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 def new_key() -> str:
@@ -105,7 +115,7 @@ class Keyring:
 
     def encrypt(self, plaintext: str, purpose: str) -> str:
         nonce = random.token_bytes(12)
-        sealed = AESGCM(self.keys[0]).encrypt(nonce, plaintext.encode(), purpose.encode())
+        sealed = _aesgcm(self.keys[0]).encrypt(nonce, plaintext.encode(), purpose.encode())
         body = base64.urlsafe_b64encode(nonce + sealed).decode()
         return f"{_VERSION}.{self.current_id}.{body}"
 
@@ -123,7 +133,7 @@ class Keyring:
             )
         raw = base64.urlsafe_b64decode(body)
         try:
-            return AESGCM(key).decrypt(raw[:12], raw[12:], purpose.encode()).decode()
+            return _aesgcm(key).decrypt(raw[:12], raw[12:], purpose.encode()).decode()
         except Exception:  # InvalidTag: tampered, or moved to another row
             raise SecretKeyError("a stored secret failed its integrity check") from None
 

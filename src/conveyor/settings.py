@@ -1,18 +1,27 @@
-"""Settings read from CONVEYOR_* environment variables, only at the edges (CLI, server)."""
+"""Settings read from CONVEYOR_* environment variables, only at the edges (CLI, server).
+
+A plain pydantic model that reads the environment itself: pydantic-settings did the same
+for these flat fields but loads its every source (dotenv, TOML, YAML, cloud secret stores,
+argparse, importlib.metadata), about 3 MB in every worker process.
+"""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_DATABASE_URL = "sqlite:///conveyor.db"
+ENV_PREFIX = "CONVEYOR_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+class Settings(BaseModel):
+    """Each field is the keyword given, else ``CONVEYOR_<FIELD>`` (any case), else its
+    default; values from the environment are text that pydantic converts (``true``, ``30``)."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     database_url: str = DEFAULT_DATABASE_URL
     # Outbound connections to loopback, private, link-local and other internal addresses are
@@ -25,7 +34,7 @@ class Settings(BaseSettings):
     # When not empty, outbound connections go only to these hosts (example.com,
     # *.example.com) or networks (10.1.0.0/16; a listed private network is allowed without
     # allow_private_network). A comma-separated list; docs/security.md.
-    outbound_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    outbound_allowlist: tuple[str, ...] = ()
     # Brute-force and flooding limits, counted per API server process (0 turns one off);
     # over one the API answers 429 with Retry-After. docs/security.md.
     signin_failures: int = Field(default=10, ge=0)  # per account and client address
@@ -78,6 +87,21 @@ class Settings(BaseSettings):
     llm_api_key: str = ""
     llm_model: str | None = None
     llm_provider: Literal["openai", "anthropic"] = "openai"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, given: Any) -> Any:
+        if not isinstance(given, dict):
+            return given
+        found = {
+            name[len(ENV_PREFIX) :].lower(): value
+            for name, value in os.environ.items()
+            if name[: len(ENV_PREFIX)].upper() == ENV_PREFIX
+        }
+        return {
+            **{name: found[name] for name in cls.model_fields if name in found},
+            **given,
+        }
 
     @field_validator("outbound_allowlist", mode="before")
     @classmethod

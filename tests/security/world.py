@@ -208,7 +208,7 @@ async def opened(database_url: str, expected: list[Endpoint]) -> AsyncIterator[W
             # Sixteen people: at the production cost an argon2 hash takes most of a second
             # on a loaded 2-core machine. Cheap hashes still verify (their cost is in them).
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(accounts, "_HASHER", CHEAP_HASHER)
+                patch.setattr(accounts, "_hasher", lambda: CHEAP_HASHER)
                 a = await side(conveyor.store, client, "default")
                 b = await side(conveyor.store, client, "other")
         yield World(conveyor.store, app, transport, a, b)

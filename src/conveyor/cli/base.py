@@ -1,6 +1,6 @@
 """What every command shares: options, error mapping to exit codes, opening Conveyor.
 
-Loading this module (and every command module) costs only Typer, Rich's console and the
+Loading this module (and every command module) costs only Typer and the
 standard library, so ``--help`` and ``--version`` answer at once: what a command needs
 beyond that (the app, the store, pydantic, SQLAlchemy) is imported inside it.
 """
@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from conveyor.cli.exits import describe, exit_code
 from conveyor.errors import ConveyorError, InputError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from conveyor.app import Conveyor
     from conveyor.engine.limits import Limits
     from conveyor.settings import Settings
@@ -30,8 +31,30 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("conveyor.cli")
-out = Console()
-err = Console(stderr=True)
+
+
+class LazyConsole:
+    """A Rich console made on first print: Rich costs a process about 2 MB, which
+    ``conveyor worker`` (it logs, it does not print) should not pay."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 # conveyor.settings' default, repeated so that option defaults need no pydantic import;
 # tests/unit/test_cli.py keeps the two equal.
 DEFAULT_DATABASE_URL = "sqlite:///conveyor.db"

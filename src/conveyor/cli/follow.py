@@ -24,7 +24,7 @@ async def watch(conveyor: Conveyor, execution_id: str) -> dict[str, Any]:
     live = LiveNodes(execution_id, order, detail["steps"])
     conveyor.store.listeners.append(live.on_events)
     worker = Worker(conveyor.store, conveyor.registry, conveyor.store.clock, limits=conveyor.limits)
-    with live_view(live, err):
+    with live_view(live, err.console):
         await worker.run_one(execution_id)
     final = await conveyor.store.get_execution(conveyor.workspace_id, execution_id)
     final["order"] = [n for n, _ in order]

@@ -8,17 +8,13 @@ enqueueing depend on (and fetch from) another server.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
-from referencing import Registry
-from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 MAX_PROBLEMS = 50
 MAX_MESSAGE = 300
@@ -41,6 +37,8 @@ def input_problems(schema: dict[str, Any] | None, value: Any) -> list[Problem]:
     """Each way ``value`` breaks ``schema``, one problem per field, paths under ``input``."""
     if schema is None:
         return []
+    from referencing.exceptions import Unresolvable
+
     validator = _validator_class(schema)(schema)
     try:
         errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path)))
@@ -74,6 +72,10 @@ def _problems(errors: Iterable[ValidationError]) -> Iterator[Problem]:
 
 
 def _reference_problems(schema: Any) -> Iterator[Problem]:
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
     resolver = Registry().resolver_with_root(DRAFT202012.create_resource(schema))
     for path, ref in _references(schema, ["input"]):
         if not ref.startswith("#"):
@@ -101,6 +103,9 @@ def _references(value: Any, path: list[Any]) -> Iterator[tuple[list[Any], str]]:
 
 def _validator_class(schema: dict[str, Any]) -> type[Validator]:
     """The draft ``$schema`` names; 2020-12 when it names none (or one we do not know)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import validator_for
+
     found: type[Validator] = validator_for(schema, default=Draft202012Validator)
     return found
 

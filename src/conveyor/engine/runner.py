@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 FOREVER = timedelta.max
 ALLOWLIST_SECONDS = 5.0  # a workspace's allowlist is read again after this long
 PROGRESS_INTERVAL = 0.1  # seconds between two live progress messages of one node
+# Parsed definitions kept per (workflow, version): a worker that has run more starts over
+# (a long-running worker would otherwise keep every version it ever ran).
+DEFINITIONS_KEPT = 1000
 Publish = Callable[[str, str, dict[str, Any]], None]
 Start = tuple[StepStart, Any]
 
@@ -138,6 +141,8 @@ class Runner:
     def _prepare(self, execution: ClaimedExecution) -> ExecutionState:
         key = (execution.workflow_id, execution.version)
         if key not in self._definitions:
+            if len(self._definitions) >= DEFINITIONS_KEPT:
+                self._definitions.clear()
             definition = parse_definition(execution.definition)
             unrepeatable = frozenset(
                 n.id
@@ -172,7 +177,9 @@ class Runner:
 
     def _uses_credentials(self, state: ExecutionState) -> bool:
         execution = state.execution
-        return self._definitions[(execution.workflow_id, execution.version)][3]
+        known = self._definitions.get((execution.workflow_id, execution.version))
+        # None: the cache started over since this execution was prepared.
+        return uses_credentials(state.definition) if known is None else known[3]
 
     async def _loop(self, state: ExecutionState, control: Control) -> ExecutionStatus:
         state.network = await self._network(state.execution.workspace_id)

@@ -12,7 +12,6 @@ import zoneinfo
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.durations import Duration
@@ -49,6 +48,8 @@ def normalize_cron(expression: str) -> str:
             f"'{expression}' is not a cron expression: use 5 fields (minute hour day month "
             "weekday), 6 fields (second first) or an alias such as @hourly"
         )
+    from croniter import croniter  # with dateutil: only where cron expressions are read
+
     if not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
         raise ValueError(f"'{expression}' is not a valid cron expression")
     return text
@@ -73,6 +74,8 @@ def schedule_problems(spec: ScheduleSpec) -> list[tuple[str, str]]:
     expression that no date matches, or a zone that means the server's own setting."""
     problems = []
     if spec.cron is not None:
+        from croniter import CroniterError, croniter
+
         six = len(spec.cron.split(" ")) == 6
         try:
             croniter(spec.cron, _FIRES_FROM, second_at_beginning=six).get_next(datetime)

@@ -14,10 +14,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -26,14 +24,23 @@ from conveyor.errors import Conflict, Forbidden, InputError, NotFound
 from conveyor.store.database import new_id
 from conveyor.store.tables import api_keys, memberships, sessions, users, workspaces
 
-_HASHER = PasswordHasher()
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """Imported on first use: a worker never hashes a password."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 @functools.cache
 def _dummy_hash() -> str:
     """Verifying against this keeps unknown-email logins as slow as wrong-password ones
     (computed on first use: hashing costs memory every process should not pay)."""
-    return _HASHER.hash("conveyor-dummy-password")
+    return _hasher().hash("conveyor-dummy-password")
 
 
 KEY_PREFIX = "cvk_"
@@ -103,7 +110,7 @@ def create_user(
                     "id": user_id,
                     "email": email,
                     "name": name,
-                    "password_hash": _HASHER.hash(password),
+                    "password_hash": _hasher().hash(password),
                     "is_admin": is_admin,
                     "created_at": now,
                 },
@@ -231,8 +238,10 @@ def authenticate(conn: Connection, email: str, password: str, now: datetime) -> 
             users.c.email == email.strip().lower()
         )
     ).first()
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        _HASHER.verify(row.password_hash if row else _dummy_hash(), password)
+        _hasher().verify(row.password_hash if row else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None or row.disabled:

@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterError, croniter
-
 from conveyor.engine.triggers import ScheduleSpec
 
 TICK = timedelta(microseconds=1)
@@ -57,6 +55,8 @@ def occurrences(spec: ScheduleSpec, after: datetime, anchor: datetime) -> Iterat
         start = after.astimezone(zone).replace(tzinfo=None)
     except OverflowError:  # the last hours of 9999 UTC are 10000 in a zone east of it
         return
+    from croniter import CroniterError, croniter  # with dateutil: only once a schedule has cron
+
     fields = spec.cron.split(" ")
     walker = croniter(spec.cron, start, second_at_beginning=len(fields) == 6)
     last = after
