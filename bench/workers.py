@@ -81,7 +81,6 @@ W3_EXECUTIONS, W3_WIDTH = 20, 50
 W5_FLOWS, W5_STEPS, W5_BURN_MS = 5, 40, 10.0
 W1_BATCH = 100  # W1-batch: executions per execute_many call
 IDLE_SECONDS = 3.0  # W1: how long the started workers sit idle before their RSS is read
-W2_POLL_SECONDS = 0.001  # W2: how often the submitter checks its execution's status
 WATCH_SECONDS = 0.05  # W1/W3: how often the finished count is checked
 STALL_SECONDS = 60.0  # fail when nothing finishes for this long
 DEFAULT_TIMEOUTS = {
@@ -736,7 +735,7 @@ async def w3(ctx: Context) -> Result:
 class Seen:
     execution_id: str
     enqueue_seconds: float  # app.execute returned
-    seconds: float  # submit -> the poll saw a terminal status
+    seconds: float  # submit -> ``wait`` returned (told it finished)
     seen_at: datetime  # wall clock when it was seen, to compare with finished_at
 
 
@@ -748,25 +747,19 @@ async def submit_and_see(
     deadline: float,
     workflow: str = "bench-single",
 ) -> Seen:
-    """Enqueue one execution, then poll its status (a primary-key read) about every 1 ms
-    until it is terminal."""
+    """Enqueue one execution, then wait until told it finished (``Conveyor.wait``: the
+    finishing commit's notification, not polling), as a user's code would."""
     start = time.perf_counter()
     enqueued = await app.execute(workflow, {"seed": seed})
     enqueue_seconds = time.perf_counter() - start
-    polls = 0
-    while True:
-        status = probe.value(
-            "SELECT status FROM executions WHERE id = %s", (enqueued.execution_id,)
-        )
-        if status in TERMINAL_STATUSES:
-            seconds = time.perf_counter() - start
-            return Seen(enqueued.execution_id, enqueue_seconds, seconds, datetime.now(UTC))
-        await asyncio.sleep(W2_POLL_SECONDS)
-        polls += 1
-        if polls % 500 == 0:
-            workers.check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"timed out waiting for execution {seed} ({status})")
+    try:
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+            await app.wait(enqueued.execution_id)
+    except TimeoutError:
+        workers.check_alive()
+        raise BenchError(f"timed out waiting for execution {seed} of {workflow}") from None
+    seconds = time.perf_counter() - start
+    return Seen(enqueued.execution_id, enqueue_seconds, seconds, datetime.now(UTC))
 
 
 async def wait_listening(probe: Probe, workers: Workers, deadline: float) -> None:
@@ -783,7 +776,7 @@ async def wait_listening(probe: Probe, workers: Workers, deadline: float) -> Non
 
 
 async def w2(ctx: Context) -> Result:
-    """1 idle worker; for each of 200 executions: enqueue, then poll until it is finished."""
+    """1 idle worker; for each of 200 executions: enqueue, then wait until it is finished."""
     deadline = time.monotonic() + ctx.timeout
     app = await open_app(ctx.url, single_definition())
     probe = Probe(ctx.backend, ctx.url)

@@ -214,6 +214,12 @@ class Conveyor:
         )
         return Enqueued(execution_id, created, ref.workflow_id, ref.version)
 
+    async def wait(self, execution_id: str) -> ExecutionStatus:
+        """Wait for an execution of this workspace to finish; return its terminal status
+        (its result: ``store.get_execution``). Told by the finishing commit, not by polling;
+        NotFound for an unknown execution. Bound it with ``asyncio.timeout``."""
+        return await self.store.wait_finished(execution_id, self.workspace_id)
+
     async def execute_many(
         self,
         workflow: str,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from conveyor.engine.interfaces import EventRecord
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import Conflict, NotFound
-from conveyor.store.channels import EVENTS_CHANNEL, WAKE_CHANNEL
+from conveyor.store.channels import EVENTS_CHANNEL, FINISHED_CHANNEL, WAKE_CHANNEL
 from conveyor.store.database import StoreDialect
 from conveyor.store.prepared import Call, prepared, run_together
 from conveyor.store.tables import (
@@ -140,7 +140,8 @@ def cancel(
             now,
         )
         finished = [(_row(conn, workspace_id, execution_id), ExecutionStatus.CANCELLED, now)]
-        run_together(conn, count_finished(conn, finished))
+        calls = count_finished(conn, finished) + announce_finished(conn, dialect, finished)
+        run_together(conn, calls)
         notify_parent(conn, dialect, execution_id, "cancelled", None, error, now)
         return "cancelled"
     conn.execute(
@@ -280,6 +281,15 @@ def _bump_workflow() -> Any:
             | {w.last_executed_at: bindparam("last", type_=UTCDateTime())}
         )
     )
+
+
+def announce_finished(
+    conn: Connection, dialect: StoreDialect, finished: list[Finished]
+) -> list[Call]:
+    """Waiters (``store/waits.py``) hear of each finish at commit: ``<id>:<status>`` on
+    FINISHED_CHANNEL. Returns the statements for the caller to run with its others."""
+    payloads = [f"{row.id}:{status.value}" for row, status, _ in finished]
+    return dialect.notify_calls(conn, FINISHED_CHANNEL, payloads)
 
 
 def count_finished(conn: Connection, finished: list[Finished]) -> list[Call]:

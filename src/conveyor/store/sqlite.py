@@ -10,6 +10,7 @@ import os
 import sqlite3
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from conveyor.errors import InputError, StoreUnavailable
-from conveyor.store.channels import EVENTS_CHANNEL, WAKE_CHANNEL
+from conveyor.store.channels import EVENTS_CHANNEL, FINISHED_CHANNEL, WAKE_CHANNEL
 from conveyor.store.prepared import Call
 from conveyor.store.tables import SQLITE_TIME_FORMAT, UTCDateTime
 
@@ -141,14 +142,15 @@ class SQLiteDialect:
         """No notification bus: once the transaction has committed (see :meth:`after_commit`)
         it touches the channel's file, ``<database>-wake`` for workers and
         ``<database>-events`` for live feeds, which watching processes notice at once. The
-        payload is not carried: receivers look at the database themselves."""
+        payload is not carried (receivers look at the database themselves), except on
+        ``<database>-finished``, which holds the last finishing commit's payloads."""
         if channel in _FILES:
-            conn.info[_pending(channel)] = True
+            conn.info.setdefault(_pending(channel), []).append(payload)
 
     def notify_calls(self, conn: Any, channel: str, payloads: list[str]) -> list[Call]:
         """See :meth:`notify`: nothing to run in the transaction."""
-        if payloads:
-            self.notify(conn, channel, payloads[0])
+        for payload in payloads:
+            self.notify(conn, channel, payload)
         return []
 
     def after_commit(self, url: URL, info: dict[str, Any]) -> None:
@@ -157,9 +159,14 @@ class SQLiteDialect:
         if not url.database or url.database == ":memory:":
             return
         for channel in _FILES:
-            if info.pop(_pending(channel), False):
+            payloads = info.pop(_pending(channel), None)
+            if payloads:
                 with contextlib.suppress(OSError):
-                    _signal_file(Path(url.database), channel).touch()
+                    path = _signal_file(Path(url.database), channel)
+                    if channel in _CARRIED:
+                        _replace(path, " ".join(payloads))
+                    else:
+                        path.touch()
 
     def listener(
         self, url: URL, channel: str, on_message: Callable[[str], None]
@@ -175,7 +182,8 @@ class SQLiteDialect:
         ``stat`` poll elsewhere). The receiver then looks at the database itself."""
         if not url.database or url.database == ":memory:" or channel not in _FILES:
             return None
-        return _watch(_signal_file(Path(url.database).resolve(), channel), on_change)
+        path = _signal_file(Path(url.database).resolve(), channel)
+        return _watch(path, on_change, carried=channel in _CARRIED)
 
     def event_writers(self, conn: Any) -> frozenset[str]:
         """Nothing to wait for: commits are visible in id order (``ids_commit_in_order``)."""
@@ -265,7 +273,12 @@ def sqlite_url(path: str) -> URL:
     return make_url(f"sqlite:///{path}")
 
 
-_FILES = {WAKE_CHANNEL: "wake", EVENTS_CHANNEL: "events"}  # channel: file suffix
+# channel: file suffix
+_FILES = {WAKE_CHANNEL: "wake", EVENTS_CHANNEL: "events", FINISHED_CHANNEL: "finished"}
+# Channels whose file holds the payloads of the last commit that notified (replaced whole,
+# atomically): a watcher learns them without a read, unless another commit replaced them
+# first, so it still says ``changed`` after them.
+_CARRIED = frozenset({FINISHED_CHANNEL})
 _IN_MODIFY, _IN_ATTRIB, _IN_CREATE, _IN_MOVED_TO = 0x2, 0x4, 0x100, 0x80
 _POLL_SECONDS = 0.002
 
@@ -282,7 +295,14 @@ def _wake_file(database: Path) -> Path:
     return _signal_file(database, WAKE_CHANNEL)
 
 
-async def _watch(path: Path, on_change: Callable[[str], None]) -> None:
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole, atomically (readers see the old text or the new one)."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+async def _watch(path: Path, on_change: Callable[[str], None], carried: bool = False) -> None:
     watched = _inotify(path.parent)
     if watched is None:
         await _poll(path, on_change)
@@ -302,6 +322,9 @@ async def _watch(path: Path, on_change: Callable[[str], None]) -> None:
             changed = changed or data[offset + 16 : offset + 16 + size].rstrip(b"\0") == name
             offset += 16 + size
         if changed:
+            if carried:
+                with contextlib.suppress(OSError):
+                    on_change(path.read_text())
             on_change("changed")
 
     loop.add_reader(watched, readable)

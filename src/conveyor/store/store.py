@@ -22,6 +22,7 @@ from conveyor.engine.interfaces import (
     EventRecord,
     Signal,
 )
+from conveyor.engine.state import ExecutionStatus
 from conveyor.errors import ConveyorError, LeaseLost, StoreUnavailable
 from conveyor.store import claims, controls, history, transitions, triggers, workflows
 from conveyor.store import executions as queue
@@ -34,6 +35,7 @@ from conveyor.store.history import ExecutionFilter
 from conveyor.store.live_messages import LiveMessage
 from conveyor.store.prepared import run_together
 from conveyor.store.subscribers import Subscribers
+from conveyor.store.waits import FinishWatch
 from conveyor.store.workflows import VersionRef
 
 T = TypeVar("T")
@@ -67,6 +69,8 @@ class Store:
         # an enqueue of it is then one statement that checks it is still current.
         self._versions: dict[tuple[str, str, int | None], VersionRef] = {}
         self._committer: asyncio.Task[None] | None = None
+        # Waits for finishes, one watch per event loop (the server's embedded worker has its own).
+        self._finishes: dict[asyncio.AbstractEventLoop, FinishWatch] = {}
         # Writes to accounts (users, sessions, API keys, members, workspaces) made through
         # this store; a cache of what was read from them keeps the count it was read at.
         self.accounts_changes = 0
@@ -479,6 +483,19 @@ class Store:
             return self.db.dialect.watch_changes(self.db.url, on_message, channel)
         return bus
 
+    async def wait_finished(
+        self, execution_id: str, workspace_id: str | None = None
+    ) -> ExecutionStatus:
+        """The terminal status of an execution, once it has one, heard from the finishing
+        commit (see store/waits.py)."""
+        loop = asyncio.get_running_loop()
+        watch = self._finishes.get(loop)
+        if watch is None:
+            for closed in [known for known in self._finishes if known.is_closed()]:
+                self._finishes.pop(closed).close()
+            watch = self._finishes[loop] = FinishWatch(self)
+        return await watch.wait(execution_id, workspace_id)
+
     async def control_state(self, owner: str) -> list[tuple[str, bool, bool, int | None]]:
         return await self.read(claims.control_state, owner)
 
@@ -605,6 +622,8 @@ class Store:
         return await self.read(history.events_after, execution_id, after_seq)
 
     def close(self) -> None:
+        for watch in self._finishes.values():
+            watch.close()
         self._pool.shutdown(wait=True)
         self._reads.shutdown(wait=True)
         self.db.dispose()

@@ -39,6 +39,7 @@ from conveyor.engine.interfaces import Changes, ClaimedExecution, EventRecord
 from conveyor.engine.state import TERMINAL, ExecutionStatus, StepStatus
 from conveyor.errors import LeaseLost
 from conveyor.store import controls
+from conveyor.store.channels import FINISHED_CHANNEL
 from conveyor.store.database import StoreDialect
 from conveyor.store.prepared import Call, prepared, run_together
 from conveyor.store.tables import UTCDateTime, dumps, events, executions, signals, steps
@@ -309,6 +310,7 @@ def apply_many(
             )
         if finished:
             calls += controls.count_finished(conn, finished)
+            calls += controls.announce_finished(conn, dialect, finished)
         run_together(conn, calls)
     return [records[e.id] if e.id in returned else LeaseLost(e.id) for e, _ in transitions]
 
@@ -373,6 +375,7 @@ def apply_in_one(
         "events": orjson.dumps(rows).decode(),
         "events_n": len(rows),
         "channel": controls.EVENTS_CHANNEL,
+        "finished_channel": FINISHED_CHANNEL,
     }
     sql = _ONE_STATEMENT.get(fence.sql)
     if sql is None:
@@ -438,6 +441,11 @@ n AS (
   SELECT pg_notify(%(channel)s, string_agg(DISTINCT ev.workspace_id || ':' || ev.execution_id,
     ' ')) FROM ev HAVING count(*) > 0
 ),
+nf AS (
+  SELECT pg_notify(%(finished_channel)s, string_agg(f.id || ':' || f.status, ' '))
+  FROM f WHERE f.status IN ('succeeded', 'failed', 'cancelled', 'timed_out')
+  HAVING count(*) > 0
+),
 st AS (
   UPDATE workflows SET
     executions_finished = workflows.executions_finished + s.n,
@@ -461,7 +469,7 @@ st AS (
   ) AS s
   WHERE workflows.id = s.workflow_id
 )
-SELECT f.*, (SELECT count(*) FROM n) AS notified FROM f"""
+SELECT f.*, (SELECT count(*) FROM n) + (SELECT count(*) FROM nf) AS notified FROM f"""
 
 
 def _fence_row(execution: ClaimedExecution, changes: Changes, time: Any) -> dict[str, Any]:
