@@ -2,7 +2,8 @@
 
 Run in Conveyor's venv, after ``bash bench/peers/setup.sh``:
 
-    python bench/peers/run.py                 # everything (~30 min on the 2-core box)
+    python bench/peers/run.py                 # every workload and peer (~13-30 min)
+    python bench/peers/run.py --all           # also the saturation table and scaling runs
     python bench/peers/run.py --repeat 3      # each part 3 times, medians (~90 min)
     python bench/peers/run.py --quick         # small sizes: proves the scripts work
     python bench/peers/run.py --only celery   # a subset of the NAMES below
@@ -43,7 +44,26 @@ VENVS = ROOT / "bench" / ".venvs"
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NAMES = ("conveyor", "submit", "celery", "dbos", "procrastinate", "limits")
-TIMEOUTS = {"conveyor": 2400, "submit": 900, "celery": 900, "dbos": 1800, "procrastinate": 900}
+# Conveyor alone and long (about 20 and 15 minutes): run when named in --only, or with --all;
+# each prints its own tables as it goes (docs/scaling.md quotes them).
+LONG = ("saturation", "scaling")
+LONG_ARGS = {
+    "saturation": ["--backends", "postgres,sqlite", "--drain-limit", "30"],
+    "scaling": ["--workloads", "w1,w1-drain,w3"],
+}
+LONG_QUICK = {
+    "saturation": ["--rates", "20,40", "--seconds", "5"],
+    "scaling": ["--workers", "1,2", "--skip-throughput", "--pgbench-seconds", "2"],
+}
+TIMEOUTS = {
+    "saturation": 3600,
+    "scaling": 3600,
+    "conveyor": 2400,
+    "submit": 900,
+    "celery": 900,
+    "dbos": 1800,
+    "procrastinate": 900,
+}
 QUICK = {  # --quick: sizes small enough to check every script in a few minutes
     "workers": ["--executions", "100", "--batch", "25", "--w2-executions", "30", "--flows", "2"],
     "submit": ["--count", "200", "--batch", "50"],
@@ -152,6 +172,18 @@ def run_submit(repeat: int, quick: bool) -> dict[str, Any]:
             raise RuntimeError(f"bench/submit.py exited {proc.returncode}")
         found.append(json.loads(out.read_text()))
     return dict(merge_runs(found))
+
+
+def run_long(name: str, quick: bool) -> dict[str, Any]:
+    """bench/saturation.py or bench/scaling.py, which print their own tables; their
+    measurements are kept in bench/results/<name>.json."""
+    out = RESULTS / f"conveyor_{name}_raw.json"
+    command = [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--json", str(out)]
+    command += LONG_QUICK[name] if quick else LONG_ARGS[name]
+    proc = subprocess.run(command, timeout=TIMEOUTS[name], text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench/{name}.py exited {proc.returncode}")
+    return {"raw": json.loads(out.read_text())}
 
 
 def run_peer(peer: str, repeat: int, quick: bool) -> dict[str, Any]:
@@ -367,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", default=",".join(NAMES), help=f"comma-separated subset of {','.join(NAMES)}"
+        "--only",
+        default=",".join(NAMES),
+        help=f"comma-separated subset of {','.join(NAMES + LONG)} (default: {','.join(NAMES)})",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help=f"everything: the default parts, then {','.join(LONG)}"
     )
     parser.add_argument(
         "--reuse", action="store_true", help="use bench/results/<name>.json where present"
@@ -382,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = set(only) - set(NAMES)
+    if args.all:
+        only = list(NAMES + LONG)
+    unknown = set(only) - set(NAMES + LONG)
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
     if args.repeat < 1:
@@ -413,6 +452,8 @@ def gather(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
             found = run_submit(args.repeat, args.quick)
         elif name == "limits":
             found = run_limits()
+        elif name in LONG:
+            found = run_long(name, args.quick)
         else:
             found = run_peer(name, args.repeat, args.quick)
     except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
