@@ -4,13 +4,15 @@
                               [--requests]   # also count each page's requests in Chromium
 
 Fills a fresh database (SQLite file, or PostgreSQL ``conveyor_bench_dashboard``) with
-executions spread over 30 days, 10 workflows and realistic statuses (3 step rows each for the
-most recent 2,000; workflow counters set from the rows, as finishing transactions would), starts
-a real ``conveyor server --concurrency 0``, signs in, and times each page (median and max of
-``--repeat`` GETs from this machine: server time plus loopback). The target is under 200 ms per
-page; ``--requests`` loads each page in headless Chromium and counts its requests (a handful:
-the page, its one stylesheet and one script bundle, the graph or chart libraries it needs, the
-favicon, and its streams).
+executions spread over the last 13 days (inside the default 14-day retention of successes, so
+the server's retention task has nothing to prune while pages are timed), 10 workflows and
+realistic statuses (3 step rows each for the most recent 2,000; workflow counters set from the
+rows, as finishing transactions would), runs ANALYZE (the planner statistics autovacuum would
+have gathered by then on PostgreSQL), starts a real ``conveyor server --concurrency 0``, signs
+in, and times each page (median and max of ``--repeat`` GETs from this machine: server time
+plus loopback). The target is under 200 ms per page; ``--requests`` loads each page in
+headless Chromium and counts its requests (a handful: the page, its one stylesheet and one
+script bundle, the graph or chart libraries it needs, the favicon, and its streams).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ EMAIL, PASSWORD = "bench@example.com", "bench-password"
 WORKFLOWS = 10
 WITH_STEPS = 2_000
 BATCH = 5_000
+DAYS = 13
 
 
 def definition(i: int) -> dict[str, Any]:
@@ -63,12 +66,12 @@ def fill(url: str, n: int) -> None:
     with db.engine.begin() as conn:
         ws = workspace_id(conn, "default", now)
         refs = [apply_definition(conn, ws, definition(i), now) for i in range(WORKFLOWS)]
-    start = now - timedelta(days=30)
+    start = now - timedelta(days=DAYS)
     for first in range(0, n, BATCH):
         rows, inputs, step_rows = [], [], []
         for i in range(first, min(n, first + BATCH)):
             ref = refs[i % WORKFLOWS]
-            created = start + timedelta(seconds=30 * 24 * 3600 * i / n)
+            created = start + timedelta(seconds=DAYS * 24 * 3600 * i / n)
             status = "failed" if i % 50 == 0 else "cancelled" if i % 199 == 0 else "succeeded"
             status = "running" if i > n - 20 else "queued" if i > n - 40 else status
             finished = (
@@ -147,6 +150,8 @@ def fill(url: str, n: int) -> None:
                     last_executed_at=now,
                 )
             )
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     db.dispose()
 
 

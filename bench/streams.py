@@ -135,10 +135,12 @@ class Server:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User and system CPU seconds of the server process so far."""
         with open(f"/proc/{self.process.pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 @contextlib.contextmanager
@@ -297,6 +299,7 @@ def readers_main(
                 "workspace_succeeded": [c.count for c in succeeded],
                 "completes": completes.count,
                 "bytes": sum(c.bytes for c in succeeded) + completes.bytes,
+                "cpu": time.process_time(),
             }
         )
 
@@ -311,7 +314,7 @@ class Phase:
     streams: int
     executions: int
     seconds: float
-    server_cpu: float
+    server_cpu: tuple[float, float]  # user, system
     delivered: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -383,7 +386,8 @@ def run_phase(running: Server, streams: int, count: int, clients: int) -> Phase:
                 raise BenchError("the server exited")
             time.sleep(WATCH_SECONDS)
         seconds = time.perf_counter() - started
-        cpu = running.cpu_seconds() - cpu
+        user, system = running.cpu_seconds()
+        cpu = (user - cpu[0], system - cpu[1])
         after = probe.by_status()
     finally:
         probe.close()
@@ -467,15 +471,19 @@ def percentile(values: list[float], q: float) -> float:
 
 def report(backend: str, phases: list[Phase], delays: list[float], streams: int) -> None:
     print(f"\n## {backend}\n")
-    print("| streams | executions/s (median) | runs | server CPU s per 100 executions |")
+    print(
+        "| streams | executions/s (median) | runs "
+        "| server CPU s per 100 executions (user + system) |"
+    )
     print("|--:|--:|:--|--:|")
     medians = {}
     for count in (0, streams):
         runs = [p for p in phases if p.streams == count]
         medians[count] = statistics.median(p.rate for p in runs)
-        cpu = statistics.median(p.server_cpu / p.executions * 100 for p in runs)
+        user = statistics.median(p.server_cpu[0] / p.executions * 100 for p in runs)
+        system = statistics.median(p.server_cpu[1] / p.executions * 100 for p in runs)
         listed = ", ".join(f"{p.rate:.1f}" for p in runs)
-        print(f"| {count} | {medians[count]:.1f} | {listed} | {cpu:.2f} |")
+        print(f"| {count} | {medians[count]:.1f} | {listed} | {user:.2f} + {system:.2f} |")
     change = (medians[streams] / medians[0] - 1) * 100
     print(f"\nwith {streams} streams: {change:+.1f} % executions/s")
     for p in phases:
@@ -484,7 +492,9 @@ def report(backend: str, phases: list[Phase], delays: list[float], streams: int)
             print(
                 f"streams run: {d['complete']}/{len(d['workspace_succeeded'])} workspace streams "
                 f"saw every execution succeed, {d['completes']} execution streams completed, "
-                f"{d['bytes'] / 1e6:.1f} MB"
+                f"{d['bytes'] / 1e6:.1f} MB; the readers' process used "
+                f"{d['cpu'] / p.executions * 100:.2f} CPU s per 100 executions (on the "
+                "server's cores here; a viewer's browser elsewhere)"
             )
     print("\nanother process's commit -> SSE message (a server without a worker):")
     print(

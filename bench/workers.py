@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform
+import re
 import signal
 import sqlite3
 import statistics
@@ -311,6 +312,15 @@ def _proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 @dataclass
 class WorkerStats:
     rss_mb: float
@@ -406,6 +416,21 @@ class Workers:
             found += [line for line in text if " WARNING " in line or " ERROR " in line]
         return found
 
+    def write_transactions(self) -> int | None:
+        """The write transactions every worker ran, from the line each logs when it stops
+        ("commits: write transactions N, ..."); None if one has not logged it."""
+        total = 0
+        for log in self.logs:
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                return None
+            found = re.search(r"commits: write transactions (\d+)", text)
+            if found is None:
+                return None
+            total += int(found.group(1))
+        return total
+
     def stop(self, grace: float = 30.0) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -467,6 +492,14 @@ class Result:
     work_ms: list[float] = field(default_factory=list)
     workers: list[WorkerStats] = field(default_factory=list)
     server_cpu_seconds: float | None = None  # PostgreSQL server processes of this database
+    # W1, W1-batch, first submit -> last finish: this client's CPU, the workers' CPU (from
+    # before the first submit), and how busy the whole machine was (0-1 of all its cores)
+    client_cpu_seconds: float | None = None
+    workers_cpu_seconds: float | None = None
+    machine_busy: float | None = None
+    # W1, W1-batch, W1-drain, W3: the workers' write transactions (one-statement commits
+    # included), from the summary each logs when it stops
+    worker_transactions: int | None = None
     warnings: int = 0
 
     @property
@@ -483,6 +516,13 @@ class Result:
 
     def latency(self, q: float) -> float | None:
         return percentile(self.latencies_ms, q) if self.latencies_ms else None
+
+    def cpu_ms_per_execution(self) -> float | None:
+        """W1, W1-batch: the CPU one execution cost, client + workers + PostgreSQL."""
+        if self.client_cpu_seconds is None or self.workers_cpu_seconds is None:
+            return None
+        total = self.client_cpu_seconds + self.workers_cpu_seconds
+        return (total + (self.server_cpu_seconds or 0.0)) / self.executions * 1000
 
     @property
     def tail_seconds(self) -> float | None:
@@ -645,6 +685,7 @@ async def batch_workload(
             await wait_all_terminal(probe, workers, n, deadline)
             stats = workers.stats()
             server_cpu = probe.server_cpu_seconds()
+        worker_transactions = workers.write_transactions()
         step_count = verify(probe, n, steps_each, expected)
         start, end = first_start_last_finish(probe)
     finally:
@@ -659,6 +700,7 @@ async def batch_workload(
         startup_seconds=(start - spawned).total_seconds(),
         workers=stats,
         server_cpu_seconds=server_cpu,
+        worker_transactions=worker_transactions,
         warnings=len(workers.warnings()),
     )
 
@@ -688,14 +730,24 @@ async def submit_included(ctx: Context, name: str, batch: int | None) -> Result:
             await asyncio.sleep(ctx.idle_seconds)
             workers.check_alive()
             idle = [w.rss_mb for w in workers.stats()]
+            workers_cpu = sum(w.cpu_seconds for w in workers.stats())
+            server_cpu_before = probe.server_cpu_seconds()
+            client_cpu = time.process_time()
+            busy, total = machine_cpu()
             first_submit = datetime.now(UTC)
             if batch is None:
                 submit_seconds = await enqueue_all(app, "bench-chain", n)
             else:
                 submit_seconds = await enqueue_batches(app, "bench-chain", n, batch)
             await wait_all_terminal(probe, workers, n, deadline)
+            busy_after, total_after = machine_cpu()
+            client_cpu = time.process_time() - client_cpu
             stats = workers.stats()
+            workers_cpu = sum(w.cpu_seconds for w in stats) - workers_cpu
             server_cpu = probe.server_cpu_seconds()
+            if server_cpu is not None and server_cpu_before is not None:
+                server_cpu -= server_cpu_before
+        worker_transactions = workers.write_transactions()  # logged once they stopped
         step_count = verify(probe, n, W1_NODES, chain_result)
         _, end = first_start_last_finish(probe)
     finally:
@@ -713,6 +765,10 @@ async def submit_included(ctx: Context, name: str, batch: int | None) -> Result:
         idle_rss_mb=idle,
         workers=stats,
         server_cpu_seconds=server_cpu,
+        client_cpu_seconds=client_cpu,
+        workers_cpu_seconds=workers_cpu,
+        machine_busy=(busy_after - busy) / (total_after - total),
+        worker_transactions=worker_transactions,
         warnings=len(workers.warnings()),
     )
 
@@ -932,6 +988,9 @@ METRICS: list[tuple[str, str, int]] = [  # (key, column header, decimals)
     ("work", "W5 work ms/flow", 1),
     ("overhead", "W5 overhead ms/step", 2),
     ("server_cpu", "server CPU s", 1),
+    ("cpu_ms", "CPU ms/execution (client+workers+db)", 2),
+    ("busy", "machine busy %", 0),
+    ("tx", "worker write tx/execution", 1),
 ]
 
 
@@ -957,6 +1016,9 @@ def metrics(r: Result) -> dict[str, float | None]:
         "work": statistics.median(r.work_ms) if r.work_ms else None,
         "overhead": statistics.median(r.overheads_ms) if r.work_ms else None,
         "server_cpu": r.server_cpu_seconds,
+        "cpu_ms": r.cpu_ms_per_execution(),
+        "busy": None if r.machine_busy is None else r.machine_busy * 100,
+        "tx": None if r.worker_transactions is None else r.worker_transactions / r.executions,
     }
 
 
@@ -1037,6 +1099,14 @@ SUMMARY: list[tuple[str, str, Callable[[Result], float | None], int]] = [
         1,
     ),
     ("W1", "W1 client submit/s (workers running)", lambda r: r.enqueue_rate, 0),
+    (
+        "W1",
+        "W1 CPU ms per execution (client + workers + PostgreSQL)",
+        lambda r: r.cpu_ms_per_execution(),
+        2,
+    ),
+    ("W1", "W1 machine busy % (all cores)", lambda r: metrics(r)["busy"], 0),
+    ("W1", "W1 workers' write transactions per execution", lambda r: metrics(r)["tx"], 1),
     (
         "W1-batch",
         "W1-batch executions/s (submit included, execute_many)",

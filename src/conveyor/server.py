@@ -8,7 +8,9 @@ import contextlib
 import ipaddress
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Connection, delete, select, true
@@ -86,16 +88,27 @@ async def retention(conveyor: Conveyor, settings: Settings) -> None:
     policy = {"succeeded": settings.retention_succeeded_days}
     for status in ("failed", "cancelled", "timed_out"):
         policy[status] = settings.retention_failed_days
+
+    async def paced(*args: Any) -> int:
+        # A long backlog (a first start on old data, a shortened retention) is deleted
+        # batch by batch with a pause as long as the batch between them: the database's
+        # writer stays at least half free for executions and pages meanwhile.
+        began = time.perf_counter()
+        deleted: int = await conveyor.store.write(*args)
+        if deleted == RETENTION_BATCH:
+            await asyncio.sleep(time.perf_counter() - began)
+        return deleted
+
     while True:
         for status, days in policy.items():
             deleted = RETENTION_BATCH if days > 0 else 0
             while deleted == RETENTION_BATCH:
-                deleted = await conveyor.store.write(
+                deleted = await paced(
                     prune, status, timedelta(days=days), conveyor.store.clock.now()
                 )
         deleted = RETENTION_BATCH if settings.retention_failed_days > 0 else 0
         while deleted == RETENTION_BATCH:
-            deleted = await conveyor.store.write(
+            deleted = await paced(
                 prune_trigger_history,
                 timedelta(days=settings.retention_failed_days),
                 conveyor.store.clock.now(),

@@ -205,3 +205,14 @@ async def test_a_cancel_landing_before_the_final_write_still_wins(conveyor: Conv
     assert stats["error"] == {"type": "cancelled", "message": "cancelled by request"}
     assert (stats["executions_finished"], stats["executions_cancelled"]) == (1, 1)
     assert stats["executions_succeeded"] == 0 and stats["duration_total_ms"] == 1500
+
+
+async def test_every_commit_is_counted_one_statement_ones_too(conveyor: Conveyor) -> None:
+    """``Store.commits.write_transactions`` (logged by a stopping worker, read by the
+    benchmarks) counts a one-statement write in autocommit as the commit it is."""
+    await conveyor.apply(flow(1))
+    await conveyor.execute("w")  # the first reads the version the usual way
+    counted = conveyor.store.commits.write_transactions
+    for _ in range(3):
+        await conveyor.execute("w")  # on PostgreSQL: one statement each
+    assert conveyor.store.commits.write_transactions == counted + 3

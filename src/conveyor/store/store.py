@@ -198,6 +198,7 @@ class Store:
         the final writes it leaves alone are then made the usual way, in a transaction of
         their own (nothing of theirs was written)."""
         now = self.clock.now()
+        self.commits.write_transactions += 1  # one statement in autocommit is one
 
         def work() -> list[list[EventRecord] | LeaseLost | None]:
             with self.db.autocommit() as conn:
@@ -295,6 +296,8 @@ class Store:
             (controls.WAKE_CHANNEL, "queued"),
             (controls.EVENTS_CHANNEL, f"{new.workspace_id}:{execution_id}"),
         ]
+
+        self.commits.write_transactions += 1  # one statement in autocommit is one
 
         def work() -> queue.Enqueued:
             with self.db.autocommit() as conn:
