@@ -4,12 +4,16 @@ Run from the repository root with the project's virtualenv active::
 
     python bench/streams.py                          # SQLite and PostgreSQL, 0 and 100 streams
     python bench/streams.py --backends sqlite --executions 300 --repeat 1
+    python bench/streams.py --mix all                # every tab on the executions monitor
 
 A real ``conveyor server`` (embedded worker, default slots) per backend. 16 HTTP clients
 submit executions of a 5-step transform chain as fast as the server takes them; the rate is
-measured with no stream open and with 100 open Server-Sent Event streams (90 workspace
-streams, the "N running" indicator of every open tab, and 10 execution streams that each
-follow a recently submitted execution to its end, then the next). The phases alternate
+measured with no stream open and with 100 open Server-Sent Event streams: 90 workspace
+streams, one per open tab, asking for what the tab's page shows (``--mix pages``, default:
+a third on the executions monitor, every event; a third on a workflow's page, executions'
+events; a third on any other page, the "N running" counts and inbox events; ``--mix all``:
+every tab on the monitor), and 10 execution streams that each follow a recently submitted
+execution to its end, then the next. The phases alternate
 (0, 100, 100, 0, ...) so drift over the run falls on both. Then, with the server idle, the
 delay from a commit in ANOTHER process (this one, through the Python API) to the message
 on an SSE stream. See bench/README.md.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import multiprocessing
 import os
@@ -229,38 +234,59 @@ async def _open(port: int, key: str, path: str) -> asyncio.StreamReader:
 _WRITERS: dict[asyncio.StreamReader, asyncio.StreamWriter] = {}
 
 
-class Counted:
-    """Occurrences of ``pattern`` in a byte stream read in arbitrary pieces."""
+TAIL = 4096  # bytes of a stream kept: its last counts message is in them
 
-    def __init__(self, pattern: bytes) -> None:
+
+class Counted:
+    """Occurrences of ``pattern`` in a byte stream read in arbitrary pieces (``expected`` of
+    them by the end of a phase), and the stream's last bytes."""
+
+    def __init__(self, pattern: bytes, expected: int = 0) -> None:
         self.pattern = pattern
+        self.expected = expected
         self.count = 0
         self.bytes = 0
         self.changed = asyncio.Event()
         self._tail = b""
 
     def feed(self, chunk: bytes) -> None:
-        data = self._tail + chunk
+        data = self._tail[-(len(self.pattern) - 1) :] + chunk
         self.count += data.count(self.pattern)
-        self._tail = data[-(len(self.pattern) - 1) :]
+        self._tail = (self._tail + chunk)[-TAIL:]
         self.bytes += len(chunk)
         self.changed.set()
 
+    def quiet(self) -> bool:
+        """Whether the last ``counts`` message so far says nothing is queued, running or
+        waiting (what every stream must end with once the phase is over)."""
+        at = self._tail.rfind(b"event: counts")
+        if at < 0:
+            return False
+        data = self._tail[at:].split(b"data: ", 1)[-1].split(b"\n", 1)[0]
+        try:
+            return not any(json.loads(data).values())
+        except ValueError:
+            return False
 
-async def _workspace_reader(port: int, key: str, counted: Counted, connected: Any) -> None:
-    reader = await _open(port, key, f"{API}/stream")
+
+async def _workspace_reader(
+    port: int, key: str, types: str | None, counted: Counted, connected: Any
+) -> None:
+    query = "" if types is None else f"?types={types}"
+    reader = await _open(port, key, f"{API}/stream{query}")
     with connected.get_lock():
         connected.value += 1
     while chunk := await reader.read(65536):
         counted.feed(chunk)
 
 
-async def _all_seen(counters: list[Counted], count: int, within: float) -> None:
-    """Until every workspace stream has seen ``count`` executions succeed (or ``within``)."""
+async def _all_seen(counters: list[Counted], within: float) -> None:
+    """Until every workspace stream has seen the executions succeed that it was to see and
+    quiet counts, or ``within`` seconds."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(within):
             for counter in counters:
-                while counter.count < count:
+                while counter.count < counter.expected or not counter.quiet():
                     counter.changed.clear()
                     await counter.changed.wait()
 
@@ -277,26 +303,48 @@ async def _execution_viewer(port: int, key: str, ids: Any, counted: Counted) -> 
             counted.feed(chunk)
 
 
+def page_types(mix: str, workspace_streams: int) -> list[str | None]:
+    """What each workspace stream asks for (``?types=``, None: every event), as the
+    dashboard's pages do: ``all`` is every tab on the executions monitor (every event);
+    ``pages`` a third each on the monitor, on a workflow's page (executions' events) and on
+    any other page (its "N running" indicator and inbox: the counts and inbox events)."""
+    if mix == "all":
+        return [None] * workspace_streams
+    kinds = [None, "execution.,notification.,task.", "notification.,task."]
+    return [kinds[i % 3] for i in range(workspace_streams)]
+
+
 def readers_main(
-    port: int, key: str, streams: int, count: int, ids: Any, connected: Any, out: Any
+    port: int, key: str, streams: int, count: int, ids: Any, connected: Any, out: Any, mix: str
 ) -> None:
     async def main() -> None:
         viewers = streams // 10
-        succeeded = [Counted(b"event: execution.succeeded") for _ in range(streams - viewers)]
+        types = page_types(mix, streams - viewers)
+        succeeded = [
+            Counted(b"event: execution.succeeded", count if t is None or "execution." in t else 0)
+            for t in types
+        ]
         completes = Counted(b"event: complete")
-        tasks = [asyncio.create_task(_workspace_reader(port, key, c, connected)) for c in succeeded]
+        tasks = [
+            asyncio.create_task(_workspace_reader(port, key, t, c, connected))
+            for t, c in zip(types, succeeded, strict=True)
+        ]
         views = [
             asyncio.create_task(_execution_viewer(port, key, ids, completes))
             for _ in range(viewers)
         ]
         await asyncio.gather(*views)  # until the parent sends one None per viewer
-        await _all_seen(succeeded, count, within=30)
+        await _all_seen(succeeded, within=30)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         out.put(
             {
-                "workspace_succeeded": [c.count for c in succeeded],
+                # an indicator-only stream is not sent executions' events: it counts as
+                # having seen them all once its counts end quiet
+                "workspace_succeeded": [
+                    (c.count if c.expected else count) if c.quiet() else 0 for c in succeeded
+                ],
                 "completes": completes.count,
                 "bytes": sum(c.bytes for c in succeeded) + completes.bytes,
                 "cpu": time.process_time(),
@@ -356,7 +404,7 @@ def settle(running: Server, within: float = 120) -> None:
         probe.close()
 
 
-def run_phase(running: Server, streams: int, count: int, clients: int) -> Phase:
+def run_phase(running: Server, streams: int, count: int, clients: int, mix: str) -> Phase:
     settle(running)
     context = multiprocessing.get_context("spawn")
     ids = context.Queue()
@@ -366,7 +414,7 @@ def run_phase(running: Server, streams: int, count: int, clients: int) -> Phase:
     if streams:
         child = context.Process(
             target=readers_main,
-            args=(running.port, running.key, streams, count, ids, connected, out),
+            args=(running.port, running.key, streams, count, ids, connected, out, mix),
         )
         child.start()
         deadline = time.monotonic() + 60
@@ -491,7 +539,8 @@ def report(backend: str, phases: list[Phase], delays: list[float], streams: int)
             d = p.delivered
             print(
                 f"streams run: {d['complete']}/{len(d['workspace_succeeded'])} workspace streams "
-                f"saw every execution succeed, {d['completes']} execution streams completed, "
+                "saw every execution succeed it asked for and ended with quiet counts, "
+                f"{d['completes']} execution streams completed, "
                 f"{d['bytes'] / 1e6:.1f} MB; the readers' process used "
                 f"{d['cpu'] / p.executions * 100:.2f} CPU s per 100 executions (on the "
                 "server's cores here; a viewer's browser elsewhere)"
@@ -518,6 +567,14 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2, help="phases of each kind")
+    parser.add_argument(
+        "--mix",
+        choices=("pages", "all"),
+        default="pages",
+        help="what the workspace streams ask for: as the dashboard's pages do, a third each "
+        "on the monitor, a workflow page and any other page (default); or every event, "
+        "every tab on the monitor",
+    )
     args = parser.parse_args()
     order = ([0, args.streams, args.streams, 0] * args.repeat)[: 2 * args.repeat]
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-logs-") as logs:
@@ -527,7 +584,7 @@ def main() -> int:
                     asyncio.run(submit(running, 20, 4, None, 0))  # warm up
                     phases = []
                     for streams in order:
-                        phase = run_phase(running, streams, args.executions, args.clients)
+                        phase = run_phase(running, streams, args.executions, args.clients, args.mix)
                         print(f"{backend}: {streams} streams: {phase.rate:.1f} executions/s")
                         phases.append(phase)
                     tracebacks(running)

@@ -305,6 +305,54 @@ async def test_workspace_stream_yields_its_events_and_live_counts(api: Api) -> N
     assert replayed == [i for i in ids if i > position(counted.id)[0]]
 
 
+async def test_a_workspace_stream_sends_only_the_event_types_it_asked_for(api: Api) -> None:
+    """``?types=`` (a page that shows only some events): the others never reach it, counts
+    still do, and a resume or a second stream with the same filter gets the same."""
+    await api.create(gated("ws-types", "ws-types"))
+    url = f"{api.ws()}/stream?types=execution.,notification."
+    async with SSEStream(api.http, url) as stream:
+        await stream.until(lambda e: e.event == "connected")
+        execution_id = await api.execute("ws-types")
+        await stream.until(lambda e: e.event == "counts" and e.data["running"] == 1)
+        api.gate("ws-types").set()
+        await stream.until(
+            lambda e: e.event == "execution.succeeded" and e.data["execution_id"] == execution_id
+        )
+        if [e.data for e in stream.seen if e.event == "counts"][-1:] != [QUIET]:
+            await stream.until(lambda e: e.event == "counts" and e.data == QUIET)
+    kinds = [e.event for e in stream.seen if e.event not in ("connected", "counts")]
+    stored = await api.http.get(f"{api.ws()}/executions/{execution_id}/events")
+    every = [e["type"] for e in stored.json()]
+    assert any(t.startswith("step.") for t in every)  # there were step events to leave out
+    assert kinds == [t for t in every if t.startswith("execution.")]
+    # counts keep their "N.1" ids after the last event of their batch, in order
+    positions = [position(e.id) for e in stream.seen]
+    assert all(a < b for a, b in itertools.pairwise(positions)), positions
+
+    # resuming with Last-Event-ID keeps the filter of the URL
+    first = next(e for e in stream.seen if e.event == "execution.queued")
+    async with SSEStream(api.http, url, {"Last-Event-ID": first.id or ""}) as again:
+        await again.until(
+            lambda e: e.event == "execution.succeeded" and e.data["execution_id"] == execution_id
+        )
+    replayed = [e.event for e in again.seen if e.event not in ("connected", "counts")]
+    assert replayed == kinds[1:]
+
+    for bad in ("Step.", "a,,b;c", ",".join(f"t{i}." for i in range(21))):
+        problem_of(await api.http.get(f"{api.ws()}/stream", params={"types": bad}), 400)
+
+    # empty: the counts alone (the "N running" indicator of a page that shows no events)
+    await api.create(gated("ws-counts", "ws-counts"))
+    async with SSEStream(api.http, f"{api.ws()}/stream?types=") as counts_only:
+        await counts_only.until(lambda e: e.event == "connected")
+        second = await api.execute("ws-counts")  # held at its gate: running stays 1
+        await counts_only.until(lambda e: e.event == "counts" and e.data["running"] == 1)
+        api.gate("ws-counts").set()
+        await api.until_finished(second)
+        await counts_only.until(lambda e: e.event == "counts" and e.data == QUIET)
+    assert {e.event for e in counts_only.seen} == {"connected", "counts"}
+
+
 async def test_websocket_subscription_to_an_execution(api: Api) -> None:
     await api.create(gated("ws-sub", "ws-sub"))
     execution_id = await api.execute("ws-sub")

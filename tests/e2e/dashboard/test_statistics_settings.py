@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -392,3 +393,22 @@ def test_a_viewer_sees_no_control_and_the_server_refuses_their_posts(
     roles = {m["email"]: m["role"] for m in admin_api.call("GET", "/members")}
     assert roles["vera@example.com"] == "viewer"
     context.close()
+
+
+def test_each_page_asks_its_stream_for_the_events_it_shows_only(page: Page) -> None:
+    """The workspace stream carries every step of every execution unless a page asks for
+    less: a page that shows the "N running" indicator and the inbox asks for the inbox's
+    events alone (the counts always come), the statistics for executions' events, the
+    monitor for steps too (its progress bars)."""
+    stream = re.compile(rf"/api/v1/workspaces/{WS}/stream(\?.*)?$")
+    for path, types in (
+        ("settings", "notification.,task."),
+        ("workflows", "notification.,task."),
+        ("statistics", "execution.,notification.,task."),
+        ("executions", "execution.,notification.,step.,task."),
+    ):
+        with page.expect_request(stream) as opened:
+            page.goto(f"/w/{WS}/{path}")
+        query = parse_qs(urlsplit(opened.value.url).query)
+        assert query.get("types") == [types], (path, opened.value.url)
+        expect(page.locator("[data-live-status]")).to_have_attribute("data-live-status", "live")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from conveyor.api.auth import Scope, read_access, socket_access
 from conveyor.api.bodies import JsonRoute
 from conveyor.api.sse import PING, PING_SECONDS, EventStream, Position
 from conveyor.engine.state import TERMINAL
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, InputError
 from conveyor.live import Delivery, Feed, Subscription
 from conveyor.store import Store
 from conveyor.store import feed as reads
@@ -203,26 +204,31 @@ async def _follow(
 
 
 class _WorkspaceView:
-    """What one workspace stream has sent: events after ``after`` and the last counts."""
+    """What one workspace stream has sent: events after ``after`` (those of the ``types``
+    it asked for; None: every event) and the last counts."""
 
-    def __init__(self, after: int, counts: dict[str, int]) -> None:
+    def __init__(
+        self, after: int, counts: dict[str, int], types: tuple[str, ...] | None = None
+    ) -> None:
         self.after = after
         self.counts = counts
+        self.types = types
+        self._memo_key = ("sse", types)  # streams asking for the same types share a render
 
     def send(self, rows: list[dict[str, Any]], counts: dict[str, int], memo: Any = None) -> bytes:
-        rendered = memo.get("sse") if memo is not None else None
+        last = rows[-1]["id"]
+        if last <= self.after:  # all sent already (a catch-up that met the live batches)
+            return b""
+        rendered = memo.get(self._memo_key) if memo is not None else None
         if rendered is None:
-            rendered = _workspace_messages(rows)
+            rendered = _workspace_messages(rows, self.types)
             if memo is not None:
-                memo["sse"] = rendered
+                memo[self._memo_key] = rendered
         messages, joined = rendered
         if not messages or messages[0][0] > self.after:
             out = joined
         else:
             out = b"".join(m for ident, m in messages if ident > self.after)
-        if not out:
-            return b""
-        last = rows[-1]["id"]
         self.after = last
         if counts and counts != self.counts:
             # One snapshot: the counts sent with a batch are the counts as of its events.
@@ -244,12 +250,43 @@ class _WorkspaceView:
                 return
 
 
-def _workspace_messages(rows: list[dict[str, Any]]) -> tuple[list[tuple[int, bytes]], bytes]:
+def _workspace_messages(
+    rows: list[dict[str, Any]], types: tuple[str, ...] | None
+) -> tuple[list[tuple[int, bytes]], bytes]:
     messages = []
     for r in rows:
+        if types is not None and not r["type"].startswith(types):
+            continue
         data = {"execution_id": r["execution_id"], "seq": r["seq"], **r["data"]}
         messages.append((r["id"], sse.message(r["type"], r["id"], data)))
     return messages, b"".join(m for _, m in messages)
+
+
+MAX_TYPES = 20
+_TYPE_PREFIX = re.compile(r"[a-z_]+(\.[a-z_]*)*")
+
+
+def _event_types(
+    types: Annotated[
+        str | None,
+        Query(
+            max_length=500,
+            description="only events whose type starts with one of these comma-separated "
+            "prefixes (`execution.,notification.` leaves out step events); counts are "
+            "always sent. Empty: the counts alone. Absent: every event",
+            examples=["execution.,notification.,task."],
+        ),
+    ] = None,
+) -> tuple[str, ...] | None:
+    if types is None:
+        return None
+    found = tuple(sorted({t.strip() for t in types.split(",") if t.strip()}))
+    if len(found) > MAX_TYPES or not all(_TYPE_PREFIX.fullmatch(t) for t in found):
+        raise InputError(
+            f"types: give up to {MAX_TYPES} comma-separated event type prefixes such as "
+            "execution. or step.succeeded (lower-case letters, _ and dots)"
+        )
+    return found  # empty: no events, the counts alone
 
 
 def _workspace_resume(
@@ -279,22 +316,28 @@ async def workspace_stream(
     scope: Read,
     request: Request,
     resume: Annotated[Position | None, Depends(_workspace_resume)],
+    types: Annotated[tuple[str, ...] | None, Depends(_event_types)],
 ) -> EventStream:
-    """Ids are event ids; ``counts`` after event ``N`` is ``"N.1"``."""
+    """Ids are event ids; ``counts`` after event ``N`` is ``"N.1"``. A page that shows
+    only some events asks for those (``types``): the rest are never sent to it."""
     return EventStream(
-        _workspace_stream(scope.conveyor.store, _feed(request), scope.workspace_id, resume)
+        _workspace_stream(scope.conveyor.store, _feed(request), scope.workspace_id, resume, types)
     )
 
 
 async def _workspace_stream(
-    store: Store, feed: Feed, workspace_id: str, resume: Position | None
+    store: Store,
+    feed: Feed,
+    workspace_id: str,
+    resume: Position | None,
+    types: tuple[str, ...] | None = None,
 ) -> AsyncIterator[bytes]:
     async with feed.subscribe(live.workspace(workspace_id)) as subscription:
         assert subscription.start is not None
         start = resume or Position(subscription.start)
         counts = await store.read(reads.counts, [workspace_id])
         yield sse.message("connected", start, {"counts": counts[workspace_id]})
-        view = _WorkspaceView(start.seq, counts[workspace_id])
+        view = _WorkspaceView(start.seq, counts[workspace_id], types)
         while True:
             assert subscription.start is not None
             async for chunk in view.catch_up(store, workspace_id, subscription.start):

@@ -166,7 +166,7 @@ function tickDurations() {
 
 if (monitor && body) {
   runningNumber();
-  onWorkspaceEvents(onEvents);
+  onWorkspaceEvents(onEvents, ["execution.", "step."]); // steps move the progress bars
   document.addEventListener("executions:reload", () => reload().catch(() => {}));
   setInterval(tickDurations, 1000);
 }

@@ -1,9 +1,11 @@
 // The one live channel of a page: the workspace's Server-Sent Events stream, shared by every
 // component, plus execution streams on demand. It starts after the page's cursor (what the
-// page already shows) when the page gives one. Events are handed to components once per
-// animation frame (batched), so 50 executions at once never make the page jump. When a
-// stream drops, EventSource reconnects with Last-Event-ID (nothing is missed); while it is
-// down, counts fall back to polling.
+// page already shows) when the page gives one. Each component names the event types it
+// shows, and the stream asks the server for those only (?types=): a page that shows the
+// "N running" indicator and the inbox is not sent every step of every execution. Events are
+// handed to components once per animation frame (batched), so 50 executions at once never
+// make the page jump. When a stream drops, EventSource reconnects with Last-Event-ID
+// (nothing is missed); while it is down, counts fall back to polling.
 
 import { api, workspaceApi } from "./api.js";
 
@@ -18,6 +20,12 @@ let source = null;
 let pollTimer = null;
 let lastCounts = null;
 let status = "connecting";
+// The event type prefixes the page's components show (null: every event), the union the
+// open stream asked for, and the last event id it delivered (a wider stream resumes there).
+let wanted = new Set();
+let asked = null;
+let lastId = null;
+let connectPending = false;
 
 function flush() {
   scheduled = false;
@@ -94,14 +102,27 @@ export const WORKSPACE_EVENTS = [
   "notification.created", "task.created",
 ];
 const INBOX_EVENTS = ["notification.created", "task.created"];
+const INBOX_TYPES = ["notification.", "task."];
 
-function connect() {
-  if (source) return;
+function query() {
+  const params = new URLSearchParams();
+  const after = lastId ?? document.body.dataset.liveAfter;
+  if (after) params.set("after", after);
+  if (wanted !== null) params.set("types", [...wanted].sort().join(","));
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+function open() {
+  connectPending = false;
+  if (source && sameTypes(asked, wanted)) return;
+  if (source) source.close(); // a component wants more than this stream carries
+  asked = wanted === null ? null : new Set(wanted);
   // A live page names the event its content reflects: the stream starts after it, so what
   // happened between the page's render and this connection is replayed, not lost (a
-  // reconnect resumes from Last-Event-ID, which the server prefers).
-  const after = document.body.dataset.liveAfter;
-  source = new EventSource(`${workspaceApi()}/stream${after ? `?after=${after}` : ""}`);
+  // reconnect resumes from Last-Event-ID, which the server prefers; a wider stream from
+  // the last event this page received).
+  source = new EventSource(`${workspaceApi()}/stream${query()}`);
   source.addEventListener("open", () => {
     stopPolling();
     setStatus("live");
@@ -112,23 +133,44 @@ function connect() {
   });
   source.addEventListener("connected", (e) => setCounts(JSON.parse(e.data).counts));
   source.addEventListener("counts", (e) => setCounts(JSON.parse(e.data)));
-  const onEvent = (e) => queue({ type: e.type, ...JSON.parse(e.data) });
+  const onEvent = (e) => {
+    if (e.lastEventId) lastId = e.lastEventId;
+    queue({ type: e.type, ...JSON.parse(e.data) });
+  };
   for (const type of WORKSPACE_EVENTS) source.addEventListener(type, onEvent);
   for (const type of INBOX_EVENTS) source.addEventListener(type, refreshInbox);
   source.addEventListener("message", onEvent);
 }
 
-// fn(batch): every workspace event, batched per animation frame.
-export function onWorkspaceEvents(fn) {
+function sameTypes(a, b) {
+  if (a === null || b === null) return a === b;
+  return a.size === b.size && [...b].every((t) => a.has(t));
+}
+
+// types: the event type prefixes a component shows ("execution.", "step."), or null for
+// every event. Components that register while the page loads share one stream, opened
+// once they all have (a microtask later).
+function connect(types) {
+  if (types === null) wanted = null;
+  else if (wanted !== null) for (const t of types) wanted.add(t);
+  if (connectPending) return;
+  connectPending = true;
+  queueMicrotask(open);
+}
+
+// fn(batch): the workspace's events of the given type prefixes (default: every event),
+// batched per animation frame; a handler may still see other types another component
+// asked for.
+export function onWorkspaceEvents(fn, types = null) {
   eventHandlers.add(fn);
-  connect();
+  connect(types);
   return () => eventHandlers.delete(fn);
 }
 
 // fn({queued, running, waiting}) on every change of the live counts.
 export function onCounts(fn) {
   countHandlers.add(fn);
-  connect();
+  connect([]);
   if (lastCounts) fn(lastCounts);
   return () => countHandlers.delete(fn);
 }
@@ -136,7 +178,7 @@ export function onCounts(fn) {
 // fn({unread, open_tasks}) whenever the viewer's inbox may have changed.
 export function onInbox(fn) {
   inboxHandlers.add(fn);
-  connect();
+  connect(INBOX_TYPES);
   return () => inboxHandlers.delete(fn);
 }
 

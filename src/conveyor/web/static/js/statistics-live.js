@@ -53,4 +53,4 @@ function schedule() {
 
 onWorkspaceEvents((batch) => {
   if (batch.some((event) => COUNTED.has(event.type))) schedule();
-});
+}, ["execution."]);

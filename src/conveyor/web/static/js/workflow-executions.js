@@ -107,5 +107,5 @@ export function initExecutions(run) {
       // One read at a time, in order: a slow answer never overwrites a newer one.
       reading = reading.then(() => reconcile()).catch(() => {});
     }
-  });
+  }, ["execution."]);
 }

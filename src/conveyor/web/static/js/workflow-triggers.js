@@ -243,6 +243,6 @@ export function initTriggers({ workflow: workflowName, workflow_id: workflowId }
     if (panel.hidden || timer || !events.some(ours)) return;
     const wait = Math.max(0, last + MIN_GAP_MS - Date.now());
     timer = setTimeout(() => { timer = null; refresh().catch(() => {}); }, wait);
-  });
+  }, ["execution."]);
   loadNextFires(panel).catch(() => {});
 }
