@@ -14,7 +14,8 @@ a third on the executions monitor, every event; a third on a workflow's page, ex
 events; a third on any other page, the "N running" counts and inbox events; ``--mix all``:
 every tab on the monitor), and 10 execution streams that each follow a recently submitted
 execution to its end, then the next. The phases alternate
-(0, 100, 100, 0, ...) so drift over the run falls on both. Then, with the server idle, the
+(0, 100, 100, 0, ...), after a phase that is not measured, so drift over the run falls on
+both. Then, with the server idle, the
 delay from a commit in ANOTHER process (this one, through the Python API) to the message
 on an SSE stream. See bench/README.md.
 """
@@ -246,6 +247,7 @@ class Counted:
         self.expected = expected
         self.count = 0
         self.bytes = 0
+        self.pieces = 0  # reads that returned data: about one per write of the server
         self.changed = asyncio.Event()
         self._tail = b""
 
@@ -254,6 +256,7 @@ class Counted:
         self.count += data.count(self.pattern)
         self._tail = (self._tail + chunk)[-TAIL:]
         self.bytes += len(chunk)
+        self.pieces += 1
         self.changed.set()
 
     def quiet(self) -> bool:
@@ -347,6 +350,7 @@ def readers_main(
                 ],
                 "completes": completes.count,
                 "bytes": sum(c.bytes for c in succeeded) + completes.bytes,
+                "pieces": statistics.mean(c.pieces for c in succeeded),
                 "cpu": time.process_time(),
             }
         )
@@ -541,7 +545,8 @@ def report(backend: str, phases: list[Phase], delays: list[float], streams: int)
                 f"streams run: {d['complete']}/{len(d['workspace_succeeded'])} workspace streams "
                 "saw every execution succeed it asked for and ended with quiet counts, "
                 f"{d['completes']} execution streams completed, "
-                f"{d['bytes'] / 1e6:.1f} MB; the readers' process used "
+                f"{d['bytes'] / 1e6:.1f} MB in {d['pieces']:.0f} pieces per workspace stream "
+                f"({d['pieces'] / p.seconds:.1f}/s); the readers' process used "
                 f"{d['cpu'] / p.executions * 100:.2f} CPU s per 100 executions (on the "
                 "server's cores here; a viewer's browser elsewhere)"
             )
@@ -581,7 +586,10 @@ def main() -> int:
         for backend in args.backends.split(","):
             with database(backend) as url:
                 with server(url, logs) as running:
-                    asyncio.run(submit(running, 20, 4, None, 0))  # warm up
+                    # Warm up with a whole phase, not measured: the first phase on a fresh
+                    # database ran 20-60 % faster than any later one of either kind, which
+                    # made the streams look dearer than they are.
+                    run_phase(running, 0, args.executions, args.clients, args.mix)
                     phases = []
                     for streams in order:
                         phase = run_phase(running, streams, args.executions, args.clients, args.mix)

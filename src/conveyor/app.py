@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +13,7 @@ from sqlalchemy import Connection
 from conveyor.engine.definition import WorkflowDefinition, parse_definition
 from conveyor.engine.graph import Graph
 from conveyor.engine.inputs import check_input
-from conveyor.engine.interfaces import Clock, EventRecord, ExecutionUser, user_variables
+from conveyor.engine.interfaces import Clock, ExecutionUser, user_variables
 from conveyor.engine.limits import DEFAULT_LIMITS, Limits
 from conveyor.engine.state import TERMINAL, ExecutionStatus
 from conveyor.engine.templates import TemplateProblem, render
@@ -509,11 +507,6 @@ _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
 CHILD_KEY = "child:"
 
 
-CHILD_CHECK_SECONDS = 1.0
-_FINISHED_STATUSES = frozenset(s.value for s in TERMINAL)
-_TERMINAL_EVENTS = frozenset(f"execution.{s}" for s in _FINISHED_STATUSES)
-
-
 class RuntimeServices:
     """What node code may ask of the platform (the ``Services`` of ``NodeContext``)."""
 
@@ -597,26 +590,11 @@ class RuntimeServices:
         return execution_id
 
     async def wait_child(self, execution_id: str) -> dict[str, Any]:
-        """A commit in this process is heard at once; one made by another process is seen
-        by a read of the status every ``CHILD_CHECK_SECONDS``."""
-        heard = asyncio.Event()
-
-        def on_records(records: list[EventRecord]) -> None:
-            if any(r.execution_id == execution_id and r.type in _TERMINAL_EVENTS for r in records):
-                heard.set()
-
-        self.store.listeners.append(on_records)
-        try:
-            while True:
-                heard.clear()
-                row = await self.store.read(store_triggers.finished, execution_id, None)
-                if row["status"] in _FINISHED_STATUSES:
-                    return {k: row[k] for k in ("status", "result", "error")}
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(CHILD_CHECK_SECONDS):
-                        await heard.wait()
-        finally:
-            self.store.listeners.remove(on_records)
+        """Told by the child's finishing commit, in this process or another
+        (``Store.wait_finished``), then its outcome read once."""
+        await self.store.wait_finished(execution_id)
+        row = await self.store.read(store_triggers.finished, execution_id, None)
+        return {k: row[k] for k in ("status", "result", "error")}
 
     async def child_outcome(self, execution_id: str) -> dict[str, Any] | None:
         row = await self.store.execution_row(execution_id)

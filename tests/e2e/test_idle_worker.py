@@ -2,8 +2,8 @@
 (tests/unit/test_worker_imports.py names each library and what it costs): what it imports
 on its way to the first claim (opening the store, NOTIFY, the scheduler) is checked here.
 
-The launcher below adds a SIGUSR1 handler that writes ``sys.modules`` to a file; nothing in
-Conveyor knows about it."""
+The launcher below adds a SIGUSR1 handler that writes ``sys.modules`` (and the GIL's switch
+interval) to files; nothing in Conveyor knows about it."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.cli.base import SWITCH_INTERVAL_SECONDS
 from tests.unit.test_worker_imports import NOT_IN_A_WORKER
 
 LAUNCHER = """
 import os, signal, sys
 def dump(*_):
     path = os.environ["MODULES_FILE"]
+    with open(path + ".switch", "w") as f:
+        f.write(repr(sys.getswitchinterval()))
     with open(path + ".part", "w") as f:
         f.write("\\n".join(sorted(sys.modules)))
     os.replace(path + ".part", path)
@@ -74,3 +77,6 @@ def test_an_idle_worker_has_not_loaded_what_it_does_not_use(
         worker.wait(30)
     assert [m for m in NOT_IN_A_WORKER if m in names and m != "psycopg"] == []
     assert ("psycopg" in names) == database_url.startswith("postgresql")
+    # A long-running process hands the GIL over every millisecond (cli/base.long_running).
+    switch = float(Path(f"{modules}.switch").read_text())
+    assert switch == SWITCH_INTERVAL_SECONDS != sys.getswitchinterval(), switch

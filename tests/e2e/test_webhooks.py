@@ -331,8 +331,9 @@ def test_sync_and_stream_responses(server: ServerProcess) -> None:
 def test_sync_answer_when_another_process_runs_the_execution(
     database_url: str, tmp_path: Path
 ) -> None:
-    """A server without an embedded worker hears of the finish by reading its status (no
-    commit of its own to listen to): the answer is the result, not the 202 fallback."""
+    """A server without an embedded worker is told of the finish by the worker's finishing
+    commit (NOTIFY, or SQLite's finished file): the answer is the result, not the 202
+    fallback."""
     process = ServerProcess(database_url, tmp_path / "server.log", concurrency=0)
     workers = Workers(database_url, tmp_path)
     try:

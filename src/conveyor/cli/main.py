@@ -23,6 +23,7 @@ from conveyor.cli.base import (
     err,
     guard,
     limits_of,
+    long_running,
     open_conveyor,
     open_waiting,
     out,
@@ -231,6 +232,7 @@ def worker(
         from conveyor.settings import Settings
 
         _configure_logging()
+        long_running()
         settings = Settings()
         registry = registry_for(plugin, allow_private_network)
         poll = timedelta(seconds=settings.scheduler_poll_seconds) if scheduler else None
@@ -307,6 +309,7 @@ def server(
 
         settings = Settings().model_copy(update={"scheduler": scheduler})
         _configure_logging()
+        long_running()
         registry = registry_for(plugin, allow_private_network)
         conveyor = run_async(open_waiting(database, registry, wait_for_database))
         worker = worker_settings(settings, concurrency) if concurrency else None

@@ -88,10 +88,7 @@ def close(app: FastAPI) -> None:
 def _hooks(request: Request) -> Hooks:
     hooks: Hooks | None = getattr(request.app.state, "hooks", None)
     if hooks is None:
-        # The server sets ``state.worker`` when it runs an embedded worker.
-        local = getattr(request.app.state, "worker", None) is not None
-        finishes = Finishes(base_app(request).store, local_worker=local)
-        hooks = request.app.state.hooks = Hooks(finishes)
+        hooks = request.app.state.hooks = Hooks(Finishes(base_app(request).store))
     return hooks
 
 
