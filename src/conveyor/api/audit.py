@@ -12,16 +12,22 @@ deliveries are not here: every one is recorded in ``webhook_deliveries``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor.errors import StoreUnavailable
 from conveyor.store import audit
 from conveyor.store.accounts import Principal
 
 log = logging.getLogger(__name__)
+# While the database is away after the change committed: retry the entry this long.
+RETRY_SECONDS = 15.0
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 0.1, 1.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Requests that change nothing though they are POSTs (a check, a draft), by path template.
 READ_ONLY = frozenset({"/workspaces/{ws}/validate", "/workspaces/{ws}/generate"})
@@ -186,11 +192,41 @@ class AuditTrail:
 
 
 async def _record(scope: Scope, status: int) -> None:
+    """Write the entry before the answer starts. The change is committed already, so the
+    answer goes out whatever happens here: while the database is away (a restart between
+    the change's commit and this one) the entry is retried for up to RETRY_SECONDS, then
+    written to the log, one line (who, what, where; not its details), instead of to the
+    table."""
     entry = entry_for(scope, status)
     if entry is None:
         return
     store = scope["app"].state.conveyor.store
-    try:
-        await store.write(audit.record, entry, store.clock.now())
-    except Exception:  # the change is committed: answer it, and say loudly what is missing
-        log.exception("audit entry not recorded: %s", entry.action, extra={"action": "audit.lost"})
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETRY_SECONDS
+    delay = RETRY_FIRST_SECONDS
+    while True:
+        try:
+            await store.write(audit.record, entry, store.clock.now())
+            return
+        except (StoreUnavailable, OperationalError) as exc:
+            if loop.time() + delay > deadline:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                log.error(
+                    "audit entry not recorded (%s): %s by %s on %s %s in workspace %s from %s",
+                    reason,
+                    entry.action,
+                    entry.actor.display,
+                    entry.target_type,
+                    entry.target_id,
+                    entry.workspace_id,
+                    entry.source.ip,
+                    extra={"action": "audit.lost"},
+                )
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+        except Exception:  # not an outage: say loudly what is missing
+            log.exception(
+                "audit entry not recorded: %s", entry.action, extra={"action": "audit.lost"}
+            )
+            return
