@@ -60,21 +60,32 @@ async def _entries(conveyor: Conveyor) -> list[str]:
     return await conveyor.store.read(read)
 
 
+async def _record_while_locked(
+    database_url: str, locked_for: float, caplog: pytest.LogCaptureFixture
+) -> tuple[list[str], list[logging.LogRecord]]:
+    """Record an entry while another connection holds the write lock for ``locked_for``
+    seconds (a busy timeout of 0.1 s); the entries then in the table, and the middleware's
+    log records."""
+    path = Path(database_url.removeprefix("sqlite:///"))
+    conveyor = await Conveyor.open(f"{database_url}?timeout=0.1", build_registry())
+    try:
+        timer = _hold_write_lock(path, locked_for)
+        with caplog.at_level(logging.ERROR):
+            await audit_middleware._record(_scope(conveyor), 202)
+        timer.join()
+        logged = [r for r in caplog.records if r.name == audit_middleware.__name__]
+        return await _entries(conveyor), logged
+    finally:
+        conveyor.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_an_audit_entry_waits_for_the_database_then_lands(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = Path(database_url.removeprefix("sqlite:///"))
-    conveyor = await Conveyor.open(f"{database_url}?timeout=0.1", build_registry())
-    try:
-        timer = _hold_write_lock(path, 0.6)
-        with caplog.at_level(logging.ERROR):
-            await audit_middleware._record(_scope(conveyor), 202)
-        timer.join()
-        assert await _entries(conveyor) == ["workflow.execute"]
-        assert not [r for r in caplog.records if r.name == audit_middleware.__name__]
-    finally:
-        conveyor.close()
+    entries, logged = await _record_while_locked(database_url, 0.6, caplog)
+    assert entries == ["workflow.execute"]
+    assert logged == []
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -82,18 +93,10 @@ async def test_an_audit_entry_the_database_never_takes_is_one_log_line(
     database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(audit_middleware, "RETRY_SECONDS", 0.3)
-    path = Path(database_url.removeprefix("sqlite:///"))
-    conveyor = await Conveyor.open(f"{database_url}?timeout=0.1", build_registry())
-    try:
-        timer = _hold_write_lock(path, 2.0)
-        with caplog.at_level(logging.ERROR):
-            await audit_middleware._record(_scope(conveyor), 202)
-        timer.join()
-        (line,) = [r for r in caplog.records if r.name == audit_middleware.__name__]
-        assert line.exc_info is None  # one line, no traceback
-        message = line.getMessage()
-        assert "workflow.execute by ada@example.com" in message, message
-        assert "from 127.0.0.1" in message, message
-        assert await _entries(conveyor) == []
-    finally:
-        conveyor.close()
+    entries, logged = await _record_while_locked(database_url, 2.0, caplog)
+    (line,) = logged
+    assert line.exc_info is None  # one line, no traceback
+    message = line.getMessage()
+    assert "workflow.execute by ada@example.com" in message, message
+    assert "from 127.0.0.1" in message, message
+    assert entries == []

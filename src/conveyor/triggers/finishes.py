@@ -19,22 +19,13 @@ from conveyor.store import Store, triggers
 TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
 
 
-class Finishes:
-    """The sync responses' waits of one application."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def close(self) -> None:
-        """Nothing held: the store's finish watch lives with the store."""
-
-    async def wait(
-        self, execution_id: str, within: float, node: str | None = None
-    ) -> dict[str, Any] | None:
-        """The execution's status, result and error (and ``node``'s output) once it is
-        finished, or None after ``within`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await self.store.wait_finished(execution_id)
-        row: dict[str, Any] = await self.store.read(triggers.finished, execution_id, node)
-        return row if row["status"] in TERMINAL_STATUSES else None
+async def finished_within(
+    store: Store, execution_id: str, within: float, node: str | None = None
+) -> dict[str, Any] | None:
+    """The execution's status, result and error (and ``node``'s output) once it is
+    finished, or None after ``within`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            await store.wait_finished(execution_id)
+    row: dict[str, Any] = await store.read(triggers.finished, execution_id, node)
+    return row if row["status"] in TERMINAL_STATUSES else None

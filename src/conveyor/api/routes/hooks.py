@@ -34,7 +34,7 @@ from conveyor.engine.triggers import WebhookSpec
 from conveyor.errors import Conflict, ConveyorError, NotFound, PayloadTooLarge
 from conveyor.store import triggers as store
 from conveyor.triggers import webhooks
-from conveyor.triggers.finishes import Finishes
+from conveyor.triggers.finishes import finished_within
 
 router = APIRouter(tags=["webhooks"])
 CACHE_SECONDS = 1.0  # a disabled or deleted webhook stops answering within this
@@ -54,9 +54,8 @@ class Hook:
 
 @dataclass
 class Hooks:
-    """Per application: the token cache and the waiters of sync responses."""
+    """Per application: the token cache."""
 
-    finishes: Finishes
     cache: dict[str, tuple[float, Hook | None]] = field(default_factory=dict)
 
     async def lookup(self, conveyor: Conveyor, token: str) -> Hook | None:
@@ -78,17 +77,14 @@ class Hooks:
 
 
 def close(app: FastAPI) -> None:
-    """Stop listening to the store's commits (the app's lifespan ends)."""
-    hooks: Hooks | None = getattr(app.state, "hooks", None)
-    if hooks is not None:
-        hooks.finishes.close()
-        app.state.hooks = None
+    """Forget the token cache (the app's lifespan ends)."""
+    app.state.hooks = None
 
 
 def _hooks(request: Request) -> Hooks:
     hooks: Hooks | None = getattr(request.app.state, "hooks", None)
     if hooks is None:
-        hooks = request.app.state.hooks = Hooks(Finishes(base_app(request).store))
+        hooks = request.app.state.hooks = Hooks()
     return hooks
 
 
@@ -259,7 +255,7 @@ async def _respond(
     if mode == "sync" and created:
         within = hook.spec.response.timeout.total_seconds()
         node = hook.spec.response.node
-        finished = await _hooks(request).finishes.wait(execution_id, within, node)
+        finished = await finished_within(conveyor.store, execution_id, within, node)
         if finished is not None:
             return _result(hook, finished, urls)
         return _accepted(execution_id, "running", False, urls, problems.HOOK_ACCEPTED)
