@@ -56,6 +56,7 @@ API = "/api/v1/workspaces/default"
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 WATCH_SECONDS = 0.05  # how often the finished count is checked
 SIGNALS = 50  # cross-process latency samples
+SCRAPE = "bench-scrape-token"  # the server's /metrics: what its live feed and streams did
 
 
 class BenchError(Exception):
@@ -141,6 +142,18 @@ class Server:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def live(self) -> dict[str, float]:
+        """The server's ``conveyor_live_*`` counters (``/metrics``), by short name."""
+        text = httpx.get(
+            f"{self.base}/metrics", headers={"Authorization": f"Bearer {SCRAPE}"}, timeout=10
+        ).text
+        found = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("conveyor_live_") and name.endswith("_total"):
+                found[name.removeprefix("conveyor_live_").removesuffix("_total")] = float(value)
+        return found
+
     def cpu_seconds(self) -> tuple[float, float]:
         """User and system CPU seconds of the server process so far."""
         with open(f"/proc/{self.process.pid}/stat") as stat:
@@ -158,6 +171,7 @@ def server(url: str, log_dir: str, concurrency: int = 8) -> Iterator[Server]:
         "CONVEYOR_DATABASE_URL": url,
         "CONVEYOR_ADMIN_EMAIL": ADMIN["email"],
         "CONVEYOR_ADMIN_PASSWORD": ADMIN["password"],
+        "CONVEYOR_METRICS_TOKEN": SCRAPE,
     }
     command = [*SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as out:
@@ -367,6 +381,7 @@ class Phase:
     executions: int
     seconds: float
     server_cpu: tuple[float, float]  # user, system
+    live: dict[str, float]  # the server's conveyor_live_* counters over the phase
     delivered: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -431,6 +446,7 @@ def run_phase(running: Server, streams: int, count: int, clients: int, mix: str)
         before = probe.by_status()
         done_before = sum(before.get(s, 0) for s in TERMINAL)
         cpu = running.cpu_seconds()
+        live = running.live()
         started = time.perf_counter()
         asyncio.run(submit(running, count, clients, ids, streams // 10))
         while sum(probe.by_status().get(s, 0) for s in TERMINAL) - done_before < count:
@@ -440,13 +456,14 @@ def run_phase(running: Server, streams: int, count: int, clients: int, mix: str)
         seconds = time.perf_counter() - started
         user, system = running.cpu_seconds()
         cpu = (user - cpu[0], system - cpu[1])
+        live = {name: value - live.get(name, 0.0) for name, value in running.live().items()}
         after = probe.by_status()
     finally:
         probe.close()
     succeeded = after.get("succeeded", 0) - before.get("succeeded", 0)
     if succeeded != count:
         raise BenchError(f"{succeeded} of {count} executions succeeded: {after}")
-    phase = Phase(streams, count, seconds, cpu)
+    phase = Phase(streams, count, seconds, cpu, live)
     if child is not None:
         phase.delivered = _stop_readers(child, ids, out, streams, count)
     return phase
@@ -550,6 +567,19 @@ def report(backend: str, phases: list[Phase], delays: list[float], streams: int)
                 f"{d['cpu'] / p.executions * 100:.2f} CPU s per 100 executions (on the "
                 "server's cores here; a viewer's browser elsewhere)"
             )
+    watched = [p for p in phases if p.streams]
+    writes = sum(p.live["writes"] for p in watched)
+    seconds = sum(p.seconds for p in watched)
+    live_cpu = sum(p.live["cpu_seconds"] for p in watched)
+    reads = sum(p.live["reads"] for p in watched)
+    print(
+        f"the server's live delivery with {streams} streams (its /metrics): "
+        f"{writes / seconds:.0f} writes/s, {reads / seconds:.1f} feed reads/s "
+        f"({sum(p.live['read_seconds'] for p in watched) / max(reads, 1) * 1000:.1f} ms each), "
+        f"{live_cpu / max(writes, 1) * 1e6:.0f} us of event-loop CPU per write (fan-out, "
+        f"rendering and writing): {live_cpu / seconds * 100:.1f} % of a core, "
+        f"{live_cpu / sum(sum(p.server_cpu) for p in watched) * 100:.1f} % of the server's CPU"
+    )
     print("\nanother process's commit -> SSE message (a server without a worker):")
     print(
         f"p50 {percentile(delays, 50):.1f} ms, "
@@ -568,7 +598,7 @@ def tracebacks(running: Server) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--executions", type=int, default=400, help="per phase")
+    parser.add_argument("--executions", type=int, default=1000, help="per phase")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2, help="phases of each kind")

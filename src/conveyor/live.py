@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -80,11 +81,25 @@ class Delivery:
     live: LiveMessage | None = None
 
 
+@dataclass
+class Delivered:
+    """What this process's streams sent live (``/metrics``). ``cpu_seconds`` is the event
+    loop thread's CPU time spent rendering and writing those messages and fanning the
+    batches out; ``read_seconds`` the wall time of the feed's reads (in a worker thread,
+    waiting on the database included)."""
+
+    writes: int = 0
+    bytes: int = 0
+    cpu_seconds: float = 0.0
+    read_seconds: float = 0.0
+
+
 class Subscription:
     """What one stream receives: deliveries after ``start``, in order."""
 
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, delivered: Delivered | None = None) -> None:
         self.key = key
+        self.delivered = delivered if delivered is not None else Delivered()
         self.start: int | None = None  # set once the feed knows its frontier
         self.lost = False  # fell behind: catch up from the database (Feed.restart)
         self._pending: list[Delivery] = []
@@ -147,6 +162,7 @@ class Feed:
         self.page = page
         self.cross_process = False
         self.reads = 0  # batches read (tests and metrics)
+        self.delivered = Delivered()
         self._subscribers: dict[Key, set[Subscription]] = defaultdict(set)
         self._frontier: int | None = None
         self._barrier: Barrier | None = None
@@ -184,7 +200,7 @@ class Feed:
     @contextlib.asynccontextmanager
     async def subscribe(self, key: Key) -> AsyncIterator[Subscription]:
         """A subscription to ``key``, started (``start`` set) before it is handed out."""
-        subscription = Subscription(key)
+        subscription = Subscription(key, self.delivered)
         self._subscribers[key].add(subscription)
         try:
             await self.restart(subscription)
@@ -251,6 +267,7 @@ class Feed:
             self._woken.clear()
             last_read = loop.time()
             self._reading = True
+            began = time.perf_counter()
             try:
                 batch = await self._read()
             except Exception as exc:  # the database is away: streams wait, then go on
@@ -261,13 +278,21 @@ class Feed:
                 await asyncio.sleep(retry)
                 continue
             self._reading = False
+            self.delivered.read_seconds += time.perf_counter() - began
+            cpu = time.thread_time()
             self._apply(batch)
+            self.delivered.cpu_seconds += time.thread_time() - cpu
             retry = min(retry * 2, _RETRY_MAX) if self._unsettled() else _RETRY_FIRST
             if batch.more:
                 self._woken.set()
 
+    @property
+    def subscribers(self) -> int:
+        """Streams (and WebSocket subscriptions) following the feed now."""
+        return sum(len(s) for s in self._subscribers.values())
+
     def _interval(self) -> float:
-        count = sum(len(s) for s in self._subscribers.values())
+        count = self.subscribers
         return min(self.min_interval + _PER_SUBSCRIBER * count, self.max_interval)
 
     def _unsettled(self) -> bool:

@@ -4,6 +4,7 @@ workspace's owner, scoped to it), and a database outage answering 503 with Retry
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,15 @@ from conveyor.app import Conveyor
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
 from tests.api.conftest import PASSWORD, Api, B, Caller
-from tests.api.support import API, StreamingTransport, failing, gated, problem_of, transform
+from tests.api.support import (
+    API,
+    SSEStream,
+    StreamingTransport,
+    failing,
+    gated,
+    problem_of,
+    transform,
+)
 from tests.support import admin
 
 SCRAPE = "the-operators-scrape-token"
@@ -218,3 +227,46 @@ async def test_terminated_connections_are_a_503_then_recover(doomed: Any) -> Non
     again = await client.get(f"{ws}/workflows")
     assert again.status_code == 200, again.text
     assert [w["name"] for w in again.json()["items"]] == ["there"]
+
+
+async def test_metrics_count_what_live_streams_were_sent(api: Api) -> None:
+    """The live feed's reads and the streams' writes, bytes and CPU, and the streams open
+    now: the whole server's numbers (the scrape token), not a workspace owner's."""
+    api.app.state.metrics_token = SCRAPE
+    client = api.new_client(BY_TOKEN)
+    await api.create(gated("watched", "watched"))
+
+    def live(found: dict[Any, float]) -> dict[str, float]:
+        return {
+            name.removeprefix("conveyor_live_"): value
+            for (name, _), value in found.items()
+            if name.startswith("conveyor_live_") and not name.endswith("_created")
+        }
+
+    before = live(samples((await client.get("/metrics")).text))
+    assert before["subscribers"] == 0
+    async with SSEStream(api.http, f"{api.ws()}/stream") as stream:
+        await stream.until(lambda e: e.event == "connected")
+        execution_id = await api.execute("watched")
+        await stream.until(lambda e: e.event == "step.started")
+        during = live(samples((await client.get("/metrics")).text))
+        assert during["subscribers"] == 1
+        api.gate("watched").set()
+        await api.until_finished(execution_id)
+        await stream.until(
+            lambda e: e.event == "execution.succeeded" and e.data["execution_id"] == execution_id
+        )
+    after = live(samples((await client.get("/metrics")).text))
+    assert after["reads_total"] > before["reads_total"]
+    assert after["read_seconds_total"] > before["read_seconds_total"]
+    assert after["writes_total"] >= before["writes_total"] + 2  # the start, then the end
+    sent = sum(  # the data alone, as compact as the wire's
+        len(json.dumps(e.data, separators=(",", ":"), ensure_ascii=False).encode())
+        for e in stream.seen
+        if e.event != "connected"  # written before the stream follows the feed
+    )
+    assert after["bytes_total"] - before["bytes_total"] >= sent
+    assert after["cpu_seconds_total"] >= before["cpu_seconds_total"]
+    assert after["subscribers"] == 0
+    mine = samples((await api.http.get("/metrics")).text)  # an owner: their workspace only
+    assert not live(mine)

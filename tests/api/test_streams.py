@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from conveyor import live
 from conveyor.api import sse
+from conveyor.api.routes.streams import _follow
+from conveyor.live import Delivery, Subscription
 from conveyor.store import feed as reads
 from conveyor.store.accounts import Role
 from tests.api.conftest import Api, B
@@ -494,3 +497,34 @@ async def test_resuming_while_events_are_written_concurrently_misses_and_repeats
             got = [int(e.id or 0) for e in stream.seen if e.event not in ("connected", "counts")]
             assert got == [i for i in everything if i > resume], resume
     api.gate("busy").set()
+
+
+async def test_a_paced_stream_writes_at_once_then_at_most_once_per_pause() -> None:
+    """A workspace stream's pacing: the first write after a quiet spell goes at once; what
+    arrives during the pause goes in ONE write at its end, never sooner; the keep-alive
+    and the counters are unaffected."""
+    subscription = Subscription(live.workspace("w"))
+    subscription._begin(0)
+    loop = asyncio.get_running_loop()
+
+    def render(delivery: Delivery) -> bytes:
+        return b"".join(r["body"] for r in delivery.rows)
+
+    follow = _follow(subscription, render, lambda: False, spacing=0.3)
+    subscription._push(Delivery([{"body": b"a"}], {}))
+    assert await anext(follow) == b"a"  # nothing else was pushed: it went at once
+    first = loop.time()
+    subscription._push(Delivery([{"body": b"b"}], {}))
+    subscription._push(Delivery([{"body": b"c"}, {"body": b"d"}], {}))
+    assert await anext(follow) == b"bcd"
+    assert loop.time() - first >= 0.3
+    assert (subscription.delivered.writes, subscription.delivered.bytes) == (2, 4)
+
+    unpaced = _follow(subscription, render, lambda: False)
+    subscription._push(Delivery([{"body": b"e"}], {}))
+    assert await anext(unpaced) == b"e"
+    subscription._push(Delivery([{"body": b"f"}], {}))
+    assert await anext(unpaced) == b"f"  # an execution's stream: each batch as it comes
+    assert subscription.delivered.writes == 4
+    await follow.aclose()
+    await unpaced.aclose()

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
 )
 from sqlalchemy import Connection, func, select, text
@@ -23,6 +24,7 @@ from conveyor.api.auth import SESSION_COOKIE, authenticate, base_app, bearer, re
 from conveyor.api.bodies import JsonRoute
 from conveyor.api.problems import documented
 from conveyor.errors import InputError, StoreUnavailable
+from conveyor.live import Feed
 from conveyor.store import schedules
 from conveyor.store.accounts import Principal, Role
 from conveyor.store.commits import GroupCommits
@@ -86,6 +88,47 @@ class _ScheduleOccurrences:
         for status, n in self.counts.items():
             family.add_metric([status], n)
         return [family]
+
+
+class _LiveDelivery:
+    """This process's live streams: how many follow the feed, what the feed read and what
+    the streams wrote, and the CPU that cost (the event loop's share; see live.Delivered)."""
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        delivered = self.feed.delivered
+        return [
+            GaugeMetricFamily(
+                "conveyor_live_subscribers",
+                "Streams (SSE and WebSocket subscriptions) following the live feed now",
+                value=self.feed.subscribers,
+            ),
+            CounterMetricFamily(
+                "conveyor_live_reads",
+                "Batches of events the live feed read, once for every stream",
+                value=self.feed.reads,
+            ),
+            CounterMetricFamily(
+                "conveyor_live_read_seconds",
+                "Wall time of the live feed's reads (the database's time included)",
+                value=delivered.read_seconds,
+            ),
+            CounterMetricFamily(
+                "conveyor_live_writes",
+                "Writes of live messages to streams (one per stream per pause at most)",
+                value=delivered.writes,
+            ),
+            CounterMetricFamily(
+                "conveyor_live_bytes", "Bytes of live messages written", value=delivered.bytes
+            ),
+            CounterMetricFamily(
+                "conveyor_live_cpu_seconds",
+                "Event loop CPU time spent fanning batches out and rendering and writing them",
+                value=delivered.cpu_seconds,
+            ),
+        ]
 
 
 @router.get("/healthz", summary="The process is up")
@@ -219,6 +262,9 @@ async def metrics(
         slots.labels(state="in_use").set(len(worker.running))
         slots.labels(state="total").set(worker.settings.concurrency)
         registry.register(_GroupCommits(base_app(request).store.commits))
+    feed = getattr(app.state, "feed", None) if workspace_id is None else None
+    if feed is not None:
+        registry.register(_LiveDelivery(feed))
     if snapshot is not None:
         registry.register(_StepDurations(snapshot["step_seconds"]))
         registry.register(_ScheduleOccurrences(snapshot["schedule_occurrences"]))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -34,6 +35,11 @@ Read = Annotated[Scope, Depends(read_access)]
 TERMINAL_EVENTS = {f"execution.{s.value}" for s in TERMINAL}
 BATCH = 1000  # events read per catch-up query; a full batch is followed at once by the next
 NEVER = sse.MAX_SEQ  # an id bound that every event is under
+# Seconds between two writes to one workspace stream under load: a tab's lists, counts and
+# "N running" move twice a second at most, and a viewer costs the server a write per
+# pause, not one per batch of events. (An execution's stream is not paced: the graph and
+# the Run button show each step as it happens.)
+WORKSPACE_SPACING = 0.5
 
 
 def _feed(request: Request) -> Feed:
@@ -186,21 +192,44 @@ async def execution_messages(
 
 
 async def _follow(
-    subscription: Subscription, send: Callable[[Delivery], bytes], done: Callable[[], bool]
+    subscription: Subscription,
+    send: Callable[[Delivery], bytes],
+    done: Callable[[], bool],
+    spacing: float = 0.0,
 ) -> AsyncIterator[bytes]:
     """What the feed hands ``subscription``, as ``send`` renders it, with a keep-alive
-    when there was nothing for a while; until ``done()`` or the subscription is lost."""
+    when there was nothing for a while; until ``done()`` or the subscription is lost.
+
+    Whatever waits is sent in one write, and with ``spacing`` at least that many seconds
+    pass between two writes: the first after a quiet spell goes at once, what comes during
+    the pause goes together at its end. A write costs the server about as much as the
+    bytes it carries, so this bounds what each viewer costs under load."""
+    delivered = subscription.delivered
+    loop = asyncio.get_running_loop()
+    last = -spacing
     while not done() and not subscription.lost:
+        pause = last + spacing - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)
         deliveries = await subscription.next(PING_SECONDS)
         if deliveries is None:
             yield PING
             continue
+        began = time.thread_time()
+        chunks = []
         for delivery in deliveries:
             chunk = send(delivery)
             if chunk:
-                yield chunk
+                chunks.append(chunk)
             if done():
-                return
+                break
+        if chunks:
+            out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            last = loop.time()
+            delivered.writes += 1
+            delivered.bytes += len(out)
+            yield out  # the response writes it before the generator resumes
+        delivered.cpu_seconds += time.thread_time() - began
 
 
 class _WorkspaceView:
@@ -331,6 +360,7 @@ async def _workspace_stream(
     workspace_id: str,
     resume: Position | None,
     types: tuple[str, ...] | None = None,
+    spacing: float = WORKSPACE_SPACING,
 ) -> AsyncIterator[bytes]:
     async with feed.subscribe(live.workspace(workspace_id)) as subscription:
         assert subscription.start is not None
@@ -342,7 +372,7 @@ async def _workspace_stream(
             assert subscription.start is not None
             async for chunk in view.catch_up(store, workspace_id, subscription.start):
                 yield chunk
-            async for chunk in _follow(subscription, view.live, lambda: False):
+            async for chunk in _follow(subscription, view.live, lambda: False, spacing):
                 yield chunk
             await feed.restart(subscription)
 
