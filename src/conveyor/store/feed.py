@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Result, func, select
 
 from conveyor.store.database import StoreDialect
 from conveyor.store.tables import events, executions
@@ -102,12 +102,9 @@ def read(
         settled_upto, barrier = max(frontier, barrier.upto), None
     else:
         settled_upto = frontier
-    rows = [
-        dict(r)
-        for r in conn.execute(
-            select(events).where(events.c.id > frontier).order_by(events.c.id).limit(page)
-        ).mappings()
-    ]
+    rows = _dicts(
+        conn.execute(select(events).where(events.c.id > frontier).order_by(events.c.id).limit(page))
+    )
     ids = [r["id"] for r in rows]
     if dialect.ids_commit_in_order and ids:
         settled_upto = max(settled_upto, ids[-1])
@@ -120,6 +117,12 @@ def read(
         batch.counts = counts(conn, {r["workspace_id"] for r in batch.rows} & wanted)
         batch.progress = progress(conn, {r["execution_id"] for r in batch.rows} & set(watched))
     return batch
+
+
+def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    """Rows as dicts: zipped with the keys, a third of the cost of ``mappings()``."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def counts(conn: Connection, workspaces: Collection[str]) -> dict[str, dict[str, int]]:
@@ -158,9 +161,8 @@ def workspace_events(
         )
         .order_by(events.c.id)
         .limit(limit)
-    ).mappings()
-    found = [dict(r) for r in rows]
-    return found, counts(conn, [workspace_id])[workspace_id]
+    )
+    return _dicts(rows), counts(conn, [workspace_id])[workspace_id]
 
 
 def execution_events(
@@ -177,6 +179,5 @@ def execution_events(
         )
         .order_by(events.c.seq)
         .limit(limit)
-    ).mappings()
-    found = [dict(r) for r in rows]
-    return found, progress(conn, [execution_id]).get(execution_id, {})
+    )
+    return _dicts(rows), progress(conn, [execution_id]).get(execution_id, {})

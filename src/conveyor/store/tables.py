@@ -98,7 +98,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.strptime(value, SQLITE_TIME_FORMAT).replace(tzinfo=UTC)
+            # The text SQLITE_TIME_FORMAT wrote: fromisoformat parses it in C, about 7 times
+            # faster than strptime (which was most of the CPU of reading rows of events).
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
 
