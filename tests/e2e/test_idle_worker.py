@@ -3,7 +3,8 @@
 on its way to the first claim (opening the store, NOTIFY, the scheduler) is checked here.
 
 The launcher below adds a SIGUSR1 handler that writes ``sys.modules`` (and the GIL's switch
-interval) to files; nothing in Conveyor knows about it."""
+interval and the objects frozen out of garbage collection) to files; nothing in Conveyor
+knows about it."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ from conveyor.cli.base import SWITCH_INTERVAL_SECONDS
 from tests.unit.test_worker_imports import NOT_IN_A_WORKER
 
 LAUNCHER = """
-import os, signal, sys
+import gc, os, signal, sys
 def dump(*_):
     path = os.environ["MODULES_FILE"]
     with open(path + ".switch", "w") as f:
         f.write(repr(sys.getswitchinterval()))
+    with open(path + ".frozen", "w") as f:
+        f.write(repr(gc.get_freeze_count()))
     with open(path + ".part", "w") as f:
         f.write("\\n".join(sorted(sys.modules)))
     os.replace(path + ".part", path)
@@ -80,3 +83,8 @@ def test_an_idle_worker_has_not_loaded_what_it_does_not_use(
     # A long-running process hands the GIL over every millisecond (cli/base.long_running).
     switch = float(Path(f"{modules}.switch").read_text())
     assert switch == SWITCH_INTERVAL_SECONDS != sys.getswitchinterval(), switch
+    # What it loaded before serving is out of the collector's way (cli/base.freeze_loaded):
+    # tens of thousands of objects (modules, classes, the registry) that it walked on each
+    # full collection.
+    frozen = int(Path(f"{modules}.frozen").read_text())
+    assert frozen > 20_000, frozen

@@ -21,6 +21,7 @@ from conveyor.cli.base import (
     WaitOpt,
     as_json,
     err,
+    freeze_loaded,
     guard,
     limits_of,
     long_running,
@@ -237,6 +238,7 @@ def worker(
         registry = registry_for(plugin, allow_private_network)
         poll = timedelta(seconds=settings.scheduler_poll_seconds) if scheduler else None
         settings_ = worker_settings(settings, concurrency)
+        freeze_loaded()
         run_async(serve(database, registry, settings_, poll, wait_for_database))
         return OK
 
@@ -324,8 +326,10 @@ def server(
                     highlight=False,
                     soft_wrap=True,
                 )
+            app = build(conveyor, settings, worker)
+            freeze_loaded()
             uvicorn.run(
-                build(conveyor, settings, worker),
+                app,
                 host=address,
                 port=number,
                 log_level="info",
