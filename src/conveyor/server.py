@@ -9,11 +9,12 @@ import ipaddress
 import logging
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import Connection, delete, select, true
+from sqlalchemy import Connection, delete, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor import web
@@ -35,6 +36,7 @@ from conveyor.store.tables import (
     step_checkpoints,
     steps,
     webhook_deliveries,
+    workflows,
 )
 from conveyor.store.workflows import DEFAULT_WORKSPACE, workspace_id
 from conveyor.triggers.scheduler import Scheduler
@@ -47,20 +49,28 @@ RETENTION_BATCH = 1000
 
 def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -> int:
     """Delete one batch of finished executions of ``status`` finished before the cutoff,
-    with their steps, events, signals and step checkpoints."""
-    ids = (
-        conn.execute(
-            select(executions.c.id)
-            .where(executions.c.status == status, executions.c.finished_at < now - older_than)
-            .limit(RETENTION_BATCH)
-        )
-        .scalars()
-        .all()
-    )
+    with their steps, events, signals and step checkpoints, and take them off their
+    workflows' counters in the same transaction: the counts by status that the monitor,
+    the workflows list and ``/metrics`` read from the counters stay the executions that
+    exist, the ones a filter lists and a bulk action touches."""
+    rows = conn.execute(
+        select(executions.c.id, executions.c.workflow_id)
+        .where(executions.c.status == status, executions.c.finished_at < now - older_than)
+        .limit(RETENTION_BATCH)
+    ).all()
+    ids = [r.id for r in rows]
     if ids:
         for table in (events, steps, signals, execution_inputs, step_checkpoints):
             conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
         conn.execute(delete(executions).where(executions.c.id.in_(ids)))
+        counter = workflows.c[f"executions_{status}"]
+        finished = workflows.c.executions_finished
+        for workflow_id, n in Counter(r.workflow_id for r in rows).items():
+            conn.execute(
+                update(workflows)
+                .where(workflows.c.id == workflow_id)
+                .values({counter: counter - n, finished: finished - n})
+            )
     return len(ids)
 
 

@@ -9,8 +9,9 @@ from sqlalchemy import func, select, update
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.server import prune
-from conveyor.store.tables import events, executions, steps
+from conveyor.store.tables import events, executions, steps, workflows
 from conveyor.worker import Worker
+from tests.invariants import _counters_agree
 
 
 async def test_prune_deletes_old_finished_executions_only(conveyor: Conveyor) -> None:
@@ -51,6 +52,15 @@ async def test_prune_deletes_old_finished_executions_only(conveyor: Conveyor) ->
     kept, orphan_steps, orphan_events = await conveyor.store.read(left)
     assert kept == {ids[2], queued}
     assert orphan_steps == 0 and orphan_events == 0
+    # The workflow's counters (what the monitor's counts by status and the success rate
+    # read) lost the two as well: they count the executions that exist.
+    assert await conveyor.store.read(_counters_agree) == []
+    listed = await conveyor.store.read(
+        lambda conn: conn.execute(
+            select(workflows.c.executions_succeeded, workflows.c.executions_finished)
+        ).one()
+    )
+    assert tuple(listed) == (1, 1)
 
 
 async def test_old_occurrences_and_deliveries_are_pruned_buffered_ones_kept(

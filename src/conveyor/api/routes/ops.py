@@ -117,7 +117,7 @@ class _LiveDelivery:
             ),
             CounterMetricFamily(
                 "conveyor_live_writes",
-                "Writes of live messages to streams (one per stream per pause at most)",
+                "Writes of live messages to streams (each carries what was pending for its stream)",
                 value=delivered.writes,
             ),
             CounterMetricFamily(
