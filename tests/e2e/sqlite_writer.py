@@ -29,7 +29,12 @@ from conveyor.nodes.builtin import build_registry
 from conveyor.store.sqlite import WRITE_OPTION
 from conveyor.worker import Worker, WorkerSettings
 
-ENQUEUED_PER_CHILD = 15
+# A write child enqueues one execution every ENQUEUE_EVERY seconds for as long as it lives
+# (at most ENQUEUED_PER_CHILD): its worker writes through its whole life, whenever the
+# kill comes. A burst up front (15 at once, before) was done within 0.25 s on a fast
+# machine, and kills after that found an idle writer.
+ENQUEUED_PER_CHILD = 60
+ENQUEUE_EVERY = 0.05
 SETTINGS = WorkerSettings(
     concurrency=4,
     lease=timedelta(seconds=2),
@@ -63,7 +68,7 @@ async def child(url: str, enqueue: bool, flag: Path) -> None:
     serving = asyncio.create_task(worker.serve(asyncio.Event()))
     for n in range(ENQUEUED_PER_CHILD if enqueue else 0):
         await conveyor.execute("kills", {"n": n})
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(ENQUEUE_EVERY)
     await serving
 
 

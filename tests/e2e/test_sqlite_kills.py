@@ -28,9 +28,10 @@ from conveyor.store.tables import executions
 from tests.e2e.processes import REPO
 from tests.invariants import check
 
-# Kills land inside a write transaction as often as the writer is in one when it is frozen
-# (a third to a half of them here, fewer on a loaded machine): kill until INSIDE of them did
-# (at most ATTEMPTS writers, KILLING_SECONDS of killing), and require at least MUST_LAND.
+# A kill waits (up to a second, freezing the writer again and again) for a moment inside a
+# write transaction; a writer writes through its whole life (tests/e2e/sqlite_writer.py),
+# so nearly every kill lands inside one. Kill until INSIDE of them did (at most ATTEMPTS
+# writers, KILLING_SECONDS of killing), and require at least MUST_LAND.
 INSIDE = 10
 MUST_LAND = 4
 ATTEMPTS = 40
