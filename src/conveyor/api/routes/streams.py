@@ -202,8 +202,9 @@ async def _follow(
 
     Whatever waits is sent in one write, and with ``spacing`` at least that many seconds
     pass between two writes: the first after a quiet spell goes at once, what comes during
-    the pause goes together at its end. A write costs the server about as much as the
-    bytes it carries, so this bounds what each viewer costs under load."""
+    the pause goes together at its end. A write costs the server about the same whatever
+    it carries (bench/streams.py), so fewer writes bound what each viewer costs under
+    load."""
     delivered = subscription.delivered
     loop = asyncio.get_running_loop()
     last = -spacing
