@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from conveyor.redaction import install_log_filter
 from conveyor.settings import Settings
 from conveyor.store import accounts
 from conveyor.store.accounts import Role
+from conveyor.store.controls import counted_duration_ms
 from conveyor.store.tables import (
     events,
     execution_inputs,
@@ -44,17 +45,26 @@ from conveyor.worker import Worker, WorkerSettings
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY = timedelta(hours=1)
+RETENTION_RETRY = timedelta(minutes=1)  # after a round that failed
 RETENTION_BATCH = 1000
 
 
 def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -> int:
     """Delete one batch of finished executions of ``status`` finished before the cutoff,
     with their steps, events, signals and step checkpoints, and take them off their
-    workflows' counters in the same transaction: the counts by status that the monitor,
-    the workflows list and ``/metrics`` read from the counters stay the executions that
-    exist, the ones a filter lists and a bulk action touches."""
+    workflows' counters in the same transaction (their counts and their durations): the
+    counts by status, success rates and average durations that the monitor, the workflows
+    list and ``/metrics`` read from the counters stay those of the executions that exist,
+    the ones a filter lists and a bulk action touches. (Per-user usage, tokens and API
+    calls, stays all-time.) Workflows are updated in sorted order, as finishing
+    transactions update them, so the two never deadlock on PostgreSQL."""
     rows = conn.execute(
-        select(executions.c.id, executions.c.workflow_id)
+        select(
+            executions.c.id,
+            executions.c.workflow_id,
+            executions.c.started_at,
+            executions.c.finished_at,
+        )
         .where(executions.c.status == status, executions.c.finished_at < now - older_than)
         .limit(RETENTION_BATCH)
     ).all()
@@ -63,13 +73,17 @@ def prune(conn: Connection, status: str, older_than: timedelta, now: datetime) -
         for table in (events, steps, signals, execution_inputs, step_checkpoints):
             conn.execute(delete(table).where(table.c.execution_id.in_(ids)))
         conn.execute(delete(executions).where(executions.c.id.in_(ids)))
+        taken: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for r in rows:
+            taken[r.workflow_id][0] += 1
+            taken[r.workflow_id][1] += counted_duration_ms(r.started_at, r.finished_at)
         counter = workflows.c[f"executions_{status}"]
-        finished = workflows.c.executions_finished
-        for workflow_id, n in Counter(r.workflow_id for r in rows).items():
+        finished, duration = workflows.c.executions_finished, workflows.c.duration_total_ms
+        for workflow_id, (n, ms) in sorted(taken.items()):
             conn.execute(
                 update(workflows)
                 .where(workflows.c.id == workflow_id)
-                .values({counter: counter - n, finished: finished - n})
+                .values({counter: counter - n, finished: finished - n, duration: duration - ms})
             )
     return len(ids)
 
@@ -109,7 +123,7 @@ async def retention(conveyor: Conveyor, settings: Settings) -> None:
             await asyncio.sleep(time.perf_counter() - began)
         return deleted
 
-    while True:
+    async def one_round() -> None:
         for status, days in policy.items():
             deleted = RETENTION_BATCH if days > 0 else 0
             while deleted == RETENTION_BATCH:
@@ -123,6 +137,19 @@ async def retention(conveyor: Conveyor, settings: Settings) -> None:
                 timedelta(days=settings.retention_failed_days),
                 conveyor.store.clock.now(),
             )
+
+    while True:
+        try:
+            await one_round()
+        except (ConveyorError, SQLAlchemyError) as exc:  # the database away, a deadlock
+            log.warning(
+                "retention failed, trying again in %d s: %s",
+                RETENTION_RETRY.total_seconds(),
+                exc,
+                extra={"action": "retention_failed"},
+            )
+            await asyncio.sleep(RETENTION_RETRY.total_seconds())
+            continue
         await asyncio.sleep(RETENTION_EVERY.total_seconds())
 
 

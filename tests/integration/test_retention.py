@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from conveyor.app import Conveyor
 from conveyor.engine.interfaces import SystemClock
 from conveyor.server import prune
+from conveyor.store.controls import counted_duration_ms
 from conveyor.store.tables import events, executions, steps, workflows
 from conveyor.worker import Worker
 from tests.invariants import _counters_agree
@@ -26,12 +27,21 @@ async def test_prune_deletes_old_finished_executions_only(conveyor: Conveyor) ->
         ids.append(enqueued.execution_id)
     queued = (await conveyor.execute("r")).execution_id
     now = conveyor.store.clock.now()
-    with conveyor.store.db.write() as conn:  # two of them finished 30 days ago
-        conn.execute(
-            update(executions)
-            .where(executions.c.id.in_(ids[:2]))
-            .values(finished_at=now - timedelta(days=30))
-        )
+    with conveyor.store.db.write() as conn:  # two of them ran 30 days ago
+        ran = conn.execute(
+            select(executions.c.id, executions.c.started_at, executions.c.finished_at).where(
+                executions.c.id.in_(ids[:2])
+            )
+        ).all()
+        for r in ran:
+            conn.execute(
+                update(executions)
+                .where(executions.c.id == r.id)
+                .values(
+                    started_at=r.started_at - timedelta(days=30),
+                    finished_at=r.finished_at - timedelta(days=30),
+                )
+            )
     deleted = await conveyor.store.write(prune, "succeeded", timedelta(days=14), now)
     assert deleted == 2
     assert await conveyor.store.write(prune, "failed", timedelta(days=14), now) == 0
@@ -57,10 +67,24 @@ async def test_prune_deletes_old_finished_executions_only(conveyor: Conveyor) ->
     assert await conveyor.store.read(_counters_agree) == []
     listed = await conveyor.store.read(
         lambda conn: conn.execute(
-            select(workflows.c.executions_succeeded, workflows.c.executions_finished)
+            select(
+                workflows.c.executions_succeeded,
+                workflows.c.executions_finished,
+                workflows.c.duration_total_ms,
+            )
         ).one()
     )
-    assert tuple(listed) == (1, 1)
+    assert tuple(listed[:2]) == (1, 1)
+    # ... and their durations (the average duration is total / finished): what is left is
+    # the remaining execution's alone
+    remaining = await conveyor.store.read(
+        lambda conn: conn.execute(
+            select(executions.c.started_at, executions.c.finished_at).where(
+                executions.c.id == ids[2]
+            )
+        ).one()
+    )
+    assert listed[2] == counted_duration_ms(*remaining)
 
 
 async def test_old_occurrences_and_deliveries_are_pruned_buffered_ones_kept(

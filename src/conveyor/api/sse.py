@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi.sse import KEEPALIVE_COMMENT
 from starlette.responses import StreamingResponse
 
 from conveyor.errors import InputError
+from conveyor.store.tables import json_bytes
 
 MAX_SEQ = 2**62
 MAX_ID_LENGTH = 40
@@ -68,10 +68,13 @@ PING_SECONDS = 15.0
 
 def message(event: str, ident: Position | int, data: Any) -> bytes:
     """One message on the wire: data as compact JSON on one line (orjson escapes every
-    line break), as ``format_sse_event`` lays it out; event names are this code's own."""
+    line break), as ``format_sse_event`` lays it out; event names are this code's own.
+    Data is encoded as stored data is (``store.tables.json_bytes``): a value the encoder
+    refuses (a live message's integer past 64 bits, a lone surrogate) becomes text, never
+    an error that would end the stream."""
     return b"event: %s\ndata: %s\nid: %s\n\n" % (
         event.encode(),
-        orjson.dumps(data),
+        json_bytes(data),
         str(ident).encode(),
     )
 
@@ -79,7 +82,7 @@ def message(event: str, ident: Position | int, data: Any) -> bytes:
 def live_message(event: str, data: Any) -> bytes:
     """A live-only message (progress, streamed text): no ``id``, so a client's
     Last-Event-ID stays on the last stored event and a reconnect resumes from there."""
-    return b"event: %s\ndata: %s\n\n" % (event.encode(), orjson.dumps(data))
+    return b"event: %s\ndata: %s\n\n" % (event.encode(), json_bytes(data))
 
 
 class EventStream(StreamingResponse):

@@ -292,6 +292,14 @@ def announce_finished(
     return dialect.notify_calls(conn, FINISHED_CHANNEL, payloads)
 
 
+def counted_duration_ms(started_at: datetime | None, finished_at: datetime) -> int:
+    """What an execution adds to its workflow's ``duration_total_ms`` when it finishes (and
+    what retention takes off again)."""
+    if started_at is None:
+        return 0
+    return max(int((finished_at - started_at).total_seconds() * 1000), 0)
+
+
 def count_finished(conn: Connection, finished: list[Finished]) -> list[Call]:
     """Per-workflow and per-user statistics, kept O(1) in the finishing transaction: one
     update per workflow and per user however many executions finish together, in sorted
@@ -300,9 +308,7 @@ def count_finished(conn: Connection, finished: list[Finished]) -> list[Call]:
     per_workflow: dict[str, dict[str, Any]] = {}
     per_user: dict[tuple[str, str], dict[str, Any]] = {}
     for row, status, finished_at in finished:
-        duration_ms = 0
-        if row.started_at is not None:
-            duration_ms = max(int((finished_at - row.started_at).total_seconds() * 1000), 0)
+        duration_ms = counted_duration_ms(row.started_at, finished_at)
         w = per_workflow.setdefault(row.workflow_id, defaultdict(int))
         w["executions_finished"] += 1
         w[f"executions_{status.value}"] += 1

@@ -49,10 +49,15 @@ def dumps(value: Any) -> str:
     stored as text instead of failing the write: inputs and step outputs holding such values
     are refused before they get here, and this keeps every record (a failed step's rendered
     config, an event) writable, so an execution never stops on a write that cannot happen."""
+    return json_bytes(value).decode()
+
+
+def json_bytes(value: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes (what live streams send: never an error for odd data)."""
     try:
-        return orjson.dumps(value, default=str, option=_OPTIONS).decode()
+        return orjson.dumps(value, default=str, option=_OPTIONS)
     except orjson.JSONEncodeError:
-        return orjson.dumps(_encodable(value, 0), default=str, option=_OPTIONS).decode()
+        return orjson.dumps(_encodable(value, 0), default=str, option=_OPTIONS)
 
 
 def _encodable(value: Any, depth: int) -> Any:

@@ -40,6 +40,7 @@ NEVER = sse.MAX_SEQ  # an id bound that every event is under
 # pause, not one per batch of events. (An execution's stream is not paced: the graph and
 # the Run button show each step as it happens.)
 WORKSPACE_SPACING = 0.5
+_SEND_WAIT = 0.005  # a write that took longer waited for its client: its CPU is not counted
 
 
 def _feed(request: Request) -> Feed:
@@ -224,13 +225,17 @@ async def _follow(
                 chunks.append(chunk)
             if done():
                 break
+        spent = time.thread_time() - began
         if chunks:
             out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             last = loop.time()
             delivered.writes += 1
             delivered.bytes += len(out)
-            yield out  # the response writes it before the generator resumes
-        delivered.cpu_seconds += time.thread_time() - began
+            wrote, waited = time.thread_time(), time.perf_counter()
+            yield out  # the response writes it before the generator resumes ...
+            if time.perf_counter() - waited < _SEND_WAIT:  # ... unless a slow client made
+                spent += time.thread_time() - wrote  # it wait while other tasks ran
+        delivered.cpu_seconds += spent
 
 
 class _WorkspaceView:
