@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
@@ -33,8 +30,10 @@ from conveyor.app import Conveyor
 from conveyor.nodes.builtin import build_registry
 from conveyor.store import feed as reads
 
-PG_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DATABASE = f"conveyor_bench_f_{os.getpid()}"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from workers import database  # bench/ is not a package
+
 KINDS = ["execution.queued", "execution.started"]
 KINDS += [kind for _ in range(5) for kind in ("step.started", "step.succeeded")]
 KINDS += ["execution.progress", "execution.succeeded"]  # 14 per execution
@@ -47,22 +46,6 @@ def rows(count: int) -> list[tuple[str, str, int, str, str, datetime]]:
         ("ws-bench", f"ex-{i // 14}", i % 14 + 1, KINDS[i % 14], json.dumps(data), now)
         for i in range(count)
     ]
-
-
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="conveyor-bench-f-") as folder:
-            yield f"sqlite:///{os.path.join(folder, 'bench.db')}"
-        return
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {PG_DATABASE}")
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{PG_DATABASE}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
 
 
 def fill(url: str, count: int) -> None:
