@@ -56,10 +56,16 @@ class WorkerProcess:
             os.kill(self.pid, sig)
 
     def kill(self) -> float:
-        """SIGKILL and reap; returns the time of the kill."""
+        """SIGKILL and reap; returns the time of the kill. On PostgreSQL, also wait until the
+        server has ended the dead process's sessions (up to 10 s): a COMMIT it had sent
+        still lands after the kill, so only then does the database show what it left (an
+        execution that looked held right after the kill could still finish under it)."""
+        ports = self._database_ports()
         self.killed_at = time.time()
         self.send(signal.SIGKILL)
         self.popen.wait(timeout=10)
+        if ports:
+            _until_sessions_end(self.database, ports, within=10.0)
         return self.killed_at
 
     def stop(self) -> None:
@@ -80,15 +86,30 @@ class WorkerProcess:
             return False
         if self.database.get_backend_name() == "sqlite":
             return str(Path(self.database.database or "").resolve()) in targets
+        return bool(self._database_ports())
+
+    def _database_ports(self) -> set[int]:
+        """The local ports of the process's TCP connections to PostgreSQL (none on SQLite,
+        or once it is gone)."""
+        if self.database.get_backend_name() == "sqlite":
+            return set()
+        try:
+            targets = [
+                os.readlink(f"/proc/{self.pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{self.pid}/fd")
+            ]
+        except OSError:
+            return set()
         inodes = {t[8:-1] for t in targets if t.startswith("socket:[")}
         port = f"{self.database.port or 5432:04X}"
+        found = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with contextlib.suppress(OSError), open(table) as lines:
                 for line in list(lines)[1:]:
                     fields = line.split()
                     if fields[2].endswith(f":{port}") and fields[9] in inodes:
-                        return True
-        return False
+                        found.add(int(fields[1].rsplit(":", 1)[1], 16))
+        return found
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
@@ -103,6 +124,23 @@ class WorkerProcess:
             self.send(signal.SIGKILL)
             self.popen.wait(timeout=10)
         self._log.close()
+
+
+def _until_sessions_end(database: URL, ports: set[int], within: float) -> None:
+    """Until PostgreSQL has no session left from those client ports (or ``within`` s)."""
+    import psycopg
+
+    conninfo = database.set(drivername="postgresql").render_as_string(hide_password=False)
+    deadline = time.monotonic() + within
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            left = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE client_port = ANY(%s)",
+                [sorted(ports)],
+            ).fetchone()
+            if not left or not left[0]:
+                return
+            time.sleep(0.01)
 
 
 class Workers:
